@@ -1,0 +1,197 @@
+"""``trace.jsonl``: one JSON object per line — a header, one record per evaluation, a footer.
+
+Written by ``EarlyStoppingTrainer``; read by replay, compare and explain through ``read_trace``.
+Each line is flushed and fsync'ed as it is written, so a killed run leaves every finished
+evaluation on disk (and no footer). Non-finite floats are written as ``null`` (strict JSON).
+Format (docs/CONTRACT.md)::
+
+    {"type": "header", "format": "rec_es.trace", "version": 1, "config": {...}, "policy": {...}, ...}
+    {"type": "eval", "epoch": 0, "train_loss": 5.1, "lr": 0.001, "valid": {...}, "decision": {...}, ...}
+    {"type": "footer", "stop_epoch": 41, "stop_reason": "patience", "message": "...", ...}
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from rec_es.errors import StateError
+
+FORMAT = "rec_es.trace"
+VERSION = 1
+HEADER_KEYS = ("config", "policy", "versions", "model", "dataset")
+RECORD_KEYS = ("epoch", "valid", "decision")
+FOOTER_KEYS = ("stop_epoch", "stop_reason", "message", "best_epoch")
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as strict-JSON data: numpy/torch scalars become floats/ints, NaN/inf become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalar
+        return jsonable(value.item())
+    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):  # str enum
+        return value.value
+    return str(value)
+
+
+def dumps(obj: Mapping[str, Any]) -> str:
+    """One compact strict-JSON line."""
+    return json.dumps(jsonable(obj), allow_nan=False, separators=(",", ":"))
+
+
+class TraceWriter:
+    """Appends header/records/footer to ``path``; ``lines`` counts the valid lines written so far.
+
+    ``keep_lines=None`` starts a new file (the target must not exist or be empty); an int resumes:
+    the file is truncated to its first ``keep_lines`` lines (the count saved in ``last.pth``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], keep_lines: int | None = None) -> None:
+        self.path = Path(path)
+        if keep_lines is None:
+            if self.path.exists() and self.path.stat().st_size > 0:
+                raise StateError(f"{self.path}: a trace already exists here; it is never overwritten")
+            self.path.write_bytes(b"")
+            self.lines = 0
+        else:
+            self.lines = truncate_lines(self.path, keep_lines)
+
+    def _write(self, obj: Mapping[str, Any]) -> None:
+        line = dumps(obj) + "\n"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.lines += 1
+
+    def header(self, **fields: Any) -> None:
+        """Write the header line (must be the first line)."""
+        if self.lines != 0:
+            raise StateError(f"{self.path}: header must be the first line (file has {self.lines})")
+        self._write({"type": "header", "format": FORMAT, "version": VERSION, **fields})
+
+    def record(self, **fields: Any) -> None:
+        """Append one per-evaluation record."""
+        self._write({"type": "eval", **fields})
+
+    def footer(self, **fields: Any) -> None:
+        """Append the footer (the run ended normally)."""
+        self._write({"type": "footer", **fields})
+
+
+def truncate_lines(path: Path, keep_lines: int) -> int:
+    """Cut ``path`` after its first ``keep_lines`` complete lines; return how many it keeps."""
+    if not path.is_file():
+        raise StateError(f"{path}: trace file to resume is missing")
+    data = path.read_bytes()
+    offset = 0
+    kept = 0
+    while kept < keep_lines:
+        nl = data.find(b"\n", offset)
+        if nl < 0:
+            break
+        offset = nl + 1
+        kept += 1
+    if kept < keep_lines:
+        raise StateError(f"{path}: has {kept} complete lines, the checkpoint expects at least {keep_lines}")
+    with open(path, "r+b") as fh:
+        fh.truncate(offset)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return kept
+
+
+@dataclass
+class Trace:
+    """A parsed trace: ``header``, evaluation ``records`` in order, ``footer`` (None if the run crashed)."""
+
+    path: Path
+    header: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    footer: dict[str, Any] | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when the run wrote its footer (it ended, by a stop or the epoch budget)."""
+        return self.footer is not None
+
+    def metric(self, key: str, split: str = "valid") -> list[float | None]:
+        """Per-evaluation values of metric ``key`` (any case) in ``split`` ('valid' or 'test')."""
+        k = key.lower()
+        return [{m.lower(): v for m, v in (r.get(split) or {}).items()}.get(k) for r in self.records]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+
+def read_trace(path: str | os.PathLike[str]) -> Trace:
+    """Read and validate a ``trace.jsonl`` (or a run directory holding one).
+
+    Raises ``StateError`` naming the file and line when a line is not JSON, the header is missing or
+    of another format/version, a record lacks ``epoch``/``valid``/``decision``, epochs do not increase,
+    or anything follows the footer. A missing footer is allowed (crashed or running run).
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "trace.jsonl"
+    if not p.is_file():
+        raise StateError(f"{p}: trace file not found")
+    trace: Trace | None = None
+    last_epoch = -1
+    with open(p, encoding="utf-8") as fh:
+        for no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{p}:{no}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if not line.endswith("\n"):
+                    raise StateError(f"{where}: last line is cut off (the run was killed while writing)") from exc
+                raise StateError(f"{where}: not valid JSON ({exc.msg})") from exc
+            if trace is None:
+                trace = _header(obj, where, p)
+                continue
+            if trace.footer is not None:
+                raise StateError(f"{where}: a line follows the footer")
+            kind = obj.get("type") if isinstance(obj, dict) else None
+            if kind == "eval":
+                _require(obj, RECORD_KEYS, where, "record")
+                if not isinstance(obj["epoch"], int) or obj["epoch"] <= last_epoch:
+                    raise StateError(f"{where}: record epoch {obj['epoch']!r} does not follow epoch {last_epoch}")
+                last_epoch = obj["epoch"]
+                trace.records.append(obj)
+            elif kind == "footer":
+                _require(obj, FOOTER_KEYS, where, "footer")
+                trace.footer = obj
+            else:
+                raise StateError(f"{where}: unknown line type {kind!r} (expected 'eval' or 'footer')")
+    if trace is None:
+        raise StateError(f"{p}: empty trace (no header)")
+    return trace
+
+
+def _header(obj: Any, where: str, path: Path) -> Trace:
+    if not isinstance(obj, dict) or obj.get("type") != "header":
+        raise StateError(f"{where}: first line must be the trace header")
+    if obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        raise StateError(f"{where}: format {obj.get('format')!r} version {obj.get('version')!r} "
+                         f"is not {FORMAT} version {VERSION}")
+    _require(obj, HEADER_KEYS, where, "header")
+    return Trace(path=path, header=obj)
+
+
+def _require(obj: Mapping[str, Any], keys: tuple[str, ...], where: str, what: str) -> None:
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise StateError(f"{where}: {what} lacks {', '.join(missing)}")
