@@ -270,7 +270,7 @@ def parse_settings(mapping: Mapping[str, Any] | None, source: str | None = None,
     known = list(KEYS)
     for key in mapping:
         if key not in KEYS or (key == "stopping_step" and mapping.get("preset") is None):
-            c.fail(str(key), "the keys listed in the README's property-file reference", key,
+            c.fail(str(key), "the keys " + ", ".join(k for k in known if k != "stopping_step"), key,
                    f"unknown key{_suggest(str(key), known)}")
     preset = c.get("preset")
     if preset is not None and preset != "recbole_legacy":
