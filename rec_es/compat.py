@@ -1,0 +1,42 @@
+"""What RecBole 1.2.1 needs to run cleanly on torch >= 2.6, numpy < 2 and pandas 2.x.
+
+* RecBole's ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` call ``torch.load``
+  on a file that pickles RecBole's ``Config``; torch >= 2.6 loads with ``weights_only=True`` by default
+  and refuses it. ``EarlyStoppingTrainer`` overrides ``evaluate`` and keeps its own checkpoints
+  (``rec_es.checkpoint``), so neither path is ever used.
+* RecBole 1.2.1 emits known, harmless FutureWarnings on every run (pandas chained ``fillna`` in
+  ``dataset.py``, ``torch.cuda.amp.GradScaler`` in ``trainer.py`` every epoch); ``quiet_recbole_warnings``
+  hides exactly those, not warnings from anything else.
+"""
+from __future__ import annotations
+
+import warnings
+
+import recbole
+import torch
+
+_KNOWN_FUTURE_WARNINGS = (
+    r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
+    r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated",
+    r"`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated",
+)
+
+
+def quiet_recbole_warnings() -> None:
+    """Hide RecBole 1.2.1's known FutureWarnings about pandas 3 and torch.cuda.amp (nothing else)."""
+    for pattern in _KNOWN_FUTURE_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern, category=FutureWarning)
+
+
+def versions() -> dict[str, str]:
+    """Versions written into trace headers: rec_es, recbole, torch, python."""
+    import platform
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        rec_es_version = version("rec_es")
+    except PackageNotFoundError:
+        rec_es_version = "unknown"
+    return {"rec_es": rec_es_version, "recbole": recbole.__version__, "torch": torch.__version__,
+            "python": platform.python_version()}

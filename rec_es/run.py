@@ -1,0 +1,198 @@
+"""``rec-es run`` / ``scripts/run_gru4rec.py``: train a RecBole model with a rec_es policy into a run directory.
+
+    rec-es run --config properties/gru4rec_ml100k.yaml [more.yaml ...] [--set key=value ...]
+               [--output-dir DIR] [--resume RUN_DIR] [--record-test] [--no-progress]
+
+Files merge RecBole-style (later overrides earlier); ``--set`` values are read as YAML. Everything is
+validated (config, dataset, model, run directory) before the first epoch. The run directory
+(default ``runs/<Model>-<dataset>-<YYYYmmdd-HHMMSS>``) is never overwritten; ``--resume RUN_DIR``
+continues a killed or stopped run from ``RUN_DIR/last.pth`` with ``RUN_DIR/config.yaml`` (plus any
+``--config``/``--set`` given, e.g. a new policy).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from rec_es.errors import ConfigError, RecEsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rec-es run``."""
+    p = argparse.ArgumentParser(prog="rec-es run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", nargs="+", default=[], metavar="FILE",
+                   help="RecBole property files with early_stopping:/lr_schedule:, merged in order")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one key, value read as YAML (e.g. --set epochs=50 --set early_stopping.patience=5)")
+    p.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
+                   help="run directory (default runs/<Model>-<dataset>-<time>); must not exist or be empty")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--record-test", action="store_true", help="also evaluate the test set at every evaluation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar over epochs")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 bad input, 1 other rec_es error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run(args)
+    except ConfigError as exc:
+        print(f"rec-es run: error: {exc}", file=sys.stderr)
+        return 2
+    except RecEsError as exc:
+        print(f"rec-es run: error: {exc}", file=sys.stderr)
+        return 1
+    _print_result(summary)
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate everything, then train; returns the summary written to ``RUN/summary.json``."""
+    from rec_es.config import load_config, parse_set_args
+
+    overrides = parse_set_args(args.overrides)
+    if args.resume is not None:
+        run_dir = args.resume
+        _check_resumable(run_dir)
+        files = [str(run_dir / "config.yaml"), *args.config]
+    else:
+        if not args.config:
+            raise ConfigError("no config file given; pass --config FILE [FILE ...] (or --resume RUN_DIR)",
+                              source="--config")
+        files = list(args.config)
+        run_dir = None
+    cfg = load_config(files, overrides)
+    if run_dir is None:
+        run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
+    return train(cfg, run_dir, resume=args.resume is not None, record_test=args.record_test,
+                 progress=not args.no_progress)
+
+
+def _check_resumable(run_dir: Path) -> None:
+    for name in ("config.yaml", "last.pth", "trace.jsonl"):
+        if not (run_dir / name).is_file():
+            raise ConfigError(f"cannot resume: {run_dir / name} is missing (a run directory written by rec-es run "
+                              "with saving on holds config.yaml, last.pth and trace.jsonl)", source="--resume")
+
+
+def default_run_dir(recbole_keys: dict[str, Any]) -> Path:
+    """``runs/<Model>-<dataset>-<YYYYmmdd-HHMMSS>`` (relative to the working directory)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{recbole_keys.get('model')}-{recbole_keys.get('dataset')}-{stamp}"
+
+
+def prepare_run_dir(output_dir: Path | None, recbole_keys: dict[str, Any]) -> Path:
+    """Create the run directory; an existing non-empty one is an error (never overwritten)."""
+    run_dir = output_dir if output_dir is not None else default_run_dir(recbole_keys)
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError(f"run directory {run_dir} already exists and is not empty; rec_es never overwrites a run. "
+                          f"Pick another --output-dir, or continue it with --resume {run_dir}", source="--output-dir")
+    return run_dir
+
+
+def _model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str]) -> tuple[type, type]:
+    from recbole.trainer import Trainer
+    from recbole.utils import get_model, get_trainer
+
+    name = recbole_keys.get("model")
+    where = sources.get("model")
+    if not isinstance(name, str):
+        raise ConfigError(f"model: must name a RecBole model, e.g. model: GRU4Rec (got {name!r})", source=where,
+                          key="model")
+    try:
+        model_class = get_model(name)
+    except ValueError:
+        raise ConfigError(f"model: {name!r} is not a RecBole 1.2.1 model (e.g. GRU4Rec, SASRec, BPR)", source=where,
+                          key="model") from None
+    trainer_class = get_trainer(model_class.type, name)
+    if trainer_class is not Trainer:
+        raise ConfigError(f"model: {name} trains with RecBole's {trainer_class.__name__}, which has its own fit(); "
+                          "rec_es drives models that use the base Trainer (GRU4Rec, SASRec, BPR, ...)",
+                          source=where, key="model")
+    return model_class, trainer_class
+
+
+def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
+          verbose: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
+
+    Checks dataset and model before anything is written, writes ``config.yaml``, trains with
+    ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
+    """
+    from rec_es import datasets
+
+    location = datasets.resolve(cfg.recbole, cfg.sources)
+    model_class, _ = _model_and_trainer_class(cfg.recbole, cfg.sources)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(run_dir, cfg.to_dict())
+    return _train(cfg, run_dir, location, model_class, resume, record_test, progress, verbose)
+
+
+def _write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
+    import os
+
+    path = run_dir / "config.yaml"
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bool, record_test: bool,
+           progress: bool, verbose: bool) -> dict[str, Any]:
+    from logging import getLogger
+
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_logger, init_seed
+
+    from rec_es import datasets
+    from rec_es.compat import quiet_recbole_warnings
+    from rec_es.trainer import EarlyStoppingTrainer
+
+    quiet_recbole_warnings()
+    keys = dict(cfg.recbole)
+    keys["checkpoint_dir"] = str(run_dir)  # RecBole's Trainer creates it; keep ./saved untouched
+    config = Config(model=model_class, dataset=keys["dataset"], config_dict=keys)
+    datasets.apply_data_path(config, location)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    if verbose:
+        logger.info(config)
+    dataset = create_dataset(config)
+    if verbose:
+        logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = model_class(config, train_data._dataset).to(config["device"])
+    if verbose:
+        logger.info(model)
+    trainer = EarlyStoppingTrainer(config, model, cfg.build_policy(), lr_schedule=cfg.lr_schedule, run_dir=run_dir,
+                                   record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress)
+    if resume:
+        trainer.load_resume(run_dir)
+    trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
+                test_data=test_data if record_test else None)
+    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))
+    trainer.write_summary(test_result)
+    return trainer.summary(test_result)
+
+
+def _print_result(summary: dict[str, Any]) -> None:
+    test = summary.get("test_result") or {}
+    print(summary.get("message"))
+    print(f"best epoch {summary.get('best_epoch')} of {summary.get('epochs_trained')} trained "
+          f"({summary.get('wall_seconds', 0.0):.0f} s); test result at the best epoch:")
+    print("  " + "  ".join(f"{k}: {v:.4f}" for k, v in test.items()))
+    print(f"run directory: {summary.get('run_dir')}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

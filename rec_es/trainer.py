@@ -1,0 +1,415 @@
+"""EarlyStoppingTrainer: RecBole's ``Trainer`` with a rec_es stopping policy, LR schedule, trace and checkpoints.
+
+``fit`` runs, for each epoch: set LR → train → (on evaluation epochs) evaluate → policy.update →
+LR schedule → snapshot best → trace record → report → resume checkpoint → stop?
+RecBole's own ``early_stopping``/``stopping_step`` are never used. The best weights are kept as a
+CPU copy in memory (and in ``best.pth`` when saving), restored before ``evaluate(load_best_model=True)``,
+also with ``saved=False``. Checkpoints load with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import dict2str, set_color
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from rec_es import checkpoint
+from rec_es.compat import versions
+from rec_es.errors import ConfigError, StateError
+from rec_es.schedule import LRSchedule, PlateauAction
+from rec_es.trace import TraceWriter, jsonable, read_trace
+
+LONG_EPOCH_SECONDS = 30.0  # batch progress bars switch on once an epoch took longer than this
+
+
+def _loss_value(loss: Any) -> float | None:
+    if loss is None:
+        return None
+    return float(sum(loss)) if isinstance(loss, tuple) else float(loss)
+
+
+class EarlyStoppingTrainer(Trainer):
+    """RecBole ``Trainer`` whose stopping is decided by a rec_es policy.
+
+    Args:
+        config: RecBole ``Config``.
+        model: the RecBole model.
+        policy: a rec_es ``StoppingPolicy`` (or an ``early_stopping:`` mapping, built with ``rec_es.build_policy``).
+        lr_schedule: an ``lr_schedule:`` mapping, an ``LRSchedule`` or None (default: LR never touched).
+        run_dir: run directory for trace.jsonl, best.pth, last.pth, summary.json (default None: nothing on disk).
+        record_test: also evaluate the test set at every evaluation and store it in the trace (default False).
+        run_config: plain mapping written to the trace header as the run's config (default: RecBole's keys).
+        epoch_progress: show a tqdm bar over epochs (default False).
+    """
+
+    def __init__(self, config: Any, model: torch.nn.Module, policy: Any,
+                 lr_schedule: Mapping[str, Any] | LRSchedule | None = None, run_dir: str | os.PathLike[str] | None = None,
+                 record_test: bool = False, run_config: Mapping[str, Any] | None = None,
+                 epoch_progress: bool = False) -> None:
+        super().__init__(config, model)
+        if isinstance(policy, Mapping):
+            from rec_es import build_policy
+
+            policy = build_policy(policy)
+        self.policy = policy
+        if lr_schedule is None or isinstance(lr_schedule, LRSchedule):
+            self.schedule = lr_schedule
+        else:
+            self.schedule = LRSchedule(lr_schedule, base_lr=self.learning_rate)
+        if self.schedule is not None and self.schedule.plateau is not None and not hasattr(policy, "grant_patience"):
+            raise ConfigError("lr_schedule.reduce_on_plateau needs a policy with grant_patience() "
+                              f"({type(policy).__name__} has none)", key="lr_schedule.reduce_on_plateau")
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.record_test = record_test
+        self.run_config = dict(run_config) if run_config is not None else None
+        self.epoch_progress = epoch_progress
+        if self.run_dir is not None:
+            self.saved_model_file = str(self.run_dir / "best.pth")
+        self._resume: dict[str, Any] | None = None
+        self._clear_run_state()
+
+    # --- state of one fit ----------------------------------------------------------------------
+    def _clear_run_state(self) -> None:
+        self.best_state_: dict[str, torch.Tensor] | None = None
+        self.best_other_: Any = None
+        self.best_epoch_: int | None = None
+        self.best_valid_result = None
+        self.best_valid_score = None
+        self.best_test_result_: dict[str, float] | None = None
+        self.stop_decision_: Any = None
+        self.stop_epoch_: int | None = None
+        self.stop_reason_: str | None = None
+        self.stop_message_: str | None = None
+        self.epochs_trained_ = 0
+        self.elapsed_offset_ = 0.0
+        self.wall_seconds_ = 0.0
+        self.last_epoch_seconds_ = 0.0
+        self.trace_: TraceWriter | None = None
+        self._train_data_ref: Any = None
+
+    def load_resume(self, run_dir: str | os.PathLike[str]) -> int:
+        """Read ``RUN/last.pth`` and restore the model and optimizer now; the rest is applied by ``fit``.
+
+        Returns the epoch training continues from (0-based).
+        """
+        data = checkpoint.load(Path(run_dir) / "last.pth", kind="last")
+        self.model.load_state_dict(data["model"])
+        self.model.load_other_parameter(data.get("other_parameter"))
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.start_epoch = int(data["epoch"]) + 1
+        self._resume = data
+        self.logger.info(f"resuming {run_dir} from epoch {self.start_epoch} "
+                         f"(trace keeps its first {data['trace_lines']} lines)")
+        return self.start_epoch
+
+    # --- fit -------------------------------------------------------------------------------------
+    def fit(self, train_data: Any, valid_data: Any = None, verbose: bool = True, saved: bool = True,
+            show_progress: bool = False, callback_fn: Callable[[int, float | None], Any] | None = None,
+            test_data: Any = None) -> tuple[float | None, dict[str, float] | None]:
+        """Train until the policy stops or ``epochs`` run out; restore the best weights.
+
+        Same signature and return value as RecBole's ``Trainer.fit`` (best monitor value, best valid
+        result), plus ``test_data`` (needed with ``record_test``). ``saved`` writes best.pth/last.pth
+        when a run directory is set; the best weights are kept in memory either way.
+        """
+        if self.record_test and test_data is None:
+            raise ConfigError("record_test needs test_data passed to fit()", key="record_test")
+        self._saved_ = saved
+        self._begin(train_data, saved)
+        start = time.time()
+        epochs = range(self.start_epoch, self.epochs)
+        bar = tqdm(epochs, desc="epochs", unit="epoch", dynamic_ncols=True,
+                   disable=None if self.epoch_progress else True)  # None: only on a terminal
+        redirect = logging_redirect_tqdm() if self.epoch_progress else contextlib.nullcontext()
+        with redirect, contextlib.closing(bar):
+            for epoch in bar:
+                self._apply_lr(epoch)
+                lr = float(self.optimizer.param_groups[0]["lr"])
+                loss, train_s = self._train_step(train_data, epoch, verbose, show_progress)
+                self.epochs_trained_ = epoch + 1
+                if not self._is_eval_epoch(epoch, valid_data):
+                    self._save_last(epoch, start, saved)
+                    continue
+                stop = self._evaluation_step(epoch, lr, loss, train_s, start, valid_data, test_data,
+                                             verbose, show_progress, saved, callback_fn)
+                if self.best_epoch_ is not None:
+                    bar.set_postfix_str(f"best epoch {self.best_epoch_}: {self.best_valid_score:.4f}")
+                if stop:
+                    break
+        self.wall_seconds_ = self.elapsed_offset_ + time.time() - start
+        self._end(verbose)
+        return self.best_valid_score, self.best_valid_result
+
+    def _begin(self, train_data: Any, saved: bool) -> None:
+        resume = self._resume
+        self._clear_run_state()
+        self._train_data_ref = train_data
+        self.eval_collector.data_collect(train_data)
+        if self.config["train_neg_sample_args"].get("dynamic", False):
+            train_data.get_model(self.model)
+        if resume is None:
+            self.start_epoch = 0
+            self.policy.reset()
+            if self.schedule is not None:
+                self.schedule.reset()
+        else:
+            self._apply_resume(resume, train_data)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if resume is None:
+                self.trace_ = TraceWriter(self.run_dir / "trace.jsonl")
+                self.trace_.header(**self._header())
+            else:
+                self.trace_ = TraceWriter(self.run_dir / "trace.jsonl", keep_lines=int(resume["trace_lines"]))
+
+    def _apply_resume(self, data: Mapping[str, Any], train_data: Any) -> None:
+        """Policy, schedule, best snapshot, RNG and data order exactly as they were after ``data['epoch']``."""
+        self._resume = None
+        self.policy.load_state_dict(data["policy"])
+        if self.schedule is not None and data.get("lr_schedule") is not None:
+            self.schedule.load_state_dict(data["lr_schedule"])
+        best = data.get("best")
+        if best is not None:
+            self.best_state_ = best["state_dict"]
+            self.best_other_ = best.get("other_parameter")
+            self.best_epoch_ = int(best["epoch"])
+            self.best_valid_result = best.get("valid_result")
+            self.best_valid_score = best.get("score")
+            self.best_test_result_ = best.get("test_result")
+        self.elapsed_offset_ = float(data.get("elapsed_seconds", 0.0))
+        self.epochs_trained_ = int(data["epoch"]) + 1
+        checkpoint.restore_rng_state(data["rng"])
+        gen = getattr(train_data, "generator", None)
+        if gen is not None and data.get("train_data_rng") is not None:
+            gen.set_state(data["train_data_rng"])
+        self.start_epoch = int(data["epoch"]) + 1
+
+    def _header(self) -> dict[str, Any]:
+        settings = self.policy.settings_mapping() if hasattr(self.policy, "settings_mapping") else {}
+        cfg = self.run_config if self.run_config is not None else dict(self.config.final_config_dict)
+        return {"config": jsonable(cfg), "policy": jsonable(settings),
+                "lr_schedule": self.schedule.settings if self.schedule is not None else None,
+                "versions": versions(), "model": self.config["model"], "dataset": self.config["dataset"],
+                "seed": self.config["seed"], "epochs": self.epochs, "eval_step": self.eval_step,
+                "record_test": self.record_test, "monitor": getattr(self.policy, "monitor_name", None),
+                "mode": getattr(self.policy, "mode", None)}
+
+    # --- the steps of one epoch -----------------------------------------------------------------
+    def _apply_lr(self, epoch: int) -> None:
+        if self.schedule is None:
+            return
+        lr = self.schedule.lr_for_epoch(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _train_step(self, train_data: Any, epoch: int, verbose: bool, show_progress: bool) -> tuple[Any, float]:
+        batches = show_progress or self.last_epoch_seconds_ > LONG_EPOCH_SECONDS
+        t0 = time.time()
+        loss = self._train_epoch(train_data, epoch, show_progress=batches)
+        t1 = time.time()
+        self.last_epoch_seconds_ = t1 - t0
+        self.train_loss_dict[epoch] = _loss_value(loss)
+        if verbose:
+            self.logger.info(self._generate_train_loss_output(epoch, t0, t1, loss))
+        self._add_train_loss_to_tensorboard(epoch, loss)
+        return loss, t1 - t0
+
+    def _is_eval_epoch(self, epoch: int, valid_data: Any) -> bool:
+        return bool(valid_data) and self.eval_step > 0 and (epoch + 1) % self.eval_step == 0
+
+    def _evaluation_step(self, epoch: int, lr: float, loss: Any, train_s: float, start: float, valid_data: Any,
+                         test_data: Any, verbose: bool, show_progress: bool, saved: bool,
+                         callback_fn: Callable[[int, float | None], Any] | None) -> bool:
+        t0 = time.time()
+        valid = dict(self.evaluate(valid_data, load_best_model=False, show_progress=show_progress))
+        eval_s = time.time() - t0
+        test = None
+        if self.record_test:
+            test = dict(self.evaluate(test_data, load_best_model=False, show_progress=show_progress))
+        elapsed = self.elapsed_offset_ + time.time() - start
+        decision = self.policy.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed)
+        action = self._schedule_step(epoch, decision)
+        stop = bool(decision.stop) and not (action is not None and action.defer_stop)
+        if decision.new_best:
+            self._snapshot_best(epoch, valid, test, decision, saved)
+        self._record(epoch, lr, loss, valid, test, elapsed, train_s, eval_s, decision, action)
+        self._report(epoch, eval_s, valid, decision, action, verbose)
+        if stop:
+            self.stop_decision_ = decision
+            self.stop_epoch_, self.stop_reason_, self.stop_message_ = epoch, _reason(decision), decision.message
+        self._save_last(epoch, start, saved)
+        if callback_fn is not None:
+            callback_fn(epoch, decision.value)
+        return stop
+
+    def _schedule_step(self, epoch: int, decision: Any) -> PlateauAction | None:
+        if self.schedule is None:
+            return None
+        reason = _reason(decision) if decision.stop else None
+        action = self.schedule.on_evaluation(epoch, improved=bool(decision.improved), stop_reason=reason)
+        if action is not None and action.defer_stop:
+            self.policy.grant_patience()
+        return action
+
+    def _snapshot_best(self, epoch: int, valid: dict[str, float], test: dict[str, float] | None, decision: Any,
+                       saved: bool) -> None:
+        self.best_state_ = checkpoint.cpu_state_dict(self.model)
+        self.best_other_ = checkpoint.plain(self.model.other_parameter())
+        self.best_epoch_ = epoch
+        self.best_valid_result = valid
+        self.best_valid_score = decision.value
+        self.best_test_result_ = test
+        if saved and self.run_dir is not None:
+            checkpoint.atomic_save(self._best_payload(), self.run_dir / "best.pth")
+
+    def _best_payload(self) -> dict[str, Any]:
+        assert self.best_epoch_ is not None and self.best_state_ is not None
+        return checkpoint.best_payload(self.model, self.best_epoch_, self.best_state_,
+                                       valid_result=self.best_valid_result, score=self.best_valid_score,
+                                       test_result=self.best_test_result_, model_name=self.config["model"],
+                                       dataset=self.config["dataset"])
+
+    def _record(self, epoch: int, lr: float, loss: Any, valid: dict[str, float], test: dict[str, float] | None,
+                elapsed: float, train_s: float, eval_s: float, decision: Any, action: PlateauAction | None) -> None:
+        if self.trace_ is None:
+            return
+        dec = decision.to_dict()
+        if action is not None and action.defer_stop:
+            dec.update(stop=False, deferred_reason=dec["reason"], reason="not_stopped", message=action.message)
+        fields: dict[str, Any] = {"epoch": epoch, "train_loss": _loss_value(loss), "lr": lr, "valid": valid}
+        if isinstance(loss, tuple):
+            fields["train_losses"] = [float(x) for x in loss]
+        if test is not None:
+            fields["test"] = test
+        fields.update(elapsed_seconds=elapsed, train_seconds=train_s, eval_seconds=eval_s, decision=dec)
+        if action is not None:
+            fields["lr_action"] = action.to_dict()
+        self.trace_.record(**fields)
+
+    def _report(self, epoch: int, eval_s: float, valid: dict[str, float], decision: Any,
+                action: PlateauAction | None, verbose: bool) -> None:
+        name = getattr(self.policy, "monitor_name", "monitor")
+        if decision.value is not None:
+            self.tensorboard.add_scalar(f"rec_es/monitor/{name}", decision.value, epoch)
+        if decision.smoothed is not None:
+            self.tensorboard.add_scalar(f"rec_es/smoothed/{name}", decision.smoothed, epoch)
+        self.tensorboard.add_scalar("rec_es/improved", int(bool(decision.improved)), epoch)
+        self.tensorboard.add_scalar("rec_es/wait_count", decision.wait_count, epoch)
+        self.tensorboard.add_scalar("rec_es/stop", int(bool(decision.stop)), epoch)
+        self.tensorboard.add_scalar("rec_es/lr", float(self.optimizer.param_groups[0]["lr"]), epoch)
+        if not verbose:
+            return
+        status = action.message if action is not None else decision.message
+        status = status[len(f"epoch {epoch}: "):] if status.startswith(f"epoch {epoch}: ") else status
+        line = (set_color("epoch %d evaluating", "green") + " [" + set_color("time", "blue") + ": %.2fs]: %s") % (
+            epoch, eval_s, status)
+        self.logger.info(line)
+        self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid))
+
+    def _save_last(self, epoch: int, start: float, saved: bool) -> None:
+        if not saved or self.run_dir is None or self.trace_ is None:
+            return
+        best = None
+        if self.best_state_ is not None:
+            best = {"epoch": self.best_epoch_, "state_dict": self.best_state_, "other_parameter": self.best_other_,
+                    "valid_result": checkpoint.plain(self.best_valid_result), "score": self.best_valid_score,
+                    "test_result": checkpoint.plain(self.best_test_result_)}
+        gen = getattr(self._train_data_ref, "generator", None)
+        payload = {
+            "format": checkpoint.FORMAT, "version": checkpoint.VERSION, "kind": "last", "epoch": epoch,
+            "model": checkpoint.cpu_state_dict(self.model), "other_parameter": checkpoint.plain(self.model.other_parameter()),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "policy": checkpoint.plain(self.policy.state_dict()), "rng": checkpoint.capture_rng_state(),
+            "train_data_rng": gen.get_state() if gen is not None else None,
+            "trace_lines": self.trace_.lines, "elapsed_seconds": self.elapsed_offset_ + time.time() - start,
+            "best": best,
+        }
+        checkpoint.atomic_save(payload, self.run_dir / "last.pth")
+
+    def _end(self, verbose: bool) -> None:
+        if self.stop_epoch_ is None:
+            last = self.epochs_trained_ - 1
+            self.stop_epoch_, self.stop_reason_ = last, "max_epochs"
+            best = f"best epoch {self.best_epoch_}" if self.best_epoch_ is not None else "no evaluation ran"
+            self.stop_message_ = (f"trained all {self.epochs} epochs (epochs: {self.epochs}) without an early stop; "
+                                  f"{best}; raise epochs to train longer")
+        if self.best_state_ is not None:
+            self._restore_best()
+            if self._saved_ and self.run_dir is not None:  # best.pth always matches the final best epoch
+                checkpoint.atomic_save(self._best_payload(), self.run_dir / "best.pth")
+            restored = f"restored the best weights from epoch {self.best_epoch_}"
+        else:
+            restored = "no evaluation ran, so the last weights are kept"
+        if verbose:
+            self.logger.info(set_color(self.stop_message_, "yellow"))
+            self.logger.info(restored)
+        if self.trace_ is not None:
+            self.trace_.footer(stop_epoch=self.stop_epoch_, stop_reason=self.stop_reason_, message=self.stop_message_,
+                               best_epoch=self.best_epoch_, epochs_trained=self.epochs_trained_,
+                               wall_seconds=self.wall_seconds_)
+        if self.best_valid_score is not None:
+            self._add_hparam_to_tensorboard(self.best_valid_score)
+
+    def _restore_best(self) -> None:
+        assert self.best_state_ is not None
+        self.model.load_state_dict(self.best_state_)
+        self.model.load_other_parameter(self.best_other_)
+
+    # --- evaluation and results -------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, eval_data: Any, load_best_model: bool = True, model_file: str | None = None,
+                 show_progress: bool = False) -> Any:
+        """RecBole's ``evaluate``, but the best weights come from memory or a weights-only rec_es checkpoint.
+
+        ``model_file`` (a rec_es ``best.pth``) wins over the in-memory snapshot; with neither, the
+        current weights are evaluated.
+        """
+        if load_best_model:
+            if model_file is not None:
+                data = checkpoint.load(model_file, kind="best")
+                self.model.load_state_dict(data["state_dict"])
+                self.model.load_other_parameter(data.get("other_parameter"))
+            elif self.best_state_ is not None:
+                self._restore_best()
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    def summary(self, test_result: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """The ``summary.json`` content of the last fit (``test_result`` from the restored best weights)."""
+        return jsonable({
+            "stop_epoch": self.stop_epoch_, "best_epoch": self.best_epoch_, "stop_reason": self.stop_reason_,
+            "message": self.stop_message_, "best_valid_result": self.best_valid_result,
+            "best_valid_score": self.best_valid_score,
+            "test_result": dict(test_result) if test_result is not None else None,
+            "epochs_trained": self.epochs_trained_, "wall_seconds": self.wall_seconds_,
+            "monitor": getattr(self.policy, "monitor_name", None),
+            "run_dir": str(self.run_dir) if self.run_dir is not None else None,
+            "best_checkpoint": str(self.run_dir / "best.pth") if self.run_dir is not None and
+            (self.run_dir / "best.pth").exists() else None,
+        })
+
+    def write_summary(self, test_result: Mapping[str, float] | None = None) -> Path:
+        """Write ``RUN/summary.json`` atomically; returns its path."""
+        if self.run_dir is None:
+            raise StateError("write_summary needs a run_dir")
+        path = self.run_dir / "summary.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.summary(test_result), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+        return path
+
+
+def _reason(decision: Any) -> str:
+    reason = decision.reason
+    return str(getattr(reason, "value", reason))
+
+
+__all__ = ["EarlyStoppingTrainer", "read_trace"]
