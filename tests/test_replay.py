@@ -1,0 +1,224 @@
+"""Replay on synthetic traces: stop epoch, restored epoch and its metrics, budgets, timings, errors."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from rec_es import build_policy
+from rec_es.errors import StateError
+from rec_es.replay import (BUDGET_REASON, TRUNCATED_REASON, ReplayError, check_same_run, oracle, replay,
+                           replay_many, why_not_replayable)
+from rec_es.trace import TraceWriter, read_trace
+
+# NDCG@10 per epoch: rises to 0.30 at epoch 4, a tie at 5, then falls (epochs 0..11).
+CURVE = [0.10, 0.20, 0.25, 0.28, 0.30, 0.30, 0.29, 0.28, 0.27, 0.31, 0.26, 0.25]
+
+
+def write_trace(path: Path, valid: Sequence[float | None], *, epochs: int | None = None, eval_step: int = 1,
+                test: bool = True, footer: bool = True, seed: int = 1, timings: bool = True) -> Path:
+    """A trace like a recording run's: stopping disabled, one record per evaluation, test = valid / 2."""
+    budget = epochs if epochs is not None else len(valid) * eval_step
+    w = TraceWriter(path)
+    w.header(config={"model": "GRU4Rec"}, policy={"enabled": False}, versions={}, model="GRU4Rec",
+             dataset="synthetic", seed=seed, epochs=budget, eval_step=eval_step, record_test=test)
+    elapsed = 0.0
+    for i, v in enumerate(valid):
+        epoch = (i + 1) * eval_step - 1
+        rec = {"epoch": epoch, "train_loss": 5.0 - 0.1 * i, "lr": 0.001,
+               "valid": {"ndcg@10": v, "recall@10": None if v is None else 2 * v}, "decision": {"epoch": epoch}}
+        if test:
+            rec["test"] = {"ndcg@10": None if v is None else v / 2, "recall@10": None if v is None else v}
+        if timings:
+            elapsed += 1.5
+            rec.update(train_seconds=1.0, eval_seconds=0.5, elapsed_seconds=elapsed)
+        w.record(**rec)
+    if footer:
+        last = (len(valid)) * eval_step - 1
+        w.footer(stop_epoch=last, stop_reason=BUDGET_REASON, message="budget", best_epoch=None,
+                 epochs_trained=budget, wall_seconds=elapsed)
+    return path
+
+
+@pytest.fixture
+def curve_trace(tmp_path: Path) -> Path:
+    return write_trace(tmp_path / "trace.jsonl", CURVE)
+
+
+@pytest.mark.parametrize(
+    "mapping, stop_epoch, best_epoch, reason",
+    [
+        # patience 2: best 0.30 at 4; 5 (tie, no improvement) wait 1, 6 wait 2 -> stop at 6.
+        ({"monitor": "ndcg@10", "patience": 2}, 6, 4, "patience"),
+        # ties_improve: the tie at 5 resets the wait and becomes the restored epoch; stop at 7.
+        ({"monitor": "ndcg@10", "patience": 2, "ties_improve": True}, 7, 5, "patience"),
+        # recbole_legacy stopping_step 1 = patience 2 with ties counting.
+        ({"preset": "recbole_legacy", "monitor": "ndcg@10", "stopping_step": 1}, 7, 5, "patience"),
+        # patience 4 survives the dip and finds 0.31 at epoch 9, then runs out of epochs.
+        ({"monitor": "ndcg@10", "patience": 5}, 11, 9, BUDGET_REASON),
+        # warmup 8 defers the patience stop until epoch 8 (condition still holds there).
+        ({"monitor": "ndcg@10", "patience": 2, "warmup": 8}, 8, 4, "patience"),
+        # stopping disabled: the whole budget, best by raw value.
+        ({"monitor": "ndcg@10", "enabled": False}, 11, 9, BUDGET_REASON),
+        # max_epochs budget of the policy: stops after 3 epochs whatever the metric.
+        ({"monitor": "ndcg@10", "patience": 50, "max_epochs": 3}, 2, 2, "max_epochs"),
+        # composite monitor on recall (2 x ndcg here): same shape as ndcg.
+        ({"monitor": {"ndcg@10": 0.5, "recall@10": 0.5}, "patience": 2}, 6, 4, "patience"),
+    ],
+)
+def test_replay_stop_and_best(curve_trace: Path, mapping: dict, stop_epoch: int, best_epoch: int, reason: str) -> None:
+    """Replay returns the stop epoch, restored epoch and reason the policy gives on the recorded curve."""
+    r = replay(build_policy(mapping), curve_trace, name="p")
+    assert (r.stop_epoch, r.best_epoch, r.reason) == (stop_epoch, best_epoch, reason)
+    assert r.stopped == (r.epochs_trained < len(CURVE))
+    assert r.best_valid == {"ndcg@10": CURVE[best_epoch], "recall@10": 2 * CURVE[best_epoch]}
+    assert r.best_test == {"ndcg@10": CURVE[best_epoch] / 2, "recall@10": CURVE[best_epoch]}
+    assert r.metric("NDCG@10") == CURVE[best_epoch] / 2
+
+
+def test_replay_matches_step_by_step_updates(curve_trace: Path) -> None:
+    """Replay feeds exactly the recorded inputs: its decisions equal calling update() by hand."""
+    mapping = {"monitor": "ndcg@10", "smoothing": "ema", "ema_alpha": 0.5, "patience": 3}
+    r = replay(build_policy(mapping), curve_trace, keep_decisions=True)
+    by_hand = build_policy(mapping)
+    expected = []
+    for rec in read_trace(curve_trace).records:
+        d = by_hand.update(rec["epoch"], rec["valid"], rec["train_loss"], rec["elapsed_seconds"])
+        expected.append(d)
+        if d.stop:
+            break
+    assert list(r.decisions) == expected
+    assert r.best_epoch == by_hand.best_epoch and r.stop_epoch == expected[-1].epoch
+
+
+def test_epochs_and_wall_time(curve_trace: Path) -> None:
+    """Epochs trained is stop+1 (or the whole budget), wall time sums train+valid seconds up to the stop."""
+    stopped = replay(build_policy({"monitor": "ndcg@10", "patience": 2}), curve_trace)
+    assert (stopped.epochs_trained, stopped.evaluations) == (7, 7)
+    assert stopped.wall_seconds == pytest.approx(7 * 1.5)
+    full = replay(build_policy({"monitor": "ndcg@10", "enabled": False}), curve_trace)
+    assert (full.epochs_trained, full.wall_seconds) == (12, pytest.approx(12 * 1.5))
+
+
+def test_no_timings_gives_no_wall_time(tmp_path: Path) -> None:
+    """A trace without per-epoch timings estimates no wall time (None, not 0)."""
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": 2}), write_trace(tmp_path / "t.jsonl", CURVE, timings=False))
+    assert r.wall_seconds is None and r.stop_epoch == 6
+
+
+def test_eval_step_counts_epochs(tmp_path: Path) -> None:
+    """With eval_step 2 records sit at epochs 1, 3, ..., 11; a stop counts epochs, not evaluations, and a
+    budget that ends between evaluations (13 epochs) is trained in full when the policy never stops."""
+    path = write_trace(tmp_path / "t.jsonl", CURVE[:6], eval_step=2, epochs=13)
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": 1}), path)  # the tie at epoch 11 is a miss
+    assert (r.stop_epoch, r.best_epoch, r.epochs_trained, r.evaluations, r.reason) == (11, 9, 12, 6, "patience")
+    full = replay(build_policy({"monitor": "ndcg@10", "enabled": False}), path)
+    assert (full.stop_epoch, full.epochs_trained, full.reason, full.truncated) == (11, 13, BUDGET_REASON, False)
+
+
+def test_unfinished_trace_is_marked_truncated(tmp_path: Path) -> None:
+    """A trace without footer (crashed run) that ends before the policy stops is flagged, not passed off as the budget."""
+    path = write_trace(tmp_path / "t.jsonl", CURVE[:5], epochs=50, footer=False)
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": 3}), path)
+    assert (r.truncated, r.reason, r.stopped, r.epochs_trained) == (True, TRUNCATED_REASON, False, 5)
+    assert "cut short" in r.message
+
+
+def test_nan_is_never_restored(tmp_path: Path) -> None:
+    """A NaN evaluation (null in the trace) never becomes the restored epoch; with check_finite stop it stops."""
+    path = write_trace(tmp_path / "t.jsonl", [0.1, 0.2, None, 0.15, 0.12])
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": 2, "check_finite": "miss"}), path)
+    assert (r.best_epoch, r.stop_epoch) == (1, 3)
+    r2 = replay(build_policy({"monitor": "ndcg@10", "patience": 2}), path)
+    assert (r2.best_epoch, r2.stop_epoch, r2.reason) == (1, 2, "non_finite")
+
+
+def test_policy_object_is_reset_between_replays(curve_trace: Path, tmp_path: Path) -> None:
+    """One policy object replayed on two traces gives each trace's own answer (state does not leak)."""
+    rising = write_trace(tmp_path / "rising.jsonl", [0.1, 0.2, 0.3, 0.4])
+    policy = build_policy({"monitor": "ndcg@10", "patience": 2})
+    first = replay(policy, curve_trace)
+    second = replay(policy, rising)
+    assert (first.stop_epoch, first.best_epoch) == (6, 4)
+    assert (second.stop_epoch, second.best_epoch, second.reason) == (3, 3, BUDGET_REASON)
+    assert replay(policy, curve_trace) == first
+
+
+def test_time_budget_uses_recorded_elapsed(curve_trace: Path) -> None:
+    """max_minutes fires at the first evaluation whose recorded elapsed time reaches the budget (1.5 s/epoch)."""
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": None, "max_minutes": 6 / 60}), curve_trace)
+    assert (r.stop_epoch, r.reason) == (3, "time_budget")
+
+
+def test_prechelt_pq_gets_recorded_train_loss(curve_trace: Path) -> None:
+    """PQ needs the train loss; replay passes the recorded one, so PQ runs without error."""
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": None,
+                             "prechelt": {"criterion": "PQ", "alpha": 0.5, "strip": 2}}), curve_trace)
+    assert r.stop_epoch <= 11 and r.best_epoch is not None
+
+
+def test_oracle_is_best_valid_epoch_of_whole_trace(curve_trace: Path) -> None:
+    """The oracle restores the best validation epoch over the full budget; an enabled policy is refused."""
+    o = oracle(curve_trace, build_policy({"monitor": "ndcg@10", "enabled": False}))
+    assert (o.best_epoch, o.epochs_trained, o.policy) == (9, 12, "oracle")
+    with pytest.raises(ValueError, match="enabled: false"):
+        oracle(curve_trace, build_policy({"monitor": "ndcg@10"}))
+
+
+def test_replay_many_orders_trace_then_policy(tmp_path: Path) -> None:
+    """replay_many gives one result per (trace, policy), trace by trace."""
+    a = write_trace(tmp_path / "a.jsonl", CURVE, seed=1)
+    b = write_trace(tmp_path / "b.jsonl", CURVE[:4], seed=2)
+    out = replay_many({"p2": build_policy({"monitor": "ndcg@10", "patience": 2}),
+                       "off": build_policy({"monitor": "ndcg@10", "enabled": False})}, [a, b])
+    assert [(r.seed, r.policy) for r in out] == [(1, "p2"), (1, "off"), (2, "p2"), (2, "off")]
+
+
+def test_missing_metric_names_trace_epoch_and_policy(curve_trace: Path) -> None:
+    """A policy monitoring a metric the trace lacks fails with the trace path, epoch and policy name."""
+    with pytest.raises(ReplayError, match=r"trace.jsonl: epoch 0: policy 'mrr': monitor needs mrr@10"):
+        replay(build_policy({"monitor": "mrr@10"}), curve_trace, name="mrr")
+
+
+def test_need_test_refuses_trace_without_test_metrics(tmp_path: Path) -> None:
+    """Comparing test quality on a trace recorded without record_test is refused with how to fix it."""
+    path = write_trace(tmp_path / "t.jsonl", CURVE, test=False)
+    with pytest.raises(ReplayError, match="record_test=True"):
+        replay(build_policy({"monitor": "ndcg@10"}), path, need_test=True)
+    assert replay(build_policy({"monitor": "ndcg@10", "patience": 2}), path).best_test is None
+
+
+def test_empty_trace_is_refused(tmp_path: Path) -> None:
+    """A trace with a header and no records cannot be replayed."""
+    path = write_trace(tmp_path / "t.jsonl", [], footer=False)
+    with pytest.raises(ReplayError, match="no evaluation records"):
+        replay(build_policy({"monitor": "ndcg@10"}), path)
+
+
+@pytest.mark.parametrize(
+    "lr, recorded, keys, fragment",
+    [
+        (None, None, None, None),
+        ({"decay": "none", "reduce_on_plateau": None}, {"decay": "none", "reduce_on_plateau": None}, None, None),
+        ({"decay": "none", "reduce_on_plateau": {"factor": 0.3}}, None, None, "reduce_on_plateau"),
+        ({"decay": "exponential", "gamma": 0.9, "reduce_on_plateau": None}, None, None, "differs"),
+        (None, None, {"learning_rate": 0.01}, "learning_rate"),
+    ],
+)
+def test_why_not_replayable(lr: dict | None, recorded: dict | None, keys: dict | None, fragment: str | None) -> None:
+    """Only a policy that trains exactly like the recording is replayable; the reason names what differs."""
+    why = why_not_replayable(lr, recorded, keys)
+    if fragment is None:
+        assert why is None
+    else:
+        assert why is not None and fragment in why
+
+
+def test_check_same_run_refuses_mixed_setups(tmp_path: Path) -> None:
+    """Traces with different budgets are not seeds of one setup."""
+    a = read_trace(write_trace(tmp_path / "a.jsonl", CURVE))
+    b = read_trace(write_trace(tmp_path / "b.jsonl", CURVE, epochs=40))
+    check_same_run([a, a])
+    with pytest.raises(StateError, match="epochs 40 differs"):
+        check_same_run([a, b])
