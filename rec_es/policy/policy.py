@@ -35,7 +35,7 @@ class _State:
     improved_epoch: int | None = None    # epoch of the last improvement
     wait_count: int = 0                  # evaluations since the last improvement
     wait_epochs: int = 0                 # epochs spanned by those evaluations
-    patience: int | None = None          # effective patience (dynamic patience may raise it)
+    patience_grown: int | None = None    # patience earned by dynamic_patience (the setting still bounds it)
     baseline_beaten: bool = False
     restore_score: float | None = None   # value (raw or smoothed, per best_by) of the weights to restore
     restore_epoch: int | None = None
@@ -91,6 +91,15 @@ class StoppingPolicy:
         return self._state.wait_count
 
     @property
+    def patience(self) -> int | None:
+        """Effective patience: the setting, raised by dynamic_patience (capped at its max_patience)."""
+        s, grown = self.settings, self._state.patience_grown
+        if s.patience is None or grown is None or s.dynamic_patience is None:
+            return s.patience
+        cap = s.dynamic_patience.max_patience
+        return max(s.patience, grown if cap is None else min(cap, grown))
+
+    @property
     def changes_training(self) -> bool:
         """Policies never change training; LR schedules do (see rec_es.schedule)."""
         return False
@@ -105,7 +114,7 @@ class StoppingPolicy:
     # ----- state ---------------------------------------------------------------------------------------
     def _fresh_state(self) -> _State:
         s = self.settings
-        return _State(patience=s.patience, prechelt=[{"losses": [], "prev_error": None, "rises": 0} for _ in s.prechelt])
+        return _State(prechelt=[{"losses": [], "prev_error": None, "rises": 0} for _ in s.prechelt])
 
     def reset(self) -> None:
         """Forget everything learned; the policy then decides exactly like a freshly built one."""
@@ -208,15 +217,14 @@ class StoppingPolicy:
     def _extend_patience(self, previous: float | None, new: float) -> None:
         s, st = self.settings, self._state
         dyn = s.dynamic_patience
-        if dyn is None or st.patience is None:
+        if dyn is None or s.patience is None:
             return
         if previous is not None and previous != 0:
             gain = (new - previous) / abs(previous) * (1 if self.mode == "max" else -1)
             if gain < dyn.min_gain:
                 return
         elapsed = st.last_epoch + 1 if s.patience_unit == "epochs" else st.evaluations
-        grown = max(st.patience, math.ceil(dyn.factor * elapsed))
-        st.patience = grown if dyn.max_patience is None else min(dyn.max_patience, grown)
+        st.patience_grown = max(st.patience_grown or 0, math.ceil(dyn.factor * elapsed))
 
     def _update_prechelt(self, epoch: int, smoothed: float, train_loss: float | None) -> list[_Fired]:
         s, st = self.settings, self._state
@@ -264,13 +272,14 @@ class StoppingPolicy:
 
     def _patience_rule(self, epoch: int, improved: bool) -> _Fired | None:
         s, st = self.settings, self._state
-        if st.patience is None or improved:
+        patience = self.patience
+        if patience is None or improved:
             return None
         waited = st.wait_epochs if s.patience_unit == "epochs" else st.wait_count
-        if waited < st.patience:
+        if waited < patience:
             return None
         span = f"{st.wait_count} evaluation{'s' * (st.wait_count != 1)} ({st.wait_epochs} epoch{'s' * (st.wait_epochs != 1)})"
-        grown = f" (dynamic_patience grew patience from {s.patience} to {st.patience})" if st.patience != s.patience else ""
+        grown = f" (dynamic_patience grew it from {s.patience})" if patience != s.patience else ""
         mon = self.describe_monitor()
         if st.improved_epoch is None:
             return _Fired(StopReason.PATIENCE, f"{mon} had no finite value for {span}",
@@ -290,7 +299,7 @@ class StoppingPolicy:
             by = f"did not improve by {'at least' if s.ties_improve else 'more than'} {s.min_delta:.3g}×|best|"
         else:
             by = f"did not improve by {'≥' if s.ties_improve else 'more than'} {_fmt(s.min_delta)}"
-        unit = f"patience {st.patience} {s.patience_unit}"
+        unit = f"patience {patience} {s.patience_unit}"
         return _Fired(StopReason.PATIENCE, f"{mon} {by} for {span} since epoch {st.improved_epoch} ({_fmt(st.best_score)}); "
                       f"{unit}{grown}", "raise early_stopping.patience or set early_stopping.enabled: false")
 
@@ -314,7 +323,7 @@ class StoppingPolicy:
                               "lower or remove early_stopping.divergence_threshold")
             patience = self._patience_rule(epoch, improved)
             fired = ([patience] if patience else []) + prechelt_fired
-            n_rules = (st.patience is not None) + len(s.prechelt)
+            n_rules = (s.patience is not None) + len(s.prechelt)
             if s.combine == "any_of" and fired:
                 return fired[0]
             if s.combine == "all_of" and n_rules and len(fired) == n_rules:
@@ -337,9 +346,9 @@ class StoppingPolicy:
         if s.smoothing != "none":
             line += f" (smoothed {_fmt(smoothed)})"
         line += f", best {_fmt(st.best_score)} at epoch {st.improved_epoch}"
-        if st.patience is not None:
+        if self.patience is not None:
             waited = st.wait_epochs if s.patience_unit == "epochs" else st.wait_count
-            line += f", wait {waited}/{st.patience} {s.patience_unit}"
+            line += f", wait {waited}/{self.patience} {s.patience_unit}"
         if improved:
             line += ", improved"
         if epoch < s.warmup:
@@ -354,7 +363,7 @@ class StoppingPolicy:
         return Decision(epoch=epoch, stop=fired is not None, improved=improved, new_best=new_best,
                         reason=fired.reason if fired else StopReason.NOT_STOPPED, message=message,
                         value=raw, smoothed=smoothed, best_epoch=st.restore_epoch, best_score=st.restore_score,
-                        wait_count=st.wait_count, wait_epochs=st.wait_epochs, patience=st.patience)
+                        wait_count=st.wait_count, wait_epochs=st.wait_epochs, patience=self.patience)
 
 
 def build_policy(mapping: Mapping[str, Any] | None = None, source: str | None = None) -> StoppingPolicy:

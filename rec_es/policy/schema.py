@@ -123,13 +123,14 @@ class PolicySettings:
                     "stopping_step": self.stopping_step, "enabled": self.enabled}
         out: dict[str, Any] = {}
         for key in KEYS:
-            if key in ("preset", "stopping_step"):
+            if key in ("preset", "stopping_step") or (key, self.smoothing) in (("ema_alpha", "none"), ("ema_alpha", "window"),
+                                                                             ("window", "none"), ("window", "ema")):
                 continue
             value = monitor if key == "monitor" else getattr(self, key)
             if key == "dynamic_patience" and value is not None:
                 value = {"factor": value.factor, "max_patience": value.max_patience, "min_gain": value.min_gain}
             elif key == "prechelt":
-                value = [{k: v for k, v in vars(p).items() if v is not None} for p in value] or None
+                value = [{k: getattr(p, k) for k in sorted(PRECHELT_KEYS[p.criterion])} for p in value] or None
             out[key] = value
         return out
 

@@ -1,0 +1,143 @@
+"""Every rule driven by a scripted score sequence: (settings, scores) -> (stop epoch, best epoch, reason)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rec_es import build_policy
+from rec_es.policy import StopReason
+
+NAN = math.nan
+
+
+def run(mapping: dict, scores: list[float], *, step: int = 1, losses: list[float] | None = None,
+        minutes: list[float] | None = None) -> tuple[int | None, int | None, StopReason]:
+    """Feed scores at epochs step-1, 2*step-1, ...; return (stop epoch or None, best epoch, reason)."""
+    policy = build_policy({"monitor": "ndcg@10", **mapping})
+    for i, score in enumerate(scores):
+        epoch = (i + 1) * step - 1
+        d = policy.update(epoch, {"ndcg@10": score}, train_loss=None if losses is None else losses[i],
+                          elapsed_seconds=None if minutes is None else minutes[i] * 60)
+        if d.stop:
+            return epoch, policy.best_epoch, d.reason
+    return None, policy.best_epoch, StopReason.NOT_STOPPED
+
+
+P = StopReason.PATIENCE
+CASES = [
+    # id, settings, scores, expected (stop epoch, best epoch, reason)
+    ("patience counts misses", {"patience": 2}, [0.1, 0.2, 0.15, 0.18, 0.3], (3, 1, P)),
+    ("tie is a miss by default", {"patience": 2}, [0.1, 0.2, 0.2, 0.2], (3, 1, P)),
+    ("ties_improve resets the wait", {"patience": 2, "ties_improve": True}, [0.1, 0.2, 0.2, 0.2, 0.19, 0.18], (5, 3, P)),
+    ("min_delta abs: small gains are misses", {"patience": 2, "min_delta": 0.01}, [0.1, 0.105, 0.109, 0.2], (2, 0, P)),
+    ("min_delta rel: 10% of |best|", {"patience": 2, "min_delta": 0.1, "min_delta_mode": "rel"},
+     [0.1, 0.105, 0.12, 0.125, 0.13], (4, 2, P)),
+    ("warmup suppresses the stop", {"patience": 1, "warmup": 3}, [0.3, 0.2, 0.1, 0.05, 0.04], (3, 0, P)),
+    ("warmup does not latch once recovered", {"patience": 1, "warmup": 3}, [0.3, 0.2, 0.1, 0.4, 0.35], (4, 3, P)),
+    ("start_from_epoch ignores early evaluations", {"patience": 1, "start_from_epoch": 2}, [0.9, 0.9, 0.1, 0.05], (3, 2, P)),
+    ("EMA smooths a single dip away", {"patience": 1, "smoothing": "ema", "ema_alpha": 0.5},
+     [0.1, 0.2, 0.19, 0.3, 0.1], (4, 3, P)),
+    ("raw patience stops on that dip", {"patience": 1}, [0.1, 0.2, 0.19, 0.3, 0.1], (2, 1, P)),
+    ("window mean", {"patience": 1, "smoothing": "window", "window": 2}, [0.1, 0.3, 0.2, 0.1], (3, 1, P)),
+    ("best_by smoothed restores the smoothed peak", {"patience": 2, "smoothing": "window", "window": 2, "best_by": "smoothed"},
+     [0.1, 0.5, 0.4, 0.1, 0.1], (4, 2, P)),
+    ("stopping_threshold: good enough", {"stopping_threshold": 0.25}, [0.1, 0.2, 0.3, 0.4], (2, 2, StopReason.STOPPING_THRESHOLD)),
+    ("stopping_threshold is strict", {"stopping_threshold": 0.3}, [0.1, 0.3, 0.31], (2, 2, StopReason.STOPPING_THRESHOLD)),
+    ("divergence_threshold: hopeless", {"divergence_threshold": 0.05}, [0.1, 0.06, 0.04], (2, 0, StopReason.DIVERGENCE_THRESHOLD)),
+    ("baseline never beaten", {"patience": 2, "baseline": 0.5}, [0.1, 0.2, 0.3, 0.25], (3, 2, StopReason.BASELINE)),
+    ("baseline beaten resets the wait", {"patience": 2, "baseline": 0.25}, [0.1, 0.2, 0.3, 0.25, 0.2], (4, 2, P)),
+    ("NaN stops by default", {"patience": 5}, [0.1, NAN, 0.2], (1, 0, StopReason.NON_FINITE)),
+    ("NaN as a miss", {"patience": 2, "check_finite": "miss"}, [0.1, NAN, NAN, 0.2], (2, 0, P)),
+    ("inf is not finite either", {"patience": 5}, [0.1, math.inf], (1, 0, StopReason.NON_FINITE)),
+    ("NaN stops even in warmup", {"patience": 5, "warmup": 10}, [0.1, NAN], (1, 0, StopReason.NON_FINITE)),
+    ("max_epochs budget", {"patience": 50, "max_epochs": 3}, [0.1, 0.2, 0.3, 0.4], (2, 2, StopReason.MAX_EPOCHS)),
+    ("max_epochs applies in warmup", {"patience": 50, "max_epochs": 2, "warmup": 10}, [0.1, 0.2, 0.3], (1, 1, StopReason.MAX_EPOCHS)),
+    ("disabled never stops", {"enabled": False, "patience": 1, "max_epochs": 1}, [0.3, 0.2, NAN, 0.1], (None, 0, StopReason.NOT_STOPPED)),
+    ("patience null and no other rule never stops", {"patience": None}, [0.3, 0.2, 0.1, 0.0], (None, 0, StopReason.NOT_STOPPED)),
+    ("dynamic patience grows with a late improvement",
+     {"patience": 2, "dynamic_patience": {"factor": 0.5, "max_patience": 4}},
+     [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.1, 0.1, 0.1, 0.1, 0.1], (11, 7, P)),
+    ("dynamic patience ignores small gains", {"patience": 2, "dynamic_patience": {"factor": 1.0, "min_gain": 0.5}},
+     [0.1, 0.11, 0.12, 0.13, 0.1, 0.1], (5, 3, P)),
+    ("Prechelt GL", {"patience": None, "prechelt": {"criterion": "GL", "alpha": 5}},
+     [0.5, 0.6, 0.59, 0.57], (3, 1, StopReason.PRECHELT_GL)),  # E: .5 .4 .41 .43 -> GL 2.5%, 7.5%
+    ("Prechelt UP_2 with strips of 2", {"patience": None, "prechelt": {"criterion": "UP", "s": 2, "strip": 2}},
+     [0.5, 0.6, 0.6, 0.55, 0.6, 0.5], (5, 1, StopReason.PRECHELT_UP)),
+    ("combine all_of waits for every rule", {"patience": 1, "combine": "all_of", "prechelt": {"criterion": "GL", "alpha": 5}},
+     [0.5, 0.6, 0.59, 0.57], (3, 1, StopReason.ALL_OF)),
+    ("combine any_of takes the first", {"patience": 1, "prechelt": {"criterion": "GL", "alpha": 5}},
+     [0.5, 0.6, 0.59, 0.57], (2, 1, P)),
+]
+
+
+@pytest.mark.parametrize("mapping,scores,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_rule_table(mapping: dict, scores: list[float], expected: tuple) -> None:
+    """Stop epoch, restored-best epoch and reason match the table."""
+    assert run(mapping, scores) == expected
+
+
+@pytest.mark.parametrize("patience,unit,expected", [(2, "evaluations", (19, 9, P)), (5, "epochs", (14, 9, P)),
+                                                    (10, "epochs", (19, 9, P))])
+def test_patience_unit_with_eval_step(patience: int, unit: str, expected: tuple) -> None:
+    """Evaluating every 5 epochs (epochs 4, 9, 14, ...): patience counts evaluations or the epochs they span."""
+    assert run({"patience": patience, "patience_unit": unit}, [0.1, 0.2, 0.1, 0.1, 0.1], step=5) == expected
+
+
+def test_prechelt_pq_uses_training_progress() -> None:
+    """PQ fires at a strip end once GL / P_k exceeds alpha; a fast-falling train loss holds it off."""
+    scores = [0.5, 0.6, 0.59, 0.58, 0.58, 0.58]
+    falling = [10.0, 5.0, 2.5, 1.2, 0.6, 0.3]      # big progress: PQ small
+    flat = [1.0, 1.0, 1.0, 1.001, 1.0, 1.0]         # no progress: PQ large
+    pq = {"patience": None, "prechelt": {"criterion": "PQ", "alpha": 0.5, "strip": 2}}
+    assert run(pq, scores, losses=falling)[0] is None
+    assert run(pq, scores, losses=flat) == (3, 1, StopReason.PRECHELT_PQ)
+
+
+def test_time_budget() -> None:
+    """max_minutes stops at the first evaluation at or past the budget."""
+    assert run({"max_minutes": 2.0}, [0.1, 0.2, 0.3], minutes=[0.9, 1.99, 2.0]) == (2, 2, StopReason.TIME_BUDGET)
+
+
+def test_composite_monitor_and_min_mode() -> None:
+    """A weighted composite is a weighted sum; an RMSE monitor is smaller-is-better automatically."""
+    p = build_policy({"monitor": {"ndcg@10": 0.5, "recall@10": 0.5}, "patience": 1})
+    assert p.update(0, {"NDCG@10": 0.1, "Recall@10": 0.3}).value == pytest.approx(0.2)
+    assert p.update(1, {"ndcg@10": 0.3, "recall@10": 0.0}).stop  # 0.15 < 0.2
+    q = build_policy({"monitor": "rmse", "patience": 1})
+    assert q.mode == "min"
+    assert not q.update(0, {"rmse": 1.0}).stop and not q.update(1, {"rmse": 0.9}).stop
+    assert q.update(2, {"rmse": 0.95}).stop and q.best_epoch == 1
+
+
+def test_stop_sentence_names_rule_values_and_setting() -> None:
+    """The stop message is one sentence with the rule, both counts, the best and the setting to change."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 3, "min_delta": 0.001, "smoothing": "ema", "ema_alpha": 0.6})
+    scores = [0.05, 0.07, 0.0812, 0.075, 0.074, 0.073]  # EMA: .05 .062 .0735 .0744 .0742 .0735
+    d = None
+    for e, s in enumerate(scores):
+        d = p.update(e, {"ndcg@10": s})
+    assert d is not None and d.stop
+    assert d.message.startswith("stopped at epoch 5: ndcg@10 (EMA α=0.6) did not improve by more than 0.001 "
+                                "for 3 evaluations (3 epochs) since epoch 2 (")
+    assert d.message.endswith("raise early_stopping.patience or set early_stopping.enabled: false")
+    assert "\n" not in d.message
+
+
+def test_legacy_message_names_stopping_step() -> None:
+    """recbole_legacy speaks RecBole's language: stopping_step, ties count."""
+    p = build_policy({"preset": "recbole_legacy", "monitor": "mrr@10", "stopping_step": 1})
+    msgs = [p.update(e, {"mrr@10": s}).message for e, s in enumerate([0.2, 0.2, 0.1, 0.1])]
+    assert msgs[-1] == ("stopped at epoch 3: mrr@10 did not reach its best (0.2 at epoch 1) for 2 evaluations "
+                        "(2 epochs), one more than stopping_step: 1 allows (RecBole counts ties as reaching the best); "
+                        "raise stopping_step, or use an early_stopping policy with a larger patience")
+
+
+def test_decision_fields_track_state() -> None:
+    """Decision carries raw and smoothed values, wait counters and the new_best flag."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 5, "smoothing": "ema", "ema_alpha": 0.5})
+    d0 = p.update(0, {"ndcg@10": 0.2})
+    d1 = p.update(1, {"ndcg@10": 0.1})
+    assert (d0.improved, d0.new_best, d0.smoothed) == (True, True, 0.2)
+    assert (d1.improved, d1.new_best, d1.value, d1.smoothed, d1.wait_count) == (False, False, 0.1, pytest.approx(0.15), 1)
+    assert d1.to_dict()["reason"] == "not_stopped"
