@@ -1,0 +1,289 @@
+"""compare: policy loading, replay/live split, cache keys and integrity, table, CSV, plot and bad input.
+
+Training is replaced by ``synthetic_train``, which writes the trace and summary a run of the given config
+would leave (a fixed curve per seed), so these tests check compare's own logic in well under a second per
+test. tests/integration/test_replay_vs_live.py runs the same code with real RecBole.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rec_es import build_policy
+from rec_es.compare import (CacheError, TraceCache, cache_fields, cache_key, compare, main, markdown, plot,
+                            rows, write_runs_csv, write_table_csv)
+from rec_es.config import RunConfig, load_config
+from rec_es.errors import ConfigError
+from rec_es.trace import TraceWriter
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "data_path": str(REPO / "datasets"), "dataset": "ml-100k-tiny", "model": "GRU4Rec", "embedding_size": 16,
+    "hidden_size": 16, "MAX_ITEM_LIST_LENGTH": 20, "loss_type": "CE", "train_neg_sample_args": None,
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
+    "metrics": ["Recall", "NDCG", "MRR"], "topk": [10], "valid_metric": "NDCG@10", "use_gpu": False,
+    "show_progress": False, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "epochs": 12,
+}
+# valid NDCG@10 per epoch for seed 2020; seed 2021 peaks later. Test NDCG = 0.9 x valid.
+CURVES = {
+    2020: [0.10, 0.20, 0.25, 0.30, 0.29, 0.28, 0.27, 0.26, 0.25, 0.24, 0.23, 0.22],
+    2021: [0.10, 0.15, 0.20, 0.22, 0.21, 0.20, 0.24, 0.26, 0.25, 0.24, 0.23, 0.22],
+}
+POLICIES = {
+    "patience2.yaml": "early_stopping:\n  monitor: ndcg@10\n  patience: 2\n",
+    "legacy.yaml": "early_stopping:\n  preset: recbole_legacy\n  monitor: mrr@10\n  stopping_step: 10\n",
+    "plateau.yaml": ("early_stopping:\n  monitor: ndcg@10\n  patience: 2\n"
+                     "lr_schedule:\n  reduce_on_plateau:\n    factor: 0.5\n    max_reductions: 1\n"),
+}
+
+
+def write_yaml(path: Path, mapping: dict[str, Any]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(mapping), encoding="utf-8")
+    return path
+
+
+class SyntheticTrain:
+    """Writes what a run of ``cfg`` would leave: the seed's curve, cut where the run's policy stops.
+
+    A run with an lr_schedule gains 0.05 from epoch 5 on (its training differs from the recording).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bool]] = []
+
+    def __call__(self, cfg: RunConfig, run_dir: Path, record_test: bool) -> None:
+        seed, epochs = cfg.recbole["seed"], cfg.recbole["epochs"]
+        self.calls.append((seed, record_test))
+        run_dir.mkdir(parents=True)
+        policy = cfg.build_policy()
+        w = TraceWriter(run_dir / "trace.jsonl")
+        w.header(config=cfg.to_dict(), policy=cfg.early_stopping, versions={}, model="GRU4Rec", dataset="ml-100k-tiny",
+                 seed=seed, epochs=epochs, eval_step=1, record_test=record_test)
+        best_test = None
+        stop_epoch, reason = epochs - 1, "max_epochs"
+        for epoch in range(epochs):
+            v = CURVES[seed][epoch] + (0.05 if cfg.lr_schedule and epoch >= 5 else 0.0)
+            valid = {"recall@10": 2 * v, "ndcg@10": v, "mrr@10": v / 2}
+            test = {"recall@10": 1.8 * v, "ndcg@10": 0.9 * v, "mrr@10": 0.45 * v}
+            d = policy.update(epoch, valid, 1.0, float(epoch + 1))
+            if d.new_best:
+                best_test = test
+            rec = {"epoch": epoch, "train_loss": 1.0, "lr": 0.001, "valid": valid, "elapsed_seconds": float(epoch + 1),
+                   "train_seconds": 0.75, "eval_seconds": 0.25, "decision": d.to_dict()}
+            if record_test:
+                rec["test"] = test
+            w.record(**rec)
+            if d.stop:
+                stop_epoch, reason = epoch, d.reason.value
+                break
+        w.footer(stop_epoch=stop_epoch, stop_reason=reason, message="synthetic", best_epoch=policy.best_epoch,
+                 epochs_trained=stop_epoch + 1, wall_seconds=float(stop_epoch + 1))
+        summary = {"best_epoch": policy.best_epoch, "best_valid_result": None, "test_result": best_test}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        (run_dir / "best.pth").write_bytes(b"weights")
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, Any]:
+    config = write_yaml(tmp_path / "tiny.yaml", TINY)
+    pol = {}
+    for name, text in POLICIES.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        pol[name.split(".")[0]] = str(tmp_path / name)
+    return {"config": str(config), "policies": pol, "cache": tmp_path / "cache", "tmp": tmp_path}
+
+
+def run_compare(setup: dict[str, Any], train: SyntheticTrain, names: tuple[str, ...] = ("patience2", "legacy", "plateau"),
+                **kw: Any) -> Any:
+    return compare([setup["config"]], [setup["policies"][n] for n in names], seeds=2, cache_dir=setup["cache"],
+                   progress=False, train=train, log=kw.pop("log", lambda m: None), **kw)
+
+
+def test_replayed_and_live_rows(setup: dict[str, Any]) -> None:
+    """Replayable policies are replayed on the recorded traces; the LR-schedule policy is trained live per seed."""
+    train = SyntheticTrain()
+    c = run_compare(setup, train)
+    assert sorted(train.calls) == [(2020, False), (2020, True), (2021, False), (2021, True)]
+    assert [s.name for s in c.policies if s.live] == ["plateau"]
+    p2 = c.results["patience2"]
+    assert [(r.stop_epoch, r.best_epoch) for r in p2] == [(5, 3), (5, 3)]
+    assert p2[0].metric("ndcg@10") == pytest.approx(0.9 * 0.30)
+    # Live: seed 2021 gains 0.05 from epoch 5 on, so it keeps improving past the replayed stop.
+    assert [(r.stop_epoch, r.best_epoch) for r in c.results["plateau"]] == [(7, 5), (9, 7)]
+    assert [o.best_epoch for o in c.oracle] == [3, 7]
+    assert c.results["legacy"][0].epochs_trained == 12  # stopping_step 10 never fires within 12 epochs
+
+
+def test_table_rows(setup: dict[str, Any]) -> None:
+    """Oracle first; epochs saved, ratio to the oracle and premature stops per policy over seeds."""
+    c = run_compare(setup, SyntheticTrain())
+    table = {r.policy: r for r in rows(c)}
+    assert list(table) == ["oracle", "patience2", "legacy", "plateau"]
+    assert table["oracle"].ratio.mean == pytest.approx(1.0)
+    p2 = table["patience2"]
+    assert (p2.epochs.mean, p2.saved.mean, p2.premature, p2.n) == (6.0, 6.0, 1, 2)  # seed 2021 stops at 5 < 7
+    assert p2.ratio.mean == pytest.approx((1.0 + 0.22 / 0.26) / 2)
+    assert p2.wall.mean == pytest.approx(6.0)  # 6 epochs x (0.75 + 0.25) s
+    assert table["plateau"].how == "live" and table["legacy"].note == "RecBole's own rule"
+    md = markdown(rows(c))
+    assert md.splitlines()[0].startswith("| policy | how | epochs trained")
+    assert "| patience2 | replay | 6.0 ± 0.0 | 6.0 ± 0.0 | 3.0 ± 0.0 |" in md
+
+
+def test_csv_and_plot_outputs(setup: dict[str, Any]) -> None:
+    """table.csv has one row per policy with mean/std columns; runs.csv one per policy and seed; the plot is a PNG."""
+    c = run_compare(setup, SyntheticTrain())
+    out = setup["tmp"]
+    write_table_csv(rows(c), out / "table.csv")
+    write_runs_csv(c, out / "runs.csv")
+    with open(out / "table.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["policy"] for r in table] == ["oracle", "patience2", "legacy", "plateau"]
+    assert float(table[1]["epochs_saved_mean"]) == 6.0 and table[1]["premature"] == "1"
+    with open(out / "runs.csv") as fh:
+        runs = list(csv.DictReader(fh))
+    assert len(runs) == 2 * 4 and runs[0]["valid_ndcg@10"] == "0.3"
+    png = plot(c, out / "compare.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_uses_cache_and_trains_nothing(setup: dict[str, Any]) -> None:
+    """A second comparison over the same config and seeds reuses every recorded and live run."""
+    run_compare(setup, SyntheticTrain())
+    again = SyntheticTrain()
+    c = run_compare(setup, again)
+    assert again.calls == []
+    assert [r.stop_epoch for r in c.results["patience2"]] == [5, 5]
+    assert not any(p.name.endswith(".pth") for p in setup["cache"].rglob("*"))  # checkpoints are not cached
+
+
+@pytest.mark.parametrize("change, same", [
+    ({"learning_rate": 0.01}, False),
+    ({"embedding_size": 32}, False),
+    ({"state": "WARNING"}, True),        # logging only
+    ({"show_progress": True}, True),
+])
+def test_cache_key_follows_training_keys(setup: dict[str, Any], change: dict[str, Any], same: bool) -> None:
+    """Keys that change training change the cache key; logging keys do not."""
+    base = load_config([setup["config"]])
+    other = load_config([setup["config"]], change)
+    k1 = cache_key(cache_fields(base, 2020, 12, live=False, record_test=True))
+    k2 = cache_key(cache_fields(other, 2020, 12, live=False, record_test=True))
+    assert (k1 == k2) is same
+
+
+def test_cache_key_follows_seed_budget_and_policy_for_live(setup: dict[str, Any]) -> None:
+    """Seed and budget always count; early_stopping counts for live runs only (recordings disable it)."""
+    cfg = load_config([setup["config"]])
+    cfg2 = load_config([setup["config"], setup["policies"]["patience2"]])
+    key = lambda c, s=2020, e=12, live=False: cache_key(cache_fields(c, s, e, live=live, record_test=not live))  # noqa: E731
+    assert len({key(cfg), key(cfg, s=2021), key(cfg, e=13)}) == 3
+    assert key(cfg) == key(cfg2)
+    assert key(cfg, live=True) != key(cfg2, live=True)
+
+
+def _first_entry(cache: Path) -> Path:
+    return sorted(d for d in cache.iterdir() if d.is_dir())[0]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "trace.jsonl").write_text((d / "trace.jsonl").read_text().replace('"train_loss":1.0', '"train_loss":0.5', 1)),
+     "trace.jsonl: content changed since it was recorded"),
+    (lambda d: (d / "summary.json").unlink(), "summary.json: missing from the cache entry"),
+    (lambda d: (d / "cache.json").unlink(), "has no cache.json"),
+    (lambda d: (d / "cache.json").write_text("{not json"), "cache.json: unreadable"),
+    (lambda d: (d / "cache.json").write_text(json.dumps({**json.loads((d / "cache.json").read_text()), "key": "x"})),
+     "records key 'x'"),
+])
+def test_corrupted_cache_entry_is_an_error(setup: dict[str, Any], damage: Any, message: str) -> None:
+    """An edited, truncated or foreign cache entry stops the comparison with the file named; it is never used."""
+    run_compare(setup, SyntheticTrain(), names=("patience2",))
+    entry = _first_entry(setup["cache"])
+    damage(entry)
+    with pytest.raises(CacheError, match=message) as info:
+        run_compare(setup, SyntheticTrain(), names=("patience2",))
+    assert str(entry) in str(info.value) and "--refresh-cache" in str(info.value)
+
+
+def test_refresh_cache_rerecords_a_corrupted_entry(setup: dict[str, Any]) -> None:
+    """With refresh_cache the corrupted entry is moved aside, re-recorded, and the log says so."""
+    run_compare(setup, SyntheticTrain(), names=("patience2",))
+    entry = _first_entry(setup["cache"])
+    (entry / "trace.jsonl").write_text("garbage\n")
+    train, said = SyntheticTrain(), []
+    c = run_compare(setup, train, names=("patience2",), refresh_cache=True, log=said.append)
+    assert len(train.calls) == 1 and len(said) == 1 and said[0].startswith("re-recording:")
+    assert "content changed" in said[0] and [r.stop_epoch for r in c.results["patience2"]] == [5, 5]
+    assert any(".corrupt-" in p.name for p in setup["cache"].iterdir())
+
+
+def test_cache_verify_checks_fields(tmp_path: Path) -> None:
+    """An entry whose stored fields do not belong to the key asked for is refused."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trace.jsonl").write_text("x\n")
+    (run / "summary.json").write_text("{}")
+    cache = TraceCache(tmp_path / "cache")
+    cache.root.mkdir()
+    cache.store(run, "k1", {"a": 1})
+    with pytest.raises(CacheError, match="do not hash to key k1"):
+        cache.lookup("k1", {"a": 2})
+
+
+def test_replay_only_refuses_live_policy(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """--replay-only with a policy that changes training fails before training, naming the file and why."""
+    train = SyntheticTrain()
+    with pytest.raises(ConfigError, match=r"plateau\.yaml \(its lr_schedule\.reduce_on_plateau"):
+        run_compare(setup, train, replay_only=True)
+    assert train.calls == []
+    code = main(["--config", setup["config"], "--policies", setup["policies"]["plateau"], "--replay-only",
+                 "--cache-dir", str(setup["cache"]), "--no-progress"])
+    assert code == 2 and "plateau.yaml" in capsys.readouterr().err
+
+
+def test_unknown_policy_file(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing policy file is a clear error (exit 2) naming it, before anything trains."""
+    code = main(["--config", setup["config"], "--policies", str(setup["tmp"] / "nope.yaml"), "--no-progress",
+                 "--cache-dir", str(setup["cache"])])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.yaml: policy file not found" in err
+    assert not setup["cache"].exists()
+
+
+def test_invalid_policy_file_names_file_and_key(setup: dict[str, Any]) -> None:
+    """A policy file with a bad key fails with the file and key named."""
+    bad = setup["tmp"] / "bad.yaml"
+    bad.write_text("early_stopping:\n  patiance: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*patiance"):
+        compare([setup["config"]], [str(bad)], cache_dir=setup["cache"], progress=False, train=SyntheticTrain())
+
+
+def test_duplicate_policy_names_refused(setup: dict[str, Any]) -> None:
+    """Two files with one stem would make two rows with one name: refused."""
+    other = setup["tmp"] / "sub"
+    other.mkdir()
+    (other / "patience2.yaml").write_text(POLICIES["patience2.yaml"])
+    with pytest.raises(ConfigError, match="already taken"):
+        compare([setup["config"]], [setup["policies"]["patience2"], str(other / "patience2.yaml")],
+                cache_dir=setup["cache"], progress=False, train=SyntheticTrain())
+
+
+def test_metrics_without_ndcg_refused(setup: dict[str, Any]) -> None:
+    """The table needs test NDCG@10 and Recall@10; a config that does not compute them is refused."""
+    cfg = write_yaml(setup["tmp"] / "mrr.yaml", {**TINY, "metrics": ["MRR"], "valid_metric": "MRR@10"})
+    with pytest.raises(ConfigError, match="ndcg@10, recall@10"):
+        compare([str(cfg)], [setup["policies"]["legacy"]], cache_dir=setup["cache"], progress=False,
+                train=SyntheticTrain())
+
+
+def test_oracle_monitor_option(setup: dict[str, Any]) -> None:
+    """--oracle-monitor picks the metric of the oracle's best epoch."""
+    c = run_compare(setup, SyntheticTrain(), names=("patience2",), oracle_monitor="mrr@10")
+    assert c.monitor == "mrr@10" and [o.best_epoch for o in c.oracle] == [3, 7]
+    assert build_policy({"monitor": "mrr@10", "enabled": False}).monitor_name == c.monitor
