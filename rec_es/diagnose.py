@@ -466,8 +466,8 @@ def _tie_sensitivity(obs: Observed) -> dict[str, Any] | None:
     if flipped_stop == observed_stop:
         return None
     counted = "not counted as improvements" if s.ties_improve else "counted as improvements"
-    outcome = f"stopped at epoch {flipped_stop}" if flipped_stop is not None else \
-        f"still be running at epoch {obs.last_epoch} (data ends)"
+    outcome = (f"stopped at epoch {flipped_stop}" if flipped_stop is not None else
+               f"still been running at epoch {obs.last_epoch} (data ends)")
     places = f" (values rounded to {obs.decimal_places} decimals)" if obs.decimal_places is not None else ""
     return {"stop_epoch": flipped_stop, "ties_improve": not s.ties_improve,
             "sentence": f"Ties decided the stop: with ties {counted}{places}, the same run would have {outcome}"
@@ -553,7 +553,7 @@ def _same_as_observed(obs: Observed, mapping: Mapping[str, Any]) -> bool:
 def _setting_text(obs: Observed, mapping: Mapping[str, Any]) -> str:
     """How to write ``mapping`` in a property file (stock users get ``stopping_step: N`` for the legacy rule)."""
     body = {k: v for k, v in mapping.items() if k not in ("monitor", "mode")}
-    if body.get("preset") == "recbole_legacy" and set(body) <= {"preset", "stopping_step"}:
+    if obs.kind == "recbole_log" and body.get("preset") == "recbole_legacy" and set(body) <= {"preset", "stopping_step"}:
         return f"stopping_step: {body.get('stopping_step', 10)}"
     return "early_stopping: " + yaml.safe_dump(body, default_flow_style=True, allow_unicode=True).strip()
 
@@ -567,7 +567,9 @@ def advice(obs: Observed, stop: Mapping[str, Any], premature: Mapping[str, Any],
     if observed_best is not None:
         better = [r for r in valid_rows if r["status"] != "data_ends" and _better(r["best_value"], observed_best, obs.mode)]
         if better:
-            r = max(better, key=lambda r: r["best_value"] * (1 if obs.mode == "max" else -1))
+            # best value first; among equal values the earlier restored epoch, then the shorter run
+            r = max(better, key=lambda r: (r["best_value"] * (1 if obs.mode == "max" else -1), -r["best_epoch"],
+                                           -r["epochs_trained"]))
             out.append(f"{r['policy']} would have restored epoch {r['best_epoch']} ({obs.monitor} {_fmt(r['best_value'])}) "
                        f"instead of epoch {stop['best_epoch']} ({_fmt(observed_best)}): set {r['setting']}.")
         same = [r for r in valid_rows if r["status"] == "stopped" and r["stop_epoch"] < obs.last_epoch

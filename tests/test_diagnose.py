@@ -1,0 +1,239 @@
+"""`rec-es explain` (rec_es.diagnose) on stock RecBole logs (real, from tests/fixtures/recbole_logs) and on
+rec_es traces written in the contract format by rec_es.trace.TraceWriter from scripted scores."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rec_es import build_policy
+from rec_es.diagnose import ExplainError, explain, load_run, main, render_text
+from rec_es.recbole_log import parse_recbole_log
+from rec_es.trace import TraceWriter
+
+LOGS = Path(__file__).parent / "fixtures" / "recbole_logs"
+
+
+def write_trace(run_dir: Path, scores: list[float], policy: dict[str, Any], *, epochs: int,
+                eval_step: int = 1, footer: bool = True) -> Path:
+    """A run directory whose trace.jsonl holds ``policy``'s real decisions on ``scores`` (ndcg@10)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    built = build_policy({"monitor": "ndcg@10", **policy})
+    writer = TraceWriter(run_dir / "trace.jsonl")
+    writer.header(config={"metric_decimal_place": 4}, policy=built.settings_mapping(), lr_schedule=None,
+                  versions={}, model="GRU4Rec", dataset="ml-100k-tiny", seed=2020, epochs=epochs,
+                  eval_step=eval_step, record_test=False)
+    last = None
+    for n, score in enumerate(scores):
+        epoch = (n + 1) * eval_step - 1
+        last = built.update(epoch, {"ndcg@10": score})
+        writer.record(epoch=epoch, train_loss=1.0, lr=0.001, valid={"ndcg@10": score}, elapsed_seconds=float(n),
+                      train_seconds=0.5, eval_seconds=0.5, decision=last.to_dict())
+        if last.stop:
+            break
+    if footer:
+        assert last is not None
+        writer.footer(stop_epoch=last.epoch, stop_reason=last.reason.value if last.stop else "max_epochs",
+                      message=last.message, best_epoch=built.best_epoch, epochs_trained=last.epoch + 1,
+                      wall_seconds=1.0)
+    return run_dir
+
+
+def row(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(r for r in report["counterfactuals"] if r["policy"] == name)
+
+
+# ----- stock RecBole logs ---------------------------------------------------------------------------------
+def test_stock_stop_names_stopping_step_misses_and_best_epoch() -> None:
+    """The 500-epoch run that stopped after epoch 6: stopping_step 3, 4 misses, best epoch from the log."""
+    path = LOGS / "stopped_epochs500.log"
+    text = path.read_text()
+    logged_best = int(re.search(r"Finished training, best eval result in epoch (\d+)", text).group(1))
+    last_eval = max(int(e) for e in re.findall(r"epoch (\d+) evaluating", text))
+    report = explain(path)
+    stop = report["stop"]
+    assert (stop["ending"], stop["stop_epoch"], stop["best_epoch"]) == ("early_stopped", last_eval, logged_best)
+    assert stop["evaluations_without_improvement"] == 3 + 1
+    assert stop["setting"] == {"key": "stopping_step", "value": 3}
+    assert stop["sentence"].startswith(
+        f"RecBole's stopping_step rule stopped the run at epoch {last_eval} ({last_eval + 1} of 500 epochs trained): "
+        f"ndcg@10 did not reach its best (0.0345 at epoch {logged_best}) for 4 evaluations (4 epochs), one more "
+        "than stopping_step: 3 allows.")
+    assert report["warnings"] == []
+
+
+def test_stock_declining_stop_is_not_premature_and_gets_no_advice() -> None:
+    """ndcg@10 fell for 4 evaluations after a peak that is not a spike: no change is advised."""
+    report = explain(LOGS / "stopped_epochs500.log")
+    premature = report["premature"]
+    assert premature["trend"] == "worsening"
+    assert premature["verdict"] == "Not premature: the monitor was getting worse when the run stopped."
+    assert premature["spike"]["is_spike"] is False
+    assert report["advice"] == []
+    assert row(report, "observed: stopping_step 3")["stop_epoch"] == 6
+    patience10 = row(report, "patience 10")
+    assert (patience10["status"], patience10["stop_epoch"], patience10["best_epoch"]) == ("data_ends", 6, 2)
+    assert "would still be running at epoch 6 (data ends)" in render_text(report)
+
+
+def test_noisy_stock_run_flags_gap_and_spike_with_advice() -> None:
+    """The lr 0.05 run: a 3-miss gap recovered at epoch 17 and a spiky best; advice names the settings."""
+    report = explain(LOGS / "noisy_stopped.log")
+    premature = report["premature"]
+    assert premature["longest_recovered_gap"] == {"evaluations": 3, "from_epoch": 14, "improved_at": 17}
+    assert premature["gap_close_to_patience"] is True
+    assert premature["spike"]["epoch"] == 17 and premature["spike"]["is_spike"] is True
+    assert premature["verdict"].startswith("Possibly premature")
+    assert any("set stopping_step: 10 (stock RecBole) or early_stopping.patience: 10 (rec_es)" in a
+               for a in report["advice"])
+    assert any("smoothing: ema, ema_alpha: 0.5" in a for a in report["advice"])
+
+
+def test_budget_run_counts_tie_resets_like_recbole() -> None:
+    """A run that used all epochs: tie resets are the evaluations that equalled the running best."""
+    log = parse_recbole_log(LOGS / "budget_test_crashed.log")
+    expected_ties, best = [], None
+    for epoch, score in log.scores():
+        if best is not None and score == best:
+            expected_ties.append(epoch)
+        best = score if best is None else max(best, score)
+    report = explain(LOGS / "budget_test_crashed.log")
+    assert report["stop"]["ending"] == "budget"
+    assert report["stop"]["sentence"].startswith("No early stop: the run used its whole budget (epochs: 12; last epoch 11)")
+    assert report["premature"]["tie_resets"] == expected_ties == [1, 8, 10]
+    assert any("no 'test result' line" in w for w in report["warnings"])
+
+
+def test_eval_step_two_counts_epochs_and_evaluations() -> None:
+    """eval_step 2: waits are reported in evaluations and epochs; every policy runs the budget."""
+    report = explain(LOGS / "evalstep2_topk3_console_coloured.txt")
+    assert report["eval_step"] == 2
+    assert [e["epoch"] for e in report["evaluations"]] == [1, 3, 5, 7, 9]
+    assert {r["status"] for r in report["counterfactuals"]} == {"budget"}
+    assert report["stop"]["ending"] == "budget"
+
+
+def test_truncated_log_is_explained_as_incomplete() -> None:
+    """A log cut mid-run: no rule, no budget; the parser's warnings are passed on."""
+    report = explain(LOGS / "broken_truncated.log")
+    assert report["stop"]["ending"] == "incomplete"
+    assert report["stop"]["sentence"].startswith("The run did not end by a rule or by its budget: the data ends at epoch 4 of 500")
+    assert any("ends after epoch 4 of 500" in w for w in report["warnings"])
+
+
+# ----- rec_es traces --------------------------------------------------------------------------------------
+def test_trace_still_rising_is_likely_premature(tmp_path: Path) -> None:
+    """A patience-2 stop on a curve still rising over the window is called premature, with a patience advice."""
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.79, 0.795]
+    run = write_trace(tmp_path / "run", scores, {"patience": 2}, epochs=100)
+    report = explain(run)
+    assert report["kind"] == "rec_es"
+    assert (report["stop"]["stop_epoch"], report["stop"]["best_epoch"], report["stop"]["reason"]) == (9, 7, "patience")
+    assert report["stop"]["setting"] == {"key": "early_stopping.patience", "value": 2}
+    assert report["premature"]["trend"] == "improving"
+    assert report["premature"]["verdict"] == "Likely premature: the monitor was still improving when the run stopped."
+    assert any(a.startswith("Give it more patience, since the monitor was still improving at the stop: "
+                            "set early_stopping.patience: 10.") for a in report["advice"])
+
+
+def test_earlier_stop_with_same_best_is_advised(tmp_path: Path) -> None:
+    """A run with stopping disabled peaks at epoch 3; patience 10 would stop at 13 restoring the same epoch."""
+    scores = [0.1, 0.2, 0.3, 0.4] + [0.39 - 0.001 * i for i in range(26)]
+    run = write_trace(tmp_path / "run", scores, {"enabled": False}, epochs=30)
+    report = explain(run)
+    assert report["stop"]["ending"] == "budget" and report["stop"]["best_epoch"] == 3
+    p10 = row(report, "patience 10")
+    assert (p10["status"], p10["stop_epoch"], p10["best_epoch"]) == ("stopped", 13, 3)
+    legacy = row(report, "stopping_step 10 (RecBole default)")
+    assert (legacy["stop_epoch"], legacy["best_epoch"]) == (14, 3)  # 11 misses, RecBole's rule
+    assert report["advice"][0] == ("patience 10 would have stopped at epoch 13, 16 epochs earlier, and restored an "
+                                   "equally good epoch (3, 0.4): set early_stopping: {patience: 10} to save time.")
+
+
+def test_better_restored_epoch_is_advised(tmp_path: Path) -> None:
+    """min_delta 0.05 never accepts the later 0.53; plain patience restores it, and the advice says so."""
+    scores = [0.5, 0.52, 0.53, 0.53, 0.51, 0.5, 0.51, 0.5, 0.52, 0.5, 0.51, 0.5]
+    run = write_trace(tmp_path / "run", scores, {"patience": 30, "min_delta": 0.05}, epochs=12)
+    report = explain(run)
+    assert report["stop"]["best_epoch"] == 0
+    assert row(report, "patience 10")["best_epoch"] == 2
+    assert report["advice"][0] == ("patience 10 would have restored epoch 2 (ndcg@10 0.53) instead of epoch 0 (0.5): "
+                                   "set early_stopping: {patience: 10}.")
+
+
+def test_rounding_ties_decide_a_rec_es_stop(tmp_path: Path) -> None:
+    """Equal (rounded) values count as misses in rec_es; counting them as improvements would not have stopped."""
+    run = write_trace(tmp_path / "run", [0.5, 0.6, 0.6, 0.6], {"patience": 2}, epochs=50)
+    report = explain(run)
+    assert report["stop"]["stop_epoch"] == 3
+    decided = report["premature"]["ties_decided"]
+    assert decided["stop_epoch"] is None
+    assert decided["sentence"] == ("Ties decided the stop: with ties counted as improvements (values rounded to 4 "
+                                   "decimals), the same run would have still been running at epoch 3 (data ends) "
+                                   "instead of epoch 3.")
+
+
+def test_trace_without_footer_is_incomplete(tmp_path: Path) -> None:
+    """A killed run (no footer) is explained up to its last record, with a warning."""
+    run = write_trace(tmp_path / "run", [0.1, 0.2, 0.15], {"patience": 5}, epochs=50, footer=False)
+    report = explain(run / "trace.jsonl")
+    assert report["stop"]["ending"] == "incomplete"
+    assert any("no footer" in w for w in report["warnings"])
+
+
+def test_eval_step_trace_reports_both_units(tmp_path: Path) -> None:
+    """With eval_step 3 the wait is given in evaluations and in epochs."""
+    run = write_trace(tmp_path / "run", [0.3, 0.2, 0.2, 0.1], {"patience": 3}, epochs=60, eval_step=3)
+    stop = explain(run)["stop"]
+    assert (stop["stop_epoch"], stop["evaluations_without_improvement"], stop["epochs_without_improvement"]) == (11, 3, 9)
+    assert "after 3 evaluations (9 epochs) without improvement" in stop["sentence"]
+
+
+# ----- errors and the command line ------------------------------------------------------------------------
+def test_unreadable_inputs_name_the_file_and_the_expected_format(tmp_path: Path) -> None:
+    """Missing path, directory without a trace, header-only trace and a non-log file are clear errors."""
+    with pytest.raises(ExplainError, match="nope: not found; expected a rec_es run directory"):
+        load_run(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExplainError, match="a directory without trace.jsonl"):
+        load_run(tmp_path / "empty")
+    run = write_trace(tmp_path / "run", [], {"patience": 2}, epochs=5, footer=False)
+    with pytest.raises(ExplainError, match="holds no evaluation yet"):
+        load_run(run)
+    with pytest.raises(ExplainError, match="not_a_log.txt: not a stock RecBole log"):
+        load_run(LOGS / "not_a_log.txt")
+
+
+def test_main_json_plot_and_policy_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json carries the report, --plot writes a PNG, --policies adds a row named after the file."""
+    policy = tmp_path / "patient.yaml"
+    policy.write_text("early_stopping:\n  patience: 2\n  smoothing: ema\n  ema_alpha: 0.3\n")
+    png = tmp_path / "stop.png"
+    assert main([str(LOGS / "noisy_stopped.log"), "--json", "--plot", str(png), "--policies", str(policy)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["stop"]["best_epoch"] == 17 and data["plot"] == str(png)
+    patient = row(data, "patient")
+    assert patient["status"] == "stopped" and patient["mapping"]["ema_alpha"] == 0.3
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_main_bad_policy_file_and_bad_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad --policies file exits 2 naming file and key; an unreadable RUN exits 1."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("early_stopping:\n  patiance: 2\n")
+    assert main([str(LOGS / "noisy_stopped.log"), "--policies", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: early_stopping.patiance: unknown key — did you mean 'patience'?" in err
+    assert main([str(tmp_path / "missing.log")]) == 1
+    assert "missing.log: not found" in capsys.readouterr().err
+
+
+def test_text_report_has_every_section() -> None:
+    """The plain-text report holds the stop sentence, the premature verdict, the table and the advice."""
+    text = render_text(explain(LOGS / "noisy_stopped.log"))
+    for heading in ("Why it stopped", "Was it premature?", "What other settings would have done", "Advice"):
+        assert f"\n{heading}" in text
+    assert "observed: stopping_step 3" in text and "stops at epoch 21" in text
