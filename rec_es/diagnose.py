@@ -81,6 +81,7 @@ class Observed:
     dataset: str | None
     warnings: list[str] = field(default_factory=list)
     stock: RecBoleLog | None = None
+    original_policy: tuple[str, dict[str, Any]] | None = None  # (label, mapping) before a resume changed it
 
     @property
     def monitor(self) -> str:
@@ -136,6 +137,14 @@ def _from_trace(path: Path) -> Observed:
         raise ExplainError(f"{trace.path}: the trace header's policy cannot be rebuilt: {exc}") from None
     decisions = [dict(r["decision"]) for r in trace.records]
     warnings: list[str] = []
+    original: tuple[str, dict[str, Any]] | None = None
+    resumed = _resumed_policy(trace.path.parent / "config.yaml", policy)
+    if resumed is not None:
+        original = ("original (trace header): " + _label(policy), mapping)
+        mapping, policy = resumed
+        warnings.append(f"{trace.path.parent / 'config.yaml'}: the run was resumed under another policy "
+                        f"({_label(policy)}; the trace header has {original[0].split(': ', 1)[1]}); the report "
+                        "explains the final policy, and the table also replays the original one")
     ending = _trace_ending(trace, decisions)
     if ending == "incomplete":
         warnings.append(f"{trace.path}: no footer: the run crashed, was interrupted or is still running; "
@@ -150,7 +159,24 @@ def _from_trace(path: Path) -> Observed:
                     decisions=decisions, ending=ending, epochs=_int(trace.header.get("epochs")),
                     eval_step=_int(trace.header.get("eval_step")) or 1,
                     decimal_places=places if isinstance(places, int) else None,
-                    model=trace.header.get("model"), dataset=trace.header.get("dataset"), warnings=warnings)
+                    model=trace.header.get("model"), dataset=trace.header.get("dataset"), warnings=warnings,
+                    original_policy=original)
+
+
+def _resumed_policy(config_path: Path, header_policy: StoppingPolicy) -> tuple[dict[str, Any], StoppingPolicy] | None:
+    """The policy in RUN/config.yaml when it differs from the trace header's (``rec-es run --resume`` with a new
+    policy rewrites config.yaml but keeps the header); None when they agree or config.yaml is absent/unreadable."""
+    if not config_path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        mapping = data.get("early_stopping") if isinstance(data, dict) else None
+        if not isinstance(mapping, dict):
+            return None
+        policy = build_policy(mapping)
+    except (yaml.YAMLError, OSError, ConfigError):
+        return None
+    return None if policy.settings == header_policy.settings else (dict(mapping), policy)
 
 
 def _trace_ending(trace: Trace, decisions: list[dict[str, Any]]) -> str:
@@ -510,6 +536,8 @@ def counterfactuals(obs: Observed, extra: Sequence[tuple[str, dict[str, Any]]] =
     """Replay the observed policy, the built-in set and ``extra`` on the observed evaluations."""
     rows: list[dict[str, Any]] = []
     named = [("observed: " + _observed_label(obs), obs.policy_mapping)]
+    if obs.original_policy is not None:
+        named.append(obs.original_policy)
     for name, mapping in [*DEFAULT_POLICIES, *extra]:
         if _same_as_observed(obs, mapping):
             continue
@@ -532,7 +560,12 @@ def counterfactuals(obs: Observed, extra: Sequence[tuple[str, dict[str, Any]]] =
 
 
 def _observed_label(obs: Observed) -> str:
-    s = obs.policy.settings
+    return _label(obs.policy)
+
+
+def _label(policy: StoppingPolicy) -> str:
+    """A short name for a policy: ``stopping_step 3``, ``patience 10 evaluations + EMA α=0.5``."""
+    s = policy.settings
     if s.preset == "recbole_legacy":
         return f"stopping_step {s.stopping_step}"
     label = f"patience {s.patience} {s.patience_unit}" if s.patience is not None else "no patience rule"
@@ -558,28 +591,38 @@ def _setting_text(obs: Observed, mapping: Mapping[str, Any]) -> str:
     return "early_stopping: " + yaml.safe_dump(body, default_flow_style=True, allow_unicode=True).strip()
 
 
-def advice(obs: Observed, stop: Mapping[str, Any], premature: Mapping[str, Any],
-           rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Concrete settings to change, each backed by the observed data (may be empty)."""
+def advice(obs: Observed, stop: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Settings whose effect the replay shows on the observed evaluations (may be empty).
+
+    Only two things can be shown: a policy that restores a strictly better epoch (it must have finished inside
+    the data), and one that stops earlier and restores an equally good epoch.
+    """
     out: list[str] = []
     observed_best = stop.get("best_value")
     valid_rows = [r for r in rows[1:] if "error" not in r and r.get("best_value") is not None]
-    if observed_best is not None:
-        better = [r for r in valid_rows if r["status"] != "data_ends" and _better(r["best_value"], observed_best, obs.mode)]
-        if better:
-            # best value first; among equal values the earlier restored epoch, then the shorter run
-            r = max(better, key=lambda r: (r["best_value"] * (1 if obs.mode == "max" else -1), -r["best_epoch"],
-                                           -r["epochs_trained"]))
-            out.append(f"{r['policy']} would have restored epoch {r['best_epoch']} ({obs.monitor} {_fmt(r['best_value'])}) "
-                       f"instead of epoch {stop['best_epoch']} ({_fmt(observed_best)}): set {r['setting']}.")
-        same = [r for r in valid_rows if r["status"] == "stopped" and r["stop_epoch"] < obs.last_epoch
-                and not _better(observed_best, r["best_value"], obs.mode)]
-        if same and obs.ending != "incomplete":
-            r = min(same, key=lambda r: r["stop_epoch"])
-            saved = obs.last_epoch - r["stop_epoch"]
-            out.append(f"{r['policy']} would have stopped at epoch {r['stop_epoch']}, {_plural(saved, 'epoch')} earlier, "
-                       f"and restored an equally good epoch ({r['best_epoch']}, {_fmt(r['best_value'])}): set {r['setting']} "
-                       "to save time.")
+    if observed_best is None:
+        return out
+    better = [r for r in valid_rows if r["status"] != "data_ends" and _better(r["best_value"], observed_best, obs.mode)]
+    if better:
+        # best value first; among equal values the earlier restored epoch, then the shorter run
+        r = max(better, key=lambda r: (r["best_value"] * (1 if obs.mode == "max" else -1), -r["best_epoch"],
+                                       -r["epochs_trained"]))
+        out.append(f"{r['policy']} would have restored epoch {r['best_epoch']} ({obs.monitor} {_fmt(r['best_value'])}) "
+                   f"instead of epoch {stop['best_epoch']} ({_fmt(observed_best)}): set {r['setting']}.")
+    same = [r for r in valid_rows if r["status"] == "stopped" and r["stop_epoch"] < obs.last_epoch
+            and not _better(observed_best, r["best_value"], obs.mode)]
+    if same and obs.ending != "incomplete":
+        r = min(same, key=lambda r: r["stop_epoch"])
+        saved = obs.last_epoch - r["stop_epoch"]
+        out.append(f"{r['policy']} would have stopped at epoch {r['stop_epoch']}, {_plural(saved, 'epoch')} earlier, "
+                   f"and restored an equally good epoch ({r['best_epoch']}, {_fmt(r['best_value'])}): set {r['setting']} "
+                   "to save time.")
+    return out
+
+
+def worth_trying(obs: Observed, premature: Mapping[str, Any]) -> list[str]:
+    """Changes the run's own curve hints at but cannot prove, because the data ends where the run ended."""
+    out: list[str] = []
     patience = premature.get("patience_evaluations")
     stock = obs.kind == "recbole_log" or obs.policy.settings.preset == "recbole_legacy"
     if obs.ending == "early_stopped" and patience and (premature["trend"] == "improving"
@@ -588,16 +631,21 @@ def advice(obs: Observed, stop: Mapping[str, Any], premature: Mapping[str, Any],
         why = ("the monitor was still improving at the stop" if premature["trend"] == "improving" else
                f"this run already went {premature['longest_recovered_gap']['evaluations']} evaluations without "
                "improving once and then recovered")
-        key = (f"set stopping_step: {target} (stock RecBole) or early_stopping.patience: {target} (rec_es)" if stock
-               else f"set early_stopping.patience: {target}")
-        out.append(f"Give it more patience, since {why}: {key}. The data ends at epoch {obs.last_epoch}, so what the "
-                   "longer run gives can only be seen by running it.")
+        key = (f"stopping_step: {target} (stock RecBole) or early_stopping.patience: {target} (rec_es)" if stock
+               else f"early_stopping.patience: {target}")
+        how = ""
+        run_dir = obs.trace.path.parent
+        if obs.kind == "rec_es" and (run_dir / "last.pth").is_file():
+            how = (f" This run kept its last checkpoint, so it can continue instead of restarting: rec-es run "
+                   f"--resume {run_dir} --config new_policy.yaml")
+        out.append(f"More patience, since {why}: {key}. The data ends at epoch {obs.last_epoch}, so only a longer run "
+                   f"can show whether a better epoch follows.{how}")
     spike = premature.get("spike")
     if spike and spike.get("is_spike") and obs.policy.settings.smoothing == "none" and obs.ending == "early_stopped":
-        out.append("Smooth the monitor so that one lucky evaluation does not set the bar: "
+        out.append("Smoothing, so that one lucky evaluation does not set the bar: "
                    "early_stopping: {smoothing: ema, ema_alpha: 0.5} (the best raw epoch is still restored).")
     if obs.ending == "budget" and premature["trend"] == "improving":
-        out.append(f"Raise epochs (now {obs.epochs}): the monitor was still improving when the budget ran out.")
+        out.append(f"More epochs (now {obs.epochs}): the monitor was still improving when the budget ran out.")
     return out
 
 
@@ -611,7 +659,7 @@ def explain(path: str | Path, policies: Sequence[tuple[str, dict[str, Any]]] = (
         "source": obs.source, "kind": obs.kind, "model": obs.model, "dataset": obs.dataset,
         "monitor": obs.monitor, "mode": obs.mode, "epochs": obs.epochs, "eval_step": obs.eval_step,
         "observed_policy": obs.policy_mapping, "stop": stop, "premature": premature, "counterfactuals": rows,
-        "advice": advice(obs, stop, premature, rows), "warnings": obs.warnings,
+        "advice": advice(obs, stop, rows), "worth_trying": worth_trying(obs, premature), "warnings": obs.warnings,
         "evaluations": [{k: d.get(k) for k in ("epoch", "value", "smoothed", "improved", "wait_count", "best_epoch")}
                         for d in obs.decisions],
     }
@@ -648,8 +696,11 @@ def render_text(report: Mapping[str, Any]) -> str:
     widths = [max(len(row[i]) for row in [header, *table]) for i in range(3)]
     for row in [header, *table]:
         lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    lines += ["", "Advice"]
-    lines += [f"  - {a}" for a in report["advice"]] or ["  - none: nothing in the observed data supports a change."]
+    lines += ["", "Advice (shown by the replay above)"]
+    lines += [f"  - {a}" for a in report["advice"]] or ["  - none: no replayed policy did better on the observed data."]
+    if report["worth_trying"]:
+        lines += ["", "Worth trying (the curve hints at it; the data cannot show the outcome)"]
+        lines += [f"  - {a}" for a in report["worth_trying"]]
     if report["warnings"]:
         lines += ["", "Could not be read / caveats"] + [f"  - {w}" for w in report["warnings"]]
     return "\n".join(lines)

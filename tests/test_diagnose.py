@@ -18,12 +18,15 @@ LOGS = Path(__file__).parent / "fixtures" / "recbole_logs"
 
 
 def write_trace(run_dir: Path, scores: list[float], policy: dict[str, Any], *, epochs: int,
-                eval_step: int = 1, footer: bool = True) -> Path:
-    """A run directory whose trace.jsonl holds ``policy``'s real decisions on ``scores`` (ndcg@10)."""
+                eval_step: int = 1, footer: bool = True, header_policy: dict[str, Any] | None = None) -> Path:
+    """A run directory whose trace.jsonl holds ``policy``'s real decisions on ``scores`` (ndcg@10).
+
+    ``header_policy`` (default: ``policy``) goes into the header, as after a resume under a new policy."""
     run_dir.mkdir(parents=True, exist_ok=True)
     built = build_policy({"monitor": "ndcg@10", **policy})
+    header = build_policy({"monitor": "ndcg@10", **(header_policy or policy)})
     writer = TraceWriter(run_dir / "trace.jsonl")
-    writer.header(config={"metric_decimal_place": 4}, policy=built.settings_mapping(), lr_schedule=None,
+    writer.header(config={"metric_decimal_place": 4}, policy=header.settings_mapping(), lr_schedule=None,
                   versions={}, model="GRU4Rec", dataset="ml-100k-tiny", seed=2020, epochs=epochs,
                   eval_step=eval_step, record_test=False)
     last = None
@@ -72,7 +75,7 @@ def test_stock_declining_stop_is_not_premature_and_gets_no_advice() -> None:
     assert premature["trend"] == "worsening"
     assert premature["verdict"] == "Not premature: the monitor was getting worse when the run stopped."
     assert premature["spike"]["is_spike"] is False
-    assert report["advice"] == []
+    assert report["advice"] == [] and report["worth_trying"] == []
     assert row(report, "observed: stopping_step 3")["stop_epoch"] == 6
     patience10 = row(report, "patience 10")
     assert (patience10["status"], patience10["stop_epoch"], patience10["best_epoch"]) == ("data_ends", 6, 2)
@@ -87,9 +90,10 @@ def test_noisy_stock_run_flags_gap_and_spike_with_advice() -> None:
     assert premature["gap_close_to_patience"] is True
     assert premature["spike"]["epoch"] == 17 and premature["spike"]["is_spike"] is True
     assert premature["verdict"].startswith("Possibly premature")
-    assert any("set stopping_step: 10 (stock RecBole) or early_stopping.patience: 10 (rec_es)" in a
-               for a in report["advice"])
-    assert any("smoothing: ema, ema_alpha: 0.5" in a for a in report["advice"])
+    assert report["advice"] == []  # the data ends at the stop: no replay can show a better setting
+    assert any("stopping_step: 10 (stock RecBole) or early_stopping.patience: 10 (rec_es)" in a
+               for a in report["worth_trying"])
+    assert any("smoothing: ema, ema_alpha: 0.5" in a for a in report["worth_trying"])
 
 
 def test_budget_run_counts_tie_resets_like_recbole() -> None:
@@ -135,8 +139,11 @@ def test_trace_still_rising_is_likely_premature(tmp_path: Path) -> None:
     assert report["stop"]["setting"] == {"key": "early_stopping.patience", "value": 2}
     assert report["premature"]["trend"] == "improving"
     assert report["premature"]["verdict"] == "Likely premature: the monitor was still improving when the run stopped."
-    assert any(a.startswith("Give it more patience, since the monitor was still improving at the stop: "
-                            "set early_stopping.patience: 10.") for a in report["advice"])
+    assert report["worth_trying"][0].startswith("More patience, since the monitor was still improving at the stop: "
+                                                "early_stopping.patience: 10. The data ends at epoch 9")
+    assert "--resume" not in report["worth_trying"][0]  # no last.pth in this run directory
+    (run / "last.pth").write_bytes(b"")
+    assert f"rec-es run --resume {run} --config new_policy.yaml" in explain(run)["worth_trying"][0]
 
 
 def test_earlier_stop_with_same_best_is_advised(tmp_path: Path) -> None:
@@ -174,6 +181,23 @@ def test_rounding_ties_decide_a_rec_es_stop(tmp_path: Path) -> None:
     assert decided["sentence"] == ("Ties decided the stop: with ties counted as improvements (values rounded to 4 "
                                    "decimals), the same run would have still been running at epoch 3 (data ends) "
                                    "instead of epoch 3.")
+
+
+def test_resumed_run_is_explained_with_its_final_policy(tmp_path: Path) -> None:
+    """`rec-es run --resume` with a new policy rewrites config.yaml, not the trace header: the final policy wins."""
+    scores = [0.1, 0.3, 0.2, 0.25, 0.28, 0.35, 0.3, 0.3, 0.3]
+    run = write_trace(tmp_path / "run", scores, {"patience": 5}, epochs=50, footer=False,
+                      header_policy={"patience": 3})
+    (run / "config.yaml").write_text("early_stopping:\n  monitor: ndcg@10\n  patience: 3\n")
+    assert not [w for w in explain(run)["warnings"] if "resumed under another policy" in w]  # config.yaml agrees with the header
+    (run / "config.yaml").write_text("early_stopping:\n  monitor: ndcg@10\n  patience: 5\n")
+    report = explain(run)
+    assert report["observed_policy"]["patience"] == 5
+    assert any("resumed under another policy" in w for w in report["warnings"])
+    original = row(report, "original (trace header): patience 3 evaluations")
+    assert (original["status"], original["stop_epoch"], original["best_epoch"]) == ("stopped", 4, 1)
+    observed = row(report, "observed: patience 5 evaluations")
+    assert observed["status"] == "data_ends"
 
 
 def test_trace_without_footer_is_incomplete(tmp_path: Path) -> None:
