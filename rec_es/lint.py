@@ -36,6 +36,7 @@ from rec_es.config import RECBOLE_DEFAULTS, REC_ES_KEYS, RunConfig, load_config,
 from rec_es.errors import ConfigError
 from rec_es.policy import StoppingPolicy
 from rec_es.policy.schema import PolicySettings
+from rec_es.schedule import LRSchedule
 from rec_es.policy.monitor import VALUE_METRICS, computed_metric_keys, metric_base, metric_mode
 
 __all__ = ["Finding", "lint_files", "main", "recbole_known_keys"]
@@ -242,21 +243,14 @@ class _Lint:
             self.add("note", "early_stopping.enabled", f"stopping is off: every one of the {epochs} epochs runs "
                      "(the best evaluation is still restored)", file=es_file)
             return
-        if s.patience is None:
-            wait = "the patience rule is off (patience: null)"
-        elif s.preset == "recbole_legacy":
-            evals = s.patience  # stopping_step + 1
-            wait = (f"stock stopping_step {s.stopping_step} with eval_step {step} waits {evals * step} epochs "
-                    f"({evals} evaluations × {step} epoch{'s' * (step != 1)}) without reaching the best")
-        elif s.patience_unit == "evaluations":
-            wait = (f"early_stopping.patience {s.patience} evaluations with eval_step {step} waits "
-                    f"{s.patience * step} epochs without improvement")
-        else:
-            evals = -(-s.patience // step)
-            wait = (f"early_stopping.patience {s.patience} epochs waits {evals * step} epochs "
-                    f"({evals} evaluations every {step} epochs) without improvement")
-        earliest = earliest_stop(s, epochs, step)
-        key = "stopping_step" if s.preset == "recbole_legacy" and "early_stopping" not in self.merged else "early_stopping.patience"
+        key, wait = self._wait_text(s, step)
+        plateau = (cfg.lr_schedule or {}).get("reduce_on_plateau")
+        if plateau:
+            wait += (f", and lr_schedule.reduce_on_plateau defers the stop up to {plateau['max_reductions']} times "
+                     "with a fresh window")
+        lr = self.get("learning_rate")
+        earliest = earliest_stop(s, epochs, step, cfg.lr_schedule,
+                                 lr if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 else 0.001)
         if earliest is not None:
             self.add("note", key, f"{wait}; your run can stop as early as epoch {earliest} (0-based, as RecBole "
                      f"logs it: after {earliest + 1} of {epochs} epochs)")
@@ -265,6 +259,27 @@ class _Lint:
         else:
             self.add("warning", key, f"{wait}; with epochs {epochs} that wait never ends in time: no stop can "
                      f"happen and the run always trains all {epochs} epochs")
+
+    def _wait_text(self, s: PolicySettings, step: int) -> tuple[str, str]:
+        """(key, sentence) saying how long the policy waits, in evaluations and epochs."""
+        if s.preset == "recbole_legacy":
+            evals = s.patience  # stopping_step + 1
+            stock = "early_stopping" not in self.merged
+            key = "stopping_step" if stock else "early_stopping.stopping_step"
+            who = "stock stopping_step" if stock else "early_stopping.stopping_step (recbole_legacy)"
+            return key, (f"{who} {s.stopping_step} with eval_step {step} waits {evals * step} epochs ({evals} "
+                         f"evaluations × {step} epoch{'s' * (step != 1)}) without reaching the best")
+        if s.patience is None:
+            rules = ", ".join(p.criterion for p in s.prechelt) or "only thresholds and budgets"
+            key = "early_stopping.prechelt" if s.prechelt else "early_stopping.patience"
+            return key, f"the patience rule is off (patience: null); Prechelt {rules} decide{'s' * (len(s.prechelt) == 1)}" \
+                if s.prechelt else f"the patience rule is off (patience: null): {rules} can stop the run"
+        if s.patience_unit == "evaluations":
+            return "early_stopping.patience", (f"early_stopping.patience {s.patience} evaluations with eval_step "
+                                               f"{step} waits {s.patience * step} epochs without improvement")
+        evals = -(-s.patience // step)
+        return "early_stopping.patience", (f"early_stopping.patience {s.patience} epochs waits {evals * step} epochs "
+                                           f"({evals} evaluations every {step} epochs) without improvement")
 
     def min_delta(self, cfg: RunConfig) -> None:
         s = cfg.settings
@@ -300,20 +315,28 @@ class _Lint:
                      f"{cfg.settings.patience} {cfg.settings.patience_unit})")
 
 
-def earliest_stop(settings: PolicySettings, epochs: int, eval_step: int) -> int | None:
+def earliest_stop(settings: PolicySettings, epochs: int, eval_step: int,
+                  lr_schedule: Mapping[str, Any] | None = None, learning_rate: float = 0.001) -> int | None:
     """The first epoch (0-based) at which the policy could stop, or None if it cannot within ``epochs``.
 
     Replays the policy on the worst case for waiting: the first evaluation is the best and every later one is
-    worse. Thresholds, baseline and the time budget are left out (they depend on the values reached).
+    worse. Thresholds, baseline and the time budget are left out (they depend on the values reached). An
+    ``lr_schedule.reduce_on_plateau`` defers patience stops exactly as the trainer does (fresh window).
     """
     policy = StoppingPolicy(replace(settings, stopping_threshold=None, divergence_threshold=None,
                                     baseline=None, max_minutes=None))
+    schedule = LRSchedule(lr_schedule, learning_rate) if lr_schedule else None
     terms = policy.settings.monitor.terms
     weight = sum(w for _, w in terms) or 1.0
     worse = (-1.0 if policy.mode == "max" else 1.0) * (1.0 if weight > 0 else -1.0)
     for n, epoch in enumerate(range(eval_step - 1, epochs, eval_step)):
         value = 0.5 + worse * 1e-3 * n
         decision = policy.update(epoch, {k: value for k in policy.monitor_keys}, train_loss=1.0 + 1e-3 * n)
+        reason = decision.reason.value if decision.stop else None
+        action = schedule.on_evaluation(epoch, improved=decision.improved, stop_reason=reason) if schedule else None
+        if action is not None and action.defer_stop:
+            policy.grant_patience()
+            continue
         if decision.stop:
             return epoch
     return None

@@ -194,3 +194,32 @@ def test_clean_config_exits_zero_and_json(tmp_path: Path, capsys: pytest.Capture
     data = json.loads(capsys.readouterr().out)
     assert data["errors"] == 0
     assert [(f["level"], f["key"], f["file"]) for f in data["findings"]] == [("note", "stopping_step", "RecBole's defaults")]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("policy", sorted((REPO / "properties" / "policies").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_policy_files_lint_without_errors(policy: Path) -> None:
+    """Every policy file the project ships passes `rec-es check` with no error."""
+    assert [f for f in lint_files([str(policy)]) if f.level == "error"] == []
+
+
+def test_reduce_on_plateau_defers_the_earliest_stop(tmp_path: Path) -> None:
+    """Two LR reductions each grant a fresh patience window: patience 10 can stop at epoch 30, not 10."""
+    cfg = write(tmp_path, "a.yaml", "valid_metric: NDCG@10\nearly_stopping:\n  patience: 10\n"
+                "lr_schedule:\n  reduce_on_plateau:\n    factor: 0.3\n    max_reductions: 2\n")
+    note = only(lint_files([cfg]), "early_stopping.patience")
+    assert "reduce_on_plateau defers the stop up to 2 times" in note.message
+    assert "can stop as early as epoch 30" in note.message
+
+
+def test_legacy_preset_and_prechelt_name_their_own_keys(tmp_path: Path) -> None:
+    """A recbole_legacy mapping reports early_stopping.stopping_step; a Prechelt-only policy early_stopping.prechelt."""
+    legacy = write(tmp_path, "l.yaml", "valid_metric: NDCG@10\nearly_stopping:\n  preset: recbole_legacy\n  stopping_step: 4\n")
+    note = only(lint_files([legacy]), "early_stopping.stopping_step")
+    assert note.message.startswith("early_stopping.stopping_step (recbole_legacy) 4 with eval_step 1 waits 5 epochs")
+    gl = write(tmp_path, "g.yaml", "valid_metric: NDCG@10\nearly_stopping:\n  patience: null\n"
+               "  prechelt: {criterion: GL, alpha: 5}\n")
+    assert only(lint_files([gl]), "early_stopping.prechelt").message.startswith(
+        "the patience rule is off (patience: null); Prechelt GL decides")
