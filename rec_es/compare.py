@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -130,6 +131,12 @@ def check_quality_metrics(cfg: RunConfig) -> None:
 
 
 # --- cache -----------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _cached_hash(root: str, modules: tuple[str, ...]) -> str:
+    """Hashed once per process: the key describes the code this process runs, even if files change meanwhile."""
+    return source_hash(Path(root), modules)
+
+
 def source_hash(package_dir: Path | None = None, modules: Iterable[str] = TRAINING_MODULES) -> str:
     """SHA-256 over the source of rec_es's training modules (missing modules count as empty)."""
     root = package_dir or Path(__file__).resolve().parent
@@ -138,12 +145,6 @@ def source_hash(package_dir: Path | None = None, modules: Iterable[str] = TRAINI
         p = root / name
         h.update(name.encode() + b"\0" + (p.read_bytes() if p.is_file() else b"") + b"\0")
     return h.hexdigest()
-
-
-def policy_source_hash() -> str:
-    """SHA-256 over rec_es/policy/*.py (decides when a live run stops)."""
-    root = Path(__file__).resolve().parent / "policy"
-    return source_hash(root, sorted(p.name for p in root.glob("*.py")))
 
 
 def _versions() -> dict[str, str]:
@@ -165,10 +166,11 @@ def cache_fields(cfg: RunConfig, seed: int, epochs: int, *, live: bool, record_t
     recbole["epochs"] = epochs
     out = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "kind": "live" if live else "record",
            "recbole": recbole, "lr_schedule": cfg.lr_schedule, "record_test": record_test,
-           "versions": _versions(), "source": source_hash()}
+           "versions": _versions(), "source": _cached_hash(str(Path(__file__).resolve().parent), TRAINING_MODULES)}
     if live:
         out["early_stopping"] = cfg.early_stopping
-        out["policy_source"] = policy_source_hash()
+        root = Path(__file__).resolve().parent / "policy"
+        out["policy_source"] = _cached_hash(str(root), tuple(sorted(p.name for p in root.glob("*.py"))))
     return out
 
 
