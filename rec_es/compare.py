@@ -369,7 +369,7 @@ def compare(config_files: Sequence[str], policy_files: Sequence[str], *, seeds: 
     _check_data(recording)
     seed_list = seeds_from(seeds, int(recording.get("seed") or 2020))
     cache = TraceCache(cache_dir, refresh=refresh_cache, log=log)
-    trainer = train or (lambda cfg, d, rt: train_with_rec_es(cfg, d, rt, progress=False))
+    trainer = train or (lambda cfg, d, rt: train_with_rec_es(cfg, d, rt, progress=progress))
     jobs = [(None, s) for s in seed_list] + [(spec, s) for spec in live for s in seed_list]
     dirs: dict[tuple[str, int], Path] = {}
     bar = _bar(len(jobs), progress)
