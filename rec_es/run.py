@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--record-test", action="store_true", help="also evaluate the test set at every evaluation")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over epochs")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch log lines (the result is still printed)")
     return p
 
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if run_dir is None:
         run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
     return train(cfg, run_dir, resume=args.resume is not None, record_test=args.record_test,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, verbose=not args.quiet)
 
 
 def _check_resumable(run_dir: Path) -> None:
@@ -108,9 +109,9 @@ def _model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, st
                           key="model")
     try:
         model_class = get_model(name)
-    except ValueError:
-        raise ConfigError(f"model: {name!r} is not a RecBole 1.2.1 model (e.g. GRU4Rec, SASRec, BPR)", source=where,
-                          key="model") from None
+    except (ValueError, ImportError):  # an unknown name ends in recbole's exlib package, which needs lightgbm
+        raise ConfigError(f"model: {name!r} is not a RecBole 1.2.1 model this installation can train "
+                          "(e.g. GRU4Rec, SASRec, BPR; names are case-sensitive)", source=where, key="model") from None
     trainer_class = get_trainer(model_class.type, name)
     if trainer_class is not Trainer:
         raise ConfigError(f"model: {name} trains with RecBole's {trainer_class.__name__}, which has its own fit(); "

@@ -1,0 +1,137 @@
+"""`rec-es run` end to end: run directory contract, resume after a real kill, bad input, BPR with record_test."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from rec_es.run import main
+from rec_es.trace import read_trace
+
+from conftest import REPO, tiny_recbole_config
+
+TIMING = ("elapsed_seconds", "train_seconds", "eval_seconds")
+SCRIPT = REPO / "scripts" / "run_gru4rec.py"
+
+
+def write_config(path: Path, **overrides: Any) -> Path:
+    keys = tiny_recbole_config(**overrides)
+    path.write_text(yaml.safe_dump(keys))
+    return path
+
+
+def records_without_timing(run_dir: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_trace(run_dir).records]
+
+
+def start_run(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(SCRIPT), *args, "--no-progress"], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_for_records(run_dir: Path, n: int, proc: subprocess.Popen[bytes]) -> None:
+    """Block until the trace holds n evaluation records (the process must still be running)."""
+    trace = run_dir / "trace.jsonl"
+    while not (trace.exists() and trace.read_text().count('"type":"eval"') >= n):
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "run ended early"
+        time.sleep(0.05)
+
+
+def test_resume_after_kill_gives_the_uninterrupted_trace(in_tmp: Path) -> None:
+    """SIGKILL a real run mid-training, --resume it: trace equals an uninterrupted run's (timing excluded)."""
+    cfg = write_config(in_tmp / "tiny.yaml", epochs=9)
+    policy = in_tmp / "policy.yaml"
+    policy.write_text(yaml.safe_dump({
+        "early_stopping": {"monitor": "ndcg@10", "patience": 2, "smoothing": "ema", "ema_alpha": 0.5},
+        "lr_schedule": {"warmup_epochs": 2, "reduce_on_plateau": {"factor": 0.5, "max_reductions": 2}},
+    }))
+    full = start_run(in_tmp, "--config", str(cfg), str(policy), "--output-dir", "full")
+    killed = start_run(in_tmp, "--config", str(cfg), str(policy), "--output-dir", "killed")
+    wait_for_records(in_tmp / "killed", 4, killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not read_trace(in_tmp / "killed").complete
+    assert full.wait() == 0, full.stderr.read().decode() if full.stderr else ""
+
+    resumed = start_run(in_tmp, "--resume", "killed")
+    assert resumed.wait() == 0, resumed.stderr.read().decode() if resumed.stderr else ""
+
+    expected = records_without_timing(in_tmp / "full")
+    assert len(expected) >= 6
+    assert records_without_timing(in_tmp / "killed") == expected
+    a = json.loads((in_tmp / "full" / "summary.json").read_text())
+    b = json.loads((in_tmp / "killed" / "summary.json").read_text())
+    for key in ("stop_epoch", "best_epoch", "stop_reason", "message", "best_valid_result", "test_result"):
+        assert a[key] == b[key], key
+
+
+def test_run_directory_contract(in_tmp: Path) -> None:
+    """BPR with --record-test: every file of the contract, test metrics per record, weights-only best.pth."""
+    cfg = write_config(in_tmp / "bpr.yaml", model="BPR", epochs=3, train_neg_sample_args={"uniform": 1},
+                       eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "mode": "full"})
+    cfg_text = cfg.read_text().replace("loss_type: CE\n", "")
+    cfg.write_text(cfg_text)
+    assert main(["--config", str(cfg), "--output-dir", "bpr", "--record-test", "--no-progress"]) == 0
+    run = in_tmp / "bpr"
+    assert sorted(p.name for p in run.iterdir()) == ["best.pth", "config.yaml", "last.pth", "summary.json",
+                                                     "trace.jsonl"]
+    trace = read_trace(run)
+    assert trace.header["model"] == "BPR" and trace.header["record_test"] is True
+    assert [r["epoch"] for r in trace.records] == [0, 1, 2]
+    assert all(set(r["test"]) == {"recall@10", "ndcg@10", "mrr@10"} for r in trace.records)
+    summary = json.loads((run / "summary.json").read_text())
+    best = torch.load(run / "best.pth", weights_only=True)
+    assert best["epoch"] == summary["best_epoch"] == trace.footer["best_epoch"]
+    # the test metrics recorded at the best epoch are the summary's test result (same weights)
+    at_best = next(r for r in trace.records if r["epoch"] == summary["best_epoch"])
+    assert at_best["test"] == summary["test_result"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "BPR"
+
+
+def test_existing_run_directory_is_never_overwritten(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An existing non-empty --output-dir is refused before anything is written."""
+    cfg = write_config(in_tmp / "tiny.yaml")
+    (in_tmp / "old").mkdir()
+    (in_tmp / "old" / "trace.jsonl").write_text("precious\n")
+    assert main(["--config", str(cfg), "--output-dir", "old"]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert (in_tmp / "old" / "trace.jsonl").read_text() == "precious\n"
+    assert sorted(p.name for p in (in_tmp / "old").iterdir()) == ["trace.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "overrides, extra, fragment",
+    [
+        ({"dataset": "ml-1m"}, [], "dataset 'ml-1m' not found: looked for"),
+        ({"data_path": "/nowhere"}, [], "/nowhere/ml-100k-tiny/ml-100k-tiny.inter"),
+        ({"model": "GRU4Recc"}, [], "model: 'GRU4Recc' is not a RecBole 1.2.1 model"),
+        ({}, ["--set", "early_stopping={monitor: hit@10}"], "RecBole will not compute hit@10"),
+        ({}, ["--set", "lr_schedule={decay: linear}"], "lr_schedule.decay: must be one of"),
+    ],
+)
+def test_bad_input_fails_before_training(in_tmp: Path, capsys: pytest.CaptureFixture[str],
+                                         overrides: dict[str, Any], extra: list[str], fragment: str) -> None:
+    """Missing data, unknown model, uncomputed monitor, bad schedule: exit 2, named cause, no run dir."""
+    cfg = write_config(in_tmp / "bad.yaml", **overrides)
+    assert main(["--config", str(cfg), "--output-dir", "run", *extra]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert not (in_tmp / "run").exists() and not (in_tmp / "log").exists()
+
+
+def test_cli_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
+    """`rec-es` lists its commands and refuses an unknown one."""
+    from rec_es.cli import main as cli
+
+    assert cli(["--help"]) == 0 and "run" in capsys.readouterr().out
+    assert cli(["fly"]) == 2 and "unknown command 'fly'" in capsys.readouterr().err

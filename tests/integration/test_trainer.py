@@ -1,0 +1,115 @@
+"""EarlyStoppingTrainer against real RecBole 1.2.1 on the tiny ml-100k slice (GRU4Rec)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.trainer import Trainer
+from recbole.utils import get_model, init_seed
+
+from rec_es import build_policy
+from rec_es.trace import read_trace
+from rec_es.trainer import EarlyStoppingTrainer
+
+from conftest import tiny_recbole_config
+
+TIMING = ("elapsed_seconds", "train_seconds", "eval_seconds")
+
+
+def build(keys: dict[str, Any]) -> tuple[Any, Any, Any, Any, torch.nn.Module]:
+    """Config, train/valid/test loaders and model, seeded exactly as RecBole's run_recbole does."""
+    config = Config(model=keys["model"], dataset=keys["dataset"], config_dict=keys)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train._dataset).to(config["device"])
+    return config, train, valid, test, model
+
+
+def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def test_recbole_legacy_equals_stock_trainer(in_tmp: Path) -> None:
+    """recbole_legacy reproduces stock Trainer.fit: per-epoch scores, stop epoch, best epoch, test result."""
+    keys = tiny_recbole_config(epochs=16, stopping_step=1, checkpoint_dir=str(in_tmp / "saved"))
+
+    config, train, valid, test, model = build(keys)
+    stock = Trainer(config, model)
+    stock_scores: dict[int, float] = {}
+    best_score, best_result = stock.fit(train, valid, saved=True, verbose=False,
+                                        callback_fn=lambda e, s: stock_scores.__setitem__(e, s))
+    saved = torch.load(stock.saved_model_file, weights_only=False)  # RecBole pickles its Config in here
+    model.load_state_dict(saved["state_dict"])
+    stock_test = dict(stock.evaluate(test, load_best_model=False))
+
+    config, train, valid, test, model = build(keys)
+    policy = build_policy({"preset": "recbole_legacy", "monitor": "ndcg@10", "stopping_step": 1})
+    ours = EarlyStoppingTrainer(config, model, policy, run_dir=in_tmp / "run")
+    our_score, our_result = ours.fit(train, valid, saved=True, verbose=False)
+    our_test = dict(ours.evaluate(test, load_best_model=True))
+    records = read_trace(in_tmp / "run").records
+
+    assert max(stock_scores) < 15, "the config must make stock RecBole stop early for this test to mean anything"
+    scores = [stock_scores[e] for e in sorted(stock_scores)]
+    assert any(a == b for a, b in zip(scores, scores[1:])), "a tie must occur so RecBole's tie rule is exercised"
+    assert {r["epoch"]: r["valid"]["ndcg@10"] for r in records} == stock_scores
+    assert ours.stop_epoch_ == max(stock_scores)
+    assert ours.best_epoch_ == saved["epoch"]
+    assert (our_score, dict(our_result)) == (best_score, dict(best_result))
+    assert our_test == stock_test
+
+
+def test_best_weights_restored_without_saving(in_tmp: Path) -> None:
+    """saved=False and no run dir: the best epoch's weights are restored in memory before testing."""
+    config, train, valid, test, model = build(tiny_recbole_config(epochs=14, checkpoint_dir=str(in_tmp / "s")))
+    trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10", "patience": 2}))
+    trainer.fit(train, valid, saved=False, verbose=False)
+    assert trainer.best_epoch_ is not None and trainer.best_epoch_ < trainer.stop_epoch_
+    assert dict(trainer.evaluate(valid, load_best_model=True)) == dict(trainer.best_valid_result)
+    assert not list(in_tmp.glob("**/*.pth"))
+
+
+def test_policy_reuse_and_second_fit_carry_no_state(in_tmp: Path) -> None:
+    """One policy object used by two trainers gives identical traces; a second fit starts fresh."""
+    keys = tiny_recbole_config(epochs=5, checkpoint_dir=str(in_tmp / "s"))
+    policy = build_policy({"monitor": "ndcg@10", "patience": 2, "smoothing": "ema", "ema_alpha": 0.5})
+    traces = []
+    for name in ("a", "b"):
+        config, train, valid, test, model = build(keys)
+        EarlyStoppingTrainer(config, model, policy, run_dir=in_tmp / name).fit(train, valid, verbose=False)
+        traces.append(without_timing(read_trace(in_tmp / name).records))
+    assert traces[0] == traces[1]
+
+    config, train, valid, test, model = build(keys)
+    trainer = EarlyStoppingTrainer(config, model, policy)
+    trainer.fit(train, valid, verbose=False)
+    first_best = trainer.best_valid_score
+    trainer.fit(train, valid, verbose=False)  # the model goes on training from where it is
+    assert trainer.best_epoch_ is not None and first_best is not None
+    # a fresh policy's first evaluation is always a new best: the first fit's best must not block it
+    assert trainer.policy.best_epoch == trainer.best_epoch_
+
+
+def test_lr_schedule_applied_and_plateau_defers_stop(in_tmp: Path) -> None:
+    """Warmup LRs reach the optimizer; a patience stop is deferred once with the LR cut, then it stands."""
+    keys = tiny_recbole_config(epochs=20, learning_rate=0.01, checkpoint_dir=str(in_tmp / "s"))
+    config, train, valid, test, model = build(keys)
+    schedule = {"warmup_epochs": 2, "warmup_start_factor": 0.5,
+                "reduce_on_plateau": {"factor": 0.5, "max_reductions": 1}}
+    trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10", "patience": 1}),
+                                   lr_schedule=schedule, run_dir=in_tmp / "run")
+    trainer.fit(train, valid, verbose=False)
+    records = read_trace(in_tmp / "run").records
+    assert [r["lr"] for r in records[:3]] == pytest.approx([0.005, 0.0075, 0.01])
+    deferred = [r for r in records if r.get("lr_action", {}).get("defer_stop")]
+    assert len(deferred) == 1 and deferred[0]["decision"]["stop"] is False
+    after = records[records.index(deferred[0]) + 1]
+    assert after["lr"] == pytest.approx(0.005)
+    assert records[-1]["decision"]["stop"] is True and records[-1]["decision"]["reason"] == "patience"
+    assert trainer.stop_epoch_ == records[-1]["epoch"]
