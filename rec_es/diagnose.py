@@ -620,8 +620,10 @@ def advice(obs: Observed, stop: Mapping[str, Any], rows: Sequence[Mapping[str, A
     return out
 
 
-def worth_trying(obs: Observed, premature: Mapping[str, Any]) -> list[str]:
-    """Changes the run's own curve hints at but cannot prove, because the data ends where the run ended."""
+def worth_trying(obs: Observed, premature: Mapping[str, Any], shown: Sequence[str] = ()) -> list[str]:
+    """Changes the run's own curve hints at but cannot prove, because the data ends where the run ended.
+
+    ``shown``: the advice already backed by the replay (a hint it already covers is left out)."""
     out: list[str] = []
     patience = premature.get("patience_evaluations")
     stock = obs.kind == "recbole_log" or obs.policy.settings.preset == "recbole_legacy"
@@ -641,7 +643,8 @@ def worth_trying(obs: Observed, premature: Mapping[str, Any]) -> list[str]:
         out.append(f"More patience, since {why}: {key}. The data ends at epoch {obs.last_epoch}, so only a longer run "
                    f"can show whether a better epoch follows.{how}")
     spike = premature.get("spike")
-    if spike and spike.get("is_spike") and obs.policy.settings.smoothing == "none" and obs.ending == "early_stopped":
+    if (spike and spike.get("is_spike") and obs.policy.settings.smoothing == "none" and obs.ending == "early_stopped"
+            and not any("smoothing: ema" in a for a in shown)):
         out.append("Smoothing, so that one lucky evaluation does not set the bar: "
                    "early_stopping: {smoothing: ema, ema_alpha: 0.5} (the best raw epoch is still restored).")
     if obs.ending == "budget" and premature["trend"] == "improving":
@@ -655,11 +658,12 @@ def explain(path: str | Path, policies: Sequence[tuple[str, dict[str, Any]]] = (
     stop = analyse_stop(obs)
     premature = analyse_premature(obs, stop)
     rows = counterfactuals(obs, policies)
+    shown = advice(obs, stop, rows)
     return {
         "source": obs.source, "kind": obs.kind, "model": obs.model, "dataset": obs.dataset,
         "monitor": obs.monitor, "mode": obs.mode, "epochs": obs.epochs, "eval_step": obs.eval_step,
         "observed_policy": obs.policy_mapping, "stop": stop, "premature": premature, "counterfactuals": rows,
-        "advice": advice(obs, stop, rows), "worth_trying": worth_trying(obs, premature), "warnings": obs.warnings,
+        "advice": shown, "worth_trying": worth_trying(obs, premature, shown), "warnings": obs.warnings,
         "evaluations": [{k: d.get(k) for k in ("epoch", "value", "smoothed", "improved", "wait_count", "best_epoch")}
                         for d in obs.decisions],
     }

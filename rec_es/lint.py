@@ -201,8 +201,9 @@ class _Lint:
         try:
             return load_config(self.files)
         except ConfigError as exc:
-            legacy_monitor = exc.key == "early_stopping.monitor" and "early_stopping" not in self.merged
-            if not (legacy_monitor and skip_legacy_monitor):  # already reported as valid_metric
+            es = self.merged.get("early_stopping")
+            from_valid_metric = exc.key == "early_stopping.monitor" and not (isinstance(es, dict) and "monitor" in es)
+            if not (from_valid_metric and skip_legacy_monitor):  # the monitor is valid_metric: already reported
                 self.findings.append(Finding("error", exc.source or "-", exc.key or "early_stopping", _bare(exc)))
             return None
 

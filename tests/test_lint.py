@@ -223,3 +223,11 @@ def test_legacy_preset_and_prechelt_name_their_own_keys(tmp_path: Path) -> None:
                "  prechelt: {criterion: GL, alpha: 5}\n")
     assert only(lint_files([gl]), "early_stopping.prechelt").message.startswith(
         "the patience rule is off (patience: null); Prechelt GL decides")
+
+
+def test_bad_valid_metric_is_not_reported_twice_through_the_default_monitor(tmp_path: Path) -> None:
+    """An early_stopping mapping without monitor uses valid_metric: one error, under valid_metric."""
+    base = write(tmp_path, "base.yaml", "metrics: [Recall]\nvalid_metric: MRR@10\n")
+    es = write(tmp_path, "es.yaml", "early_stopping:\n  patience: 3\n")
+    errors = [f for f in lint_files([base, es]) if f.level == "error"]
+    assert [(f.file, f.key) for f in errors] == [(base, "valid_metric")]
