@@ -31,6 +31,7 @@ import yaml
 
 from rec_es.errors import ConfigError, RecEsError, StateError
 from rec_es.policy import StoppingPolicy, build_policy
+from rec_es.policy.schema import PolicySettings
 from rec_es.policy.smoothing import smooth
 from rec_es.recbole_log import LogFormatError, RecBoleLog, parse_recbole_log
 from rec_es.replay import ReplayError, ReplayResult, replay
@@ -383,8 +384,10 @@ def analyse_stop(obs: Observed) -> dict[str, Any]:
     elif obs.ending == "early_stopped":
         message = last.get("message") or ""
         out["setting"] = _setting_for_reason(last.get("reason"), s)
+        decided = (f" The setting that decided it: {out['setting']['key']}: {out['setting']['value']}."
+                   if out["setting"] else "")
         out["sentence"] = (f"rec_es rule '{last.get('reason')}' stopped the run at epoch {obs.last_epoch} ({budget}) "
-                           f"after {misses}; {best}. The policy said: {message}")
+                           f"after {misses}; {best}.{decided} The policy said: {message}")
     elif obs.ending == "budget":
         out["setting"] = {"key": "epochs", "value": obs.epochs}
         out["sentence"] = (f"No early stop: the run used its whole budget (epochs: {obs.epochs}; last epoch "
@@ -397,7 +400,8 @@ def analyse_stop(obs: Observed) -> dict[str, Any]:
     return out
 
 
-def _setting_for_reason(reason: str | None, s: Any) -> dict[str, Any] | None:
+def _setting_for_reason(reason: str | None, s: PolicySettings) -> dict[str, Any] | None:
+    """The early_stopping key (and its value) behind a stop reason; None for reasons no key decides."""
     keys = {"patience": ("early_stopping.patience", s.patience), "baseline": ("early_stopping.baseline", s.baseline),
             "stopping_threshold": ("early_stopping.stopping_threshold", s.stopping_threshold),
             "divergence_threshold": ("early_stopping.divergence_threshold", s.divergence_threshold),

@@ -137,6 +137,7 @@ def test_trace_still_rising_is_likely_premature(tmp_path: Path) -> None:
     assert report["kind"] == "rec_es"
     assert (report["stop"]["stop_epoch"], report["stop"]["best_epoch"], report["stop"]["reason"]) == (9, 7, "patience")
     assert report["stop"]["setting"] == {"key": "early_stopping.patience", "value": 2}
+    assert "The setting that decided it: early_stopping.patience: 2." in report["stop"]["sentence"]
     assert report["premature"]["trend"] == "improving"
     assert report["premature"]["verdict"] == "Likely premature: the monitor was still improving when the run stopped."
     assert report["worth_trying"][0].startswith("More patience, since the monitor was still improving at the stop: "
