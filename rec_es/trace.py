@@ -111,6 +111,21 @@ def truncate_lines(path: Path, keep_lines: int) -> int:
     return kept
 
 
+def rewrite_header(path: str | os.PathLike[str], header: Mapping[str, Any]) -> None:
+    """Replace line 1 of a trace with ``header`` (atomically: temp file, fsync, os.replace)."""
+    p = Path(path)
+    lines = p.read_bytes().split(b"\n", 1)
+    rest = lines[1] if len(lines) > 1 else b""
+    fields = {k: v for k, v in header.items() if k not in ("type", "format", "version")}
+    obj = {"type": "header", "format": FORMAT, "version": VERSION, **fields}
+    tmp = p.with_name(f".{p.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(dumps(obj).encode("utf-8") + b"\n" + rest)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, p)
+
+
 @dataclass
 class Trace:
     """A parsed trace: ``header``, evaluation ``records`` in order, ``footer`` (None if the run crashed)."""

@@ -25,7 +25,7 @@ from rec_es import checkpoint
 from rec_es.compat import versions
 from rec_es.errors import ConfigError, StateError
 from rec_es.schedule import LRSchedule, PlateauAction
-from rec_es.trace import TraceWriter, jsonable, read_trace
+from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
 
 LONG_EPOCH_SECONDS = 30.0  # batch progress bars switch on once an epoch took longer than this
 
@@ -160,22 +160,44 @@ class EarlyStoppingTrainer(Trainer):
             self.policy.reset()
             if self.schedule is not None:
                 self.schedule.reset()
-        else:
-            self._apply_resume(resume, train_data)
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if resume is None:
+            if self.run_dir is not None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
                 self.trace_ = TraceWriter(self.run_dir / "trace.jsonl")
                 self.trace_.header(**self._header())
-            else:
-                self.trace_ = TraceWriter(self.run_dir / "trace.jsonl", keep_lines=int(resume["trace_lines"]))
+        else:
+            if self.run_dir is None:
+                raise StateError("resuming needs the run_dir the run was written to")
+            self.trace_ = TraceWriter(self.run_dir / "trace.jsonl", keep_lines=int(resume["trace_lines"]))
+            self._apply_resume(resume, train_data, read_trace(self.run_dir / "trace.jsonl"))
 
-    def _apply_resume(self, data: Mapping[str, Any], train_data: Any) -> None:
-        """Policy, schedule, best snapshot, RNG and data order exactly as they were after ``data['epoch']``."""
+    def _apply_resume(self, data: Mapping[str, Any], train_data: Any, trace: Any) -> None:
+        """Policy, schedule, best snapshot, RNG and data order exactly as they were after ``data['epoch']``.
+
+        With the same policy settings as the trace header, the saved policy state is loaded. With other
+        settings (``--resume RUN --config new_policy.yaml``) the new policy is replayed over the recorded
+        evaluations instead, and the trace header is rewritten to name both policies.
+        """
         self._resume = None
-        self.policy.load_state_dict(data["policy"])
-        if self.schedule is not None and data.get("lr_schedule") is not None:
+        header = dict(trace.header)
+        policy_now = jsonable(self.policy.settings_mapping()) if hasattr(self.policy, "settings_mapping") else {}
+        schedule_now = self.schedule.settings if self.schedule is not None else None
+        if header.get("policy") == policy_now:
+            self.policy.load_state_dict(data["policy"])
+        else:
+            self._replay_policy(trace.records)
+        if self.schedule is not None and data.get("lr_schedule") is not None and header.get("lr_schedule") == schedule_now:
             self.schedule.load_state_dict(data["lr_schedule"])
+        elif self.schedule is not None:
+            self.schedule.reset()
+        if (header.get("policy"), header.get("lr_schedule")) != (policy_now, schedule_now):
+            changes = list(header.get("resumed_with_changes", []))
+            changes.append({"from_epoch": int(data["epoch"]) + 1, "previous_policy": header.get("policy"),
+                            "previous_lr_schedule": header.get("lr_schedule")})
+            header.update(policy=policy_now, lr_schedule=schedule_now, resumed_with_changes=changes,
+                          config=jsonable(self.run_config) if self.run_config is not None else header.get("config"))
+            rewrite_header(self.run_dir / "trace.jsonl", header)
+            self.logger.info(f"resumed under a changed policy/schedule: replayed {len(trace.records)} recorded "
+                             "evaluations through the new policy")
         best = data.get("best")
         if best is not None:
             self.best_state_ = best["state_dict"]
@@ -191,6 +213,15 @@ class EarlyStoppingTrainer(Trainer):
         if gen is not None and data.get("train_data_rng") is not None:
             gen.set_state(data["train_data_rng"])
         self.start_epoch = int(data["epoch"]) + 1
+
+    def _replay_policy(self, records: list[dict[str, Any]]) -> None:
+        """Feed recorded evaluations to a fresh policy (deferred stops granted again)."""
+        self.policy.reset()
+        for r in records:
+            self.policy.update(r["epoch"], r["valid"], train_loss=r.get("train_loss"),
+                               elapsed_seconds=r.get("elapsed_seconds"))
+            if (r.get("lr_action") or {}).get("defer_stop"):
+                self.policy.grant_patience()
 
     def _header(self) -> dict[str, Any]:
         settings = self.policy.settings_mapping() if hasattr(self.policy, "settings_mapping") else {}

@@ -75,6 +75,27 @@ def test_resume_after_kill_gives_the_uninterrupted_trace(in_tmp: Path) -> None:
         assert a[key] == b[key], key
 
 
+def test_resume_finished_run_under_another_policy(in_tmp: Path) -> None:
+    """--resume RUN --set ... continues a finished run with a changed policy; the header names both."""
+    cfg = write_config(in_tmp / "tiny.yaml", epochs=3)
+    assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 0
+    before = read_trace(in_tmp / "run")
+    assert before.complete and [r["epoch"] for r in before.records] == [0, 1, 2]
+    assert main(["--resume", "run", "--set", "epochs=5", "--set", "early_stopping={monitor: mrr@10, patience: 4}",
+                 "--no-progress", "--quiet"]) == 0
+    after = read_trace(in_tmp / "run")
+    assert [r["epoch"] for r in after.records] == [0, 1, 2, 3, 4]
+    assert after.records[:3] == before.records
+    assert after.header["policy"]["monitor"] == "mrr@10"
+    assert after.header["resumed_with_changes"][0]["from_epoch"] == 3
+    assert after.header["resumed_with_changes"][0]["previous_policy"] == before.header["policy"]
+    assert after.footer is not None and after.footer["epochs_trained"] == 5
+    # the replayed new policy saw epochs 0-2: its wait count continues instead of starting at zero
+    best = after.records[-1]["decision"]["best_epoch"]
+    mrr = [r["valid"]["mrr@10"] for r in after.records]
+    assert mrr[best] == max(mrr)
+
+
 def test_run_directory_contract(in_tmp: Path) -> None:
     """BPR with --record-test: every file of the contract, test metrics per record, weights-only best.pth."""
     cfg = write_config(in_tmp / "bpr.yaml", model="BPR", epochs=3, train_neg_sample_args={"uniform": 1},
