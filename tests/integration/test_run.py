@@ -156,3 +156,17 @@ def test_cli_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert cli(["--help"]) == 0 and "run" in capsys.readouterr().out
     assert cli(["fly"]) == 2 and "unknown command 'fly'" in capsys.readouterr().err
+
+
+def test_dataset_resolution(in_tmp: Path) -> None:
+    """ml-100k without data_path is the wheel's copy; a user's data_path is honoured, also for ml-100k."""
+    from rec_es.datasets import resolve
+    from rec_es.errors import ConfigError
+
+    embedded = resolve({"dataset": "ml-100k"})
+    assert embedded.embedded and embedded.inter_file.is_file()
+    assert embedded.inter_file.parent.parent.name == "dataset_example"
+    own = resolve({"dataset": "ml-100k-tiny", "data_path": str(REPO / "datasets")})
+    assert own.inter_file == REPO / "datasets" / "ml-100k-tiny" / "ml-100k-tiny.inter" and not own.embedded
+    with pytest.raises(ConfigError, match=r"looked for .*/elsewhere/ml-100k/ml-100k.inter"):
+        resolve({"dataset": "ml-100k", "data_path": "elsewhere"}, {"data_path": "mine.yaml"})
