@@ -379,7 +379,8 @@ def analyse_stop(obs: Observed) -> dict[str, Any]:
             f"RecBole's stopping_step rule stopped the run at epoch {obs.last_epoch} ({budget}): {obs.monitor} did "
             f"not reach its best ({_fmt(best_value)} at epoch {best_epoch}) for {_plural(step + 1, 'evaluation')} "
             f"({_plural(last.get('wait_epochs') or 0, 'epoch')}), one more than {name}: {step} allows. RecBole "
-            f"counts evaluations, not epochs (eval_step {obs.eval_step}, so {step + 1} misses span {window} epochs), "
+            f"counts evaluations, not epochs (eval_step {obs.eval_step}, so {_plural(step + 1, 'miss')} "
+            f"span{'s' * (step == 0)} {_plural(window, 'epoch')}), "
             "a value equal to the best resets the count, and it stops on the (stopping_step + 1)-th miss.")
     elif obs.ending == "early_stopped":
         message = last.get("message") or ""

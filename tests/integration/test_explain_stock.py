@@ -5,7 +5,8 @@ with GRU4Rec on datasets/ml-100k-tiny:
   * "stopped": epochs 500, stopping_step 3, learning_rate 0.01 — the "I set epochs: 500 and it stopped at
     epoch N" situation. saved=True, so under torch>=2.6 the test step after fit may crash in torch.load; the
     log up to there is real and the crash is part of what the parser must handle.
-  * "evalstep": epochs 8, eval_step 2, topk [5, 10, 20], saved=False (the test step runs, so the log is complete).
+  * "evalstep": epochs 10, eval_step 2, stopping_step 0, topk [5, 10, 20], saved=False (the test step runs, so
+    the log is complete); RecBole stops on the first evaluation that does not reach the best.
 Expected values are read from the raw log text with regular expressions, independently of rec_es's parser.
 """
 from __future__ import annotations
@@ -58,8 +59,8 @@ def stock_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
     root = tmp_path_factory.mktemp("stock")
     procs = {
         "stopped": _start_stock(root / "stopped", True, epochs=500, stopping_step=3, learning_rate=0.01),
-        "evalstep": _start_stock(root / "evalstep", False, epochs=8, eval_step=2, topk=[5, 10, 20],
-                                 stopping_step=1, learning_rate=0.01),
+        "evalstep": _start_stock(root / "evalstep", False, epochs=10, eval_step=2, topk=[5, 10, 20],
+                                 stopping_step=0, learning_rate=0.01),
     }
     return {name: _finish(proc, root / name) for name, proc in procs.items()}
 
@@ -109,7 +110,8 @@ def test_crashed_test_step_is_reported_not_fatal(stock_runs: dict[str, dict[str,
 
 def test_eval_step_and_topk_log_end_to_end(stock_runs: dict[str, dict[str, Any]], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """eval_step 2 with three cut-offs: every evaluation is read, and the CLI gives JSON and a PNG."""
+    """eval_step 2 with three cut-offs: every evaluation is read, the stop is counted in evaluations of 2 epochs,
+    and the CLI gives JSON and a PNG."""
     run = stock_runs["evalstep"]
     assert run["returncode"] == 0, run["stderr"][-3000:]
     text = run["log"].read_text()
@@ -122,9 +124,14 @@ def test_eval_step_and_topk_log_end_to_end(stock_runs: dict[str, dict[str, Any]]
     assert main([str(run["log"]), "--json", "--plot", str(png)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["eval_step"] == 2 and [e["epoch"] for e in data["evaluations"]] == logged_epochs
-    expected_ending = "early_stopped" if "Finished training" in text else "budget"
-    assert data["stop"]["ending"] == expected_ending
     assert png.stat().st_size > 10_000
+    finished = re.search(r"Finished training, best eval result in epoch (\d+)", text)
+    assert finished, "stock RecBole must stop early on this config for the eval_step check to mean anything"
+    stop = data["stop"]
+    assert stop["ending"] == "early_stopped" and stop["best_epoch"] == int(finished.group(1))
+    assert (stop["evaluations_without_improvement"], stop["epochs_without_improvement"]) == (1, 2)
+    assert "stopping_step: 0 allows" in stop["sentence"]
+    assert "(eval_step 2, so 1 miss spans 2 epochs)" in stop["sentence"]
 
 
 @pytest.fixture(scope="module")
