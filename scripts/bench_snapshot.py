@@ -30,16 +30,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import DEFAULT_CONFIG, Setup, load, median, scratch_cwd, threads_line  # noqa: E402
 
 
-def improvements_in_cache(root: Path = Path(".rec_es_cache/traces")) -> tuple[int, str] | None:
-    """New-best evaluations of the newest recorded trace in the compare cache (its disabled policy tracks them)."""
+def improvements_in_cache(root: Path = Path(".rec_es_cache/traces")) -> tuple[int, int, str] | None:
+    """(new-best evaluations, epochs, description) of the newest finished trace in the compare cache."""
     from rec_es.trace import read_trace
 
     traces = sorted(root.glob("*/trace.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
     for path in traces:
+        if path.parent.name.startswith("."):  # a run still being recorded
+            continue
         tr = read_trace(path)
         n = sum(1 for r in tr.records if r["decision"].get("new_best"))
-        if n:
-            return n, f"{path.parent.name} ({tr.header.get('model')}, {len(tr.records)} epochs)"
+        if n and tr.complete:
+            return n, len(tr.records), f"{path.parent.name} ({tr.header.get('model')}, {len(tr.records)} epochs)"
     return None
 
 
@@ -110,18 +112,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="embedding/hidden sizes; 0 = the config's own (default 0 256)")
     p.add_argument("--repeat", type=int, default=20, help="timed repetitions per measure (default 20)")
     p.add_argument("--improvements", type=int, default=None, help="improvements per run (default: from the cache)")
+    p.add_argument("--epochs", type=int, default=100, help="epochs per run when no trace is found (default 100)")
     args = p.parse_args(argv)
     found = improvements_in_cache()
     if args.improvements is not None:
-        n_imp, where = args.improvements, "--improvements"
+        n_imp, n_epochs, where = args.improvements, args.epochs, "--improvements"
     elif found is not None:
-        n_imp, where = found[0], f"new-best evaluations in recorded trace {found[1]}"
+        n_imp, n_epochs, where = found[0], found[1], f"new-best evaluations in recorded trace {found[2]}"
     else:
-        n_imp, where = 30, "assumed (no recorded trace in .rec_es_cache/traces)"
+        n_imp, n_epochs, where = 30, args.epochs, "assumed (no finished trace in .rec_es_cache/traces)"
     setup = load(args.config, args.sets)
     print(f"snapshot benchmark: {setup.config['model']} on {setup.config['dataset']}, best of {args.repeat}; "
           f"{threads_line()}")
-    print(f"improvements per run: {n_imp} ({where})")
+    print(f"per run: {n_imp} improvements, {n_epochs} epochs ({where})")
     rows = []
     with scratch_cwd(setup) as tmp:
         for size in args.sizes:
@@ -139,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{best * n_imp:>11.2f}s")
         rb = r["recbole"][0]
         last_best, _ = r["last"]
-        print(f"  (rec_es last.pth resume checkpoint, every epoch when saving: {last_best * 1000:.2f} ms, "
-              f"{r['last_bytes'] / mib:.2f} MiB per epoch)")
+        print(f"  (rec_es last.pth resume checkpoint, every epoch when saving: {last_best * 1000:.2f} ms and "
+              f"{r['last_bytes'] / mib:.2f} MiB per epoch, {last_best * n_epochs:.2f} s per run)")
         print(f"  ratio RecBole / rec_es in-memory: {rb / r['snap'][0]:.1f}x time; RecBole / rec_es best.pth: "
               f"{rb / r['disk'][0]:.2f}x time, {r['recbole_bytes'] / r['disk_bytes']:.2f}x bytes")
         print(f"  memory held by the in-memory snapshot: {r['weight_bytes'] / mib:.2f} MiB (one copy of the weights)")
