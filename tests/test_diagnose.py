@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rec_es import build_policy
 from rec_es.diagnose import ExplainError, explain, load_run, main, render_text
@@ -262,3 +265,59 @@ def test_text_report_has_every_section() -> None:
     for heading in ("Why it stopped", "Was it premature?", "What other settings would have done", "Advice"):
         assert f"\n{heading}" in text
     assert "observed: stopping_step 3" in text and "stops at epoch 21" in text
+
+
+# ----- RecBole's own rule as the reference ---------------------------------------------------------------
+def _stock_log_text(scores: list[float], stopping_step: int, eval_step: int) -> tuple[str, int | None, list[bool]]:
+    """A log in stock RecBole's file format, with RecBole's own early_stopping deciding (as Trainer.fit does).
+
+    Returns (text, the epoch of its 'Finished training' line or None, RecBole's update flags)."""
+    from recbole.utils import early_stopping
+
+    stamp = "Sun 22 Nov 2026 03:18:26 INFO  "
+    epochs = len(scores) * eval_step
+    lines = [stamp, "General Hyper Parameters:", "seed = 2020", "", "Training Hyper Parameters:",
+             f"epochs = {epochs}", f"eval_step = {eval_step}", f"stopping_step = {stopping_step}", "",
+             "Evaluation Hyper Parameters:", "valid_metric = NDCG@10", "valid_metric_bigger = True",
+             "metric_decimal_place = 4", "", "Other Hyper Parameters: ", "MODEL_TYPE = ModelType.SEQUENTIAL", "", ""]
+    best, cur_step, finished, updates = float("-inf"), 0, None, []
+    for n, score in enumerate(scores):
+        for epoch in range(n * eval_step, (n + 1) * eval_step):
+            lines.append(f"{stamp}epoch {epoch} training [time: 0.50s, train loss: {40 - epoch / 10:.4f}]")
+        best, cur_step, stop, update = early_stopping(score, best, cur_step, max_step=stopping_step, bigger=True)
+        updates.append(update)
+        lines += [f"{stamp}epoch {epoch} evaluating [time: 0.01s, valid_score: {score:f}]",
+                  f"{stamp}valid result: ", f"recall@10 : {score * 2}    ndcg@10 : {score}"]
+        if update:
+            lines.append(f"{stamp}Saving current: saved/GRU4Rec.pth")
+        if stop:
+            finished = epoch - cur_step * eval_step
+            lines.append(f"{stamp}Finished training, best eval result in epoch {finished}")
+            break
+    return "\n".join(lines) + "\n", finished, updates
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores=st.lists(st.integers(0, 12).map(lambda x: round(0.01 + x / 1000, 4)), min_size=1, max_size=30),
+       stopping_step=st.integers(0, 4), eval_step=st.integers(1, 3))
+def test_stock_stop_matches_recbole_early_stopping(scores: list[float], stopping_step: int, eval_step: int) -> None:
+    """On logs decided by recbole.utils.early_stopping (many ties), explain finds RecBole's stop, best epoch,
+    miss count and update flags."""
+    text, finished, updates = _stock_log_text(scores, stopping_step, eval_step)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "GRU4Rec-ml-100k-Nov-22-2026_03-18-26-abcdef.log"
+        path.write_text(text)
+        observed = load_run(path)
+        report = explain(path)
+    stop = report["stop"]
+    assert [d["improved"] for d in observed.decisions] == updates
+    assert report["warnings"] == [w for w in report["warnings"] if "test result" in w]
+    if finished is None:
+        assert stop["ending"] == "budget"
+        last_update = max(i for i, u in enumerate(updates) if u)
+        assert stop["best_epoch"] == (last_update + 1) * eval_step - 1
+    else:
+        assert stop["ending"] == "early_stopped"
+        assert stop["best_epoch"] == finished
+        assert stop["evaluations_without_improvement"] == stopping_step + 1
+        assert stop["epochs_without_improvement"] == (stopping_step + 1) * eval_step
