@@ -37,11 +37,13 @@ from rec_es.errors import ConfigError
 from rec_es.policy import StoppingPolicy
 from rec_es.policy.schema import PolicySettings
 from rec_es.schedule import LRSchedule
-from rec_es.policy.monitor import VALUE_METRICS, computed_metric_keys, metric_base, metric_mode
+from rec_es.policy.monitor import TOPK_METRICS, VALUE_METRICS, computed_metric_keys, metric_base, metric_mode
 
 __all__ = ["Finding", "lint_files", "main", "recbole_known_keys"]
 
 LEVELS = ("error", "warning", "note")
+#: RecBole's EvaluatorType.VALUE metrics (LossMetric subclasses); every other metric is a ranking metric.
+_VALUE_TYPE = frozenset({"auc", "mae", "rmse", "logloss"})
 #: Keys RecBole's Config and quick-start accept that appear in no property file.
 _RECBOLE_EXTRA_KEYS = frozenset({
     "model", "dataset", "config_files", "config_file", "nproc", "world_size", "ip", "port", "offset",
@@ -127,7 +129,7 @@ class _Lint:
             self.findings.append(Finding("error", exc.source or "--config", exc.key or "-", _bare(exc)))
             return self.findings
         self.unknown_keys()
-        metric_ok = self.valid_metric()
+        metric_ok = self.metrics() and self.valid_metric()
         self.valid_metric_bigger()
         run_config = self.rec_es_config(skip_legacy_monitor=not metric_ok)
         self.eval_step()
@@ -164,6 +166,27 @@ class _Lint:
         metrics, topk = self.get("metrics"), self.get("topk")
         return (f"metrics {metrics} (from {self.sources.get('metrics', 'RecBole defaults')}) × "
                 f"topk {topk} (from {self.sources.get('topk', 'RecBole defaults')})")
+
+    def metrics(self) -> bool:
+        """Names RecBole knows, and no mix of ranking and value metrics (RecBole refuses both at once)."""
+        metrics = self.get("metrics")
+        names = [metrics] if isinstance(metrics, str) else metrics
+        if not isinstance(names, list) or not names:
+            self.add("error", "metrics", f"must be a metric name or a list of them, e.g. [Recall, NDCG] (got {metrics!r})")
+            return False
+        known = sorted(TOPK_METRICS | VALUE_METRICS)
+        unknown = [str(m) for m in names if str(m).lower() not in known]
+        for name in unknown:
+            near = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+            hint = f" — did you mean '{near[0]}'?" if near else ""
+            self.add("error", "metrics", f"RecBole has no metric named {name!r}{hint} (it raises NotImplementedError "
+                     f"before training); known: {', '.join(known)}")
+        kinds = {"value" if str(m).lower() in _VALUE_TYPE else "ranking" for m in names if str(m).lower() in known}
+        if len(kinds) > 1:
+            value = [str(m) for m in names if str(m).lower() in _VALUE_TYPE]
+            self.add("error", "metrics", f"RecBole cannot compute ranking and value metrics together (value metrics "
+                     f"here: {', '.join(value)}); it raises RuntimeError before training. Keep one kind")
+        return not unknown and len(kinds) == 1
 
     def valid_metric(self) -> bool:
         metric = self.get("valid_metric")

@@ -231,3 +231,13 @@ def test_bad_valid_metric_is_not_reported_twice_through_the_default_monitor(tmp_
     es = write(tmp_path, "es.yaml", "early_stopping:\n  patience: 3\n")
     errors = [f for f in lint_files([base, es]) if f.level == "error"]
     assert [(f.file, f.key) for f in errors] == [(base, "valid_metric")]
+
+
+def test_unknown_metric_and_mixed_metric_kinds_are_errors(tmp_path: Path) -> None:
+    """A metric RecBole does not have, and ranking mixed with value metrics, are errors before training."""
+    typo = write(tmp_path, "a.yaml", "metrics: [Recall, NDGC]\nvalid_metric: Recall@10\n")
+    finding = only(lint_files([typo]), "metrics")
+    assert finding.level == "error" and "RecBole has no metric named 'NDGC' — did you mean 'ndcg'?" in finding.message
+    mixed = write(tmp_path, "b.yaml", "metrics: [Recall, RMSE]\nvalid_metric: Recall@10\n")
+    finding = only(lint_files([mixed]), "metrics")
+    assert "cannot compute ranking and value metrics together (value metrics here: RMSE)" in finding.message
