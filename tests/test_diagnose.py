@@ -268,26 +268,28 @@ def test_text_report_has_every_section() -> None:
 
 
 # ----- RecBole's own rule as the reference ---------------------------------------------------------------
-def _stock_log_text(scores: list[float], stopping_step: int, eval_step: int) -> tuple[str, int | None, list[bool]]:
+def _stock_log_text(scores: list[float], stopping_step: int, eval_step: int,
+                    metric: str = "NDCG@10") -> tuple[str, int | None, list[bool]]:
     """A log in stock RecBole's file format, with RecBole's own early_stopping deciding (as Trainer.fit does).
 
     Returns (text, the epoch of its 'Finished training' line or None, RecBole's update flags)."""
     from recbole.utils import early_stopping
 
     stamp = "Sun 22 Nov 2026 03:18:26 INFO  "
+    bigger = metric.lower() != "rmse"
     epochs = len(scores) * eval_step
     lines = [stamp, "General Hyper Parameters:", "seed = 2020", "", "Training Hyper Parameters:",
              f"epochs = {epochs}", f"eval_step = {eval_step}", f"stopping_step = {stopping_step}", "",
-             "Evaluation Hyper Parameters:", "valid_metric = NDCG@10", "valid_metric_bigger = True",
+             "Evaluation Hyper Parameters:", f"valid_metric = {metric}", f"valid_metric_bigger = {bigger}",
              "metric_decimal_place = 4", "", "Other Hyper Parameters: ", "MODEL_TYPE = ModelType.SEQUENTIAL", "", ""]
-    best, cur_step, finished, updates = float("-inf"), 0, None, []
+    best, cur_step, finished, updates = float("-inf") if bigger else float("inf"), 0, None, []
     for n, score in enumerate(scores):
         for epoch in range(n * eval_step, (n + 1) * eval_step):
             lines.append(f"{stamp}epoch {epoch} training [time: 0.50s, train loss: {40 - epoch / 10:.4f}]")
-        best, cur_step, stop, update = early_stopping(score, best, cur_step, max_step=stopping_step, bigger=True)
+        best, cur_step, stop, update = early_stopping(score, best, cur_step, max_step=stopping_step, bigger=bigger)
         updates.append(update)
         lines += [f"{stamp}epoch {epoch} evaluating [time: 0.01s, valid_score: {score:f}]",
-                  f"{stamp}valid result: ", f"recall@10 : {score * 2}    ndcg@10 : {score}"]
+                  f"{stamp}valid result: ", f"{metric.lower()} : {score}"]
         if update:
             lines.append(f"{stamp}Saving current: saved/GRU4Rec.pth")
         if stop:
@@ -321,3 +323,16 @@ def test_stock_stop_matches_recbole_early_stopping(scores: list[float], stopping
         assert stop["best_epoch"] == finished
         assert stop["evaluations_without_improvement"] == stopping_step + 1
         assert stop["epochs_without_improvement"] == (stopping_step + 1) * eval_step
+
+
+def test_smaller_is_better_stock_metric() -> None:
+    """RMSE (valid_metric_bigger False): the lowest value is the best and rises count as misses."""
+    text, finished, _ = _stock_log_text([0.9, 0.8, 0.85, 0.8, 0.82, 0.83], stopping_step=1, eval_step=1, metric="RMSE")
+    assert finished == 3  # the tie at epoch 3 reset RecBole's counter; 0.82 and 0.83 are two misses
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.log"
+        path.write_text(text)
+        report = explain(path)
+    assert (report["mode"], report["monitor"]) == ("min", "rmse")
+    assert (report["stop"]["stop_epoch"], report["stop"]["best_epoch"]) == (5, 3)
+    assert report["premature"]["tie_resets"] == [3]
