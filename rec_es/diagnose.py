@@ -774,7 +774,10 @@ def read_policy_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     if not isinstance(mapping, dict):
         raise ConfigError(f"early_stopping: must be a mapping of settings (got {mapping!r})", source=str(path))
     build_policy({"monitor": "ndcg@10", **mapping}, source=str(path))  # validate now, with the file's name
-    return Path(path).stem, dict(mapping)
+    name = Path(path).stem
+    if isinstance(data, dict) and data.get("lr_schedule"):
+        name += " (policy only: its lr_schedule changes training and cannot be replayed)"
+    return name, dict(mapping)
 
 
 def main(argv: list[str] | None = None) -> int:

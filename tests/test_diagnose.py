@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rec_es import build_policy
-from rec_es.diagnose import ExplainError, explain, load_run, main, render_text
+from rec_es.diagnose import ExplainError, explain, load_run, main, read_policy_file, render_text
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.trace import TraceWriter
 
@@ -336,3 +336,12 @@ def test_smaller_is_better_stock_metric() -> None:
     assert (report["mode"], report["monitor"]) == ("min", "rmse")
     assert (report["stop"]["stop_epoch"], report["stop"]["best_epoch"]) == (5, 3)
     assert report["premature"]["tie_resets"] == [3]
+
+
+def test_policy_file_with_lr_schedule_is_marked_policy_only(tmp_path: Path) -> None:
+    """An LR schedule changes training, so only the policy part is replayed, and the row says so."""
+    policy = tmp_path / "plateau.yaml"
+    policy.write_text("early_stopping:\n  patience: 2\nlr_schedule:\n  reduce_on_plateau: {factor: 0.5}\n")
+    name, mapping = read_policy_file(policy)
+    assert name == "plateau (policy only: its lr_schedule changes training and cannot be replayed)"
+    assert mapping == {"patience": 2}
