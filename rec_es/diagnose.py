@@ -497,12 +497,17 @@ def _tie_sensitivity(obs: Observed) -> dict[str, Any] | None:
     if flipped_stop == observed_stop:
         return None
     counted = "not counted as improvements" if s.ties_improve else "counted as improvements"
-    outcome = (f"stopped at epoch {flipped_stop}" if flipped_stop is not None else
-               f"still been running at epoch {obs.last_epoch} (data ends)")
     places = f" (values rounded to {obs.decimal_places} decimals)" if obs.decimal_places is not None else ""
-    return {"stop_epoch": flipped_stop, "ties_improve": not s.ties_improve,
-            "sentence": f"Ties decided the stop: with ties {counted}{places}, the same run would have {outcome}"
-                        + (f" instead of epoch {observed_stop}." if observed_stop is not None else ".")}
+    if flipped_stop is None:
+        sentence = (f"Ties decided the stop: with ties {counted}{places}, the same run would still have been "
+                    f"running at epoch {obs.last_epoch} (data ends).")
+    elif observed_stop is None:
+        sentence = (f"Ties kept the run going: with ties {counted}{places}, it would have stopped at epoch "
+                    f"{flipped_stop}.")
+    else:
+        sentence = (f"Ties moved the stop: with ties {counted}{places}, the same run would have stopped at epoch "
+                    f"{flipped_stop} instead of epoch {observed_stop}.")
+    return {"stop_epoch": flipped_stop, "ties_improve": not s.ties_improve, "sentence": sentence}
 
 
 def _verdict(obs: Observed, p: Mapping[str, Any]) -> str:

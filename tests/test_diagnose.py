@@ -183,8 +183,20 @@ def test_rounding_ties_decide_a_rec_es_stop(tmp_path: Path) -> None:
     decided = report["premature"]["ties_decided"]
     assert decided["stop_epoch"] is None
     assert decided["sentence"] == ("Ties decided the stop: with ties counted as improvements (values rounded to 4 "
-                                   "decimals), the same run would have still been running at epoch 3 (data ends) "
-                                   "instead of epoch 3.")
+                                   "decimals), the same run would still have been running at epoch 3 (data ends).")
+
+
+def test_ties_that_kept_a_stock_run_going(tmp_path: Path) -> None:
+    """RecBole counted the ties at epochs 2 and 3; without them its rule would have stopped at epoch 3."""
+    text, finished, _ = _stock_log_text([0.5, 0.6, 0.6, 0.6, 0.6], stopping_step=1, eval_step=1)
+    assert finished is None  # every tie reset RecBole's counter: the budget ended the run
+    path = tmp_path / "ties.log"
+    path.write_text(text)
+    report = explain(path)
+    assert report["premature"]["tie_resets"] == [2, 3, 4]
+    assert report["premature"]["ties_decided"]["sentence"] == (
+        "Ties kept the run going: with ties not counted as improvements (values rounded to 4 decimals), it would "
+        "have stopped at epoch 3.")
 
 
 def test_resumed_run_is_explained_with_its_final_policy(tmp_path: Path) -> None:
