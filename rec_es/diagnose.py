@@ -562,7 +562,9 @@ def counterfactuals(obs: Observed, extra: Sequence[tuple[str, dict[str, Any]]] =
             rows.append({"policy": name, "mapping": full, "error": str(exc)})
             continue
         status = "stopped" if result.stopped else ("budget" if result.reason == "max_epochs" else "data_ends")
+        test = result.metric(obs.monitor, "test") if len(policy.monitor_keys) == 1 else None
         rows.append({"policy": name, "mapping": full, "status": status, "stop_epoch": result.stop_epoch,
+                     "best_test": test,
                      "reason": result.reason, "best_epoch": result.best_epoch,
                      "best_value": values.get(result.best_epoch) if result.best_epoch is not None else None,
                      "epochs_trained": result.epochs_trained, "setting": _setting_text(obs, mapping)})
@@ -702,12 +704,16 @@ def render_text(report: Mapping[str, Any]) -> str:
     lines += [f"  {s}" for s in premature["sentences"]]
     last = report["evaluations"][-1]["epoch"]
     lines += ["", f"What other settings would have done (replayed on the observed evaluations, data ends at epoch {last})"]
-    table = [(r["policy"], _row_outcome(r, last),
+    table: list[tuple[str, ...]] = [(r["policy"], _row_outcome(r, last),
               "-" if r.get("best_epoch") is None else f"epoch {r['best_epoch']} ({_fmt(r.get('best_value'))})"
               + (" so far" if r.get("status") == "data_ends" else ""))
              for r in report["counterfactuals"]]
-    header = ("policy", "outcome", f"restores ({report['monitor']})")
-    widths = [max(len(row[i]) for row in [header, *table]) for i in range(3)]
+    header: tuple[str, ...] = ("policy", "outcome", f"restores ({report['monitor']})")
+    if any(r.get("best_test") is not None for r in report["counterfactuals"]):  # traces recorded with record_test
+        header += (f"test {report['monitor']} there",)
+        table = [(*row, _fmt(r.get("best_test")) if r.get("best_test") is not None else "-")
+                 for row, r in zip(table, report["counterfactuals"])]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     for row in [header, *table]:
         lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     lines += ["", "Advice (shown by the replay above)"]

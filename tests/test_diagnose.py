@@ -21,7 +21,8 @@ LOGS = Path(__file__).parent / "fixtures" / "recbole_logs"
 
 
 def write_trace(run_dir: Path, scores: list[float], policy: dict[str, Any], *, epochs: int,
-                eval_step: int = 1, footer: bool = True, header_policy: dict[str, Any] | None = None) -> Path:
+                eval_step: int = 1, footer: bool = True, header_policy: dict[str, Any] | None = None,
+                record_test: bool = False) -> Path:
     """A run directory whose trace.jsonl holds ``policy``'s real decisions on ``scores`` (ndcg@10).
 
     ``header_policy`` (default: ``policy``) goes into the header, as after a resume under a new policy."""
@@ -31,13 +32,14 @@ def write_trace(run_dir: Path, scores: list[float], policy: dict[str, Any], *, e
     writer = TraceWriter(run_dir / "trace.jsonl")
     writer.header(config={"metric_decimal_place": 4}, policy=header.settings_mapping(), lr_schedule=None,
                   versions={}, model="GRU4Rec", dataset="ml-100k-tiny", seed=2020, epochs=epochs,
-                  eval_step=eval_step, record_test=False)
+                  eval_step=eval_step, record_test=record_test)
     last = None
     for n, score in enumerate(scores):
         epoch = (n + 1) * eval_step - 1
         last = built.update(epoch, {"ndcg@10": score})
+        test = {"test": {"ndcg@10": round(score / 2, 4)}} if record_test else {}
         writer.record(epoch=epoch, train_loss=1.0, lr=0.001, valid={"ndcg@10": score}, elapsed_seconds=float(n),
-                      train_seconds=0.5, eval_seconds=0.5, decision=last.to_dict())
+                      train_seconds=0.5, eval_seconds=0.5, decision=last.to_dict(), **test)
         if last.stop:
             break
     if footer:
@@ -357,3 +359,12 @@ def test_policy_file_with_lr_schedule_is_marked_policy_only(tmp_path: Path) -> N
     name, mapping = read_policy_file(policy)
     assert name == "plateau (policy only: its lr_schedule changes training and cannot be replayed)"
     assert mapping == {"patience": 2}
+
+
+def test_recorded_test_metrics_appear_in_the_table(tmp_path: Path) -> None:
+    """A trace recorded with test metrics shows each policy's test value at the epoch it restores."""
+    scores = [0.1, 0.2, 0.3, 0.4] + [0.39 - 0.001 * i for i in range(26)]
+    run = write_trace(tmp_path / "run", scores, {"enabled": False}, epochs=30, record_test=True)
+    report = explain(run)
+    assert row(report, "patience 10")["best_test"] == 0.2
+    assert "test ndcg@10 there" in render_text(report)
