@@ -140,7 +140,7 @@ class EarlyStoppingTrainer(Trainer):
                     continue
                 stop = self._evaluation_step(epoch, lr, loss, train_s, start, valid_data, test_data,
                                              verbose, show_progress, saved, callback_fn)
-                if self.best_epoch_ is not None:
+                if self.best_epoch_ is not None and self.best_valid_score is not None:
                     bar.set_postfix_str(f"best epoch {self.best_epoch_}: {self.best_valid_score:.4f}")
                 if stop:
                     break
