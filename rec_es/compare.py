@@ -537,56 +537,76 @@ def _num(x: float | None) -> str:
 
 # --- the plot --------------------------------------------------------------------------------------
 def plot(c: Comparison, path: Path) -> Path:
-    """PNG: left, validation curves per seed with each policy's stop (x) and restored (o) epochs; right,
-    epochs trained vs test NDCG@10 per policy (mean, error bars = std over seeds)."""
+    """PNG. Left, per seed: the recorded validation curve, and under it one lane per policy from epoch 0 to
+    its stop (x) with its restored epoch (o); a dashed line marks the oracle's epoch; live policies also draw
+    their own curve (dashed). Right: epochs trained vs test NDCG@10 per policy (mean, bars = std over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["oracle"] + [s.name for s in c.policies]
+    names = [s.name for s in c.policies]
     cmap = plt.get_cmap("tab10")
-    colour = {n: cmap(i % 10) for i, n in enumerate(names)}
+    colour = {n: cmap(i % 10) for i, n in enumerate(["oracle"] + names)}
     n = len(c.seeds)
-    fig = plt.figure(figsize=(15, max(4.5, 2.6 * n)))
-    grid = fig.add_gridspec(n, 2, width_ratios=(1.35, 1.0))
+    lane_h = 0.22 * len(names) + 0.3
+    fig = plt.figure(figsize=(16, n * (2.4 + lane_h) + 0.6))
+    outer = fig.add_gridspec(n, 2, width_ratios=(1.5, 1.0), wspace=0.2)
     key = _plot_metric(c)
     for i, (seed, trace) in enumerate(zip(c.seeds, c.traces)):
-        ax = fig.add_subplot(grid[i, 0])
-        epochs = [r["epoch"] for r in trace.records]
-        values = _series(trace, key)
-        ax.plot(epochs, values, color="0.35", lw=1.2, label=f"valid {key} (full budget)")
-        for name in names:
-            r = c.oracle[i] if name == "oracle" else c.results[name][i]
-            source = c.live_traces.get(name, c.traces)[i] if name in c.live_traces else trace
-            if name in c.live_traces:
-                ax.plot([x["epoch"] for x in source.records], _series(source, key), color=colour[name], lw=0.8,
-                        ls="--", alpha=0.7)
-            if name != "oracle":
-                ax.scatter([r.stop_epoch], [_value_at(source, key, r.stop_epoch)], marker="x", s=46, color=colour[name],
-                           zorder=3)
+        inner = outer[i, 0].subgridspec(2, 1, height_ratios=(2.4, lane_h), hspace=0.05)
+        ax = fig.add_subplot(inner[0])
+        lanes = fig.add_subplot(inner[1], sharex=ax)
+        ax.plot([r["epoch"] for r in trace.records], _series(trace, key), color="0.3", lw=1.3,
+                label=f"valid {key}, full {c.budget}-epoch run")
+        for name, traces in c.live_traces.items():
+            live = traces[i]
+            ax.plot([r["epoch"] for r in live.records], _series(live, key), color=colour[name], lw=1.0, ls="--",
+                    label=f"valid {key}, {name} (live)")
+        best = c.oracle[i].best_epoch
+        if best is not None:
+            for a in (ax, lanes):
+                a.axvline(best, color=colour["oracle"], ls=":", lw=1.2)
+            ax.scatter([best], [_value_at(trace, key, best)], marker="o", s=50, facecolors="none",
+                       edgecolors=colour["oracle"], linewidths=1.6, zorder=3, label="oracle epoch")
+        for lane, name in enumerate(names):
+            r = c.results[name][i]
+            y = len(names) - 1 - lane
+            lanes.plot([0, r.stop_epoch], [y, y], color=colour[name], lw=1.5, alpha=0.6)
+            lanes.scatter([r.stop_epoch], [y], marker="x", s=40, color=colour[name], zorder=3)
             if r.best_epoch is not None:
-                ax.scatter([r.best_epoch], [_value_at(source, key, r.best_epoch)], marker="o", s=40,
-                           facecolors="none", edgecolors=colour[name], linewidths=1.5, zorder=3)
-        ax.set_title(f"seed {seed}: x = stop, o = restored epoch", fontsize=9)
+                lanes.scatter([r.best_epoch], [y], marker="o", s=36, facecolors="none", edgecolors=colour[name],
+                              linewidths=1.5, zorder=3)
+        lanes.set_yticks(range(len(names)))
+        lanes.set_yticklabels(list(reversed(names)), fontsize=7)
+        lanes.set_ylim(-0.7, len(names) - 0.3)
+        lanes.grid(axis="x", alpha=0.3)
+        ax.set_title(f"seed {seed}: lanes show each policy's run (x = stop, o = restored epoch); "
+                     f"dotted = oracle epoch", fontsize=9)
         ax.set_ylabel(f"valid {key}")
+        ax.tick_params(labelbottom=False)
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=7, loc="lower right")
         if i == n - 1:
-            ax.set_xlabel("epoch")
-    ax2 = fig.add_subplot(grid[:, 1])
-    for row in rows(c):
+            lanes.set_xlabel("epoch")
+    ax2 = fig.add_subplot(outer[:, 1])
+    table = rows(c)
+    groups: dict[tuple[float, float], list[str]] = {}
+    for row in table:
         if row.epochs.mean is None or row.ndcg.mean is None:
             continue
         ax2.errorbar(row.epochs.mean, row.ndcg.mean, xerr=row.epochs.std, yerr=row.ndcg.std, fmt="o",
                      color=colour[row.policy], capsize=3, label=f"{row.policy} ({row.how})")
-        ax2.annotate(row.policy, (row.epochs.mean, row.ndcg.mean), textcoords="offset points", xytext=(5, 5),
-                     fontsize=8)
-    ax2.set_xlabel(f"epochs trained (budget {c.budget}; oracle trains it all)")
-    ax2.set_ylabel("test NDCG@10 at the restored epoch")
-    ax2.set_title(f"mean ± std over {n} seed{'s' * (n != 1)}", fontsize=9)
+        groups.setdefault((round(row.epochs.mean, 6), round(row.ndcg.mean, 6)), []).append(row.policy)
+    for (x, y), members in groups.items():
+        ax2.annotate(", ".join(members), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax2.set_xlabel(f"epochs trained (budget {c.budget}; the oracle needs the whole budget)")
+    ax2.set_ylabel("test NDCG@10 of the restored weights")
+    ax2.set_title(f"epochs vs test quality, mean ± std over {n} seed{'s' * (n != 1)}", fontsize=9)
     ax2.legend(fontsize=7, loc="lower right")
     ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
