@@ -24,8 +24,11 @@ from rec_es.errors import ConfigError, RecEsError
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rec-es run``."""
-    p = argparse.ArgumentParser(prog="rec-es run", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="rec-es run", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a RecBole model with a rec_es stopping policy into a run directory.",
+        epilog="example: rec-es run --config properties/gru4rec_ml100k.yaml --set early_stopping.patience=20\n"
+               "run directory: trace.jsonl, summary.json, best.pth, last.pth, config.yaml (never overwritten)")
     p.add_argument("--config", nargs="+", default=[], metavar="FILE",
                    help="RecBole property files with early_stopping:/lr_schedule:, merged in order")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
