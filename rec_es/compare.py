@@ -268,6 +268,9 @@ class TraceCache:
         return d
 
 
+Job = tuple[str, RunConfig, int, bool]  # (row name or RECORD_NAME, config, seed, live)
+
+
 def run_cached(cache: TraceCache, cfg: RunConfig, seed: int, epochs: int, *, live: bool, record_test: bool,
                train: Callable[[RunConfig, Path, bool], Any]) -> tuple[Path, bool]:
     """The cached run directory for (cfg, seed, epochs), training it first if needed; returns (dir, was_cached)."""
@@ -279,6 +282,78 @@ def run_cached(cache: TraceCache, cfg: RunConfig, seed: int, epochs: int, *, liv
     scratch = cache.scratch(key)
     train(_with(cfg, seed=seed, epochs=epochs), scratch, record_test)
     return cache.store(scratch, key, fields), False
+
+
+def run_jobs(cache: TraceCache, jobs: Sequence[Job], epochs: int, *, train: Callable[[RunConfig, Path, bool], Any] | None,
+             n_jobs: int = 1, progress: bool = True) -> dict[tuple[str, int], Path]:
+    """Run (or find in the cache) every job; returns (name, seed) -> run directory.
+
+    Recordings (``live`` False) evaluate the test set every epoch; live runs do not. Cache keys are computed
+    here, in this process, so every job of one comparison is keyed against the same code.
+    """
+    dirs: dict[tuple[str, int], Path] = {}
+    todo: list[tuple[Job, str, dict[str, Any], Path]] = []
+    for job in jobs:
+        name, cfg, seed, live = job
+        fields = cache_fields(cfg, seed, epochs, live=live, record_test=not live)
+        key = cache_key(fields)
+        found = cache.lookup(key, fields)
+        if found is not None:
+            dirs[(name, seed)] = found
+        else:
+            todo.append((job, key, fields, cache.scratch(key)))
+    bar = _bar(len(jobs), progress)
+    bar.update(len(jobs) - len(todo))
+    try:
+        if n_jobs <= 1 or len(todo) <= 1:
+            trainer = train or (lambda cfg, d, rt: train_with_rec_es(cfg, d, rt, progress=progress))
+            for (name, cfg, seed, live), key, fields, scratch in todo:
+                bar.set_description(f"{'live ' + name if live else 'record'} seed {seed}")
+                trainer(_with(cfg, seed=seed, epochs=epochs), scratch, not live)
+                dirs[(name, seed)] = cache.store(scratch, key, fields)
+                bar.update(1)
+        else:
+            dirs.update(_run_parallel(cache, todo, epochs, train, n_jobs, bar))
+    finally:
+        bar.close()
+    return dirs
+
+
+def _run_parallel(cache: TraceCache, todo: list[tuple[Job, str, dict[str, Any], Path]], epochs: int,
+                  train: Callable[[RunConfig, Path, bool], Any] | None, n_jobs: int, bar: Any) -> dict[tuple[str, int], Path]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    out: dict[tuple[str, int], Path] = {}
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(_worker_train, train, _with(cfg, seed=seed, epochs=epochs), scratch, not live):
+                   (name, seed, key, fields, scratch) for (name, cfg, seed, live), key, fields, scratch in todo}
+        bar.set_description(f"{n_jobs} runs at a time, {threads} torch thread{'s' * (threads != 1)} each")
+        for fut in as_completed(futures):
+            name, seed, key, fields, scratch = futures[fut]
+            fut.result()
+            out[(name, seed)] = cache.store(scratch, key, fields)
+            bar.update(1)
+    return out
+
+
+def _worker_init(threads: int) -> None:
+    """Worker process set-up: its share of the CPU's threads (two workers with all threads each run 4-8x slower)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _worker_train(train: Callable[[RunConfig, Path, bool], Any] | None, cfg: RunConfig, run_dir: Path,
+                  record_test: bool) -> None:
+    if train is None:
+        train_with_rec_es(cfg, run_dir, record_test, progress=False)
+    else:
+        train(cfg, run_dir, record_test)
 
 
 def _with(cfg: RunConfig, **keys: Any) -> RunConfig:
@@ -349,12 +424,13 @@ def compare(config_files: Sequence[str], policy_files: Sequence[str], *, seeds: 
             replay_only: bool = False, refresh_cache: bool = False, oracle_monitor: str | None = None,
             overrides: Mapping[str, Any] | None = None, progress: bool = True,
             log: Callable[[str], None] = print,
-            train: Callable[[RunConfig, Path, bool], Any] | None = None) -> Comparison:
+            train: Callable[[RunConfig, Path, bool], Any] | None = None, n_jobs: int = 1) -> Comparison:
     """Record (or reuse) one full-budget trace per seed, replay every replayable policy, train the rest live.
 
     Everything is validated before the first epoch (policy files, monitors, live policies with
     ``replay_only``, metrics, dataset, model). ``train`` (default: ``rec_es.run.train``, quiet) trains one
-    run into a directory.
+    run into a directory. ``n_jobs`` > 1 trains that many runs at once in worker processes, splitting the
+    CPU's threads between them (default 1: one after another in this process).
     """
     overrides = dict(overrides or {})
     recording = recording_config(config_files, overrides, max_epochs, oracle_monitor)
@@ -369,21 +445,9 @@ def compare(config_files: Sequence[str], policy_files: Sequence[str], *, seeds: 
     _check_data(recording)
     seed_list = seeds_from(seeds, int(recording.get("seed") or 2020))
     cache = TraceCache(cache_dir, refresh=refresh_cache, log=log)
-    trainer = train or (lambda cfg, d, rt: train_with_rec_es(cfg, d, rt, progress=progress))
-    jobs = [(None, s) for s in seed_list] + [(spec, s) for spec in live for s in seed_list]
-    dirs: dict[tuple[str, int], Path] = {}
-    bar = _bar(len(jobs), progress)
-    try:
-        for spec, seed in jobs:
-            name = RECORD_NAME if spec is None else spec.name
-            bar.set_description(f"{'record' if spec is None else 'live ' + spec.name} seed {seed}")
-            cfg = recording if spec is None else spec.config
-            d, cached = run_cached(cache, cfg, seed, budget, live=spec is not None, record_test=spec is None,
-                                   train=trainer)
-            dirs[(name, seed)] = d
-            bar.update(1)
-    finally:
-        bar.close()
+    jobs = [(RECORD_NAME, recording, s, False) for s in seed_list] + [(spec.name, spec.config, s, True)
+                                                                      for spec in live for s in seed_list]
+    dirs = run_jobs(cache, jobs, budget, train=train, n_jobs=n_jobs, progress=progress)
     traces = [read_trace(dirs[(RECORD_NAME, s)]) for s in seed_list]
     check_same_run(traces)
     monitor_policy = recording.build_policy()
@@ -651,6 +715,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metric that picks the oracle's best epoch (default: the config's valid_metric)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a RecBole key for every run (value read as YAML)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N runs at once in worker processes, CPU threads split between them (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -665,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         c = compare(args.config, args.policies, seeds=args.seeds, max_epochs=args.max_epochs,
                     cache_dir=args.cache_dir, replay_only=args.replay_only, refresh_cache=args.refresh_cache,
                     oracle_monitor=args.oracle_monitor, overrides=parse_set_args(args.overrides),
-                    progress=not args.no_progress,
+                    progress=not args.no_progress, n_jobs=args.jobs,
                     log=lambda m: print(m, file=sys.stderr))
     except ConfigError as exc:
         print(f"rec-es compare: error: {exc}", file=sys.stderr)

@@ -287,3 +287,12 @@ def test_oracle_monitor_option(setup: dict[str, Any]) -> None:
     c = run_compare(setup, SyntheticTrain(), names=("patience2",), oracle_monitor="mrr@10")
     assert c.monitor == "mrr@10" and [o.best_epoch for o in c.oracle] == [3, 7]
     assert build_policy({"monitor": "mrr@10", "enabled": False}).monitor_name == c.monitor
+
+
+def test_parallel_jobs_give_the_same_comparison(setup: dict[str, Any], tmp_path: Path) -> None:
+    """n_jobs=2 trains in worker processes and yields exactly the sequential comparison."""
+    seq = run_compare(setup, SyntheticTrain())
+    par = compare([setup["config"]], [setup["policies"][n] for n in ("patience2", "legacy", "plateau")], seeds=2,
+                  cache_dir=tmp_path / "cache2", progress=False, train=SyntheticTrain(), n_jobs=2)
+    assert markdown(rows(par)).replace(str(tmp_path / "cache2"), "") == markdown(rows(seq))
+    assert len([d for d in (tmp_path / "cache2").iterdir() if not d.name.startswith(".")]) == 4
