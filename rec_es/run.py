@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         summary = run(args)
+    except KeyboardInterrupt:
+        print("rec-es run: interrupted; the run directory keeps every finished epoch - continue it with "
+              "rec-es run --resume RUN_DIR", file=sys.stderr)
+        return 130
     except ConfigError as exc:
         print(f"rec-es run: error: {exc}", file=sys.stderr)
         return 2

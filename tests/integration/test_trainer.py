@@ -1,6 +1,7 @@
 """EarlyStoppingTrainer against real RecBole 1.2.1 on the tiny ml-100k slice (GRU4Rec)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +64,25 @@ def test_recbole_legacy_equals_stock_trainer(in_tmp: Path) -> None:
     assert ours.best_epoch_ == saved["epoch"]
     assert (our_score, dict(our_result)) == (best_score, dict(best_result))
     assert our_test == stock_test
+    # RecBole's own evaluate(model_file=...) path, made weights-only safe: loads our best.pth
+    assert dict(ours.evaluate(test, load_best_model=True, model_file=str(in_tmp / "run" / "best.pth"))) == stock_test
 
 
-def test_best_weights_restored_without_saving(in_tmp: Path) -> None:
-    """saved=False and no run dir: the best epoch's weights are restored in memory before testing."""
+def test_best_weights_restored_without_saving(in_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """saved=False and no run dir: best weights restored in memory; logger and TensorBoard get the story."""
     config, train, valid, test, model = build(tiny_recbole_config(epochs=14, checkpoint_dir=str(in_tmp / "s")))
     trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10", "patience": 2}))
-    trainer.fit(train, valid, saved=False, verbose=False)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(train, valid, saved=False, verbose=True)
     assert trainer.best_epoch_ is not None and trainer.best_epoch_ < trainer.stop_epoch_
     assert dict(trainer.evaluate(valid, load_best_model=True)) == dict(trainer.best_valid_result)
     assert not list(in_tmp.glob("**/*.pth"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert trainer.stop_message_.startswith(f"stopped at epoch {trainer.stop_epoch_}: ndcg@10 did not improve")
+    assert any(trainer.stop_message_ in m for m in messages)
+    assert f"restored the best weights from epoch {trainer.best_epoch_}" in messages
+    assert sum("evaluating" in m for m in messages) == trainer.stop_epoch_ + 1  # one status line per evaluation
+    assert list((in_tmp / "log_tensorboard").glob("*/events.out.tfevents.*"))
 
 
 def test_policy_reuse_and_second_fit_carry_no_state(in_tmp: Path) -> None:
