@@ -150,12 +150,16 @@ def test_bad_input_fails_before_training(in_tmp: Path, capsys: pytest.CaptureFix
     assert not (in_tmp / "run").exists() and not (in_tmp / "log").exists()
 
 
-def test_cli_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
-    """`rec-es` lists its commands and refuses an unknown one."""
-    from rec_es.cli import main as cli
+def test_cli_dispatch(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rec-es` lists its commands, refuses an unknown one, and names a tool missing from the install."""
+    from rec_es import cli
 
-    assert cli(["--help"]) == 0 and "run" in capsys.readouterr().out
-    assert cli(["fly"]) == 2 and "unknown command 'fly'" in capsys.readouterr().err
+    assert cli.main(["--help"]) == 0 and "run" in capsys.readouterr().out
+    assert cli.main(["fly"]) == 2 and "unknown command 'fly'" in capsys.readouterr().err
+    monkeypatch.setitem(cli.COMMANDS, "ghost", ("rec_es.ghost", "a tool that is not installed"))
+    assert cli.main(["ghost"]) == 2 and "rec_es.ghost is missing" in capsys.readouterr().err
+    assert cli.main(["run", "--config", "nowhere.yaml"]) == 2
+    assert "config file not found" in capsys.readouterr().err
 
 
 def test_dataset_resolution(in_tmp: Path) -> None:
