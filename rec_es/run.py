@@ -77,10 +77,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         files = list(args.config)
         run_dir = None
     cfg = load_config(files, overrides)
+    if args.resume is None:
+        lint_before_training(files, overrides)
     if run_dir is None:
         run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
     return train(cfg, run_dir, resume=args.resume is not None, record_test=args.record_test,
                  progress=not args.no_progress, verbose=not args.quiet)
+
+
+def lint_before_training(files: list[str], overrides: dict[str, Any]) -> None:
+    """Run ``rec-es check`` on the files: its errors (e.g. a misspelt key RecBole would silently ignore)
+    stop the run before training; warnings are printed. Keys given with ``--set`` are not held against the files.
+    """
+    try:
+        from rec_es.lint import lint_files
+    except ModuleNotFoundError as exc:  # the lint tool is optional for running
+        if exc.name != "rec_es.lint":
+            raise
+        return
+    overridden = {key.partition(".")[0] for key in overrides}
+    findings = [f for f in lint_files(files) if f.key.partition(".")[0] not in overridden]
+    for f in findings:
+        if f.level == "warning":
+            print(f"rec-es run: {f}", file=sys.stderr)
+    errors = [str(f) for f in findings if f.level == "error"]
+    if errors:
+        raise ConfigError("the property files have errors (rec-es check " + " ".join(files) + " lists them):\n  "
+                          + "\n  ".join(errors))
 
 
 def _check_resumable(run_dir: Path) -> None:

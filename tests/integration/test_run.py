@@ -138,6 +138,7 @@ def test_existing_run_directory_is_never_overwritten(in_tmp: Path, capsys: pytes
         ({"model": "GRU4Recc"}, [], "model: 'GRU4Recc' is not a RecBole 1.2.1 model"),
         ({}, ["--set", "early_stopping={monitor: hit@10}"], "RecBole will not compute hit@10"),
         ({}, ["--set", "lr_schedule={decay: linear}"], "lr_schedule.decay: must be one of"),
+        ({"stoping_step": 3}, [], "stoping_step: error: unknown key — did you mean 'stopping_step'?"),
     ],
 )
 def test_bad_input_fails_before_training(in_tmp: Path, capsys: pytest.CaptureFixture[str],
