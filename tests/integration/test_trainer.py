@@ -123,3 +123,16 @@ def test_lr_schedule_applied_and_plateau_defers_stop(in_tmp: Path) -> None:
     assert after["lr"] == pytest.approx(0.005)
     assert records[-1]["decision"]["stop"] is True and records[-1]["decision"]["reason"] == "patience"
     assert trainer.stop_epoch_ == records[-1]["epoch"]
+
+
+def test_eval_step_records_only_evaluated_epochs(in_tmp: Path) -> None:
+    """With eval_step 2 the trace holds epochs 1, 3, ...; every epoch still trains and checkpoints."""
+    config, train, valid, test, model = build(tiny_recbole_config(epochs=4, eval_step=2,
+                                                                  checkpoint_dir=str(in_tmp / "s")))
+    trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10", "patience": 5}),
+                                   run_dir=in_tmp / "run")
+    trainer.fit(train, valid, verbose=False)
+    trace = read_trace(in_tmp / "run")
+    assert [r["epoch"] for r in trace.records] == [1, 3]
+    assert trace.header["eval_step"] == 2 and trace.footer["epochs_trained"] == 4
+    assert torch.load(in_tmp / "run" / "last.pth", weights_only=True)["epoch"] == 3
