@@ -262,16 +262,18 @@ class EarlyStoppingTrainer(Trainer):
         t0 = time.time()
         valid = dict(self.evaluate(valid_data, load_best_model=False, show_progress=show_progress))
         eval_s = time.time() - t0
-        test = None
+        test, test_s = None, None
         if self.record_test:
+            t1 = time.time()
             test = dict(self.evaluate(test_data, load_best_model=False, show_progress=show_progress))
+            test_s = time.time() - t1
         elapsed = self.elapsed_offset_ + time.time() - start
         decision = self.policy.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed)
         action = self._schedule_step(epoch, decision)
         stop = bool(decision.stop) and not (action is not None and action.defer_stop)
         if decision.new_best:
             self._snapshot_best(epoch, valid, test, decision, saved)
-        self._record(epoch, lr, loss, valid, test, elapsed, train_s, eval_s, decision, action)
+        self._record(epoch, lr, loss, valid, test, elapsed, train_s, eval_s, test_s, decision, action)
         self._report(epoch, eval_s, valid, decision, action, verbose)
         if stop:
             self.stop_decision_ = decision
@@ -309,7 +311,8 @@ class EarlyStoppingTrainer(Trainer):
                                        dataset=self.config["dataset"])
 
     def _record(self, epoch: int, lr: float, loss: Any, valid: dict[str, float], test: dict[str, float] | None,
-                elapsed: float, train_s: float, eval_s: float, decision: Any, action: PlateauAction | None) -> None:
+                elapsed: float, train_s: float, eval_s: float, test_s: float | None, decision: Any,
+                action: PlateauAction | None) -> None:
         if self.trace_ is None:
             return
         dec = decision.to_dict()
@@ -320,6 +323,7 @@ class EarlyStoppingTrainer(Trainer):
             fields["train_losses"] = [float(x) for x in loss]
         if test is not None:
             fields["test"] = test
+            fields["test_seconds"] = test_s
         fields.update(elapsed_seconds=elapsed, train_seconds=train_s, eval_seconds=eval_s, decision=dec)
         if action is not None:
             fields["lr_action"] = action.to_dict()

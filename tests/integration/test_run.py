@@ -19,7 +19,7 @@ from rec_es.trace import read_trace
 
 from conftest import REPO, tiny_recbole_config
 
-TIMING = ("elapsed_seconds", "train_seconds", "eval_seconds")
+TIMING = ("elapsed_seconds", "train_seconds", "eval_seconds", "test_seconds")
 SCRIPT = REPO / "scripts" / "run_gru4rec.py"
 
 
@@ -110,6 +110,7 @@ def test_run_directory_contract(in_tmp: Path) -> None:
     assert trace.header["model"] == "BPR" and trace.header["record_test"] is True
     assert [r["epoch"] for r in trace.records] == [0, 1, 2]
     assert all(set(r["test"]) == {"recall@10", "ndcg@10", "mrr@10"} for r in trace.records)
+    assert all(r["test_seconds"] >= 0 and r["eval_seconds"] >= 0 for r in trace.records)
     summary = json.loads((run / "summary.json").read_text())
     best = torch.load(run / "best.pth", weights_only=True)
     assert best["epoch"] == summary["best_epoch"] == trace.footer["best_epoch"]
