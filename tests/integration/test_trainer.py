@@ -1,6 +1,7 @@
 """EarlyStoppingTrainer against real RecBole 1.2.1 on the tiny ml-100k slice (GRU4Rec)."""
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -99,11 +100,17 @@ def test_policy_reuse_and_second_fit_carry_no_state(in_tmp: Path) -> None:
     config, train, valid, test, model = build(keys)
     trainer = EarlyStoppingTrainer(config, model, policy)
     trainer.fit(train, valid, verbose=False)
-    first_best = trainer.best_valid_score
-    trainer.fit(train, valid, verbose=False)  # the model goes on training from where it is
-    assert trainer.best_epoch_ is not None and first_best is not None
-    # a fresh policy's first evaluation is always a new best: the first fit's best must not block it
-    assert trainer.policy.best_epoch == trainer.best_epoch_
+    assert trainer.policy.state_dict()["state"]["evaluations"] == 5
+    first: list[tuple[float, dict[str, Any]]] = []
+
+    def grab(epoch: int, value: float | None) -> None:
+        if not first:
+            first.append((value, copy.deepcopy(trainer.policy.state_dict())))
+
+    trainer.fit(train, valid, verbose=False, callback_fn=grab)  # the model goes on training from where it is
+    fresh = build_policy({"monitor": "ndcg@10", "patience": 2, "smoothing": "ema", "ema_alpha": 0.5})
+    fresh.update(0, {"ndcg@10": first[0][0]})
+    assert first[0][1] == fresh.state_dict()  # after one evaluation of the second fit: exactly a fresh policy
 
 
 def test_lr_schedule_applied_and_plateau_defers_stop(in_tmp: Path) -> None:
