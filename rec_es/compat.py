@@ -4,13 +4,18 @@
   on a file that pickles RecBole's ``Config``; torch >= 2.6 loads with ``weights_only=True`` by default
   and refuses it. ``EarlyStoppingTrainer`` overrides ``evaluate`` and keeps its own checkpoints
   (``rec_es.checkpoint``), so neither path is ever used.
+* RecBole's ``Config`` reads every ``--key=value`` word of ``sys.argv`` as a config key (and warns about the
+  rest), so ``rec-es run --output-dir=x`` or ``pytest --durations=5`` would leak into RecBole's config;
+  ``recbole_config`` builds a ``Config`` from the given keys only.
 * RecBole 1.2.1 emits known, harmless FutureWarnings on every run (pandas chained ``fillna`` in
   ``dataset.py``, ``torch.cuda.amp.GradScaler`` in ``trainer.py`` every epoch); ``quiet_recbole_warnings``
   hides exactly those, not warnings from anything else.
 """
 from __future__ import annotations
 
+import sys
 import warnings
+from typing import Any, Mapping
 
 import recbole
 import torch
@@ -40,3 +45,15 @@ def versions() -> dict[str, str]:
         rec_es_version = "unknown"
     return {"rec_es": rec_es_version, "recbole": recbole.__version__, "torch": torch.__version__,
             "python": platform.python_version()}
+
+
+def recbole_config(model: Any, dataset: str, keys: Mapping[str, Any]) -> Any:
+    """``recbole.config.Config(model, dataset, config_dict=keys)`` that ignores ``sys.argv``."""
+    from recbole.config import Config
+
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        return Config(model=model, dataset=dataset, config_dict=dict(keys))
+    finally:
+        sys.argv = argv

@@ -179,18 +179,17 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bo
            progress: bool, verbose: bool) -> dict[str, Any]:
     from logging import getLogger
 
-    from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
     from rec_es import datasets
-    from rec_es.compat import quiet_recbole_warnings
+    from rec_es.compat import quiet_recbole_warnings, recbole_config
     from rec_es.trainer import EarlyStoppingTrainer
 
     quiet_recbole_warnings()
     keys = dict(cfg.recbole)
     keys["checkpoint_dir"] = str(run_dir)  # RecBole's Trainer creates it; keep ./saved untouched
-    config = Config(model=model_class, dataset=keys["dataset"], config_dict=keys)
+    config = recbole_config(model_class, keys["dataset"], keys)
     datasets.apply_data_path(config, location)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

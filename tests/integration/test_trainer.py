@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 import torch
-from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import get_model, init_seed
 
 from rec_es import build_policy
+from rec_es.compat import recbole_config
 from rec_es.trace import read_trace
 from rec_es.trainer import EarlyStoppingTrainer
 
@@ -24,7 +24,7 @@ TIMING = ("elapsed_seconds", "train_seconds", "eval_seconds")
 
 def build(keys: dict[str, Any]) -> tuple[Any, Any, Any, Any, torch.nn.Module]:
     """Config, train/valid/test loaders and model, seeded exactly as RecBole's run_recbole does."""
-    config = Config(model=keys["model"], dataset=keys["dataset"], config_dict=keys)
+    config = recbole_config(keys["model"], keys["dataset"], keys)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
