@@ -68,6 +68,7 @@ def test_resume_after_kill_gives_the_uninterrupted_trace(in_tmp: Path) -> None:
 
     expected = records_without_timing(in_tmp / "full")
     assert len(expected) >= 6
+    assert "resumed_with_changes" not in read_trace(in_tmp / "killed").header  # same policy: state loaded
     assert records_without_timing(in_tmp / "killed") == expected
     a = json.loads((in_tmp / "full" / "summary.json").read_text())
     b = json.loads((in_tmp / "killed" / "summary.json").read_text())
