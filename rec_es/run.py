@@ -221,7 +221,7 @@ def _print_result(summary: dict[str, Any]) -> None:
     print(f"best epoch {summary.get('best_epoch')} of {summary.get('epochs_trained')} trained "
           f"({summary.get('wall_seconds', 0.0):.0f} s); test result at the best epoch:")
     print("  " + "  ".join(f"{k}: {v:.4f}" for k, v in test.items()))
-    print(f"run directory: {summary.get('run_dir')}")
+    print(f"run directory: {summary.get('run_dir')}  (why it stopped, with a plot: rec-es explain {summary.get('run_dir')})")
 
 
 if __name__ == "__main__":
