@@ -38,10 +38,18 @@ def test_failed_save_keeps_previous_file(tmp_path: Path) -> None:
     """A save that fails midway leaves the previous checkpoint intact and no temp file behind."""
     target = tmp_path / "best.pth"
     checkpoint.atomic_save({"format": "rec_es.checkpoint", "version": 1, "kind": "best", "epoch": 1}, target)
-    with pytest.raises(StateError):
-        checkpoint.atomic_save(checkpoint.best_payload(Tiny(), 2, bad=object()), target)
+    payload = checkpoint.best_payload(Tiny(), 2)
+    payload["unpicklable"] = lambda: None  # torch.save fails midway, after the temp file was opened
+    with pytest.raises(Exception, match="lambda"):
+        checkpoint.atomic_save(payload, target)
     assert checkpoint.load(target)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["best.pth"]
+
+
+def test_payload_refuses_non_plain_values() -> None:
+    """Anything that would need pickle (here a plain object) is refused before writing."""
+    with pytest.raises(StateError, match="cannot store a object"):
+        checkpoint.best_payload(Tiny(), 2, bad=object())
 
 
 def test_load_refuses_foreign_and_corrupt_files(tmp_path: Path) -> None:
@@ -52,8 +60,8 @@ def test_load_refuses_foreign_and_corrupt_files(tmp_path: Path) -> None:
     (tmp_path / "cut.pth").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(StateError, match="cut.pth: cannot be read"):
         checkpoint.load(tmp_path / "cut.pth")
-    with pytest.raises(StateError, match="expected 'last'"):
-        checkpoint.atomic_save(checkpoint.best_payload(Tiny(), 0), tmp_path / "b.pth")
+    checkpoint.atomic_save(checkpoint.best_payload(Tiny(), 0), tmp_path / "b.pth")
+    with pytest.raises(StateError, match="holds a 'best' checkpoint, expected 'last'"):
         checkpoint.load(tmp_path / "b.pth", kind="last")
 
 
