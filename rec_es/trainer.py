@@ -47,7 +47,8 @@ class EarlyStoppingTrainer(Trainer):
         run_dir: run directory for trace.jsonl, best.pth, last.pth, summary.json (default None: nothing on disk).
         record_test: also evaluate the test set at every evaluation and store it in the trace (default False).
         run_config: plain mapping written to the trace header as the run's config (default: RecBole's keys).
-        epoch_progress: show a tqdm bar over epochs (default False).
+        epoch_progress: show a tqdm bar over epochs on a terminal, and per-batch bars once an epoch
+            took longer than 30 s (default False).
     """
 
     def __init__(self, config: Any, model: torch.nn.Module, policy: Any,
@@ -118,7 +119,8 @@ class EarlyStoppingTrainer(Trainer):
 
         Same signature and return value as RecBole's ``Trainer.fit`` (best monitor value, best valid
         result), plus ``test_data`` (needed with ``record_test``). ``saved`` writes best.pth/last.pth
-        when a run directory is set; the best weights are kept in memory either way.
+        when a run directory is set; the best weights are kept in memory either way. A run directory
+        holds one fit: fitting again into it raises ``StateError`` (use a new trainer/run_dir, or resume).
         """
         if self.record_test and test_data is None:
             raise ConfigError("record_test needs test_data passed to fit()", key="record_test")
@@ -242,7 +244,7 @@ class EarlyStoppingTrainer(Trainer):
             group["lr"] = lr
 
     def _train_step(self, train_data: Any, epoch: int, verbose: bool, show_progress: bool) -> tuple[Any, float]:
-        batches = show_progress or self.last_epoch_seconds_ > LONG_EPOCH_SECONDS
+        batches = show_progress or (self.epoch_progress and self.last_epoch_seconds_ > LONG_EPOCH_SECONDS)
         t0 = time.time()
         loss = self._train_epoch(train_data, epoch, show_progress=batches)
         t1 = time.time()
