@@ -189,6 +189,8 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bo
     quiet_recbole_warnings()
     keys = dict(cfg.recbole)
     keys["checkpoint_dir"] = str(run_dir)  # RecBole's Trainer creates it; keep ./saved untouched
+    if not verbose:
+        keys.setdefault("state", "WARNING")  # RecBole's own log level: quiet means its INFO lines too
     config = recbole_config(model_class, keys["dataset"], keys)
     datasets.apply_data_path(config, location)
     init_seed(config["seed"], config["reproducibility"])
@@ -218,8 +220,11 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bo
 def _print_result(summary: dict[str, Any]) -> None:
     test = summary.get("test_result") or {}
     print(summary.get("message"))
-    print(f"best epoch {summary.get('best_epoch')} of {summary.get('epochs_trained')} trained "
-          f"({summary.get('wall_seconds', 0.0):.0f} s); test result at the best epoch:")
+    if summary.get("best_epoch") is None:
+        print(f"no evaluation ran in {summary.get('epochs_trained')} epochs; test result of the final weights:")
+    else:
+        print(f"best epoch {summary.get('best_epoch')} of {summary.get('epochs_trained')} trained "
+              f"({summary.get('wall_seconds', 0.0):.0f} s); test result at the best epoch:")
     print("  " + "  ".join(f"{k}: {v:.4f}" for k, v in test.items()))
     print(f"run directory: {summary.get('run_dir')}  (why it stopped, with a plot: rec-es explain {summary.get('run_dir')})")
 

@@ -30,6 +30,14 @@ from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
 LONG_EPOCH_SECONDS = 30.0  # batch progress bars switch on once an epoch took longer than this
 
 
+class NonFiniteLossError(Exception):
+    """The training loss of a batch was NaN or infinite (RecBole raises a bare ValueError for NaN)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        super().__init__(f"training loss is {value}")
+
+
 def _loss_value(loss: Any) -> float | None:
     if loss is None:
         return None
@@ -135,7 +143,11 @@ class EarlyStoppingTrainer(Trainer):
             for epoch in bar:
                 self._apply_lr(epoch)
                 lr = float(self.optimizer.param_groups[0]["lr"])
-                loss, train_s = self._train_step(train_data, epoch, verbose, show_progress)
+                try:
+                    loss, train_s = self._train_step(train_data, epoch, verbose, show_progress)
+                except NonFiniteLossError as exc:
+                    self._stop_on_bad_loss(epoch, exc.value, lr)
+                    break
                 self.epochs_trained_ = epoch + 1
                 if not self._is_eval_epoch(epoch, valid_data):
                     self._save_last(epoch, start, saved)
@@ -254,6 +266,19 @@ class EarlyStoppingTrainer(Trainer):
             self.logger.info(self._generate_train_loss_output(epoch, t0, t1, loss))
         self._add_train_loss_to_tensorboard(epoch, loss)
         return loss, t1 - t0
+
+    def _check_nan(self, loss: torch.Tensor) -> None:
+        """RecBole raises a bare ValueError on a NaN loss (and lets inf through); stop cleanly on both."""
+        if not bool(torch.isfinite(loss).all()):
+            raise NonFiniteLossError(float(loss.detach().float().sum()))
+
+    def _stop_on_bad_loss(self, epoch: int, value: float, lr: float) -> None:
+        self.epochs_trained_ = epoch + 1
+        best = (f"the weights of epoch {self.best_epoch_} are restored" if self.best_epoch_ is not None
+                else "no evaluation ran before it, so there are no good weights to restore")
+        self.stop_epoch_, self.stop_reason_ = epoch, "non_finite"
+        self.stop_message_ = (f"stopped at epoch {epoch}: the training loss became {value} during the epoch "
+                              f"(learning rate {lr:.3g}); {best}; lower learning_rate or set clip_grad_norm")
 
     def _is_eval_epoch(self, epoch: int, valid_data: Any) -> bool:
         return bool(valid_data) and self.eval_step > 0 and (epoch + 1) % self.eval_step == 0

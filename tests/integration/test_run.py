@@ -177,3 +177,16 @@ def test_dataset_resolution(in_tmp: Path) -> None:
     assert own.inter_file == REPO / "datasets" / "ml-100k-tiny" / "ml-100k-tiny.inter" and not own.embedded
     with pytest.raises(ConfigError, match=r"looked for .*/elsewhere/ml-100k/ml-100k.inter"):
         resolve({"dataset": "ml-100k", "data_path": "elsewhere"}, {"data_path": "mine.yaml"})
+
+
+def test_non_finite_training_loss_stops_cleanly(in_tmp: Path) -> None:
+    """A NaN training loss (SGD at lr 100) ends the run with a sentence and the last good weights, not a traceback."""
+    cfg = write_config(in_tmp / "nan.yaml", learner="sgd", learning_rate=100, epochs=4)
+    assert main(["--config", str(cfg), "--output-dir", "run", "--record-test", "--no-progress", "--quiet"]) == 0
+    trace = read_trace(in_tmp / "run")
+    summary = json.loads((in_tmp / "run" / "summary.json").read_text())
+    assert trace.footer is not None and trace.footer["stop_reason"] == "non_finite"
+    assert summary["message"].startswith("stopped at epoch 1: the training loss became nan during the epoch")
+    assert "lower learning_rate" in summary["message"]
+    assert summary["best_epoch"] == 0 and [r["epoch"] for r in trace.records] == [0]
+    assert trace.records[0]["test"] == summary["test_result"]  # epoch 0's weights were restored for the test
