@@ -88,7 +88,7 @@ def test_best_weights_restored_without_saving(in_tmp: Path, caplog: pytest.LogCa
 
 def test_policy_reuse_and_second_fit_carry_no_state(in_tmp: Path) -> None:
     """One policy object used by two trainers gives identical traces; a second fit starts fresh."""
-    keys = tiny_recbole_config(epochs=5, checkpoint_dir=str(in_tmp / "s"))
+    keys = tiny_recbole_config(epochs=4, checkpoint_dir=str(in_tmp / "s"))
     policy = build_policy({"monitor": "ndcg@10", "patience": 2, "smoothing": "ema", "ema_alpha": 0.5})
     traces = []
     for name in ("a", "b"):
@@ -100,7 +100,7 @@ def test_policy_reuse_and_second_fit_carry_no_state(in_tmp: Path) -> None:
     config, train, valid, test, model = build(keys)
     trainer = EarlyStoppingTrainer(config, model, policy)
     trainer.fit(train, valid, verbose=False)
-    assert trainer.policy.state_dict()["state"]["evaluations"] == 5
+    assert trainer.policy.state_dict()["state"]["evaluations"] == 4
     first: list[tuple[float, dict[str, Any]]] = []
 
     def grab(epoch: int, value: float | None) -> None:
