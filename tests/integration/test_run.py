@@ -132,6 +132,13 @@ def test_existing_run_directory_is_never_overwritten(in_tmp: Path, capsys: pytes
     assert sorted(p.name for p in (in_tmp / "old").iterdir()) == ["trace.jsonl"]
 
 
+def test_resume_needs_a_run_directory(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--resume on a directory without last.pth says what is missing."""
+    (in_tmp / "empty").mkdir()
+    assert main(["--resume", "empty"]) == 2
+    assert "cannot resume: empty/config.yaml is missing" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "overrides, extra, fragment",
     [
