@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lint_before_training(files, overrides)
     if run_dir is None:
         run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
-    return train(cfg, run_dir, resume=args.resume is not None, record_test=args.record_test,
+    record_test = args.record_test or (args.resume is not None and _header_record_test(run_dir))
+    return train(cfg, run_dir, resume=args.resume is not None, record_test=record_test,
                  progress=not args.no_progress, verbose=not args.quiet)
 
 
@@ -104,6 +105,19 @@ def lint_before_training(files: list[str], overrides: dict[str, Any]) -> None:
     if errors:
         raise ConfigError("the property files have errors (rec-es check " + " ".join(files) + " lists them):\n  "
                           + "\n  ".join(errors))
+
+
+def _header_record_test(run_dir: Path) -> bool:
+    """Whether the run being resumed recorded test metrics (it keeps doing so)."""
+    import json
+
+    with open(run_dir / "trace.jsonl", encoding="utf-8") as fh:
+        first = fh.readline()
+    try:
+        return bool(json.loads(first).get("record_test", False))
+    except (json.JSONDecodeError, AttributeError):
+        raise ConfigError(f"cannot resume: {run_dir / 'trace.jsonl'} has no readable header line",
+                          source="--resume") from None
 
 
 def _check_resumable(run_dir: Path) -> None:

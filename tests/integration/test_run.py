@@ -119,6 +119,10 @@ def test_run_directory_contract(in_tmp: Path) -> None:
     at_best = next(r for r in trace.records if r["epoch"] == summary["best_epoch"])
     assert at_best["test"] == summary["test_result"]
     assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "BPR"
+    # resuming a --record-test run keeps recording the test set
+    assert main(["--resume", "bpr", "--set", "epochs=4", "--no-progress", "--quiet"]) == 0
+    resumed = read_trace(run)
+    assert [r["epoch"] for r in resumed.records] == [0, 1, 2, 3] and "test" in resumed.records[3]
 
 
 def test_existing_run_directory_is_never_overwritten(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
