@@ -203,15 +203,19 @@ class EarlyStoppingTrainer(Trainer):
             self.schedule.load_state_dict(data["lr_schedule"])
         elif self.schedule is not None:
             self.schedule.reset()
-        if (header.get("policy"), header.get("lr_schedule")) != (policy_now, schedule_now):
+        config_now = jsonable(self.run_config) if self.run_config is not None else header.get("config")
+        before = (header.get("policy"), header.get("lr_schedule"), header.get("config"), header.get("epochs"))
+        if before != (policy_now, schedule_now, config_now, self.epochs):
             changes = list(header.get("resumed_with_changes", []))
-            changes.append({"from_epoch": int(data["epoch"]) + 1, "previous_policy": header.get("policy"),
-                            "previous_lr_schedule": header.get("lr_schedule")})
-            header.update(policy=policy_now, lr_schedule=schedule_now, resumed_with_changes=changes,
-                          config=jsonable(self.run_config) if self.run_config is not None else header.get("config"))
+            changes.append({"from_epoch": int(data["epoch"]) + 1, "previous_policy": before[0],
+                            "previous_lr_schedule": before[1], "previous_config": before[2],
+                            "previous_epochs": before[3]})
+            header.update(policy=policy_now, lr_schedule=schedule_now, config=config_now, epochs=self.epochs,
+                          resumed_with_changes=changes)
             rewrite_header(self.run_dir / "trace.jsonl", header)
-            self.logger.info(f"resumed under a changed policy/schedule: replayed {len(trace.records)} recorded "
-                             "evaluations through the new policy")
+            if before[:2] != (policy_now, schedule_now):
+                self.logger.info(f"resumed under a changed policy/schedule: replayed {len(trace.records)} recorded "
+                                 "evaluations through the new policy")
         best = data.get("best")
         if best is not None:
             self.best_state_ = best["state_dict"]

@@ -123,6 +123,8 @@ def test_run_directory_contract(in_tmp: Path) -> None:
     assert main(["--resume", "bpr", "--set", "epochs=4", "--no-progress", "--quiet"]) == 0
     resumed = read_trace(run)
     assert [r["epoch"] for r in resumed.records] == [0, 1, 2, 3] and "test" in resumed.records[3]
+    assert resumed.header["epochs"] == 4 and resumed.header["resumed_with_changes"][0]["previous_epochs"] == 3
+    assert resumed.header["policy"] == trace.header["policy"]
 
 
 def test_existing_run_directory_is_never_overwritten(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
