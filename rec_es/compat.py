@@ -7,8 +7,13 @@
 * RecBole's ``Config`` reads every ``--key=value`` word of ``sys.argv`` as a config key (and warns about the
   rest), so ``rec-es run --output-dir=x`` or ``pytest --durations=5`` would leak into RecBole's config;
   ``recbole_config`` builds a ``Config`` from the given keys only.
+* RecBole 1.2.1's graph models (LightGCN, NGCF, SGL's base, SpectralCF, GCMC, NCL, KGIN, MCCLK) build their
+  adjacency with ``scipy.sparse.dok_matrix._update``, which SciPy >= 1.12 removed (``AttributeError:
+  'dok_matrix' object has no attribute '_update'``). ``apply_recbole_fixes`` restores it as the plain dict
+  update it was (no per-key checks: RecBole passes valid indices).
 * RecBole 1.2.1 emits known, harmless FutureWarnings on every run (pandas chained ``fillna`` in
-  ``dataset.py``, ``torch.cuda.amp.GradScaler`` in ``trainer.py`` every epoch); ``quiet_recbole_warnings``
+  ``dataset.py``, ``torch.cuda.amp.GradScaler`` in ``trainer.py`` every epoch, ``torch.sparse.FloatTensor`` in
+  the graph models); ``quiet_recbole_warnings``
   hides exactly those, not warnings from anything else.
 """
 from __future__ import annotations
@@ -28,9 +33,24 @@ _KNOWN_FUTURE_WARNINGS = (
 
 
 def quiet_recbole_warnings() -> None:
-    """Hide RecBole 1.2.1's known FutureWarnings about pandas 3 and torch.cuda.amp (nothing else)."""
+    """Hide RecBole 1.2.1's known warnings about pandas 3, torch.cuda.amp and torch.sparse (nothing else)."""
     for pattern in _KNOWN_FUTURE_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern, category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"torch\.sparse\.SparseTensor\(indices, values, shape", category=UserWarning)
+
+
+def apply_recbole_fixes() -> None:
+    """Make RecBole 1.2.1 run on this stack: the ``dok_matrix._update`` shim (idempotent)."""
+    import scipy.sparse as sp
+
+    for cls in (sp.dok_matrix, getattr(sp, "dok_array", None)):
+        if cls is not None and not hasattr(cls, "_update"):
+            cls._update = _dok_update
+
+
+def _dok_update(self: Any, data: Mapping[Any, Any]) -> None:
+    """What ``dok_matrix._update`` did before SciPy 1.12: a dict update without index checks."""
+    self._dict.update(data)
 
 
 def versions() -> dict[str, str]:

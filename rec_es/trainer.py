@@ -22,10 +22,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rec_es import checkpoint
-from rec_es.compat import versions
+from rec_es.compat import apply_recbole_fixes, versions
 from rec_es.errors import ConfigError, StateError
 from rec_es.schedule import LRSchedule, PlateauAction
 from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
+
+apply_recbole_fixes()  # graph models need it before they are built; importing the trainer is enough
 
 LONG_EPOCH_SECONDS = 30.0  # batch progress bars switch on once an epoch took longer than this
 
@@ -111,7 +113,7 @@ class EarlyStoppingTrainer(Trainer):
         """
         data = checkpoint.load(Path(run_dir) / "last.pth", kind="last")
         self.model.load_state_dict(data["model"])
-        self.model.load_other_parameter(data.get("other_parameter"))
+        self.model.load_other_parameter(self._on_device(data.get("other_parameter")))
         self.optimizer.load_state_dict(data["optimizer"])
         self.start_epoch = int(data["epoch"]) + 1
         self._resume = data
@@ -428,7 +430,15 @@ class EarlyStoppingTrainer(Trainer):
     def _restore_best(self) -> None:
         assert self.best_state_ is not None
         self.model.load_state_dict(self.best_state_)
-        self.model.load_other_parameter(self.best_other_)
+        self.model.load_other_parameter(self._on_device(self.best_other_))
+
+    def _on_device(self, value: Any) -> Any:
+        """Tensors inside ``other_parameter`` (e.g. LightGCN's cached embeddings) back on the model's device."""
+        if isinstance(value, torch.Tensor):
+            return value.to(self.device)
+        if isinstance(value, dict):
+            return {k: self._on_device(v) for k, v in value.items()}
+        return value
 
     # --- evaluation and results -------------------------------------------------------------------
     @torch.no_grad()
@@ -443,7 +453,7 @@ class EarlyStoppingTrainer(Trainer):
             if model_file is not None:
                 data = checkpoint.load(model_file, kind="best")
                 self.model.load_state_dict(data["state_dict"])
-                self.model.load_other_parameter(data.get("other_parameter"))
+                self.model.load_other_parameter(self._on_device(data.get("other_parameter")))
             elif self.best_state_ is not None:
                 self._restore_best()
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)

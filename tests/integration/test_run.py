@@ -203,3 +203,17 @@ def test_non_finite_training_loss_stops_cleanly(in_tmp: Path) -> None:
     assert "lower learning_rate" in summary["message"]
     assert summary["best_epoch"] == 0 and [r["epoch"] for r in trace.records] == [0]
     assert trace.records[0]["test"] == summary["test_result"]  # epoch 0's weights were restored for the test
+
+
+def test_graph_model_runs_and_restores_cached_embeddings(in_tmp: Path) -> None:
+    """LightGCN (needs the scipy dok_matrix._update shim; caches embeddings in other_parameter) end to end."""
+    cfg = write_config(in_tmp / "lgcn.yaml", model="LightGCN", epochs=5, train_neg_sample_args={"uniform": 1},
+                       eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "mode": "full"})
+    cfg.write_text(cfg.read_text().replace("loss_type: CE\n", ""))
+    assert main(["--config", str(cfg), "--output-dir", "run", "--record-test", "--no-progress", "--quiet"]) == 0
+    summary = json.loads((in_tmp / "run" / "summary.json").read_text())
+    trace = read_trace(in_tmp / "run")
+    at_best = next(r for r in trace.records if r["epoch"] == summary["best_epoch"])
+    assert at_best["test"] == summary["test_result"]
+    other = torch.load(in_tmp / "run" / "best.pth", weights_only=True)["other_parameter"]
+    assert set(other) == {"restore_user_e", "restore_item_e"}
