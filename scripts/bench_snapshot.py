@@ -31,7 +31,7 @@ from _bench_common import DEFAULT_CONFIG, Setup, load, median, scratch_cwd, thre
 
 
 def improvements_in_cache(root: Path = Path(".rec_es_cache/traces")) -> tuple[int, int, str] | None:
-    """(new-best evaluations, epochs, description) of the newest finished trace in the compare cache."""
+    """(new-best evaluations, epochs, description) of the newest finished recording in the compare cache."""
     from rec_es.trace import read_trace
 
     traces = sorted(root.glob("*/trace.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
@@ -40,7 +40,7 @@ def improvements_in_cache(root: Path = Path(".rec_es_cache/traces")) -> tuple[in
             continue
         tr = read_trace(path)
         n = sum(1 for r in tr.records if r["decision"].get("new_best"))
-        if n and tr.complete:
+        if n and tr.complete and tr.header.get("record_test"):  # a full-budget recording, not a live run
             return n, len(tr.records), f"{path.parent.name} ({tr.header.get('model')}, {len(tr.records)} epochs)"
     return None
 
