@@ -63,8 +63,9 @@ class ExplainError(RecEsError, ValueError):
 class Observed:
     """One run, whatever wrote it: its trace, the policy in effect and the decisions it took.
 
-    ``ending``: ``early_stopped`` (a stopping rule fired), ``budget`` (RecBole's ``epochs`` ran out) or
-    ``incomplete`` (crashed, interrupted or still running). ``decisions`` are plain dicts
+    ``ending``: ``early_stopped`` (a stopping rule fired), ``budget`` (RecBole's ``epochs`` ran out),
+    ``stopped_in_training`` (the trainer stopped between evaluations, e.g. a NaN training loss; the footer says
+    why) or ``incomplete`` (crashed, interrupted or still running). ``decisions`` are plain dicts
     (``Decision.to_dict()``), one per evaluation, as the observed policy took them.
     """
 
@@ -185,6 +186,8 @@ def _trace_ending(trace: Trace, decisions: list[dict[str, Any]]) -> str:
         return "incomplete"
     if decisions[-1].get("stop"):
         return "early_stopped"
+    if trace.footer.get("stop_reason") not in (None, "max_epochs", "not_stopped"):
+        return "stopped_in_training"
     return "budget"
 
 
@@ -389,6 +392,14 @@ def analyse_stop(obs: Observed) -> dict[str, Any]:
                    if out["setting"] else "")
         out["sentence"] = (f"rec_es rule '{last.get('reason')}' stopped the run at epoch {obs.last_epoch} ({budget}) "
                            f"after {misses}; {best}.{decided} The policy said: {message}")
+    elif obs.ending == "stopped_in_training":
+        footer = obs.trace.footer or {}
+        out["reason"] = footer.get("stop_reason")
+        out["stop_epoch"] = footer.get("stop_epoch", obs.last_epoch)
+        out["setting"] = None
+        out["sentence"] = (f"The run stopped during training at epoch {out['stop_epoch']}, not at an evaluation "
+                           f"(reason '{footer.get('stop_reason')}'): {footer.get('message')}. The last evaluation was "
+                           f"at epoch {obs.last_epoch}; {best}.")
     elif obs.ending == "budget":
         out["setting"] = {"key": "epochs", "value": obs.epochs}
         out["sentence"] = (f"No early stop: the run used its whole budget (epochs: {obs.epochs}; last epoch "
@@ -518,6 +529,8 @@ def _verdict(obs: Observed, p: Mapping[str, Any]) -> str:
                    else "."))
     if obs.ending == "incomplete":
         return "Not stopped by a rule: the data ends before any stop or budget."
+    if obs.ending == "stopped_in_training":
+        return "Not a stopping-rule decision: training itself failed, so patience and smoothing are not the question."
     if trend == "improving":
         return "Likely premature: the monitor was still improving when the run stopped."
     doubts = []

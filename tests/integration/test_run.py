@@ -203,6 +203,11 @@ def test_non_finite_training_loss_stops_cleanly(in_tmp: Path) -> None:
     assert "lower learning_rate" in summary["message"]
     assert summary["best_epoch"] == 0 and [r["epoch"] for r in trace.records] == [0]
     assert trace.records[0]["test"] == summary["test_result"]  # epoch 0's weights were restored for the test
+    from rec_es.diagnose import explain
+
+    stop = explain(in_tmp / "run")["stop"]  # not "used its whole budget": training itself failed at epoch 1
+    assert (stop["ending"], stop["reason"], stop["stop_epoch"]) == ("stopped_in_training", "non_finite", 1)
+    assert "the training loss became nan" in stop["sentence"]
 
 
 def test_graph_model_runs_and_restores_cached_embeddings(in_tmp: Path) -> None:
