@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from rec_es.errors import MetricMissingError, RecEsError, StateError
@@ -217,16 +216,3 @@ def check_same_run(traces: Sequence[Trace]) -> None:
             if tr.header.get(key) != first.header.get(key):
                 raise StateError(f"{tr.path}: {key} {tr.header.get(key)!r} differs from {first.path}'s "
                                  f"{first.header.get(key)!r}; compare traces of one setup only")
-
-
-def finite(values: Iterable[float | None]) -> list[float]:
-    """The finite floats of ``values`` (None and NaN dropped)."""
-    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-
-
-def trace_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Each argument as a trace file: a run directory becomes ``DIR/trace.jsonl``."""
-    out = []
-    for p in map(Path, paths):
-        out.append(p / "trace.jsonl" if p.is_dir() else p)
-    return out
