@@ -5,7 +5,6 @@ One recording run (stopping disabled, test metrics every epoch) is shared by the
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
