@@ -6,6 +6,7 @@ and never stops the others from starting.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -44,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rec-es: command {name!r} is not available in this installation ({module_name} is missing)",
               file=sys.stderr)
         return 2
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except BrokenPipeError:  # `rec-es explain RUN | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
