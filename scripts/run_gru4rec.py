@@ -8,7 +8,7 @@ Same as `rec-es run`; see `--help`.
 """
 import sys
 
-from rec_es.run import main
+from rec_es.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["run", *sys.argv[1:]]))  # through rec-es: same exit codes and pipe handling
