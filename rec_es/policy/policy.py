@@ -100,6 +100,12 @@ class StoppingPolicy:
         return max(s.patience, grown if cap is None else min(cap, grown))
 
     @property
+    def waited(self) -> int:
+        """How long since the last improvement, in ``patience_unit`` (evaluations or epochs)."""
+        st = self._state
+        return st.wait_epochs if self.settings.patience_unit == "epochs" else st.wait_count
+
+    @property
     def changes_training(self) -> bool:
         """Policies never change training; LR schedules do (see rec_es.schedule)."""
         return False
@@ -109,7 +115,7 @@ class StoppingPolicy:
 
     def describe_monitor(self) -> str:
         s = self.settings
-        return self.monitor.name + describe(s.smoothing, s.ema_alpha if s.smoothing == "ema" else s.window)
+        return self.monitor.name + describe(s.smoothing, s.smoothing_param)
 
     # ----- state ---------------------------------------------------------------------------------------
     def _fresh_state(self) -> _State:
@@ -184,7 +190,7 @@ class StoppingPolicy:
         smoothed = None
         improved = new_best = False
         if finite:
-            smoothed, st.smoother = smooth(s.smoothing, s.ema_alpha if s.smoothing == "ema" else s.window, st.smoother, raw)
+            smoothed, st.smoother = smooth(s.smoothing, s.smoothing_param, st.smoother, raw)
             improved = self._improves(smoothed, st.best_score)
             candidate = raw if s.best_by == "raw" else smoothed
             new_best = self._improves(candidate, st.restore_score)
@@ -275,8 +281,7 @@ class StoppingPolicy:
         patience = self.patience
         if patience is None or improved:
             return None
-        waited = st.wait_epochs if s.patience_unit == "epochs" else st.wait_count
-        if waited < patience:
+        if self.waited < patience:
             return None
         span = f"{st.wait_count} evaluation{'s' * (st.wait_count != 1)} ({st.wait_epochs} epoch{'s' * (st.wait_epochs != 1)})"
         grown = f" (dynamic_patience grew it from {s.patience})" if patience != s.patience else ""
@@ -347,8 +352,7 @@ class StoppingPolicy:
             line += f" (smoothed {_fmt(smoothed)})"
         line += f", best {_fmt(st.best_score)} at epoch {st.improved_epoch}"
         if self.patience is not None:
-            waited = st.wait_epochs if s.patience_unit == "epochs" else st.wait_count
-            line += f", wait {waited}/{self.patience} {s.patience_unit}"
+            line += f", wait {self.waited}/{self.patience} {s.patience_unit}"
         if improved:
             line += ", improved"
         if epoch < s.warmup:

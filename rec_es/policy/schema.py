@@ -114,6 +114,11 @@ class PolicySettings:
     def mode(self) -> str:
         return self.monitor.mode
 
+    @property
+    def smoothing_param(self) -> float:
+        """The one parameter of the smoother in use: ``ema_alpha`` for EMA, ``window`` otherwise."""
+        return self.ema_alpha if self.smoothing == "ema" else self.window
+
     def to_mapping(self) -> dict[str, Any]:
         """A plain mapping that ``build_policy`` turns back into these settings (for trace headers)."""
         terms = self.monitor.terms
