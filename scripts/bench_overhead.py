@@ -1,27 +1,44 @@
 #!/usr/bin/env python
-"""Per-epoch overhead of EarlyStoppingTrainer vs RecBole's stock Trainer, measured side by side in one process.
+"""Per-epoch overhead of EarlyStoppingTrainer vs RecBole's stock Trainer, interleaved batch by batch in one process.
 
-    python scripts/bench_overhead.py [--config properties/gru4rec_ml100k.yaml ...] [--set key=value ...]
-                                     [--epochs 4] [--rounds 3]
+    OMP_NUM_THREADS=1 python scripts/bench_overhead.py [--config FILE ...] [--set key=value ...]
+                        [--epochs 6] [--rounds 4] [--no-control] [--separate-models] [--cpu N]
 
-Each round trains one short run per mode on the same data and freshly seeded model, in a rotating order
-(so drift in machine load hits every mode alike): ``stock`` (recbole.trainer.Trainer.fit, saved=True as
-run_recbole does), ``rec_es default`` (the config's own early_stopping policy) and ``rec_es richest``
-(composite monitor + EMA + Prechelt GL + dynamic patience + warmup/cosine/reduce-on-plateau LR schedule);
-both rec_es modes write the full run directory as ``rec-es run`` does (trace.jsonl, best.pth on each
-improvement, last.pth every epoch) and keep the best weights in memory. An epoch is timed from one
-evaluation's callback to the next (train + validation + everything the trainer does after), so the first
-epoch of each run (set-up) is left out. Prints the median epoch time per mode and its ratio to stock.
-Target: <= 1.01.
+Each round starts one fit per mode, each in its own thread, and lets them take turns one slice at a time, a
+slice being everything a fit does up to its next training or scoring batch (or evaluation callback), in a
+fresh random order every cycle. Only one fit computes at any moment, so the wall and CPU seconds of a fit's
+slices are its own work (train + validation + everything its trainer does between epochs), and every mode's
+epoch k is spread over the same seconds as the others': drift in machine speed hits all modes alike.
+
+All modes train one shared model with one shared optimizer (built from the config's seed): the tensors every
+batch works on are the same memory in every mode, so the comparison measures the trainers' code, not where
+the allocator happened to put each mode's weights (with ``--separate-models`` each mode trains its own model,
+and two identical stock trainers differed by up to 2 % per epoch here). The whole process is pinned to one
+CPU and glibc serves all threads from one malloc arena, for the same reason.
+
+Modes: ``stock`` (recbole.trainer.Trainer.fit, saved=True as run_recbole does), ``stock (control)`` (a second
+stock trainer: its ratio to ``stock`` shows the resolution of the method), ``rec_es default`` (the config's
+own policy, without its time budget) and ``rec_es richest`` (composite monitor + EMA + Prechelt GL + dynamic
+patience + warmup/cosine/reduce-on-plateau LR schedule). Both rec_es modes write the full run directory as
+``rec-es run`` does (trace.jsonl, best.pth on each improvement, last.pth every epoch) and keep the best
+weights in memory. Each run's first epoch (set-up) is left out.
+
+Prints per mode the median epoch and its ratio to stock's, the ratio of total time over paired epochs (wall
+and CPU) with a 95 % bootstrap interval, and the time of the epoch boundary where the trainers' own code
+runs. Target: <= 1.01.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import statistics
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -34,31 +51,170 @@ RICHEST_POLICY = {
 }
 RICHEST_SCHEDULE = {"warmup_epochs": 2, "decay": "cosine", "t_max": 100,
                     "reduce_on_plateau": {"factor": 0.3, "max_reductions": 2}}
+Fit = Callable[[Callable[[int, Any], None]], Any]  # fit(callback_fn)
+PARTS = ("start", "train", "to eval", "end")
 
 
-def timed_fit(fit: Callable[[Callable[[int, Any], None]], Any]) -> list[float]:
-    """Seconds between consecutive evaluation callbacks of one fit (epoch 0 excluded)."""
-    stamps: list[float] = []
-    fit(lambda epoch, score: stamps.append(time.perf_counter()))
-    return [b - a for a, b in zip(stamps, stamps[1:])]
+@dataclass
+class Turns:
+    """One fit running in its own thread, a slice at a time: the fit pauses before every batch its model
+    trains on or scores (see ``pause_before_batches``) and at every evaluation callback, hands control back to the driver and waits for its next turn. The wall and CPU seconds of its
+    slices add up to its epochs; the waits between slices are not counted.
+
+    ``parts`` splits each epoch's wall seconds by where its slices end: ``start`` (epoch start to the first
+    training batch), ``train`` (the other training batches), ``to eval`` (the last training batch, the end of
+    the training epoch and every scoring batch but the last) and ``end`` (the last scoring batch to the
+    evaluation callback: metrics, the stopping decision, trace and checkpoint writes). ``start`` and ``end``
+    hold the trainers' own code; ``train`` and ``to eval`` are RecBole's loops, the same code in every mode."""
+
+    name: str
+    fit: Fit
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    parts: list[dict[str, float]] = field(default_factory=list)
+    finished: bool = False
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self._go, self._done = threading.Semaphore(0), threading.Semaphore(0)
+        self._new_epoch()
+        self._thread = threading.Thread(target=self._body, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _new_epoch(self) -> None:
+        self._epoch_wall = self._epoch_cpu = 0.0
+        self._parts = dict.fromkeys(PARTS, 0.0)
+        self._next = "start"  # the part the running slice belongs to, by what ends it
+
+    def _resume(self) -> None:
+        self._go.acquire()
+        self._wall0, self._cpu0 = time.perf_counter(), time.process_time()
+
+    def _end_slice(self, part: str) -> None:
+        wall = time.perf_counter() - self._wall0
+        self._epoch_wall += wall
+        self._epoch_cpu += time.process_time() - self._cpu0
+        self._parts[part] += wall
+
+    def pause(self, before: str) -> None:
+        """Called by the fit's own thread before each batch: ``before`` is "train" or "score"."""
+        self._end_slice("to eval" if before == "score" else self._next)
+        self._next = "train"
+        self._done.release()
+        self._resume()
+
+    def _callback(self, epoch: int, score: Any) -> None:
+        self._end_slice("end")
+        self.wall.append(self._epoch_wall)
+        self.cpu.append(self._epoch_cpu)
+        self.parts.append(self._parts)
+        self._new_epoch()
+        self._done.release()
+        self._resume()
+
+    def _body(self) -> None:
+        _running.turns = self
+        self._resume()
+        try:
+            self.fit(self._callback)
+        except BaseException as exc:  # re-raised by the driver
+            self.error = exc
+        finally:
+            self.finished = True
+            self._done.release()
+
+    def turn(self) -> None:
+        """Run this fit up to its next pause (the calling thread waits meanwhile)."""
+        self._go.release()
+        self._done.acquire()
+        if self.error is not None:
+            raise RuntimeError(f"{self.name} failed") from self.error
 
 
-def run_stock(setup: Setup, epochs: int) -> list[float]:
+_running = threading.local()  # .turns: the Turns whose thread this is
+
+
+def pause_before_batches(model: Any) -> None:
+    """Make every batch the model trains on or scores start with a pause of the fit whose thread calls it."""
+    for method, kind in (("calculate_loss", "train"), ("full_sort_predict", "score"), ("predict", "score")):
+        original = getattr(model, method)
+
+        def sliced(*args: Any, _original: Any = original, _kind: str = kind, **kwargs: Any) -> Any:
+            _running.turns.pause(_kind)
+            return _original(*args, **kwargs)
+
+        setattr(model, method, sliced)  # an instance attribute: the class and other models are untouched
+
+
+def run_sliced(fits: Sequence[Turns], rng: random.Random) -> None:
+    """Give every unfinished fit one turn per cycle, in a fresh random order each cycle, until all have finished."""
+    while True:
+        cycle = [f for f in fits if not f.finished]
+        if not cycle:
+            return
+        rng.shuffle(cycle)
+        for f in cycle:
+            f.turn()
+
+
+def one_malloc_arena() -> bool:
+    """Make glibc serve every thread from one malloc arena (as MALLOC_ARENA_MAX=1 does): each fit runs in its own
+    thread, and per-thread arenas would give each mode its own memory layout and page-fault pattern."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6").mallopt(-8, 1) == 1  # M_ARENA_MAX
+    except OSError:
+        return False
+
+
+def shared_model(setup: Setup, separate: bool) -> Callable[[Any], tuple[Any, Any]]:
+    """(model, optimizer) for each trainer: one freshly seeded pair for all of them, or a new pair each."""
+    model, optimizer = setup.fresh_model(), None
+    pause_before_batches(model)
+
+    def attach(trainer_class: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal optimizer
+        own = setup.fresh_model() if separate else model
+        if separate:
+            pause_before_batches(own)
+        trainer = trainer_class(setup.config, own, *args, **kwargs)
+        if not separate:
+            optimizer = optimizer or trainer.optimizer
+            trainer.optimizer = optimizer
+        return trainer
+
+    return attach
+
+
+def stock_fit(setup: Setup, epochs: int, attach: Callable[..., Any]) -> Fit:
     from recbole.trainer import Trainer
 
     setup.config.final_config_dict.update(epochs=epochs, stopping_step=10_000)
-    trainer = Trainer(setup.config, setup.fresh_model())
-    return timed_fit(lambda cb: trainer.fit(setup.train_data, setup.valid_data, verbose=False, saved=True,
-                                            callback_fn=cb))
+    trainer = attach(Trainer)
+    return lambda cb: trainer.fit(setup.train_data, setup.valid_data, verbose=False, saved=True, callback_fn=cb)
 
 
-def run_rec_es(setup: Setup, epochs: int, policy: Any, schedule: Any, run_dir: Path) -> list[float]:
+def rec_es_fit(setup: Setup, epochs: int, attach: Callable[..., Any], policy: Any, schedule: Any,
+               run_dir: Path) -> Fit:
     from rec_es.trainer import EarlyStoppingTrainer
 
     setup.config.final_config_dict.update(epochs=epochs)
-    trainer = EarlyStoppingTrainer(setup.config, setup.fresh_model(), policy, lr_schedule=schedule, run_dir=run_dir)
-    return timed_fit(lambda cb: trainer.fit(setup.train_data, setup.valid_data, verbose=False, saved=True,
-                                            callback_fn=cb))
+    trainer = attach(EarlyStoppingTrainer, policy, lr_schedule=schedule, run_dir=run_dir)
+    return lambda cb: trainer.fit(setup.train_data, setup.valid_data, verbose=False, saved=True, callback_fn=cb)
+
+
+def ratio_of_means(xs: Sequence[float], ys: Sequence[float], resamples: int = 4000,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """sum(xs) / sum(ys) for paired epochs, with its 95 % percentile-bootstrap interval (pairs resampled)."""
+    rng = random.Random(seed)
+    idx = range(len(xs))
+    boot = []
+    for _ in range(resamples):
+        pick = rng.choices(idx, k=len(xs))
+        boot.append(sum(xs[i] for i in pick) / sum(ys[i] for i in pick))
+    boot.sort()
+    return sum(xs) / sum(ys), boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]
 
 
 def added_work_ms(setup: Setup, tmp: Path, repeat: int = 20) -> dict[str, float]:
@@ -110,41 +266,89 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", nargs="+", default=[DEFAULT_CONFIG], metavar="FILE")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--epochs", type=int, default=4, help="epochs per run; epochs-1 are timed (default 4)")
-    p.add_argument("--rounds", type=int, default=3, help="runs per mode, interleaved (default 3)")
+    p.add_argument("--epochs", type=int, default=6, help="epochs per run; epochs-1 are timed (default 6)")
+    p.add_argument("--rounds", type=int, default=4, help="runs per mode, each round on a freshly seeded model (default 4)")
+    p.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
+                   help="CPU to pin the whole benchmark to (default: the highest-numbered one available)")
+    p.add_argument("--no-control", dest="control", action="store_false",
+                   help="leave out the second stock trainer (faster, but the method's resolution is not shown)")
+    p.add_argument("--separate-models", action="store_true",
+                   help="give each mode its own model and optimizer instead of one shared pair")
     args = p.parse_args(argv)
+    if args.epochs < 2 or args.rounds < 1:
+        p.error("--epochs must be >= 2 (the first epoch is not timed) and --rounds >= 1")
+    if args.cpu not in os.sched_getaffinity(0):
+        p.error(f"--cpu {args.cpu}: allowed CPUs are {sorted(os.sched_getaffinity(0))}")
+    os.sched_setaffinity(0, {args.cpu})  # before any thread starts, so all of them inherit it
+    arena = one_malloc_arena()
     setup = load(args.config, args.sets)
-    default_policy = setup.run_config.build_policy()
     from rec_es import build_policy
 
-    modes: dict[str, Callable[[Path], list[float]]] = {
-        "stock": lambda d: run_stock(setup, args.epochs),
-        "rec_es default": lambda d: run_rec_es(setup, args.epochs, default_policy, setup.run_config.lr_schedule, d),
-        "rec_es richest": lambda d: run_rec_es(setup, args.epochs, build_policy(RICHEST_POLICY), RICHEST_SCHEDULE, d),
-    }
-    times: dict[str, list[float]] = {m: [] for m in modes}
-    names = list(modes)
+    # Interleaved, each fit's clock also runs during the other fits' turns: a time budget would stop it early.
+    default_settings = {**setup.run_config.early_stopping, "max_minutes": None}
+    Builder = Callable[[Callable[..., Any], Path], Fit]
+    builders: dict[str, Builder] = {"stock": lambda attach, d: stock_fit(setup, args.epochs, attach)}
+    if args.control:
+        builders["stock (control)"] = lambda attach, d: stock_fit(setup, args.epochs, attach)
+    builders["rec_es default"] = lambda attach, d: rec_es_fit(setup, args.epochs, attach, build_policy(default_settings),
+                                                              setup.run_config.lr_schedule, d)
+    builders["rec_es richest"] = lambda attach, d: rec_es_fit(setup, args.epochs, attach, build_policy(RICHEST_POLICY),
+                                                              RICHEST_SCHEDULE, d)
+    names = list(builders)
+    wall: dict[str, list[float]] = {m: [] for m in names}
+    cpu: dict[str, list[float]] = {m: [] for m in names}
+    parts: dict[str, list[dict[str, float]]] = {m: [] for m in names}
     print(f"overhead benchmark: {setup.config['model']} on {setup.config['dataset']}, {args.rounds} rounds x "
-          f"{len(names)} modes x {args.epochs} epochs ({args.epochs - 1} timed per run); {threads_line()}")
-    print(f"default policy: {default_policy.describe_monitor()} {setup.run_config.early_stopping}")
+          f"{args.epochs} epochs ({args.epochs - 1} timed) x {len(names)} modes, interleaved batch by batch, "
+          f"{'a model per mode' if args.separate_models else 'one shared model'}; pinned to CPU {args.cpu}, "
+          f"{'one malloc arena' if arena else 'default malloc arenas'}; {threads_line()}")
+    print(f"default policy (time budget removed): {build_policy(default_settings).describe_monitor()} "
+          f"{default_settings}")
+    rng = random.Random(0)
     with scratch_cwd(setup) as tmp:
         for r in range(args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for i, mode in enumerate(order):
-                run_dir = tmp / f"run-{r}-{i}"
-                epoch_times = modes[mode](run_dir)
-                times[mode].extend(epoch_times)
-                print(f"  round {r + 1} {mode:<15} epochs: " + " ".join(f"{t:.2f}" for t in epoch_times), flush=True)
+            attach = shared_model(setup, args.separate_models)
+            k = r % len(names)
+            fits = [Turns(name, builders[name](attach, tmp / f"run-{r}-{name}")) for name in names[k:] + names[:k]]
+            run_sliced(fits, rng)
+            for turns in fits:
+                if len(turns.wall) != args.epochs:
+                    raise SystemExit(f"{turns.name} stopped after {len(turns.wall)} of {args.epochs} epochs; "
+                                     "use fewer --epochs")
+            for turns in fits:
+                wall[turns.name] += turns.wall[1:]
+                cpu[turns.name] += turns.cpu[1:]
+                parts[turns.name] += turns.parts[1:]
+            for turns in sorted(fits, key=lambda t: names.index(t.name)):
+                print(f"  round {r + 1} {turns.name:<16} wall s/epoch: " + " ".join(f"{t:.3f}" for t in turns.wall[1:]),
+                      flush=True)
         added = added_work_ms(setup, tmp)
-    base = median(times["stock"])
-    print(f"{'mode':<16}{'median s/epoch':>16}{'mean':>9}{'stdev':>9}{'ratio to stock (median)':>26}")
+    n = len(wall["stock"])
+    print(f"\n{n} timed epochs per mode, paired with stock's epoch of the same round and number; "
+          "95 % bootstrap intervals over the pairs")
+    print(f"{'mode':<17}{'median s/epoch':>15}{'ratio of medians':>17}{'ratio of means':>15}{'95 % interval':>16}"
+          f"{'cpu: ratio':>12}{'95 % interval':>16}")
+    worst = 0.0
     for mode in names:
-        xs = times[mode]
-        sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-        print(f"{mode:<16}{median(xs):>16.3f}{statistics.fmean(xs):>9.3f}{sd:>9.3f}{median(xs) / base:>26.4f}")
-    worst = max(median(times[m]) / base for m in names[1:])
-    print(f"target <= 1.01: {'met' if worst <= 1.01 else 'NOT met'} (worst ratio {worst:.4f})")
-    print("work rec_es adds per epoch, timed alone (median ms):")
+        r, lo, hi = ratio_of_means(wall[mode], wall["stock"])
+        cr, clo, chi = ratio_of_means(cpu[mode], cpu["stock"])
+        if mode.startswith("rec_es"):
+            worst = max(worst, hi)
+        print(f"{mode:<17}{median(wall[mode]):>15.3f}{median(wall[mode]) / median(wall['stock']):>17.4f}{r:>15.4f}"
+              f"{f'{lo:.4f}-{hi:.4f}':>16}{cr:>12.4f}{f'{clo:.4f}-{chi:.4f}':>16}")
+    print(f"target <= 1.01: {'met' if worst <= 1.01 else 'NOT met'} "
+          f"(highest upper bound of a rec_es wall-time interval: {worst:.4f})")
+    base = median(wall["stock"])
+    print("\nwhere the time goes, median ms per epoch (start: epoch start to first batch; train: RecBole's training "
+          "loop; to eval: end of the training epoch and scoring; end: last scoring batch to the callback, where the "
+          "stopping decision, trace and checkpoints are)")
+    print(f"{'mode':<17}" + "".join(f"{p:>12}" for p in PARTS) + f"{'start+end minus stock':>24}{'% of an epoch':>15}")
+    own = {m: median([e["start"] + e["end"] for e in parts[m]]) for m in names}
+    for mode in names:
+        cells = "".join(f"{median([e[p] for e in parts[mode]]) * 1000:>12.1f}" for p in PARTS)
+        extra = own[mode] - own["stock"]
+        print(f"{mode:<17}{cells}{extra * 1000:>+24.1f}{extra / base * 100:>+15.3f}")
+    print("\nwork rec_es adds per epoch, timed alone (median ms):")
     for name, ms in added.items():
         print(f"  {name:<40}{ms:>9.2f} ms")
     per_epoch = added["trace record + fsync (incl. update)"] + added["in-memory best snapshot"] + added["last.pth atomic save"]

@@ -1,0 +1,93 @@
+"""scripts/bench_overhead.py: the interleaving driver gives each fit its own slices and time, and the script
+runs end to end on real RecBole (no timing asserted: speed is the benchmark's job, not the suite's)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_bench() -> Any:
+    sys.path.insert(0, str(REPO / "scripts"))
+    spec = importlib.util.spec_from_file_location("bench_overhead", REPO / "scripts" / "bench_overhead.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_overhead"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+def fake_fit(log: list[str], name: str, epochs: int, batches: int, busy_seconds: float = 0.0) -> Callable[..., None]:
+    """A fit shaped like Trainer.fit: per epoch, `batches` batches (each pausing first) then the callback."""
+
+    def spin() -> None:
+        end = time.process_time() + busy_seconds
+        while time.process_time() < end:
+            pass
+
+    def fit(callback: Callable[[int, Any], None]) -> None:
+        for epoch in range(epochs):
+            for _ in range(batches):
+                bench._running.turns.pause("train")
+                log.append(name)
+                spin()
+            callback(epoch, 0.0)
+
+    return fit
+
+
+def test_fits_take_turns_batch_by_batch() -> None:
+    log: list[str] = []
+    fits = [bench.Turns(n, fake_fit(log, n, epochs=3, batches=4)) for n in ("a", "b", "c")]
+    bench.run_sliced(fits, random.Random(0))
+    assert all(f.finished and len(f.wall) == 3 and len(f.parts) == 3 for f in fits)
+    assert sorted(log) == sorted(["a", "b", "c"] * 12)
+    counts = {"a": 0, "b": 0, "c": 0}
+    for name in log:  # run one fit after another and a fit gets 12 batches ahead; interleaved, at most 1
+        counts[name] += 1
+        assert max(counts.values()) - min(counts.values()) <= 1, log
+
+
+def test_each_fit_is_charged_only_its_own_slices() -> None:
+    log: list[str] = []
+    busy = bench.Turns("busy", fake_fit(log, "busy", epochs=2, batches=5, busy_seconds=0.01))
+    idle = bench.Turns("idle", fake_fit(log, "idle", epochs=2, batches=5))
+    bench.run_sliced([busy, idle], random.Random(1))
+    assert all(t >= 0.05 for t in busy.cpu)  # 5 slices of 10 ms CPU each per epoch
+    assert sum(idle.cpu) < sum(busy.cpu) / 5  # the busy fit's slices were not charged to the idle one
+
+
+def test_a_failing_fit_is_reported_by_the_driver() -> None:
+    def broken(callback: Callable[[int, Any], None]) -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(RuntimeError, match="broken failed") as info:
+        bench.run_sliced([bench.Turns("broken", broken)], random.Random(0))
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_bench_overhead_runs_on_real_recbole(tmp_path: Path) -> None:
+    """Smallest real run, in a subprocess (the script pins its process to one CPU)."""
+    cmd = [sys.executable, "scripts/bench_overhead.py", "--set", f"data_path={REPO / 'datasets'}",
+           "--set", "dataset=ml-100k-tiny", "--set", "embedding_size=16", "--set", "hidden_size=16",
+           "--epochs", "2", "--rounds", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "one shared model" in text and "pinned to CPU" in text
+    for mode in ("stock", "stock (control)", "rec_es default", "rec_es richest"):
+        assert f"round 1 {mode:<16} wall s/epoch: " in text
+    assert "target <= 1.01:" in text and "where the time goes" in text and "last.pth atomic save" in text
