@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -274,9 +275,14 @@ class EarlyStoppingTrainer(Trainer):
         return loss, t1 - t0
 
     def _check_nan(self, loss: torch.Tensor) -> None:
-        """RecBole raises a bare ValueError on a NaN loss (and lets inf through); stop cleanly on both."""
-        if not bool(torch.isfinite(loss).all()):
-            raise NonFiniteLossError(float(loss.detach().float().sum()))
+        """RecBole raises a bare ValueError on a NaN loss (and lets inf through); stop cleanly on both.
+
+        Runs on every batch: a scalar loss is read with one ``item()`` (as cheap as RecBole's ``isnan``);
+        ``torch.isfinite`` would build three small tensors, part of them through autograd.
+        """
+        value = loss.item() if loss.numel() == 1 else float(loss.detach().float().sum())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(value)
 
     def _stop_on_bad_loss(self, epoch: int, value: float, lr: float) -> None:
         self.epochs_trained_ = epoch + 1

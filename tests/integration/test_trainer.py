@@ -143,3 +143,17 @@ def test_eval_step_records_only_evaluated_epochs(in_tmp: Path) -> None:
     assert [r["epoch"] for r in trace.records] == [1, 3]
     assert trace.header["eval_step"] == 2 and trace.footer["epochs_trained"] == 4
     assert torch.load(in_tmp / "run" / "last.pth", weights_only=True)["epoch"] == 3
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_loss_check_catches_nan_and_inf(bad: float) -> None:
+    """RecBole's own check only sees NaN; ours stops on inf too, for scalar and multi-element losses."""
+    from rec_es.trainer import NonFiniteLossError
+
+    check = EarlyStoppingTrainer._check_nan  # uses no trainer state
+    check(None, torch.tensor(0.5, requires_grad=True))
+    check(None, torch.tensor([0.5, 1.0]))
+    for loss in (torch.tensor(bad, requires_grad=True), torch.tensor([0.5, bad])):
+        with pytest.raises(NonFiniteLossError) as info:
+            check(None, loss)
+        assert not torch.isfinite(torch.tensor(info.value.value))
