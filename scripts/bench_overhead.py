@@ -169,18 +169,22 @@ def one_malloc_arena() -> bool:
         return False
 
 
-def shared_model(setup: Setup, separate: bool) -> Callable[[Any], tuple[Any, Any]]:
-    """(model, optimizer) for each trainer: one freshly seeded pair for all of them, or a new pair each."""
-    model, optimizer = setup.fresh_model(), None
-    pause_before_batches(model)
+def trainer_factory(setup: Setup, separate: bool) -> Callable[..., Any]:
+    """``attach(trainer_class, *args)`` builds a trainer on one freshly seeded model and optimizer shared by
+    every trainer of the round, or (``separate``) on a new model and optimizer of its own."""
+    shared = None if separate else setup.fresh_model()
+    if shared is not None:
+        pause_before_batches(shared)
+    optimizer = None
 
     def attach(trainer_class: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal optimizer
-        own = setup.fresh_model() if separate else model
-        if separate:
-            pause_before_batches(own)
-        trainer = trainer_class(setup.config, own, *args, **kwargs)
-        if not separate:
+        model = shared
+        if model is None:
+            model = setup.fresh_model()
+            pause_before_batches(model)
+        trainer = trainer_class(setup.config, model, *args, **kwargs)
+        if shared is not None:
             optimizer = optimizer or trainer.optimizer
             trainer.optimizer = optimizer
         return trainer
@@ -188,20 +192,12 @@ def shared_model(setup: Setup, separate: bool) -> Callable[[Any], tuple[Any, Any
     return attach
 
 
-def stock_fit(setup: Setup, epochs: int, attach: Callable[..., Any]) -> Fit:
-    from recbole.trainer import Trainer
-
+def make_fit(setup: Setup, epochs: int, attach: Callable[..., Any], trainer_class: Any, *args: Any,
+             **kwargs: Any) -> Fit:
+    """A fit of ``epochs`` epochs (stock RecBole's stopping_step is set out of reach) that reports each
+    evaluation to its callback, as run_recbole would run it (saved=True, quiet)."""
     setup.config.final_config_dict.update(epochs=epochs, stopping_step=10_000)
-    trainer = attach(Trainer)
-    return lambda cb: trainer.fit(setup.train_data, setup.valid_data, verbose=False, saved=True, callback_fn=cb)
-
-
-def rec_es_fit(setup: Setup, epochs: int, attach: Callable[..., Any], policy: Any, schedule: Any,
-               run_dir: Path) -> Fit:
-    from rec_es.trainer import EarlyStoppingTrainer
-
-    setup.config.final_config_dict.update(epochs=epochs)
-    trainer = attach(EarlyStoppingTrainer, policy, lr_schedule=schedule, run_dir=run_dir)
+    trainer = attach(trainer_class, *args, **kwargs)
     return lambda cb: trainer.fit(setup.train_data, setup.valid_data, verbose=False, saved=True, callback_fn=cb)
 
 
@@ -285,14 +281,22 @@ def main(argv: list[str] | None = None) -> int:
 
     # Interleaved, each fit's clock also runs during the other fits' turns: a time budget would stop it early.
     default_settings = {**setup.run_config.early_stopping, "max_minutes": None}
-    Builder = Callable[[Callable[..., Any], Path], Fit]
-    builders: dict[str, Builder] = {"stock": lambda attach, d: stock_fit(setup, args.epochs, attach)}
+    from recbole.trainer import Trainer
+
+    from rec_es.trainer import EarlyStoppingTrainer
+
+    def stock(attach: Callable[..., Any], run_dir: Path) -> Fit:
+        return make_fit(setup, args.epochs, attach, Trainer)
+
+    builders: dict[str, Callable[[Callable[..., Any], Path], Fit]] = {"stock": stock}
     if args.control:
-        builders["stock (control)"] = lambda attach, d: stock_fit(setup, args.epochs, attach)
-    builders["rec_es default"] = lambda attach, d: rec_es_fit(setup, args.epochs, attach, build_policy(default_settings),
-                                                              setup.run_config.lr_schedule, d)
-    builders["rec_es richest"] = lambda attach, d: rec_es_fit(setup, args.epochs, attach, build_policy(RICHEST_POLICY),
-                                                              RICHEST_SCHEDULE, d)
+        builders["stock (control)"] = stock
+    builders["rec_es default"] = lambda attach, d: make_fit(
+        setup, args.epochs, attach, EarlyStoppingTrainer, build_policy(default_settings),
+        lr_schedule=setup.run_config.lr_schedule, run_dir=d)
+    builders["rec_es richest"] = lambda attach, d: make_fit(
+        setup, args.epochs, attach, EarlyStoppingTrainer, build_policy(RICHEST_POLICY),
+        lr_schedule=RICHEST_SCHEDULE, run_dir=d)
     names = list(builders)
     wall: dict[str, list[float]] = {m: [] for m in names}
     round_wall: dict[str, list[float]] = {m: [] for m in names}  # per round: the mode's total / stock's
@@ -307,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(0)
     with scratch_cwd(setup) as tmp:
         for r in range(args.rounds):
-            attach = shared_model(setup, args.separate_models)
+            attach = trainer_factory(setup, args.separate_models)
             k = r % len(names)
             fits = [Turns(name, builders[name](attach, tmp / f"run-{r}-{name}")) for name in names[k:] + names[:k]]
             run_sliced(fits, rng)

@@ -91,3 +91,30 @@ def test_bench_overhead_runs_on_real_recbole(tmp_path: Path) -> None:
     for mode in ("stock", "stock (control)", "rec_es default", "rec_es richest"):
         assert f"round 1 {mode:<16} wall s/epoch: " in text
     assert "target <= 1.01:" in text and "where the time goes" in text and "last.pth atomic save" in text
+
+
+def test_trainers_share_one_model_and_optimizer_unless_asked_not_to() -> None:
+    """The comparison's premise: every mode's batches run on the same tensors (or, opted out, each its own)."""
+
+    class Model:
+        def calculate_loss(self) -> None: ...
+        def full_sort_predict(self) -> None: ...
+        def predict(self) -> None: ...
+
+    class Setup:
+        config: dict[str, Any] = {}
+
+        def fresh_model(self) -> Model:
+            return Model()
+
+    class FakeTrainer:
+        def __init__(self, config: Any, model: Model) -> None:
+            self.model, self.optimizer = model, object()
+
+    shared = bench.trainer_factory(Setup(), separate=False)
+    a, b = shared(FakeTrainer), shared(FakeTrainer)
+    assert a.model is b.model and a.optimizer is b.optimizer
+    assert "calculate_loss" in vars(a.model)  # batches pause for the interleaving
+    own = bench.trainer_factory(Setup(), separate=True)
+    c, d = own(FakeTrainer), own(FakeTrainer)
+    assert c.model is not d.model and c.optimizer is not d.optimizer and "predict" in vars(d.model)
