@@ -59,8 +59,9 @@ PARTS = ("start", "train", "to eval", "end")
 @dataclass
 class Turns:
     """One fit running in its own thread, a slice at a time: the fit pauses before every batch its model
-    trains on or scores (see ``pause_before_batches``) and at every evaluation callback, hands control back to the driver and waits for its next turn. The wall and CPU seconds of its
-    slices add up to its epochs; the waits between slices are not counted.
+    trains on or scores (see ``pause_before_batches``) and at every evaluation callback, hands control back to
+    the driver and waits for its next turn. The wall and CPU seconds of its slices add up to its epochs; the
+    waits between slices are not counted.
 
     ``parts`` splits each epoch's wall seconds by where its slices end: ``start`` (epoch start to the first
     training batch), ``train`` (the other training batches), ``to eval`` (the last training batch, the end of
@@ -97,12 +98,16 @@ class Turns:
         self._epoch_cpu += time.process_time() - self._cpu0
         self._parts[part] += wall
 
+    def _hand_back(self) -> None:
+        """End this turn and wait, in the fit's own thread, for the driver to give the next one."""
+        self._done.release()
+        self._resume()
+
     def pause(self, before: str) -> None:
         """Called by the fit's own thread before each batch: ``before`` is "train" or "score"."""
         self._end_slice("to eval" if before == "score" else self._next)
         self._next = "train"
-        self._done.release()
-        self._resume()
+        self._hand_back()
 
     def _callback(self, epoch: int, score: Any) -> None:
         self._end_slice("end")
@@ -110,8 +115,7 @@ class Turns:
         self.cpu.append(self._epoch_cpu)
         self.parts.append(self._parts)
         self._new_epoch()
-        self._done.release()
-        self._resume()
+        self._hand_back()
 
     def _body(self) -> None:
         _running.turns = self
