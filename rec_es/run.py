@@ -197,11 +197,10 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bo
     from recbole.utils import init_logger, init_seed
 
     from rec_es import datasets
-    from rec_es.compat import apply_recbole_fixes, quiet_recbole_warnings, recbole_config
-    from rec_es.trainer import EarlyStoppingTrainer
+    from rec_es.compat import quiet_recbole_warnings, recbole_config
+    from rec_es.trainer import EarlyStoppingTrainer  # importing it applies compat.apply_recbole_fixes
 
     quiet_recbole_warnings()
-    apply_recbole_fixes()
     keys = dict(cfg.recbole)
     keys["checkpoint_dir"] = str(run_dir)  # RecBole's Trainer creates it; keep ./saved untouched
     if not verbose:
