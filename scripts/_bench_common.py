@@ -43,6 +43,7 @@ def load(files: Sequence[str], sets: Sequence[str], **extra: Any) -> Setup:
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, init_seed
 
+    import rec_es.trainer  # noqa: F401  (its compat fixes, anomaly detection off among them, before RecBole's models load)
     from rec_es import datasets
     from rec_es.compat import quiet_recbole_warnings
 
