@@ -64,7 +64,8 @@ def test_a_missing_compiler_or_valgrind_is_named_with_what_to_install(tmp_path: 
         bench.main([])
 
 
-@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+@pytest.mark.skipif(shutil.which("valgrind") is None or not (shutil.which("cc") or shutil.which("gcc")),
+                    reason="needs valgrind and a C compiler")
 def test_real_run_under_callgrind_counts_identical_stock_fits_alike() -> None:
     """Smallest real run: two identical stock fits must count within 0.1 % (the method's premise), and every
     mode must be counted. A subprocess: valgrind runs the script again."""
