@@ -14,11 +14,12 @@ budget), ``rec_es richest`` (bench_overhead.py's composite + EMA + GL + dynamic 
 (trace.jsonl, best.pth, last.pth with fsync). A small C helper, compiled here from valgrind's ``callgrind.h``,
 switches counting on at the end of each fit's first epoch and reads the count at the end of every later epoch.
 
-Default data: ``datasets/ml-100k-tiny`` with make run's GRU4Rec config. Its epochs do about 12 times less
+Default data: ``datasets/ml-100k-tiny`` with make run's GRU4Rec config. Its epochs do about 8 times less
 training work than ml-100k's while rec_es's per-epoch work (a policy update, a trace line, the best snapshot
 and last.pth) stays the same, so the ratio printed is an upper bound for ml-100k. Kernel time (file writes,
 fsync) is not counted; bench_overhead.py times that work alone. Needs valgrind and a C compiler
-(Debian: apt-get install valgrind gcc). About 12 minutes here with the defaults.
+(Debian: apt-get install valgrind gcc). About 45 minutes here with the defaults: the tiny epochs run
+about 600 times slower under valgrind.
 """
 from __future__ import annotations
 
