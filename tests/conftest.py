@@ -5,8 +5,11 @@ relative to it) with a checkpoint_dir under it, and with one torch thread (the C
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterator
 
 import pytest
@@ -28,6 +31,17 @@ def tiny_recbole_config(**overrides: Any) -> dict[str, Any]:
     }
     cfg.update(overrides)
     return cfg
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` as module ``name`` (registered in sys.modules: dataclasses look it up there)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -2,29 +2,18 @@
 real (very small) run under valgrind counts the same work for two identical stock fits."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_bench() -> Any:
-    sys.path.insert(0, str(REPO / "scripts"))
-    spec = importlib.util.spec_from_file_location("bench_instructions", REPO / "scripts" / "bench_instructions.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import REPO, load_script
 
 
-bench = _load_bench()
+
+bench = load_script("bench_instructions")
 
 
 def _dump(path: Path, trigger: str, total: int) -> None:

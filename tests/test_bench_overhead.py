@@ -2,7 +2,6 @@
 runs end to end on real RecBole (no timing asserted: speed is the benchmark's job, not the suite's)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import subprocess
@@ -12,21 +11,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_bench() -> Any:
-    sys.path.insert(0, str(REPO / "scripts"))
-    spec = importlib.util.spec_from_file_location("bench_overhead", REPO / "scripts" / "bench_overhead.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_overhead"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from conftest import REPO, load_script
 
 
-bench = _load_bench()
+
+bench = load_script("bench_overhead")
 
 
 def fake_fit(log: list[str], name: str, epochs: int, batches: int, busy_seconds: float = 0.0) -> Callable[..., None]:
