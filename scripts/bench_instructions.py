@@ -107,18 +107,14 @@ def inner(args: argparse.Namespace) -> None:
     setup.config.final_config_dict.update(epochs=args.epochs, stopping_step=10_000)
     from recbole.trainer import Trainer
 
-    from bench_overhead import RICHEST_POLICY, RICHEST_SCHEDULE
+    from bench_overhead import rec_es_modes
     from rec_es import build_policy
     from rec_es.trainer import EarlyStoppingTrainer
 
-    default_settings = {**setup.run_config.early_stopping, "max_minutes": None}
-    build: dict[str, Callable[[Any, Path], Any]] = {
-        "stock": lambda model, d: Trainer(setup.config, model),
-        "rec_es default": lambda model, d: EarlyStoppingTrainer(setup.config, model, build_policy(default_settings),
-                                                                lr_schedule=setup.run_config.lr_schedule, run_dir=d),
-        "rec_es richest": lambda model, d: EarlyStoppingTrainer(setup.config, model, build_policy(RICHEST_POLICY),
-                                                                lr_schedule=RICHEST_SCHEDULE, run_dir=d),
-    }
+    build: dict[str, Callable[[Any, Path], Any]] = {"stock": lambda model, d: Trainer(setup.config, model)}
+    for mode, (settings, schedule) in rec_es_modes(setup).items():
+        build[mode] = lambda model, d, settings=settings, schedule=schedule: EarlyStoppingTrainer(
+            setup.config, model, build_policy(settings), lr_schedule=schedule, run_dir=d)
     build["stock (control)"] = build["stock"]
     with scratch_cwd(setup) as tmp:
         for mode in MODES:

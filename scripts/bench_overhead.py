@@ -207,6 +207,14 @@ def make_fit(setup: Setup, epochs: int, attach: Callable[..., Any], trainer_clas
     return lambda cb: trainer.fit(setup.train_data, setup.valid_data, verbose=False, saved=True, callback_fn=cb)
 
 
+def rec_es_modes(setup: Setup) -> dict[str, tuple[dict[str, Any], Any]]:
+    """``{mode: (early_stopping settings, lr_schedule)}`` of the two rec_es modes the benchmarks compare:
+    ``rec_es default`` is the config's own policy without its time budget (a benchmarked fit's clock also runs
+    while other fits or valgrind hold the CPU, so a budget would stop it early), ``rec_es richest`` the richest."""
+    return {"rec_es default": ({**setup.run_config.early_stopping, "max_minutes": None}, setup.run_config.lr_schedule),
+            "rec_es richest": (RICHEST_POLICY, RICHEST_SCHEDULE)}
+
+
 def mean_interval(xs: Sequence[float]) -> tuple[float, float, float]:
     """Mean of ``xs`` with its 95 % Student-t interval (the interval is nan for a single value)."""
     from scipy.stats import t
@@ -291,8 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = load(args.config, args.sets)
     from rec_es import build_policy
 
-    # Interleaved, each fit's clock also runs during the other fits' turns: a time budget would stop it early.
-    default_settings = {**setup.run_config.early_stopping, "max_minutes": None}
+    rec_es_settings = rec_es_modes(setup)
     from recbole.trainer import Trainer
 
     from rec_es.trainer import EarlyStoppingTrainer
@@ -310,12 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.control:
         builders["stock (control)"] = stock
         builders["stock subclass"] = lambda attach, d: make_fit(setup, args.epochs, attach, StockSubclass)
-    builders["rec_es default"] = lambda attach, d: make_fit(
-        setup, args.epochs, attach, EarlyStoppingTrainer, build_policy(default_settings),
-        lr_schedule=setup.run_config.lr_schedule, run_dir=d)
-    builders["rec_es richest"] = lambda attach, d: make_fit(
-        setup, args.epochs, attach, EarlyStoppingTrainer, build_policy(RICHEST_POLICY),
-        lr_schedule=RICHEST_SCHEDULE, run_dir=d)
+    for mode, (settings, schedule) in rec_es_settings.items():
+        builders[mode] = lambda attach, d, settings=settings, schedule=schedule: make_fit(
+            setup, args.epochs, attach, EarlyStoppingTrainer, build_policy(settings), lr_schedule=schedule, run_dir=d)
     names = list(builders)
     wall: dict[str, list[float]] = {m: [] for m in names}
     round_wall: dict[str, list[float]] = {m: [] for m in names}  # per round: the mode's total / stock's
@@ -325,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.epochs} epochs ({args.epochs - 1} timed) x {len(names)} modes, interleaved batch by batch, "
           f"{'a model per mode' if args.separate_models else 'one shared model'}; pinned to CPU {args.cpu}, "
           f"{'one malloc arena' if arena else 'default malloc arenas'}; {threads_line()}")
+    default_settings = rec_es_settings["rec_es default"][0]
     print(f"default policy (time budget removed): {build_policy(default_settings).describe_monitor()} "
           f"{default_settings}")
     rng = random.Random(0)
