@@ -129,6 +129,7 @@ class _Lint:
             self.findings.append(Finding("error", exc.source or "--config", exc.key or "-", _bare(exc)))
             return self.findings
         self.unknown_keys()
+        self.pickle_caches()
         metric_ok = self.metrics() and self.valid_metric()
         self.valid_metric_bigger()
         run_config = self.rec_es_config(skip_legacy_monitor=not metric_ok)
@@ -159,6 +160,10 @@ class _Lint:
                          "class reads it)")
 
     # -- metrics
+    def pickle_caches(self) -> None:
+        for key, message in pickle_cache_warnings(self.merged):
+            self.add("warning", key, message)
+
     def computed(self) -> list[str]:
         return computed_metric_keys(self.get("metrics"), self.get("topk"))
 
@@ -337,6 +342,30 @@ class _Lint:
                      f"stopping_step {self.merged['stopping_step']} is not used: the early_stopping mapping "
                      f"in {self.sources.get('early_stopping')} decides when to stop (its patience is "
                      f"{cfg.settings.patience} {cfg.settings.patience_unit})")
+
+
+#: RecBole keys that make it ``pickle.load`` a file (code execution if the file is not your own).
+PICKLE_PATH_KEYS = ("dataset_save_path", "dataloaders_save_path")
+#: Every key ``pickle_cache_warnings`` may warn about.
+PICKLE_WARNING_KEYS = (*PICKLE_PATH_KEYS, "save_dataset", "save_dataloaders", "checkpoint_dir")
+
+
+def pickle_cache_warnings(merged: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, message) for every setting that turns on RecBole's pickle caches, or that rec-es run ignores."""
+    out = []
+    for key in PICKLE_PATH_KEYS:
+        if merged.get(key) is not None:
+            out.append((key, f"RecBole loads {merged[key]!r} with pickle.load, which runs any code stored in it: "
+                             "use only a file you wrote yourself on this machine (rec_es itself never unpickles)"))
+    for key in ("save_dataset", "save_dataloaders"):
+        if merged.get(key) is True:
+            out.append((key, f"{key}: RecBole writes its cache to checkpoint_dir, which rec-es run replaces by a fresh "
+                             "private scratch directory removed after the run, so the cache is never reused "
+                             "(set dataset_save_path/dataloaders_save_path to keep one, at your own risk)"))
+    if merged.get("checkpoint_dir") is not None:
+        out.append(("checkpoint_dir", "checkpoint_dir is not used by rec-es run: the run's checkpoints are "
+                                      "best.pth and last.pth in the run directory (--output-dir)"))
+    return out
 
 
 def earliest_stop(settings: PolicySettings, epochs: int, eval_step: int,

@@ -12,10 +12,13 @@ continues a killed or stopped run from ``RUN_DIR/last.pth`` with ``RUN_DIR/confi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
@@ -79,6 +82,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = load_config(files, overrides)
     if args.resume is None:
         lint_before_training(files, overrides)
+    else:
+        _refuse_recorded_pickle_paths(cfg, files[0])
+    _warn_pickle_caches(cfg)
     if run_dir is None:
         run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
     record_test = args.record_test or (args.resume is not None and _header_record_test(run_dir))
@@ -96,7 +102,10 @@ def lint_before_training(files: list[str], overrides: dict[str, Any]) -> None:
         if exc.name != "rec_es.lint":
             raise
         return
-    overridden = {key.partition(".")[0] for key in overrides}
+    from rec_es.lint import PICKLE_WARNING_KEYS
+
+    # run() prints the pickle-cache warnings itself, for the merged config including --set and resumes
+    overridden = {key.partition(".")[0] for key in overrides} | set(PICKLE_WARNING_KEYS)
     findings = [f for f in lint_files(files) if f.key.partition(".")[0] not in overridden]
     for f in findings:
         if f.level == "warning":
@@ -105,6 +114,25 @@ def lint_before_training(files: list[str], overrides: dict[str, Any]) -> None:
     if errors:
         raise ConfigError("the property files have errors (rec-es check " + " ".join(files) + " lists them):\n  "
                           + "\n  ".join(errors))
+
+
+def _warn_pickle_caches(cfg: Any) -> None:
+    from rec_es.lint import pickle_cache_warnings
+
+    for key, message in pickle_cache_warnings(cfg.recbole):
+        print(f"rec-es run: warning: {cfg.source_of(key)}: {key}: {message}", file=sys.stderr)
+
+
+def _refuse_recorded_pickle_paths(cfg: Any, recorded: str) -> None:
+    """A resumed run's own config.yaml may have come from someone else: a pickle path recorded there is
+    refused (RecBole would ``pickle.load`` it); the user can name it again on this command line."""
+    from rec_es.lint import PICKLE_PATH_KEYS
+
+    for key in PICKLE_PATH_KEYS:
+        if cfg.recbole.get(key) is not None and cfg.sources.get(key) == recorded:
+            raise ConfigError(f"{key}: {cfg.recbole[key]!r} is recorded in the run directory, and RecBole would "
+                              "load it with pickle.load (which runs any code stored in it); if it is your own file, "
+                              f"pass it again with --set {key}=PATH, else --set {key}=null", source=recorded, key=key)
 
 
 def _header_record_test(run_dir: Path) -> bool:
@@ -191,20 +219,42 @@ def _write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
 
 def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bool, record_test: bool,
            progress: bool, verbose: bool) -> dict[str, Any]:
+    from rec_es.compat import quiet_recbole_warnings
+
+    quiet_recbole_warnings()
+    keys = dict(cfg.recbole)
+    if not verbose:
+        keys.setdefault("state", "WARNING")  # RecBole's own log level: quiet means its INFO lines too
+    with recbole_scratch_dir() as scratch:
+        # RecBole pickle.loads `<dataset>-<Class>.pth` / `<dataset>-for-<Model>-dataloader.pth` from its
+        # checkpoint_dir by name: it gets a fresh private directory, never the run directory (which may have
+        # come from someone else), so a planted file there is never unpickled. rec_es writes the run's own
+        # files (best.pth, last.pth, ...) to run_dir itself.
+        keys["checkpoint_dir"] = scratch
+        return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose)
+
+
+@contextlib.contextmanager
+def recbole_scratch_dir() -> Iterator[str]:
+    """A new, empty, private (0700) directory for RecBole's ``checkpoint_dir``, removed afterwards."""
+    path = tempfile.mkdtemp(prefix="rec_es-recbole-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: bool,
+              record_test: bool, progress: bool, verbose: bool) -> dict[str, Any]:
     from logging import getLogger
 
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
     from rec_es import datasets
-    from rec_es.compat import quiet_recbole_warnings, recbole_config
+    from rec_es.compat import recbole_config
     from rec_es.trainer import EarlyStoppingTrainer  # importing it applies compat.apply_recbole_fixes
 
-    quiet_recbole_warnings()
-    keys = dict(cfg.recbole)
-    keys["checkpoint_dir"] = str(run_dir)  # RecBole's Trainer creates it; keep ./saved untouched
-    if not verbose:
-        keys.setdefault("state", "WARNING")  # RecBole's own log level: quiet means its INFO lines too
     config = recbole_config(model_class, keys["dataset"], keys)
     datasets.apply_data_path(config, location)
     init_seed(config["seed"], config["reproducibility"])

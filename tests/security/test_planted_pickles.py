@@ -1,0 +1,101 @@
+"""A run directory from someone else must not run code: RecBole's pickle caches are never read from it.
+
+Each planted file is a real pickle whose unpickling would create a marker file; the tests assert that no
+marker appears, that the run still resumes or is refused with a clear message, and that check/run warn when
+a config turns RecBole's own pickle loading on.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rec_es.lint import lint_files
+from rec_es.run import main
+
+from conftest import tiny_recbole_config
+
+
+class _Payload:
+    """Unpickling this calls ``os.mkdir(marker)``: the marker's existence proves code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.mkdir, (str(self.marker),))
+
+
+def plant(path: Path, marker: Path) -> None:
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+
+
+def write_config(path: Path, **overrides: object) -> Path:
+    path.write_text(yaml.safe_dump(tiny_recbole_config(**overrides)))
+    return path
+
+
+def test_resume_never_unpickles_recbole_caches_planted_in_the_run_directory(in_tmp: Path) -> None:
+    """Planted `<dataset>-SequentialDataset.pth` and `-dataloader.pth` in a run dir: resume runs, no code runs."""
+    cfg = write_config(in_tmp / "tiny.yaml", epochs=2)
+    assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 0
+    marker = in_tmp / "PWNED"
+    plant(in_tmp / "run" / "ml-100k-tiny-SequentialDataset.pth", marker)
+    plant(in_tmp / "run" / "ml-100k-tiny-for-GRU4Rec-dataloader.pth", marker)
+
+
+    status = main(["--resume", "run", "--set", "epochs=3", "--no-progress", "--quiet"])
+
+    assert not marker.exists(), "a planted pickle was loaded: code ran on --resume"
+    assert status == 0
+
+
+def test_pickle_path_recorded_in_a_received_run_is_refused_on_resume(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """config.yaml of a run dir naming dataset_save_path: resume refuses (exit 2), unpickles nothing, says how."""
+    cfg = write_config(in_tmp / "tiny.yaml", epochs=2)
+    assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 0
+    marker = in_tmp / "PWNED"
+    plant(in_tmp / "evil.pth", marker)
+    recorded = yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())
+    recorded["dataset_save_path"] = str(in_tmp / "evil.pth")
+    (in_tmp / "run" / "config.yaml").write_text(yaml.safe_dump(recorded))
+    capsys.readouterr()
+
+    status = main(["--resume", "run", "--set", "epochs=3", "--no-progress", "--quiet"])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert not marker.exists()
+    assert "dataset_save_path" in err and "pickle.load" in err and "--set dataset_save_path=" in err
+    assert str(in_tmp / "run" / "config.yaml") in err or "run/config.yaml" in err
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("dataset_save_path", "cache/ds.pth", "pickle.load"),
+    ("dataloaders_save_path", "cache/dl.pth", "pickle.load"),
+    ("save_dataset", True, "never reused"),
+    ("save_dataloaders", True, "never reused"),
+    ("checkpoint_dir", "saved", "not used by rec-es run"),
+])
+def test_check_warns_about_recbole_pickle_caches(tmp_path: Path, key: str, value: object, needle: str) -> None:
+    """rec-es check names the file and key of every setting that turns RecBole's pickle loading on."""
+    cfg = write_config(tmp_path / "c.yaml", **{key: value})
+    findings = [f for f in lint_files([cfg]) if f.key == key]
+    assert len(findings) == 1
+    assert findings[0].level == "warning"
+    assert needle in findings[0].message
+    assert str(cfg) in str(findings[0])
+
+
+def test_run_warns_about_a_pickle_path_given_with_set(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The warning also covers --set (run's lint ignores --set keys otherwise)."""
+    cfg = write_config(in_tmp / "tiny.yaml", epochs=1)
+    marker = in_tmp / "PWNED"
+    main(["--config", str(cfg), "--set", f"dataloaders_save_path={in_tmp / 'none.pth'}", "--output-dir", "r",
+          "--no-progress", "--quiet"])
+    err = capsys.readouterr().err
+    assert "warning: --set: dataloaders_save_path" in err and "pickle.load" in err
+    assert not marker.exists()
