@@ -1,4 +1,13 @@
-"""What RecBole 1.2.1 needs to run cleanly on torch >= 2.6, numpy < 2 and pandas 2.x.
+"""What RecBole 1.2.1 needs to run cleanly on torch >= 2.6, numpy 1 or 2, pandas 2.x and Python 3.10-3.13.
+
+* RecBole's ``Config.__init__`` calls ``compatibility_settings`` (recbole/config/configurator.py:625-635), which
+  assigns ``np.float = np.float_``, ``np.complex = np.complex_`` and ``np.unicode = np.unicode_``; numpy 2
+  removed those three names, so every ``Config`` raises ``AttributeError: `np.float_` was removed in the NumPy
+  2.0 release``. On numpy 2 ``apply_recbole_fixes`` replaces the method with the same eight aliases spelled with
+  the names numpy 2 kept (``np.float64``, ``np.complex128``, ``np.str_``: the very objects the old names were), so
+  RecBole's later uses (``np.float`` in evaluator/metrics.py:90 and data/interaction.py:31, ``np.long`` in
+  model/layers.py:932, ``np.bool`` in evaluator/metrics.py:287) see what they saw on numpy 1. On numpy 1 RecBole's
+  own method is left in place.
 
 * RecBole's ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` call ``torch.load``
   on a file that pickles RecBole's ``Config``; torch >= 2.6 loads with ``weights_only=True`` by default
@@ -46,13 +55,36 @@ def quiet_recbole_warnings() -> None:
 
 
 def apply_recbole_fixes() -> None:
-    """Make RecBole 1.2.1 run on this stack: the ``dok_matrix._update`` shim and anomaly detection undone (idempotent)."""
+    """Make RecBole 1.2.1 run on this stack: numpy-2 aliases, ``dok_matrix._update``, anomaly detection undone (idempotent)."""
     import scipy.sparse as sp
 
+    _use_numpy2_aliases()
     for cls in (sp.dok_matrix, getattr(sp, "dok_array", None)):
         if cls is not None and not hasattr(cls, "_update"):
             cls._update = _dok_update
     _undo_sine_anomaly_mode()
+
+
+# RecBole's Config.compatibility_settings: alias -> the numpy name it assigns, spelled as numpy 2 still has it
+NUMPY_ALIASES = {"bool": "bool_", "int": "int_", "float": "float64", "complex": "complex128", "object": "object_",
+                 "str": "str_", "long": "int_", "unicode": "str_"}
+
+
+def _use_numpy2_aliases() -> None:
+    """On numpy 2, swap RecBole's ``Config.compatibility_settings`` for ``_numpy_aliases`` (numpy 1: RecBole's own)."""
+    import numpy as np
+    from recbole.config.configurator import Config
+
+    if not hasattr(np, "float_"):
+        Config.compatibility_settings = _numpy_aliases
+
+
+def _numpy_aliases(self: Any) -> None:
+    """What RecBole's ``compatibility_settings`` sets (``np.float = np.float_``, ...), in names numpy 2 has."""
+    import numpy as np
+
+    for alias, name in NUMPY_ALIASES.items():
+        setattr(np, alias, getattr(np, name))
 
 
 SINE_MODULE = "recbole.model.sequential_recommender.sine"
@@ -101,6 +133,7 @@ def recbole_config(model: Any, dataset: str, keys: Mapping[str, Any]) -> Any:
     """``recbole.config.Config(model, dataset, config_dict=keys)`` that ignores ``sys.argv``."""
     from recbole.config import Config
 
+    apply_recbole_fixes()
     argv = sys.argv
     sys.argv = argv[:1]
     try:
