@@ -3,12 +3,14 @@
 * RecBole's ``Config.__init__`` calls ``compatibility_settings`` (recbole/config/configurator.py:625-635), which
   assigns ``np.float = np.float_``, ``np.complex = np.complex_`` and ``np.unicode = np.unicode_``; numpy 2
   removed those three names, so every ``Config`` raises ``AttributeError: `np.float_` was removed in the NumPy
-  2.0 release``. On numpy 2 ``apply_recbole_fixes`` replaces the method with the same eight aliases spelled with
-  the names numpy 2 kept (``np.float64``, ``np.complex128``, ``np.str_``: the very objects the old names were), so
-  RecBole's later uses (``np.float`` in evaluator/metrics.py:90 and data/interaction.py:31, ``np.long`` in
-  model/layers.py:932, ``np.bool`` in evaluator/metrics.py:287) see what they saw on numpy 1. On numpy 1 RecBole's
-  own method is left in place.
-
+  2.0 release``. On numpy 2 ``use_numpy2_aliases`` (part of ``apply_recbole_fixes``) replaces the method with
+  the same eight aliases spelled with names numpy 2 kept (``np.float64``, ``np.complex128``, ``np.str_``: the
+  very objects the old names were), so RecBole's later uses (``np.float`` in evaluator/metrics.py:90 and
+  data/interaction.py:31, ``np.long`` in model/layers.py:932, ``np.bool`` in evaluator/metrics.py:287) see what
+  they saw on numpy 1. On numpy 1 RecBole's own method is left in place. Stock ``run_recbole`` in a numpy-2
+  environment needs ``use_numpy2_aliases()`` called first.
+* Python >= 3.12 has no ``distutils``; RecBole's ``get_flops`` (recbole/utils/utils.py:298) imports thop 0.1.1,
+  which imports ``distutils.version``. No shim: pyproject.toml requires setuptools there, whose copy is found.
 * RecBole's ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` call ``torch.load``
   on a file that pickles RecBole's ``Config``; torch >= 2.6 loads with ``weights_only=True`` by default
   and refuses it. ``EarlyStoppingTrainer`` overrides ``evaluate`` and keeps its own checkpoints
@@ -55,10 +57,10 @@ def quiet_recbole_warnings() -> None:
 
 
 def apply_recbole_fixes() -> None:
-    """Make RecBole 1.2.1 run on this stack: numpy-2 aliases, ``dok_matrix._update``, anomaly detection undone (idempotent)."""
+    """Make RecBole 1.2.1 run here: numpy-2 aliases, ``dok_matrix._update``, anomaly mode undone (idempotent)."""
     import scipy.sparse as sp
 
-    _use_numpy2_aliases()
+    use_numpy2_aliases()
     for cls in (sp.dok_matrix, getattr(sp, "dok_array", None)):
         if cls is not None and not hasattr(cls, "_update"):
             cls._update = _dok_update
@@ -70,8 +72,12 @@ NUMPY_ALIASES = {"bool": "bool_", "int": "int_", "float": "float64", "complex": 
                  "str": "str_", "long": "int_", "unicode": "str_"}
 
 
-def _use_numpy2_aliases() -> None:
-    """On numpy 2, swap RecBole's ``Config.compatibility_settings`` for ``_numpy_aliases`` (numpy 1: RecBole's own)."""
+def use_numpy2_aliases() -> None:
+    """On numpy 2, swap RecBole's ``Config.compatibility_settings`` for ``_numpy_aliases`` (numpy 1: RecBole's own).
+
+    The one fix stock RecBole needs to run at all on numpy 2: call it before ``run_recbole`` to run RecBole as
+    shipped otherwise (``apply_recbole_fixes`` also undoes SINE's anomaly mode).
+    """
     import numpy as np
     from recbole.config.configurator import Config
 
