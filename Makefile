@@ -6,8 +6,9 @@
 #    multi-GB CUDA build for RecBole's plain `torch` requirement (on other Pythons it comes from the registry),
 #    and installs uv, pinned to the minor release this was tested with.
 # 3. uv installs rec_es: it applies pyproject.toml's [tool.uv] override-dependencies (RecBole 1.2.1 pins
-#    ray<=2.6.3, which has no wheels for Python >= 3.12) and keeps the torch installed in step 2. It compiles
-#    bytecode as pip does by default (uv does not), or every import compiles RecBole, sklearn, ... anew.
+#    ray<=2.6.3, which has no wheels for Python >= 3.12) and keeps the torch of step 2 (asked for again, so uv
+#    fails rather than swap in another build). It compiles bytecode as pip does by default (uv does not), or
+#    every import compiles RecBole, sklearn, ... anew.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,6 +19,7 @@ ARGS ?=
 # Kept equal to requires-python in pyproject.toml (tests/test_install.py checks it).
 SUPPORTED_PYTHONS := 3.10 3.11 3.12 3.13
 UV_REQUIREMENT := uv>=0.13,<0.14
+TORCH_REQUIREMENT := torch==2.13.0
 
 .PHONY: run test install check-python clean-venv
 
@@ -44,10 +46,10 @@ $(PY):
 	@$(MAKE) --no-print-directory check-python PYTHON='$(PYTHON)'
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalls only when pyproject.toml changes (or the stamp is removed).
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install torch==2.13.0 '$(UV_REQUIREMENT)'
-	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -e '.[test]'
+# Reinstalls only when pyproject.toml or these install steps change (or the stamp is removed).
+$(STAMP): pyproject.toml Makefile | $(PY)
+	$(PY) -m pip install '$(TORCH_REQUIREMENT)' '$(UV_REQUIREMENT)'
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -e '.[test]' '$(TORCH_REQUIREMENT)'
 	touch $(STAMP)
 
 run: $(STAMP)
