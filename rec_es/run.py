@@ -193,11 +193,12 @@ def _model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, st
 
 
 def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
-          verbose: bool = True) -> dict[str, Any]:
+          verbose: bool = True, per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
     Checks dataset and model before anything is written, writes ``config.yaml``, trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
+    ``per_user_metrics``: top-k keys recorded per user in ``RUN/per_user/`` (default: the monitor's).
     """
     from rec_es import datasets
 
@@ -205,7 +206,7 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     model_class, _ = _model_and_trainer_class(cfg.recbole, cfg.sources)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_config(run_dir, cfg.to_dict())
-    return _train(cfg, run_dir, location, model_class, resume, record_test, progress, verbose)
+    return _train(cfg, run_dir, location, model_class, resume, record_test, progress, verbose, per_user_metrics)
 
 
 def _write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
@@ -218,7 +219,7 @@ def _write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
 
 
 def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bool, record_test: bool,
-           progress: bool, verbose: bool) -> dict[str, Any]:
+           progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
     from rec_es.compat import quiet_recbole_warnings
 
     quiet_recbole_warnings()
@@ -231,7 +232,8 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bo
         # come from someone else), so a planted file there is never unpickled. rec_es writes the run's own
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
-        return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose)
+        return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose,
+                         per_user_metrics)
 
 
 @contextlib.contextmanager
@@ -245,7 +247,8 @@ def recbole_scratch_dir() -> Iterator[str]:
 
 
 def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: bool,
-              record_test: bool, progress: bool, verbose: bool) -> dict[str, Any]:
+              record_test: bool, progress: bool, verbose: bool,
+              per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
     from logging import getLogger
 
     from recbole.data import create_dataset, data_preparation
@@ -271,7 +274,8 @@ def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, mode
     if verbose:
         logger.info(model)
     trainer = EarlyStoppingTrainer(config, model, cfg.build_policy(), lr_schedule=cfg.lr_schedule, run_dir=run_dir,
-                                   record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress)
+                                   record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress,
+                                   per_user_metrics=per_user_metrics)
     if resume:
         trainer.load_resume(run_dir)
     trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),

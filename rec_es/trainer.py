@@ -14,7 +14,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from recbole.trainer import Trainer
@@ -25,6 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from rec_es import checkpoint
 from rec_es.compat import apply_recbole_fixes, versions
 from rec_es.errors import ConfigError, StateError
+from rec_es.per_user_capture import PerUserRecorder
 from rec_es.schedule import LRSchedule, PlateauAction
 from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
 
@@ -57,6 +58,9 @@ class EarlyStoppingTrainer(Trainer):
         lr_schedule: an ``lr_schedule:`` mapping, an ``LRSchedule`` or None (default: LR never touched).
         run_dir: run directory for trace.jsonl, best.pth, last.pth, summary.json (default None: nothing on disk).
         record_test: also evaluate the test set at every evaluation and store it in the trace (default False).
+        per_user_metrics: top-k metric keys whose per-user values are kept at every evaluation, written to
+            ``RUN/per_user/`` and passed to a policy whose ``update`` takes ``per_user`` (default None: the
+            monitor's keys that have per-user values; ``()``: none).
         run_config: plain mapping written to the trace header as the run's config (default: RecBole's keys).
         epoch_progress: show a tqdm bar over epochs on a terminal, and per-batch bars once an epoch
             took longer than 30 s (default False).
@@ -65,7 +69,7 @@ class EarlyStoppingTrainer(Trainer):
     def __init__(self, config: Any, model: torch.nn.Module, policy: Any,
                  lr_schedule: Mapping[str, Any] | LRSchedule | None = None, run_dir: str | os.PathLike[str] | None = None,
                  record_test: bool = False, run_config: Mapping[str, Any] | None = None,
-                 epoch_progress: bool = False) -> None:
+                 epoch_progress: bool = False, per_user_metrics: Sequence[str] | None = None) -> None:
         super().__init__(config, model)
         if isinstance(policy, Mapping):
             from rec_es import build_policy
@@ -86,6 +90,7 @@ class EarlyStoppingTrainer(Trainer):
         if self.run_dir is not None:
             self.saved_model_file = str(self.run_dir / "best.pth")
         self._resume: dict[str, Any] | None = None
+        self.per_user_ = PerUserRecorder(self, per_user_metrics, getattr(policy, "monitor_keys", ()))
         self._clear_run_state()
 
     # --- state of one fit ----------------------------------------------------------------------
@@ -186,6 +191,8 @@ class EarlyStoppingTrainer(Trainer):
                 raise StateError("resuming needs the run_dir the run was written to")
             self.trace_ = TraceWriter(self.run_dir / "trace.jsonl", keep_lines=int(resume["trace_lines"]))
             self._apply_resume(resume, train_data, read_trace(self.run_dir / "trace.jsonl"))
+        self.per_user_.begin(self.run_dir if self.trace_ is not None else None, resumed=resume is not None,
+                             record_test=self.record_test)
 
     def _apply_resume(self, data: Mapping[str, Any], train_data: Any, trace: Any) -> None:
         """Policy, schedule, best snapshot, RNG and data order exactly as they were after ``data['epoch']``.
@@ -300,14 +307,17 @@ class EarlyStoppingTrainer(Trainer):
                          callback_fn: Callable[[int, float | None], Any] | None) -> bool:
         t0 = time.time()
         valid = dict(self.evaluate(valid_data, load_best_model=False, show_progress=show_progress))
+        per_user = self.per_user_.record("valid", epoch)  # sidecars are written before the trace record
         eval_s = time.time() - t0
         test, test_s = None, None
         if self.record_test:
             t1 = time.time()
             test = dict(self.evaluate(test_data, load_best_model=False, show_progress=show_progress))
+            self.per_user_.record("test", epoch)
             test_s = time.time() - t1
         elapsed = self.elapsed_offset_ + time.time() - start
-        decision = self.policy.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed)
+        decision = self.policy.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed,
+                                      **self.per_user_.policy_kwargs(per_user))
         action = self._schedule_step(epoch, decision)
         stop = bool(decision.stop) and not (action is not None and action.defer_stop)
         if decision.new_best:

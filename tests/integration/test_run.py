@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from rec_es import read_per_user
 from rec_es.run import main
 from rec_es.trace import read_trace
 
@@ -105,8 +106,9 @@ def test_run_directory_contract(in_tmp: Path) -> None:
     cfg.write_text(cfg_text)
     assert main(["--config", str(cfg), "--output-dir", "bpr", "--record-test", "--no-progress"]) == 0
     run = in_tmp / "bpr"
-    assert sorted(p.name for p in run.iterdir()) == ["best.pth", "config.yaml", "last.pth", "summary.json",
+    assert sorted(p.name for p in run.iterdir()) == ["best.pth", "config.yaml", "last.pth", "per_user", "summary.json",
                                                      "trace.jsonl"]
+    assert sorted(p.name for p in (run / "per_user").iterdir()) == ["test.bin", "test.json", "valid.bin", "valid.json"]
     trace = read_trace(run)
     assert trace.header["model"] == "BPR" and trace.header["record_test"] is True
     assert [r["epoch"] for r in trace.records] == [0, 1, 2]
@@ -125,6 +127,7 @@ def test_run_directory_contract(in_tmp: Path) -> None:
     assert [r["epoch"] for r in resumed.records] == [0, 1, 2, 3] and "test" in resumed.records[3]
     assert resumed.header["epochs"] == 4 and resumed.header["resumed_with_changes"][0]["previous_epochs"] == 3
     assert resumed.header["policy"] == trace.header["policy"]
+    assert read_per_user(run, "test").epochs == (0, 1, 2, 3)  # BPR: full ranking over users, one row each
 
 
 def test_existing_run_directory_is_never_overwritten(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
