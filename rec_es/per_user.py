@@ -14,11 +14,13 @@ covers the epoch, the values and the index's user ids and metrics, so a record r
 index is detected. A record is written before its trace line, so a killed run leaves at most one
 record more than its trace and perhaps a torn one: the reader ignores what the trace does not record
 (only in an unfinished run), and ``--resume`` cuts the sidecar back to the evaluations the trace keeps.
+An archived run may hold ``<split>.bin.gz`` (gzip of the same bytes) instead; the reader takes either.
 
 numpy and the standard library only; nothing is unpickled (``np.frombuffer`` on a fixed dtype).
 """
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -209,9 +211,7 @@ def read_per_user(run_dir: str | os.PathLike[str], split: str = "valid", *, trac
     if not index_path.is_file():
         raise StateError(f"{index_path}: missing; the run recorded no per-user {split} scores")
     index = _read_index(index_path, split)
-    if not path.is_file():
-        raise StateError(f"{path}: missing (its index {index_path.name} is there)")
-    data = path.read_bytes()
+    path, data = _read_records_file(path, index_path)
     n = len(trace.records)
     user_ids = np.asarray(index["user_ids"], dtype=np.int64)
     seed = _users_crc(user_ids, index["metrics"])
@@ -228,6 +228,19 @@ def read_per_user(run_dir: str | os.PathLike[str], split: str = "valid", *, trac
     scores = PerUserScores(path, split, tuple(int(e) for e in epochs), user_ids, tuple(index["metrics"]), array)
     _check_means(scores, trace, split)
     return scores
+
+
+def _read_records_file(path: Path, index_path: Path) -> tuple[Path, bytes]:
+    """``<split>.bin``, or ``<split>.bin.gz`` (an archived run: gzip of the same bytes)."""
+    if path.is_file():
+        return path, path.read_bytes()
+    packed = path.with_name(path.name + ".gz")
+    if packed.is_file():
+        try:
+            return packed, gzip.decompress(packed.read_bytes())
+        except (OSError, EOFError, zlib.error) as exc:
+            raise StateError(f"{packed}: not a readable gzip file ({exc})") from exc
+    raise StateError(f"{path}: missing (its index {index_path.name} is there)")
 
 
 def _read_index(index_path: Path, split: str) -> dict[str, Any]:

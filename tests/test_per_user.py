@@ -53,6 +53,22 @@ def test_round_trip(tmp_path: Path) -> None:
         s.values("mrr@10")
 
 
+def test_gzipped_sidecar_reads_the_same(tmp_path: Path) -> None:
+    """An archived run's <split>.bin.gz reads exactly like the .bin it was packed from; a damaged one is named."""
+    import gzip
+
+    write_run(tmp_path, [0, 1])
+    plain = read_per_user(tmp_path)
+    _, bin_path = paths(tmp_path, "valid")
+    packed = bin_path.with_name("valid.bin.gz")
+    packed.write_bytes(gzip.compress(bin_path.read_bytes()))
+    bin_path.unlink()
+    np.testing.assert_array_equal(read_per_user(tmp_path).array, plain.array)
+    packed.write_bytes(packed.read_bytes()[:20])
+    with pytest.raises(StateError, match=rf"{packed}: not a readable gzip file"):
+        read_per_user(tmp_path)
+
+
 def test_killed_run_tail_is_ignored_until_resume_cuts_it(tmp_path: Path) -> None:
     """A killed run: one record more than its trace and a torn one; reading ignores both, resume cuts them."""
     write_run(tmp_path, [0, 1], sidecar_epochs=[0, 1, 2], footer=False)
