@@ -90,7 +90,7 @@ class EarlyStoppingTrainer(Trainer):
         if self.run_dir is not None:
             self.saved_model_file = str(self.run_dir / "best.pth")
         self._resume: dict[str, Any] | None = None
-        self.per_user_ = PerUserRecorder(self, per_user_metrics, getattr(policy, "monitor_keys", ()))
+        self.per_user_recorder = PerUserRecorder(self, per_user_metrics, getattr(policy, "monitor_keys", ()))
         self._clear_run_state()
 
     # --- state of one fit ----------------------------------------------------------------------
@@ -191,8 +191,8 @@ class EarlyStoppingTrainer(Trainer):
                 raise StateError("resuming needs the run_dir the run was written to")
             self.trace_ = TraceWriter(self.run_dir / "trace.jsonl", keep_lines=int(resume["trace_lines"]))
             self._apply_resume(resume, train_data, read_trace(self.run_dir / "trace.jsonl"))
-        self.per_user_.begin(self.run_dir if self.trace_ is not None else None, resumed=resume is not None,
-                             record_test=self.record_test)
+        self.per_user_recorder.begin(self.run_dir if self.trace_ is not None else None,
+                                     resumed=resume is not None, record_test=self.record_test)
 
     def _apply_resume(self, data: Mapping[str, Any], train_data: Any, trace: Any) -> None:
         """Policy, schedule, best snapshot, RNG and data order exactly as they were after ``data['epoch']``.
@@ -307,17 +307,17 @@ class EarlyStoppingTrainer(Trainer):
                          callback_fn: Callable[[int, float | None], Any] | None) -> bool:
         t0 = time.time()
         valid = dict(self.evaluate(valid_data, load_best_model=False, show_progress=show_progress))
-        per_user = self.per_user_.record("valid", epoch)  # sidecars are written before the trace record
+        per_user = self.per_user_recorder.record("valid", epoch)  # sidecars are written before the trace record
         eval_s = time.time() - t0
         test, test_s = None, None
         if self.record_test:
             t1 = time.time()
             test = dict(self.evaluate(test_data, load_best_model=False, show_progress=show_progress))
-            self.per_user_.record("test", epoch)
+            self.per_user_recorder.record("test", epoch)
             test_s = time.time() - t1
         elapsed = self.elapsed_offset_ + time.time() - start
         decision = self.policy.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed,
-                                      **self.per_user_.policy_kwargs(per_user))
+                                      **self.per_user_recorder.policy_kwargs(per_user))
         action = self._schedule_step(epoch, decision)
         stop = bool(decision.stop) and not (action is not None and action.defer_stop)
         if decision.new_best:

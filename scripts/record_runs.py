@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 BASE = [REPO / "properties" / "gru4rec_ml100k.yaml", REPO / "properties" / "policies" / "disabled.yaml"]
-PER_USER_METRICS = ("ndcg@10", "recall@10", "mrr@10")  # under leave-one-out hit@10 = recall@10, precision@10 = recall@10 / 10
+# under leave-one-out hit@10 = recall@10 and precision@10 = recall@10 / 10: these three hold every top-k metric
+PER_USER_METRICS = ("ndcg@10", "recall@10", "mrr@10")
 SASREC_SMALL = {"model": "SASRec", "hidden_size": 32, "inner_size": 128, "n_layers": 2, "n_heads": 2}
 # name -> RecBole keys over properties/gru4rec_ml100k.yaml (GRU4Rec 32/32, history 20, CE loss, full ranking)
 REGIMES: dict[str, dict[str, Any]] = {

@@ -125,7 +125,8 @@ def test_sidecar_of_another_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StateError, match=r"records epochs \[5, 6\], the trace's evaluations are at \[0, 1\]"):
         read_per_user(tmp_path / "a")
     write_run(tmp_path / "c", [5, 6])  # same epochs as b, other values
-    trace_b = (tmp_path / "b" / "trace.jsonl").read_text().replace('"epoch":0', '"epoch":5').replace('"epoch":1', '"epoch":6')
+    trace_b = (tmp_path / "b" / "trace.jsonl").read_text()
+    trace_b = trace_b.replace('"epoch":0', '"epoch":5').replace('"epoch":1', '"epoch":6')
     (tmp_path / "c" / "trace.jsonl").write_text(trace_b)
     with pytest.raises(StateError, match=r"epoch 5: the per-user mean of ndcg@10 is .* another run"):
         read_per_user(tmp_path / "c")
@@ -178,3 +179,33 @@ def test_reader_unpickles_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     bin_path.write_bytes(pickle.dumps({"x": 1}))
     with pytest.raises(StateError):
         read_per_user(tmp_path)
+
+
+def test_record_runs_regimes_train_their_whole_budget() -> None:
+    """Every regime of scripts/record_runs.py builds a policy that never stops, with the regime's model, LR and budget."""
+    from conftest import load_script
+
+    record_runs = load_script("record_runs")
+    for regime, keys in record_runs.REGIMES.items():
+        cfg = record_runs.run_config(regime, 2021, None)
+        assert {k: cfg.recbole[k] for k in keys} == keys and cfg.recbole["seed"] == 2021
+        policy = cfg.build_policy()
+        falling = [policy.update(e, {"ndcg@10": 1.0 - e / 1000}) for e in range(keys["epochs"])]
+        assert not any(d.stop for d in falling) and policy.best_epoch == 0, regime
+
+
+def test_record_runs_archive_keeps_what_replay_needs(tmp_path: Path) -> None:
+    """Archiving a finished run deletes its checkpoints and gzips the sidecars, which read back unchanged."""
+    from conftest import load_script
+
+    record_runs = load_script("record_runs")
+    write_run(tmp_path, [0, 1, 2])
+    before = read_per_user(tmp_path).array
+    for name in ("best.pth", "last.pth", "summary.json"):
+        (tmp_path / name).write_text("{}")
+    assert record_runs.state(tmp_path) == "partial"
+    record_runs.archive(tmp_path)
+    assert record_runs.state(tmp_path) == "done"
+    assert sorted(p.name for p in (tmp_path / "per_user").iterdir()) == ["valid.bin.gz", "valid.json"]
+    assert not list(tmp_path.glob("*.pth"))
+    np.testing.assert_array_equal(read_per_user(tmp_path).array, before)

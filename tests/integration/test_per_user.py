@@ -63,7 +63,7 @@ def test_per_user_means_are_the_trace_metrics(in_tmp: Path) -> None:
 
 
 def test_policy_gets_per_user_values_only_if_it_takes_them(in_tmp: Path) -> None:
-    """A policy whose update takes per_user gets each evaluation's sidecar values; the default records the monitor's keys."""
+    """A policy taking per_user gets each evaluation's sidecar values; by default the monitor's keys are recorded."""
     keys = tiny_recbole_config(epochs=3, checkpoint_dir=str(in_tmp / "s"))
     config, train, valid, test, model = build(keys)
     policy = PerUserPolicy(build_policy({"monitor": {"ndcg@10": 0.5, "mrr@10": 0.5}, "patience": None}).settings)
@@ -78,7 +78,7 @@ def test_policy_gets_per_user_values_only_if_it_takes_them(in_tmp: Path) -> None
 
 
 def test_metrics_without_per_user_values_are_refused_or_skipped(in_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A metric without per-user values (GAUC, AUC) or an uncomputed cut-off is refused by name; a monitor on one records nothing."""
+    """A metric without per-user values (GAUC, AUC) or an uncomputed cut-off is refused; a monitor on one records nothing."""
     config, train, valid, test, model = build(tiny_recbole_config(metrics=["NDCG", "GAUC"], epochs=2,
                                                                   checkpoint_dir=str(in_tmp / "s")))
     policy = build_policy({"monitor": "gauc", "patience": 2})
@@ -91,7 +91,7 @@ def test_metrics_without_per_user_values_are_refused_or_skipped(in_tmp: Path, ca
         trainer = EarlyStoppingTrainer(config, model, policy, run_dir=in_tmp / "run")
     assert any("per-user scores: gauc has none" in r.getMessage() for r in caplog.records)
     trainer.fit(train, valid, verbose=False)
-    assert trainer.per_user_.metrics == () and not (in_tmp / "run" / "per_user").exists()
+    assert trainer.per_user_recorder.metrics == () and not (in_tmp / "run" / "per_user").exists()
     # value metrics (RecBole never mixes them with ranking ones) have none either
     with pytest.raises(ConfigError, match=r"'auc': it is not a top-k metric.*allowed: none"):
         choose_metrics({"metrics": ["AUC", "LogLoss"], "topk": [10]}, ["auc"], ())
