@@ -85,7 +85,7 @@ def archive(run_dir: Path) -> None:
 def record(regime: str, seed: int, output: Path, epochs: int | None) -> None:
     """Train (or resume) one regime x seed into ``output/<regime>/seed<N>`` and archive it."""
     from rec_es.per_user import read_per_user
-    from rec_es.run import prepare_run_dir, train
+    from rec_es.training import prepare_run_dir, train
 
     run_dir = (output / regime / f"seed{seed}").resolve()
     now = state(run_dir)
