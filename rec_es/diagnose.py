@@ -32,6 +32,7 @@ import yaml
 from rec_es.errors import ConfigError, RecEsError, StateError
 from rec_es.policy import StoppingPolicy, build_policy
 from rec_es.policy.schema import PolicySettings
+from rec_es.policy import rules, smoothing
 from rec_es.policy.smoothing import smooth
 from rec_es.recbole_log import LogFormatError, RecBoleLog, parse_recbole_log
 from rec_es.replay import ReplayError, ReplayResult, replay
@@ -414,18 +415,7 @@ def analyse_stop(obs: Observed) -> dict[str, Any]:
 
 def _setting_for_reason(reason: str | None, s: PolicySettings) -> dict[str, Any] | None:
     """The early_stopping key (and its value) behind a stop reason; None for reasons no key decides."""
-    keys = {"patience": ("early_stopping.patience", s.patience), "baseline": ("early_stopping.baseline", s.baseline),
-            "stopping_threshold": ("early_stopping.stopping_threshold", s.stopping_threshold),
-            "divergence_threshold": ("early_stopping.divergence_threshold", s.divergence_threshold),
-            "non_finite": ("early_stopping.check_finite", s.check_finite),
-            "max_epochs": ("early_stopping.max_epochs", s.max_epochs),
-            "time_budget": ("early_stopping.max_minutes", s.max_minutes),
-            "prechelt_gl": ("early_stopping.prechelt", "GL"), "prechelt_pq": ("early_stopping.prechelt", "PQ"),
-            "prechelt_up": ("early_stopping.prechelt", "UP"), "all_of": ("early_stopping.combine", s.combine)}
-    if reason not in keys:
-        return None
-    key, value = keys[reason]
-    return {"key": key, "value": value}
+    return rules.setting_for(reason, s)
 
 
 def analyse_premature(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:
@@ -594,10 +584,7 @@ def _label(policy: StoppingPolicy) -> str:
     if s.preset == "recbole_legacy":
         return f"stopping_step {s.stopping_step}"
     label = f"patience {s.patience} {s.patience_unit}" if s.patience is not None else "no patience rule"
-    if s.smoothing == "ema":
-        label += f" + EMA α={s.ema_alpha:g}"
-    elif s.smoothing == "window":
-        label += f" + window {s.window}"
+    label += smoothing.label(s)
     return label if s.enabled else "stopping disabled"
 
 
@@ -779,7 +766,7 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
 
 def _smoothed_series(report: Mapping[str, Any], evals: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:
     policy = report["observed_policy"]
-    if policy.get("smoothing") in ("ema", "window") and all(e.get("smoothed") is not None for e in evals):
+    if policy.get("smoothing", "none") != "none" and all(e.get("smoothed") is not None for e in evals):
         return [e["smoothed"] for e in evals], "smoothed (the run's own policy)"
     state: dict[str, Any] = {}
     out = []
