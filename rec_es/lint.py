@@ -366,7 +366,7 @@ def earliest_stop(settings: PolicySettings, epochs: int, eval_step: int,
     """The first epoch (0-based) at which the policy could stop, or None if it cannot within ``epochs``.
 
     Replays the policy on the worst case for waiting: the first evaluation is the best and every later one is
-    worse. Rules that depend on the values reached (thresholds, baseline, the time budget) are left out. An
+    worse. Rules that depend on the values a run reaches (thresholds, time) are left out. An
     ``lr_schedule.reduce_on_plateau`` defers patience stops exactly as the trainer does (``StopController``).
     """
     policy = StoppingPolicy(rules.worst_case(settings))

@@ -293,7 +293,7 @@ def table(specs: Iterable[KeySpec]) -> str:
 
 
 def within(key: str, validator: Validator, value: Any) -> Any:
-    """``validator(value)`` for a nested key (``dynamic_patience.factor``): its error names that key."""
+    """``validator(value)`` for a nested key (``mapping.factor``): its error names that key."""
     try:
         return validator(value)
     except Invalid as exc:

@@ -6,15 +6,16 @@ default, meaning), its stop reasons (members of ``StopReason``), when it is aske
 (a plain JSON-able dict saved in checkpoints) and overrides only the hooks it needs; every hook has a no-op
 default. ``StoppingPolicy`` calls them, in registry order, on every evaluation:
 
-1. ``accepts_improvement`` / ``on_improvement``: the monitor improved; may the wait restart (baseline), and
-   what to remember when it does (dynamic patience);
+1. ``accepts_improvement`` / ``on_improvement``: the monitor improved; may the wait restart (a rule may ask
+   for more, such as beating a fixed value), and what to remember when it does (a patience modifier);
 2. ``update``: advance the rule's state and return what fires now (``[]``: nothing). Inputs are in ``Context``:
    the raw and smoothed monitor, the train loss, the elapsed time and optional per-user scores;
-3. ``restate``: reword another rule's stop (baseline restates a patience stop that never beat it).
+3. ``restate``: reword another rule's stop (a modifier explains the patience stop it caused).
 
 ``patience`` and ``min_delta`` fold the effective patience and improvement margin through every rule (a
 modifier changes them, the others pass them on). ``setting`` names the key a user would change for a reason,
 ``describe_wait`` how long the rule lets a run wait (for ``rec-es check``), ``status`` adds to the status line.
+``per_user`` names the metrics whose per-user scores the rule wants, so callers capture them only when needed.
 """
 from __future__ import annotations
 
@@ -116,6 +117,10 @@ class Rule:
         """A fresh patience window was granted (an LR cut); reset what counts towards a plateau stop."""
 
     # ----- deciding ------------------------------------------------------------------------------------
+    def per_user(self, s: Any) -> tuple[str, ...]:
+        """Metric keys whose per-user scores ``update`` reads from ``ctx.per_user`` (a significance test)."""
+        return ()
+
     def criteria(self, s: Any) -> int:
         """How many plateau criteria this rule adds with these settings (``combine: all_of`` waits for all)."""
         return 0
@@ -129,7 +134,7 @@ class Rule:
         return patience
 
     def accepts_improvement(self, ctx: Context, state: dict[str, Any]) -> bool:
-        """May this improvement restart the wait? (Keras' baseline: only if it also beats the baseline.)"""
+        """May this improvement restart the wait? (Must not change the state: every rule is asked.)"""
         return True
 
     def on_improvement(self, ctx: Context, state: dict[str, Any], previous: float | None) -> None:

@@ -1,8 +1,8 @@
 """StoppingPolicy: monitor + smoothing + warmup + the registry's rules, with best tracking and versioned state.
 
 Each ``update`` first brings every counter up to date (so nothing latches), then asks the rules in a fixed
-order, Lightning's: non-finite -> stopping threshold -> divergence -> plateau rules (patience / baseline /
-the other plateau criteria, combined any_of or all_of) -> budgets. The first rule that fires is the reason.
+order, Lightning's: non-finite -> stopping threshold -> divergence -> plateau rules (patience and the other
+plateau criteria, combined any_of or all_of) -> budgets. The first rule that fires is the reason.
 The policy itself keeps only what every rule shares: the smoothed monitor, the best so far, the wait since
 the last improvement and the weights to restore; each rule keeps its own state (``rec_es.policy.base``).
 """
@@ -73,6 +73,7 @@ class StoppingPolicy:
         self._smoother = smoother(settings)
         self._param = param(settings)
         self._criteria = sum(p.criteria(settings) for p in rules.STOPPING if p.stage is Stage.PLATEAU)
+        self._per_user = tuple(dict.fromkeys(k for p in rules.PARTS for k in p.per_user(settings)))
         self.reset()
 
     # ----- public properties ---------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class StoppingPolicy:
 
     @property
     def patience(self) -> int | None:
-        """Effective patience: the setting, raised by dynamic_patience (capped at its max_patience)."""
+        """Effective patience: the setting, as the patience modifiers of the registry change it."""
         value: int | None = None
         for part in self._patience:
             value = part.patience(self.settings, self._rules[part.name], value)
@@ -117,8 +118,8 @@ class StoppingPolicy:
 
     @property
     def per_user_keys(self) -> tuple[str, ...]:
-        """Metric keys whose per-user scores a rule reads (none of today's rules does)."""
-        return ()
+        """Metric keys whose per-user scores a rule reads: pass them to ``update(per_user=...)``."""
+        return self._per_user
 
     @property
     def changes_training(self) -> bool:
@@ -140,8 +141,7 @@ class StoppingPolicy:
     def grant_patience(self) -> None:
         """Start a fresh patience window (used by reduce-on-plateau after lowering the LR).
 
-        Resets the wait counters and what the rules count towards a plateau (Prechelt UP's rises); the best
-        so far is kept.
+        Resets the wait counters and what each rule counts towards a plateau stop; the best so far is kept.
         """
         st = self._state
         st.wait_count = st.wait_epochs = 0
@@ -191,8 +191,9 @@ class StoppingPolicy:
                elapsed_seconds: float | None = None, per_user: PerUser | None = None) -> Decision:
         """Take one evaluation (RecBole's result dict for ``epoch``) and decide.
 
-        ``train_loss`` is needed by Prechelt's PQ; ``elapsed_seconds`` (since the fit started) by ``max_minutes``;
-        ``per_user`` (metric key -> per-user scores of this evaluation) by rules that test significance.
+        ``train_loss``, ``elapsed_seconds`` (since the fit started) and ``per_user`` (metric key -> per-user
+        scores of this evaluation) are passed to the rules that read them (a training-progress criterion, a time
+        budget, a significance test).
         """
         s, st = self.settings, self._state
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
@@ -237,7 +238,7 @@ class StoppingPolicy:
         return is_improvement(value, reference, self.mode, margin, s.min_delta_mode == "rel", s.ties_improve)
 
     def _count_wait(self, ctx: Context, gap: int) -> None:
-        """An improvement restarts the wait unless a rule refuses it (baseline); anything else adds to it."""
+        """An improvement restarts the wait unless a rule refuses it; anything else adds to it."""
         st = self._state
         if ctx.improved:
             previous = st.best_score

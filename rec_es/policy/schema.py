@@ -5,7 +5,7 @@ each rule); ``KEYS`` collects them in docs order and serves validation, ``Policy
 with one field per key), the README reference table and ``rec-es check``. Errors are ``ConfigError`` naming the
 file, the key, the allowed values and what was given (``rec_es.validate``).
 
-``python -m rec_es.policy.schema`` prints the reference table; ``--write README.md`` puts it between the
+``python scripts/keys_table.py`` prints the reference table; ``--write README.md`` puts it between the
 ``<!-- keys-table:start -->`` / ``<!-- keys-table:end -->`` markers; ``--check README.md`` exits 1 if it differs.
 """
 from __future__ import annotations
