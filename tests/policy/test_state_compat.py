@@ -62,5 +62,6 @@ def test_old_trace_header_mapping_builds_the_same_policy() -> None:
               "prechelt": [{"alpha": 20, "criterion": "GL"}, {"criterion": "UP", "s": 2, "strip": 2},
                            {"alpha": 0.5, "criterion": "PQ", "strip": 3}],
               "error_offset": 1.0, "combine": "any_of"}
-    assert build_policy(MAPPING).settings_mapping() == header
+    written = build_policy(MAPPING).settings_mapping()
+    assert {k: written[k] for k in header} == header  # a later rule may add its own key
     assert build_policy(header).settings == build_policy(MAPPING).settings
