@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from rec_es.errors import StateError
-from rec_es.policy import rules
+import rec_es.policy.rules as rules
 from rec_es.policy.base import Context, Fired, Rule, Stage, fmt
 from rec_es.policy.compare import is_improvement
 from rec_es.policy.rules.patience import waited

@@ -16,7 +16,8 @@ from dataclasses import field, make_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from rec_es.policy import rules, smoothing
+import rec_es.policy.rules as rules
+import rec_es.policy.smoothing as smoothing
 from rec_es.policy.core import LEGACY
 from rec_es.policy.monitor import Monitor
 from rec_es.validate import KeySpec, Scope, parse_keys, table

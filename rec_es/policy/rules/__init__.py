@@ -13,7 +13,8 @@ import enum
 from dataclasses import replace
 from typing import Any
 
-from rec_es.policy import core, smoothing
+import rec_es.policy.core as core
+import rec_es.policy.smoothing as smoothing
 from rec_es.policy.base import Rule, Stage
 from rec_es.policy.compare import better_than, is_improvement, worse_than
 from rec_es.policy.rules import (baseline, budgets, divergence_threshold, dynamic_patience, non_finite, patience,
