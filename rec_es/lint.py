@@ -38,7 +38,7 @@ from rec_es.policy import StoppingPolicy, rules
 from rec_es.policy.schema import PolicySettings
 from rec_es.policy.monitor import TOPK_METRICS, VALUE_METRICS, computed_metric_keys, metric_base, metric_mode
 from rec_es.schedule import LRSchedule
-from rec_es.validate import did_you_mean, is_int, is_number
+from rec_es.validate import did_you_mean, integer, is_int, is_number, message
 
 __all__ = ["Finding", "lint_files", "main", "recbole_known_keys"]
 
@@ -181,7 +181,7 @@ class _Lint:
         metrics = self.get("metrics")
         names = [metrics] if isinstance(metrics, str) else metrics
         if not isinstance(names, list) or not names:
-            self.add("error", "metrics", f"must be a metric name or a list of them, e.g. [Recall, NDCG] (got {metrics!r})")
+            self.add("error", "metrics", message(None, "a metric name or a list of them, e.g. [Recall, NDCG]", metrics))
             return False
         known = sorted(TOPK_METRICS | VALUE_METRICS)
         unknown = [str(m) for m in names if str(m).lower() not in known]
@@ -199,7 +199,7 @@ class _Lint:
     def valid_metric(self) -> bool:
         metric = self.get("valid_metric")
         if not isinstance(metric, str):
-            self.add("error", "valid_metric", f"must be a metric key such as NDCG@10 (got {metric!r})")
+            self.add("error", "valid_metric", message(None, "a metric key such as NDCG@10", metric))
             return False
         computed = self.computed()
         if metric.lower() in computed:
@@ -253,10 +253,10 @@ class _Lint:
     def eval_step(self) -> None:
         step, epochs = self.get("eval_step"), self.epochs()
         if epochs is None or epochs <= 0:
-            self.add("error", "epochs", f"must be an integer >= 1 (got {self.get('epochs')!r})")
+            self.add("error", "epochs", message(None, integer(1).allowed, self.get("epochs")))
             return
         if not is_int(step):
-            self.add("error", "eval_step", f"must be an integer (got {step!r})")
+            self.add("error", "eval_step", message(None, "an integer", step))
         elif step <= 0:
             self.add("warning", "eval_step", f"eval_step: {step} means RecBole never evaluates: no early stopping, "
                      "and the model of the last epoch is saved and tested, not the best one")

@@ -65,10 +65,11 @@ def did_you_mean(key: str, known: Iterable[str], aliases: Mapping[str, str] | No
     return f" — did you mean '{close[0]}'?" if close else ""
 
 
-def message(key: str, allowed: str, given: Any, problem: str = "") -> str:
-    """The one template: ``KEY: [PROBLEM; ]allowed: ALLOWED (got GIVEN)``."""
+def message(key: str | None, allowed: str, given: Any, problem: str = "") -> str:
+    """The one template: ``KEY: [PROBLEM; ]allowed: ALLOWED (got GIVEN)`` (without ``KEY: `` when None, for
+    reports that name the key on their own)."""
     what = f"{problem}; " if problem else ""
-    return f"{key}: {what}allowed: {allowed} (got {given!r})"
+    return f"{'' if key is None else key + ': '}{what}allowed: {allowed} (got {given!r})"
 
 
 @dataclass(frozen=True)
