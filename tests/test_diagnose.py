@@ -21,25 +21,33 @@ LOGS = Path(__file__).parent / "fixtures" / "recbole_logs"
 
 
 def write_trace(run_dir: Path, scores: list[float], policy: dict[str, Any], *, epochs: int,
-                eval_step: int = 1, footer: bool = True, header_policy: dict[str, Any] | None = None,
+                eval_step: int = 1, footer: bool = True, resumed: tuple[int, dict[str, Any]] | None = None,
                 record_test: bool = False) -> Path:
     """A run directory whose trace.jsonl holds ``policy``'s real decisions on ``scores`` (ndcg@10).
 
-    ``header_policy`` (default: ``policy``) goes into the header, as after a resume under a new policy."""
+    ``resumed=(from_epoch, previous)``: written as the trainer writes a run started under ``previous`` and
+    resumed at ``from_epoch`` under ``policy`` (``rec-es run --resume RUN --set ...``): the records before
+    ``from_epoch`` hold ``previous``'s decisions, the later ones ``policy``'s (replayed over the earlier
+    records first), and the header names ``policy`` with ``resumed_with_changes`` naming ``previous``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     built = build_policy({"monitor": "ndcg@10", **policy})
-    header = build_policy({"monitor": "ndcg@10", **(header_policy or policy)})
+    before = build_policy({"monitor": "ndcg@10", **(resumed[1] if resumed else policy)})
+    start = resumed[0] if resumed else 0
     writer = TraceWriter(run_dir / "trace.jsonl")
-    writer.header(config={"metric_decimal_place": 4}, policy=header.settings_mapping(), lr_schedule=None,
+    changes = ({"resumed_with_changes": [{"from_epoch": start, "previous_policy": before.settings_mapping(),
+                                          "previous_lr_schedule": None, "previous_config": {}, "previous_epochs": epochs}]}
+               if resumed else {})
+    writer.header(config={"metric_decimal_place": 4}, policy=built.settings_mapping(), lr_schedule=None,
                   versions={}, model="GRU4Rec", dataset="ml-100k-tiny", seed=2020, epochs=epochs,
-                  eval_step=eval_step, record_test=record_test)
+                  eval_step=eval_step, record_test=record_test, **changes)
     last = None
     for n, score in enumerate(scores):
         epoch = (n + 1) * eval_step - 1
         last = built.update(epoch, {"ndcg@10": score})
+        recorded = before.update(epoch, {"ndcg@10": score}) if epoch < start else last
         test = {"test": {"ndcg@10": round(score / 2, 4)}} if record_test else {}
         writer.record(epoch=epoch, train_loss=1.0, lr=0.001, valid={"ndcg@10": score}, elapsed_seconds=float(n),
-                      train_seconds=0.5, eval_seconds=0.5, decision=last.to_dict(), **test)
+                      train_seconds=0.5, eval_seconds=0.5, decision=recorded.to_dict(), **test)
         if last.stop:
             break
     if footer:
@@ -202,20 +210,32 @@ def test_ties_that_kept_a_stock_run_going(tmp_path: Path) -> None:
 
 
 def test_resumed_run_is_explained_with_its_final_policy(tmp_path: Path) -> None:
-    """`rec-es run --resume` with a new policy rewrites config.yaml, not the trace header: the final policy wins."""
+    """A run resumed under another policy: the header's final policy is explained, its original one replayed."""
+    # patience 3 alone: best 0.3 at epoch 1, misses at 2, 3, 4 -> stops at 4; resumed at 5 under patience 5.
     scores = [0.1, 0.3, 0.2, 0.25, 0.28, 0.35, 0.3, 0.3, 0.3]
     run = write_trace(tmp_path / "run", scores, {"patience": 5}, epochs=50, footer=False,
-                      header_policy={"patience": 3})
-    (run / "config.yaml").write_text("early_stopping:\n  monitor: ndcg@10\n  patience: 3\n")
-    assert not [w for w in explain(run)["warnings"] if "resumed under another policy" in w]  # config.yaml agrees with the header
-    (run / "config.yaml").write_text("early_stopping:\n  monitor: ndcg@10\n  patience: 5\n")
+                      resumed=(5, {"patience": 3}))
     report = explain(run)
     assert report["observed_policy"]["patience"] == 5
-    assert any("resumed under another policy" in w for w in report["warnings"])
-    original = row(report, "original (trace header): patience 3 evaluations")
+    assert f"{run / 'trace.jsonl'}: the run was resumed at epoch 5 under another policy (patience 5 evaluations; it " \
+           "started with patience 3 evaluations); the report explains the final policy, and the table also " \
+           "replays the original one" in report["warnings"]
+    original = row(report, "original (epochs 0-4): patience 3 evaluations")
     assert (original["status"], original["stop_epoch"], original["best_epoch"]) == ("stopped", 4, 1)
     observed = row(report, "observed: patience 5 evaluations")
-    assert observed["status"] == "data_ends"
+    assert (observed["status"], observed["best_epoch"]) == ("data_ends", 5)  # 0.35 at 5, then 3 misses of 5
+    assert report["stop"]["evaluations_without_improvement"] == 3
+
+
+def test_resume_that_kept_the_policy_has_no_original_row(tmp_path: Path) -> None:
+    """A resume that changed only the budget, or a config.yaml a failed resume rewrote, is no policy change."""
+    run = write_trace(tmp_path / "run", [0.1, 0.3, 0.2], {"patience": 5}, epochs=50, footer=False,
+                      resumed=(2, {"patience": 5}))
+    (run / "config.yaml").write_text("early_stopping:\n  monitor: ndcg@10\n  patience: 9\n")
+    report = explain(run)
+    assert not [w for w in report["warnings"] if "resumed" in w]
+    assert not [r for r in report["counterfactuals"] if r["policy"].startswith("original")]
+    assert report["observed_policy"]["patience"] == 5
 
 
 def test_trace_without_footer_is_incomplete(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,6 +96,41 @@ def test_resume_finished_run_under_another_policy(in_tmp: Path) -> None:
     best = after.records[-1]["decision"]["best_epoch"]
     mrr = [r["valid"]["mrr@10"] for r in after.records]
     assert mrr[best] == max(mrr)
+
+
+def test_explain_a_run_resumed_under_a_longer_patience(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """run -> `--resume RUN --set early_stopping.patience=3` -> `rec-es explain RUN`: the original policy's row
+    (its stop and best epoch are the first run's own) and the caveat naming both policies."""
+    from rec_es.diagnose import main as explain_main
+
+    cfg = write_config(in_tmp / "tiny.yaml", epochs=12)
+    assert main(["--config", str(cfg), "--output-dir", "run", "--set", "early_stopping.patience=1",
+                 "--no-progress", "--quiet"]) == 0
+    first = read_trace(in_tmp / "run").footer
+    assert first is not None and first["stop_reason"] == "patience" and first["stop_epoch"] < 11, \
+        "patience 1 must stop the first run early for the original row to mean anything"
+    stop, best = first["stop_epoch"], first["best_epoch"]
+    capsys.readouterr()
+    assert main(["--resume", "run", "--set", "early_stopping.patience=3", "--no-progress", "--quiet"]) == 0
+    resumed = read_trace(in_tmp / "run")
+    assert resumed.header["policy"]["patience"] == 3 and [r["epoch"] for r in resumed.records][-1] > stop
+    capsys.readouterr()
+
+    assert explain_main(["run", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["observed_policy"]["patience"] == 3
+    original = next(r for r in report["counterfactuals"] if r["policy"].startswith("original"))
+    assert original["policy"] == f"original (epochs 0-{stop}): patience 1 evaluations"
+    assert (original["status"], original["stop_epoch"], original["best_epoch"]) == ("stopped", stop, best)
+    caveat = (f"run/trace.jsonl: the run was resumed at epoch {stop + 1} under another policy (patience 3 "
+              "evaluations; it started with patience 1 evaluations)")
+    assert [w for w in report["warnings"] if "resumed" in w] == [
+        caveat + "; the report explains the final policy, and the table also replays the original one"]
+    assert explain_main(["run"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(rf"^  original \(epochs 0-{stop}\): patience 1 evaluations +stops at epoch {stop} +epoch {best} ",
+                     text, flags=re.M)
+    assert f"  - {caveat}" in text
 
 
 def test_run_directory_contract(in_tmp: Path) -> None:
