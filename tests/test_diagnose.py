@@ -141,6 +141,37 @@ def test_truncated_log_is_explained_as_incomplete() -> None:
     assert any("ends after epoch 4 of 500" in w for w in report["warnings"])
 
 
+def _drop_epoch_4(text: str) -> str:
+    """The log without epoch 4's training line, evaluating line and valid result (4 lines)."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "epoch 4 training" in line)
+    return "".join(lines[:start] + lines[start + 4:])
+
+
+@pytest.mark.parametrize("name, edit, warning", [
+    # stopped_epochs500: best 0.0345 at 2, then 0.0292, 0.0238, 0.0230, 0.0247 = the 4 misses stopping_step 3
+    # stops on. Without epoch 4 only 3 misses remain, so RecBole's rule would not have stopped at epoch 6.
+    ("stopped_epochs500.log", _drop_epoch_4,
+     "replaying stopping_step 3 on the logged valid_scores does not stop at epoch 6 as the log does; evaluations "
+     "may be missing from the log"),
+    ("stopped_epochs500.log",
+     lambda t: t.replace("best eval result in epoch 2", "best eval result in epoch 1"),
+     "the log says best epoch 1, the replay of RecBole's rule gives 2; evaluations may be missing from the log"),
+    # budget_test_crashed ran its 12 epochs; with stopping_step 0 the first miss (0.0033 < 0.0083 at epoch 3) stops.
+    ("budget_test_crashed.log",
+     lambda t: t.replace("stopping_step = 2", "stopping_step = 0").replace("valid_score: 0.013300", "valid_score: 0.003300"),
+     "RecBole's rule replayed on the logged scores stops at epoch 3, but the log continues to epoch 11"),
+])
+def test_replay_that_disagrees_with_the_log_is_a_caveat(tmp_path: Path, name: str, edit: Any, warning: str) -> None:
+    """A log whose outcome RecBole's rule does not reproduce on its own scores gets a caveat naming both."""
+    original = (LOGS / name).read_text()
+    assert not [w for w in explain(LOGS / name)["warnings"] if "replay" in w]
+    path = tmp_path / name
+    path.write_text(edit(original))
+    assert path.read_text() != original
+    assert f"{path}: {warning}" in explain(path)["warnings"]
+
+
 # ----- rec_es traces --------------------------------------------------------------------------------------
 def test_trace_still_rising_is_likely_premature(tmp_path: Path) -> None:
     """A patience-2 stop on a curve still rising over the window is called premature, with a patience advice."""
@@ -280,6 +311,30 @@ def test_main_json_plot_and_policy_files(tmp_path: Path, capsys: pytest.CaptureF
     patient = row(data, "patient")
     assert patient["status"] == "stopped" and patient["mapping"]["ema_alpha"] == 0.3
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_draws_the_curve_best_stop_and_patience_window(tmp_path: Path, saved_figures: list[Any]) -> None:
+    """--plot draws the logged valid_scores, an EMA α=0.5 of them, the best (17) and stop (21) epochs and the
+    patience window: stopping_step 3 = 4 evaluations, from the best epoch on."""
+    path = LOGS / "noisy_stopped.log"
+    scores = [float(v) for v in re.findall(r"evaluating \[time: [\d.]+s, valid_score: ([\d.]+)\]", path.read_text())]
+    ema = [scores[0]]
+    for v in scores[1:]:
+        ema.append(0.5 * v + 0.5 * ema[-1])
+    png = tmp_path / "stop.png"
+    assert main([str(path), "--plot", str(png)]) == 0
+    [(fig, saved)] = saved_figures
+    assert saved == png and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    [ax] = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    observed, smoothed = lines["ndcg@10 (observed)"], lines["EMA α=0.5 (for reading only)"]
+    assert list(observed.get_xdata()) == list(range(22)) and list(observed.get_ydata()) == scores
+    assert observed.get_marker() == "o"
+    assert list(smoothed.get_ydata()) == pytest.approx(ema)
+    assert list(lines["best epoch 17"].get_xdata()) == [17, 17]
+    assert list(lines["stop epoch 21"].get_xdata()) == [21, 21]
+    [window] = [p for p in ax.patches if p.get_label() == "patience window (4 evaluations)"]
+    assert (window.get_x(), window.get_x() + window.get_width()) == (17, 21)
 
 
 def test_main_bad_policy_file_and_bad_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
