@@ -187,6 +187,10 @@ def test_resume_needs_a_run_directory(in_tmp: Path, capsys: pytest.CaptureFixtur
         ({"dataset": "ml-1m"}, [], "dataset 'ml-1m' not found: looked for"),
         ({"data_path": "/nowhere"}, [], "/nowhere/ml-100k-tiny/ml-100k-tiny.inter"),
         ({"model": "GRU4Recc"}, [], "model: 'GRU4Recc' is not a RecBole 1.2.1 model"),
+        # RecBole's get_trainer gives NCL its own NCLTrainer (an E-step every m_step epochs in its own fit())
+        ({"model": "NCL"}, [], "model: NCL trains with RecBole's NCLTrainer, which has its own fit(); rec_es drives "
+                               "models that use the base Trainer"),
+        ({"model": "RecVAE"}, [], "model: RecVAE trains with RecBole's RecVAETrainer"),
         ({}, ["--set", "early_stopping={monitor: hit@10}"], "RecBole will not compute hit@10"),
         ({}, ["--set", "lr_schedule={decay: linear}"], "lr_schedule.decay: must be one of"),
         ({"stoping_step": 3}, [], "stoping_step: error: unknown key — did you mean 'stopping_step'?"),
@@ -194,7 +198,8 @@ def test_resume_needs_a_run_directory(in_tmp: Path, capsys: pytest.CaptureFixtur
 )
 def test_bad_input_fails_before_training(in_tmp: Path, capsys: pytest.CaptureFixture[str],
                                          overrides: dict[str, Any], extra: list[str], fragment: str) -> None:
-    """Missing data, unknown model, uncomputed monitor, bad schedule: exit 2, named cause, no run dir."""
+    """Missing data, unknown model, a model with its own trainer, uncomputed monitor, bad schedule: exit 2,
+    named cause, no run dir."""
     cfg = write_config(in_tmp / "bad.yaml", **overrides)
     assert main(["--config", str(cfg), "--output-dir", "run", *extra]) == 2
     err = capsys.readouterr().err
