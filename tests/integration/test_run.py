@@ -77,25 +77,58 @@ def test_resume_after_kill_gives_the_uninterrupted_trace(in_tmp: Path) -> None:
         assert a[key] == b[key], key
 
 
-def test_resume_finished_run_under_another_policy(in_tmp: Path) -> None:
-    """--resume RUN --set ... continues a finished run with a changed policy; the header names both."""
-    cfg = write_config(in_tmp / "tiny.yaml", epochs=3)
-    assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 0
-    before = read_trace(in_tmp / "run")
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A finished 3-epoch run (default policy), resumed with ``--set epochs=5`` and the policy
+    ``{monitor: mrr@10, patience: 4, min_delta: 0.5}``: the trace before and after, and the summary."""
+    root = tmp_path_factory.mktemp("resumed")
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        try:
+            cfg = write_config(root / "tiny.yaml", epochs=3)
+            assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 0
+            before = read_trace(root / "run")
+            assert main(["--resume", "run", "--set", "epochs=5", "--set",
+                         "early_stopping={monitor: mrr@10, patience: 4, min_delta: 0.5}", "--no-progress", "--quiet"]) == 0
+        finally:
+            torch.set_num_threads(threads)
+    return {"before": before, "after": read_trace(root / "run"),
+            "summary": json.loads((root / "run" / "summary.json").read_text())}
+
+
+def test_resume_finished_run_under_another_policy(resumed_run: dict[str, Any]) -> None:
+    """--resume RUN --set ... continues a finished run with a changed policy, replayed over the kept records first."""
+    before, after = resumed_run["before"], resumed_run["after"]
     assert before.complete and [r["epoch"] for r in before.records] == [0, 1, 2]
-    assert main(["--resume", "run", "--set", "epochs=5", "--set", "early_stopping={monitor: mrr@10, patience: 4}",
-                 "--no-progress", "--quiet"]) == 0
-    after = read_trace(in_tmp / "run")
     assert [r["epoch"] for r in after.records] == [0, 1, 2, 3, 4]
     assert after.records[:3] == before.records
     assert after.header["policy"]["monitor"] == "mrr@10"
     assert after.header["resumed_with_changes"][0]["from_epoch"] == 3
     assert after.header["resumed_with_changes"][0]["previous_policy"] == before.header["policy"]
     assert after.footer is not None and after.footer["epochs_trained"] == 5
-    # the replayed new policy saw epochs 0-2: its wait count continues instead of starting at zero
-    best = after.records[-1]["decision"]["best_epoch"]
+    # min_delta 0.5 on an MRR@10 below 0.5: only the first evaluation the new policy sees improves. Replayed over
+    # epochs 0-2 first, it waits 3 evaluations at epoch 3 and stops on the 4th at epoch 4, restoring epoch 0; a
+    # policy started fresh at epoch 3 would wait 0, then 1, restore epoch 3 and run out of epochs instead.
     mrr = [r["valid"]["mrr@10"] for r in after.records]
-    assert mrr[best] == max(mrr)
+    assert max(mrr) < 0.5
+    decisions = [(r["decision"]["wait_count"], r["decision"]["best_epoch"], r["decision"]["stop"])
+                 for r in after.records[3:]]
+    assert decisions == [(3, 0, False), (4, 0, True)]
+    assert (after.footer["stop_epoch"], after.footer["stop_reason"]) == (4, "patience")
+    assert resumed_run["summary"]["message"].startswith(
+        "stopped at epoch 4: mrr@10 did not improve by more than 0.5 for 4 evaluations (4 epochs) since epoch 0")
+
+
+@pytest.mark.xfail(strict=True, reason="resuming under another policy keeps the old policy's best snapshot (epoch 2 "
+                   "here) while the replayed policy's best is epoch 0, whose weights were not kept; the footer and "
+                   "summary then name another best epoch than the trace's decisions")
+def test_resume_under_another_policy_reports_one_best_epoch(resumed_run: dict[str, Any]) -> None:
+    """The best epoch of the trace's last decision, of the footer and of the summary are one and the same."""
+    after = resumed_run["after"]
+    assert after.records[-1]["decision"]["best_epoch"] == after.footer["best_epoch"] == resumed_run["summary"]["best_epoch"]
 
 
 def test_explain_a_run_resumed_under_a_longer_patience(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
