@@ -166,9 +166,16 @@ def test_explain_a_run_resumed_under_a_longer_patience(in_tmp: Path, capsys: pyt
     assert f"  - {caveat}" in text
 
 
+def differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Names of the tensors that differ between two state dicts with the same keys."""
+    assert a.keys() == b.keys()
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
 def test_run_directory_contract(in_tmp: Path) -> None:
-    """BPR with --record-test: every file of the contract, test metrics per record, weights-only best.pth."""
-    cfg = write_config(in_tmp / "bpr.yaml", model="BPR", epochs=3, train_neg_sample_args={"uniform": 1},
+    """BPR with --record-test: every file of the contract, test metrics per record, weights-only best.pth
+    holding the best epoch's tensors (not the last epoch's), and the test run on those."""
+    cfg = write_config(in_tmp / "bpr.yaml", model="BPR", epochs=6, train_neg_sample_args={"uniform": 1},
                        eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "mode": "full"})
     cfg_text = cfg.read_text().replace("loss_type: CE\n", "")
     cfg.write_text(cfg_text)
@@ -178,21 +185,25 @@ def test_run_directory_contract(in_tmp: Path) -> None:
                                                      "trace.jsonl"]
     trace = read_trace(run)
     assert trace.header["model"] == "BPR" and trace.header["record_test"] is True
-    assert [r["epoch"] for r in trace.records] == [0, 1, 2]
+    assert [r["epoch"] for r in trace.records] == [0, 1, 2, 3, 4, 5]
     assert all(set(r["test"]) == {"recall@10", "ndcg@10", "mrr@10"} for r in trace.records)
     assert all(r["test_seconds"] >= 0 and r["eval_seconds"] >= 0 for r in trace.records)
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_epoch"] < 5, "the best epoch must not be the last for the restore checks to mean anything"
     best = torch.load(run / "best.pth", weights_only=True)
+    last = torch.load(run / "last.pth", weights_only=True)
     assert best["epoch"] == summary["best_epoch"] == trace.footer["best_epoch"]
+    assert best["state_dict"] and all(isinstance(t, torch.Tensor) for t in best["state_dict"].values())
+    assert differing(best["state_dict"], last["model"])  # the best epoch's weights, not the final ones
     # the test metrics recorded at the best epoch are the summary's test result (same weights)
     at_best = next(r for r in trace.records if r["epoch"] == summary["best_epoch"])
-    assert at_best["test"] == summary["test_result"]
+    assert at_best["test"] == summary["test_result"] != trace.records[-1]["test"]
     assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "BPR"
     # resuming a --record-test run keeps recording the test set
-    assert main(["--resume", "bpr", "--set", "epochs=4", "--no-progress", "--quiet"]) == 0
+    assert main(["--resume", "bpr", "--set", "epochs=7", "--no-progress", "--quiet"]) == 0
     resumed = read_trace(run)
-    assert [r["epoch"] for r in resumed.records] == [0, 1, 2, 3] and "test" in resumed.records[3]
-    assert resumed.header["epochs"] == 4 and resumed.header["resumed_with_changes"][0]["previous_epochs"] == 3
+    assert [r["epoch"] for r in resumed.records] == list(range(7)) and "test" in resumed.records[6]
+    assert resumed.header["epochs"] == 7 and resumed.header["resumed_with_changes"][0]["previous_epochs"] == 6
     assert resumed.header["policy"] == trace.header["policy"]
 
 
@@ -285,14 +296,21 @@ def test_non_finite_training_loss_stops_cleanly(in_tmp: Path) -> None:
 
 
 def test_graph_model_runs_and_restores_cached_embeddings(in_tmp: Path) -> None:
-    """LightGCN (needs the scipy dok_matrix._update shim; caches embeddings in other_parameter) end to end."""
-    cfg = write_config(in_tmp / "lgcn.yaml", model="LightGCN", epochs=5, train_neg_sample_args={"uniform": 1},
+    """LightGCN (needs the scipy dok_matrix._update shim; caches embeddings in other_parameter) end to end: the
+    best epoch's cached embeddings are saved as tensors and restored for the test."""
+    cfg = write_config(in_tmp / "lgcn.yaml", model="LightGCN", epochs=5, learning_rate=0.01,
+                       train_neg_sample_args={"uniform": 1},
                        eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "mode": "full"})
     cfg.write_text(cfg.read_text().replace("loss_type: CE\n", ""))
     assert main(["--config", str(cfg), "--output-dir", "run", "--record-test", "--no-progress", "--quiet"]) == 0
     summary = json.loads((in_tmp / "run" / "summary.json").read_text())
     trace = read_trace(in_tmp / "run")
+    assert summary["best_epoch"] < trace.records[-1]["epoch"], \
+        "the best epoch must not be the last for the restore checks to mean anything"
     at_best = next(r for r in trace.records if r["epoch"] == summary["best_epoch"])
-    assert at_best["test"] == summary["test_result"]
+    assert at_best["test"] == summary["test_result"] != trace.records[-1]["test"]
     other = torch.load(in_tmp / "run" / "best.pth", weights_only=True)["other_parameter"]
+    final = torch.load(in_tmp / "run" / "last.pth", weights_only=True)["other_parameter"]
     assert set(other) == {"restore_user_e", "restore_item_e"}
+    assert all(isinstance(t, torch.Tensor) and t.dim() == 2 and t.shape[1] == 16 for t in other.values())
+    assert differing(other, final)  # cached at the best epoch's evaluation, not the last one's
