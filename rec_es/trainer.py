@@ -4,7 +4,8 @@
 LR schedule → snapshot best → trace record → report → resume checkpoint → stop?
 RecBole's own ``early_stopping``/``stopping_step`` are never used. The best weights are kept as a
 CPU copy in memory (and in ``best.pth`` when saving), restored before ``evaluate(load_best_model=True)``,
-also with ``saved=False``. Checkpoints load with ``torch.load(weights_only=True)``.
+also with ``saved=False``. Checkpoints load with ``torch.load(weights_only=True)``; continuing a run from
+``last.pth`` (``load_resume``) is done by ``rec_es.resume``.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from rec_es import checkpoint
 from rec_es.compat import apply_recbole_fixes, versions
 from rec_es.errors import ConfigError, StateError
+from rec_es.resume import begin_resumed, read_resume
 from rec_es.schedule import LRSchedule, PlateauAction
-from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
+from rec_es.trace import TraceWriter, jsonable, read_trace
 
 apply_recbole_fixes()  # graph models need it before they are built; importing the trainer is enough
 
@@ -108,19 +110,10 @@ class EarlyStoppingTrainer(Trainer):
         self._train_data_ref: Any = None
 
     def load_resume(self, run_dir: str | os.PathLike[str]) -> int:
-        """Read ``RUN/last.pth`` and restore the model and optimizer now; the rest is applied by ``fit``.
-
-        Returns the epoch training continues from (0-based).
+        """Read ``RUN/last.pth`` and restore the model and optimizer now; the rest is applied by ``fit``
+        (``rec_es.resume``). Returns the epoch training continues from (0-based).
         """
-        data = checkpoint.load(Path(run_dir) / "last.pth", kind="last")
-        self.model.load_state_dict(data["model"])
-        self.model.load_other_parameter(self._on_device(data.get("other_parameter")))
-        self.optimizer.load_state_dict(data["optimizer"])
-        self.start_epoch = int(data["epoch"]) + 1
-        self._resume = data
-        self.logger.info(f"resuming {run_dir} from epoch {self.start_epoch} "
-                         f"(trace keeps its first {data['trace_lines']} lines)")
-        return self.start_epoch
+        return read_resume(self, run_dir)
 
     # --- fit -------------------------------------------------------------------------------------
     def fit(self, train_data: Any, valid_data: Any = None, verbose: bool = True, saved: bool = True,
@@ -182,67 +175,7 @@ class EarlyStoppingTrainer(Trainer):
                 self.trace_ = TraceWriter(self.run_dir / "trace.jsonl")
                 self.trace_.header(**self._header())
         else:
-            if self.run_dir is None:
-                raise StateError("resuming needs the run_dir the run was written to")
-            self.trace_ = TraceWriter(self.run_dir / "trace.jsonl", keep_lines=int(resume["trace_lines"]))
-            self._apply_resume(resume, train_data, read_trace(self.run_dir / "trace.jsonl"))
-
-    def _apply_resume(self, data: Mapping[str, Any], train_data: Any, trace: Any) -> None:
-        """Policy, schedule, best snapshot, RNG and data order exactly as they were after ``data['epoch']``.
-
-        With the same policy settings as the trace header, the saved policy state is loaded. With other
-        settings (``--resume RUN --config new_policy.yaml``) the new policy is replayed over the recorded
-        evaluations instead, and the trace header is rewritten to name both policies.
-        """
-        self._resume = None
-        header = dict(trace.header)
-        policy_now = jsonable(self.policy.settings_mapping()) if hasattr(self.policy, "settings_mapping") else {}
-        schedule_now = self.schedule.settings if self.schedule is not None else None
-        if header.get("policy") == policy_now:
-            self.policy.load_state_dict(data["policy"])
-        else:
-            self._replay_policy(trace.records)
-        if self.schedule is not None and data.get("lr_schedule") is not None and header.get("lr_schedule") == schedule_now:
-            self.schedule.load_state_dict(data["lr_schedule"])
-        elif self.schedule is not None:
-            self.schedule.reset()
-        config_now = jsonable(self.run_config) if self.run_config is not None else header.get("config")
-        before = (header.get("policy"), header.get("lr_schedule"), header.get("config"), header.get("epochs"))
-        if before != (policy_now, schedule_now, config_now, self.epochs):
-            changes = list(header.get("resumed_with_changes", []))
-            changes.append({"from_epoch": int(data["epoch"]) + 1, "previous_policy": before[0],
-                            "previous_lr_schedule": before[1], "previous_config": before[2],
-                            "previous_epochs": before[3]})
-            header.update(policy=policy_now, lr_schedule=schedule_now, config=config_now, epochs=self.epochs,
-                          resumed_with_changes=changes)
-            rewrite_header(self.run_dir / "trace.jsonl", header)
-            if before[:2] != (policy_now, schedule_now):
-                self.logger.info(f"resumed under a changed policy/schedule: replayed {len(trace.records)} recorded "
-                                 "evaluations through the new policy")
-        best = data.get("best")
-        if best is not None:
-            self.best_state_ = best["state_dict"]
-            self.best_other_ = best.get("other_parameter")
-            self.best_epoch_ = int(best["epoch"])
-            self.best_valid_result = best.get("valid_result")
-            self.best_valid_score = best.get("score")
-            self.best_test_result_ = best.get("test_result")
-        self.elapsed_offset_ = float(data.get("elapsed_seconds", 0.0))
-        self.epochs_trained_ = int(data["epoch"]) + 1
-        checkpoint.restore_rng_state(data["rng"])
-        gen = getattr(train_data, "generator", None)
-        if gen is not None and data.get("train_data_rng") is not None:
-            gen.set_state(data["train_data_rng"])
-        self.start_epoch = int(data["epoch"]) + 1
-
-    def _replay_policy(self, records: list[dict[str, Any]]) -> None:
-        """Feed recorded evaluations to a fresh policy (deferred stops granted again)."""
-        self.policy.reset()
-        for r in records:
-            self.policy.update(r["epoch"], r["valid"], train_loss=r.get("train_loss"),
-                               elapsed_seconds=r.get("elapsed_seconds"))
-            if (r.get("lr_action") or {}).get("defer_stop"):
-                self.policy.grant_patience()
+            begin_resumed(self, resume, train_data)
 
     def _header(self) -> dict[str, Any]:
         settings = self.policy.settings_mapping() if hasattr(self.policy, "settings_mapping") else {}
@@ -394,19 +327,14 @@ class EarlyStoppingTrainer(Trainer):
         best = None
         if self.best_state_ is not None:
             best = {"epoch": self.best_epoch_, "state_dict": self.best_state_, "other_parameter": self.best_other_,
-                    "valid_result": checkpoint.plain(self.best_valid_result), "score": self.best_valid_score,
-                    "test_result": checkpoint.plain(self.best_test_result_)}
+                    "valid_result": self.best_valid_result, "score": self.best_valid_score,
+                    "test_result": self.best_test_result_}
         gen = getattr(self._train_data_ref, "generator", None)
-        payload = {
-            "format": checkpoint.FORMAT, "version": checkpoint.VERSION, "kind": "last", "epoch": epoch,
-            "model": checkpoint.cpu_state_dict(self.model), "other_parameter": checkpoint.plain(self.model.other_parameter()),
-            "optimizer": self.optimizer.state_dict(),
-            "lr_schedule": self.schedule.state_dict() if self.schedule is not None else None,
-            "policy": checkpoint.plain(self.policy.state_dict()), "rng": checkpoint.capture_rng_state(),
-            "train_data_rng": gen.get_state() if gen is not None else None,
-            "trace_lines": self.trace_.lines, "elapsed_seconds": self.elapsed_offset_ + time.time() - start,
-            "best": best,
-        }
+        payload = checkpoint.last_payload(
+            self.model, self.optimizer, epoch, policy_state=self.policy.state_dict(),
+            schedule_state=self.schedule.state_dict() if self.schedule is not None else None,
+            train_data_rng=gen.get_state() if gen is not None else None, trace_lines=self.trace_.lines,
+            elapsed_seconds=self.elapsed_offset_ + time.time() - start, best=best)
         checkpoint.atomic_save(payload, self.run_dir / "last.pth")
 
     def _end(self, verbose: bool) -> None:

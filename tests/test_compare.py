@@ -19,10 +19,11 @@ import pytest
 
 import rec_es
 from rec_es import build_policy
-from rec_es.compare import (TRAINING_MODULES, CacheError, TraceCache, cache_fields, cache_key, compare, main,
-                            markdown, plot, rows, source_hash, write_runs_csv, write_table_csv)
+from rec_es.compare import (CacheError, TraceCache, cache_fields, cache_key, compare, main, markdown, plot,
+                            rows, write_runs_csv, write_table_csv)
+from rec_es.compare.cache import PACKAGE_DIR, TRAINING_MODULES, source_hash
 from rec_es.config import RunConfig, load_config
-from rec_es.errors import ConfigError
+from rec_es.errors import ConfigError, RecEsError
 from rec_es.trace import TraceWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -336,6 +337,17 @@ def test_cache_verify_checks_fields(tmp_path: Path) -> None:
     cache.store(run, "k1", {"a": 1})
     with pytest.raises(CacheError, match="do not hash to key k1"):
         cache.lookup("k1", {"a": 2})
+
+
+def test_source_hash_refuses_a_missing_module(tmp_path: Path) -> None:
+    """A module the cache key hashes but that does not exist is an error naming it, never hashed as empty."""
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("")
+    assert source_hash(tmp_path, ("a.py", "b.py")) != source_hash(tmp_path, ("a.py",))
+    with pytest.raises(RecEsError, match=r"gone\.py: missing.*TRAINING_MODULES"):
+        source_hash(tmp_path, ("a.py", "gone.py"))
+    assert all((PACKAGE_DIR / name).is_file() for name in TRAINING_MODULES)
+    assert source_hash() == source_hash(PACKAGE_DIR, TRAINING_MODULES)
 
 
 def test_replay_only_refuses_live_policy(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
