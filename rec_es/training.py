@@ -51,7 +51,8 @@ def _model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, st
     trainer_class = get_trainer(model_class.type, name)
     if trainer_class is not Trainer:
         raise ConfigError(f"model: {name} trains with RecBole's {trainer_class.__name__}, which has its own fit(); "
-                          "rec_es drives models that use the base Trainer (GRU4Rec, SASRec, BPR, ...)",
+                          "rec_es drives models that use the base Trainer (GRU4Rec, SASRec, BPR, LightGCN, ...). "
+                          f"Train {name} with stock RecBole (run_recbole) instead; rec-es explain reads its log",
                           source=where, key="model")
     return model_class, trainer_class
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rec_es.errors import ConfigError, StateError
 from rec_es.explain.fmt import _label
 from rec_es.explain.observed import EXPECTED, ExplainError, Observed
@@ -56,14 +54,7 @@ def _from_trace(path: Path) -> Observed:
         raise ExplainError(f"{trace.path}: the trace header's policy cannot be rebuilt: {exc}") from None
     decisions = [dict(r["decision"]) for r in trace.records]
     warnings: list[str] = []
-    original: tuple[str, dict[str, Any]] | None = None
-    resumed = _resumed_policy(trace.path.parent / "config.yaml", policy)
-    if resumed is not None:
-        original = ("original (trace header): " + _label(policy), mapping)
-        mapping, policy = resumed
-        warnings.append(f"{trace.path.parent / 'config.yaml'}: the run was resumed under another policy "
-                        f"({_label(policy)}; the trace header has {original[0].split(': ', 1)[1]}); the report "
-                        "explains the final policy, and the table also replays the original one")
+    original = _original_policy(trace, policy, warnings)
     ending = _trace_ending(trace, decisions)
     if ending == "incomplete":
         warnings.append(f"{trace.path}: no footer: the run crashed, was interrupted or is still running; "
@@ -82,20 +73,32 @@ def _from_trace(path: Path) -> Observed:
                     original_policy=original)
 
 
-def _resumed_policy(config_path: Path, header_policy: StoppingPolicy) -> tuple[dict[str, Any], StoppingPolicy] | None:
-    """The policy in RUN/config.yaml when it differs from the trace header's (``rec-es run --resume`` with a new
-    policy rewrites config.yaml but keeps the header); None when they agree or config.yaml is absent/unreadable."""
-    if not config_path.is_file():
+def _original_policy(trace: Trace, final: StoppingPolicy, warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """(row label, mapping) of the policy the run started with, when a resume changed it; else None.
+
+    ``rec-es run --resume RUN`` with other settings rewrites the trace header's ``policy`` to the new one and
+    appends ``{"from_epoch", "previous_policy", ...}`` to its ``resumed_with_changes`` (docs/CONTRACT.md); the
+    first entry holds the original policy. A resume that changed only the budget or RecBole keys gives None.
+    """
+    changes = trace.header.get("resumed_with_changes") or []
+    if not changes or not isinstance(changes[0], dict) or not isinstance(changes[0].get("previous_policy"), dict):
         return None
+    first = changes[0]
+    mapping = dict(first["previous_policy"])
     try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        mapping = data.get("early_stopping") if isinstance(data, dict) else None
-        if not isinstance(mapping, dict):
-            return None
-        policy = build_policy(mapping)
-    except (yaml.YAMLError, OSError, ConfigError):
+        before = build_policy(mapping)
+    except ConfigError as exc:
+        warnings.append(f"{trace.path}: the policy the run started with cannot be rebuilt ({exc}); the table does "
+                        "not replay it")
         return None
-    return None if policy.settings == header_policy.settings else (dict(mapping), policy)
+    if before.settings == final.settings:
+        return None
+    start = first.get("from_epoch")
+    span = f"epochs 0-{start - 1}" if isinstance(start, int) and start > 0 else "before the resume"
+    warnings.append(f"{trace.path}: the run was resumed at epoch {start} under another policy ({_label(final)}; it "
+                    f"started with {_label(before)}); the report explains the final policy, and the table also "
+                    "replays the original one")
+    return f"original ({span}): {_label(before)}", mapping
 
 
 def _trace_ending(trace: Trace, decisions: list[dict[str, Any]]) -> str:
