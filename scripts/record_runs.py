@@ -36,6 +36,8 @@ REGIMES: dict[str, dict[str, Any]] = {
     "gru4rec-lr0.001": {"learning_rate": 0.001, "epochs": 200},
     "gru4rec-lr0.005": {"learning_rate": 0.005, "epochs": 100},
     "sasrec-lr0.001": {**SASREC_SMALL, "learning_rate": 0.001, "epochs": 100},
+    # STAMP (attention/MLP, no recurrence): a second model family at about a quarter of GRU4Rec's epoch cost
+    "stamp-lr0.001": {"model": "STAMP", "embedding_size": 32, "learning_rate": 0.001, "epochs": 100},
 }
 SEEDS = (2020, 2021, 2022)
 
