@@ -106,6 +106,31 @@ def best_payload(model: torch.nn.Module, epoch: int, state_dict: Mapping[str, to
     return payload
 
 
+def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int, *,
+                 policy_state: Mapping[str, Any], schedule_state: Mapping[str, Any] | None,
+                 train_data_rng: torch.Tensor | None, trace_lines: int, elapsed_seconds: float,
+                 best: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``last.pth`` content: everything ``--resume`` needs to continue exactly after ``epoch``.
+
+    Model (CPU copy), ``other_parameter``, optimizer, LR schedule and policy state, every RNG state (and
+    ``train_data_rng``, the train loader's generator), the count of trace lines written so far, the elapsed
+    seconds, and ``best``: the best snapshot so far (``epoch``, ``state_dict``, ``other_parameter``,
+    ``valid_result``, ``score``, ``test_result``) or None before the first evaluation.
+    """
+    if best is not None:
+        best = {**best, "valid_result": plain(best["valid_result"]), "test_result": plain(best["test_result"])}
+    return {
+        "format": FORMAT, "version": VERSION, "kind": "last", "epoch": epoch,
+        "model": cpu_state_dict(model), "other_parameter": plain(model.other_parameter()),
+        "optimizer": optimizer.state_dict(),
+        "lr_schedule": schedule_state,
+        "policy": plain(policy_state), "rng": capture_rng_state(),
+        "train_data_rng": train_data_rng,
+        "trace_lines": trace_lines, "elapsed_seconds": elapsed_seconds,
+        "best": best,
+    }
+
+
 # --- random number generators ------------------------------------------------------------------
 def capture_rng_state() -> dict[str, Any]:
     """Python ``random``, numpy's global and torch's CPU (and CUDA) RNG states as tensors/plain data."""

@@ -8,21 +8,21 @@ validated (config, dataset, model, run directory) before the first epoch. The ru
 (default ``runs/<Model>-<dataset>-<YYYYmmdd-HHMMSS>``) is never overwritten; ``--resume RUN_DIR``
 continues a killed or stopped run from ``RUN_DIR/last.pth`` with ``RUN_DIR/config.yaml`` (plus any
 ``--config``/``--set`` given, e.g. a new policy).
+
+This module is the command line only (arguments, validation before training, the printed result); the
+training API it calls is ``rec_es.training`` (``train``, ``prepare_run_dir``), re-exported here.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
-
-import yaml
+from typing import Any, Sequence
 
 from rec_es.errors import ConfigError, RecEsError
+from rec_es.training import (  # noqa: F401  (the training API; its names stay importable from here)
+    _model_and_trainer_class, _train, _train_in, _write_config, default_run_dir, prepare_run_dir, recbole_scratch_dir,
+    train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,132 +153,6 @@ def _check_resumable(run_dir: Path) -> None:
         if not (run_dir / name).is_file():
             raise ConfigError(f"cannot resume: {run_dir / name} is missing (a run directory written by rec-es run "
                               "with saving on holds config.yaml, last.pth and trace.jsonl)", source="--resume")
-
-
-def default_run_dir(recbole_keys: dict[str, Any]) -> Path:
-    """``runs/<Model>-<dataset>-<YYYYmmdd-HHMMSS>`` (relative to the working directory)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{recbole_keys.get('model')}-{recbole_keys.get('dataset')}-{stamp}"
-
-
-def prepare_run_dir(output_dir: Path | None, recbole_keys: dict[str, Any]) -> Path:
-    """Create the run directory; an existing non-empty one is an error (never overwritten)."""
-    run_dir = output_dir if output_dir is not None else default_run_dir(recbole_keys)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise ConfigError(f"run directory {run_dir} already exists and is not empty; rec_es never overwrites a run. "
-                          f"Pick another --output-dir, or continue it with --resume {run_dir}", source="--output-dir")
-    return run_dir
-
-
-def _model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str]) -> tuple[type, type]:
-    from recbole.trainer import Trainer
-    from recbole.utils import get_model, get_trainer
-
-    name = recbole_keys.get("model")
-    where = sources.get("model")
-    if not isinstance(name, str):
-        raise ConfigError(f"model: must name a RecBole model, e.g. model: GRU4Rec (got {name!r})", source=where,
-                          key="model")
-    try:
-        model_class = get_model(name)
-    except (ValueError, ImportError):  # an unknown name ends in recbole's exlib package, which needs lightgbm
-        raise ConfigError(f"model: {name!r} is not a RecBole 1.2.1 model this installation can train "
-                          "(e.g. GRU4Rec, SASRec, BPR; names are case-sensitive)", source=where, key="model") from None
-    trainer_class = get_trainer(model_class.type, name)
-    if trainer_class is not Trainer:
-        raise ConfigError(f"model: {name} trains with RecBole's {trainer_class.__name__}, which has its own fit(); "
-                          "rec_es drives models that use the base Trainer (GRU4Rec, SASRec, BPR, ...)",
-                          source=where, key="model")
-    return model_class, trainer_class
-
-
-def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
-          verbose: bool = True) -> dict[str, Any]:
-    """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
-
-    Checks dataset and model before anything is written, writes ``config.yaml``, trains with
-    ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
-    """
-    from rec_es import datasets
-
-    location = datasets.resolve(cfg.recbole, cfg.sources)
-    model_class, _ = _model_and_trainer_class(cfg.recbole, cfg.sources)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(run_dir, cfg.to_dict())
-    return _train(cfg, run_dir, location, model_class, resume, record_test, progress, verbose)
-
-
-def _write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
-    import os
-
-    path = run_dir / "config.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bool, record_test: bool,
-           progress: bool, verbose: bool) -> dict[str, Any]:
-    from rec_es.compat import quiet_recbole_warnings
-
-    quiet_recbole_warnings()
-    keys = dict(cfg.recbole)
-    if not verbose:
-        keys.setdefault("state", "WARNING")  # RecBole's own log level: quiet means its INFO lines too
-    with recbole_scratch_dir() as scratch:
-        # RecBole pickle.loads `<dataset>-<Class>.pth` / `<dataset>-for-<Model>-dataloader.pth` from its
-        # checkpoint_dir by name: it gets a fresh private directory, never the run directory (which may have
-        # come from someone else), so a planted file there is never unpickled. rec_es writes the run's own
-        # files (best.pth, last.pth, ...) to run_dir itself.
-        keys["checkpoint_dir"] = scratch
-        return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose)
-
-
-@contextlib.contextmanager
-def recbole_scratch_dir() -> Iterator[str]:
-    """A new, empty, private (0700) directory for RecBole's ``checkpoint_dir``, removed afterwards."""
-    path = tempfile.mkdtemp(prefix="rec_es-recbole-")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: bool,
-              record_test: bool, progress: bool, verbose: bool) -> dict[str, Any]:
-    from logging import getLogger
-
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
-
-    from rec_es import datasets
-    from rec_es.compat import recbole_config
-    from rec_es.trainer import EarlyStoppingTrainer  # importing it applies compat.apply_recbole_fixes
-
-    config = recbole_config(model_class, keys["dataset"], keys)
-    datasets.apply_data_path(config, location)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    if verbose:
-        logger.info(config)
-    dataset = create_dataset(config)
-    if verbose:
-        logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = model_class(config, train_data._dataset).to(config["device"])
-    if verbose:
-        logger.info(model)
-    trainer = EarlyStoppingTrainer(config, model, cfg.build_policy(), lr_schedule=cfg.lr_schedule, run_dir=run_dir,
-                                   record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress)
-    if resume:
-        trainer.load_resume(run_dir)
-    trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
-                test_data=test_data if record_test else None)
-    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))
-    trainer.write_summary(test_result)
-    return trainer.summary(test_result)
 
 
 def _print_result(summary: dict[str, Any]) -> None:

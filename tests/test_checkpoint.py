@@ -34,6 +34,25 @@ def test_best_payload_loads_weights_only(tmp_path: Path) -> None:
     assert checkpoint.load(path, kind="best")["epoch"] == 7
 
 
+def test_last_payload_loads_weights_only_with_numpy_results_made_plain(tmp_path: Path) -> None:
+    """last.pth content (numpy values in the best snapshot's results) loads with weights_only=True, values kept."""
+    model = Tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    best = {"epoch": 3, "state_dict": checkpoint.cpu_state_dict(model), "other_parameter": None,
+            "valid_result": {"ndcg@10": np.float64(0.25)}, "score": 0.25, "test_result": None}
+    payload = checkpoint.last_payload(model, optimizer, 4, policy_state={"wait_count": np.int64(2)},
+                                      schedule_state=None, train_data_rng=None, trace_lines=6, elapsed_seconds=1.5,
+                                      best=best)
+    data = checkpoint.load(checkpoint.atomic_save(payload, tmp_path / "last.pth"), kind="last")
+    assert (data["epoch"], data["trace_lines"], data["elapsed_seconds"]) == (4, 6, 1.5)
+    assert data["policy"] == {"wait_count": 2} and data["optimizer"]["param_groups"][0]["lr"] == 0.5
+    assert data["best"]["valid_result"] == {"ndcg@10": 0.25} and data["best"]["epoch"] == 3
+    assert torch.equal(data["model"]["emb.weight"], model.emb.weight.detach())
+    assert data["other_parameter"]["weights"].tolist() == [0.0, 1.0, 2.0]
+    assert checkpoint.last_payload(model, optimizer, 0, policy_state={}, schedule_state=None, train_data_rng=None,
+                                   trace_lines=1, elapsed_seconds=0.0, best=None)["best"] is None
+
+
 def test_failed_save_keeps_previous_file(tmp_path: Path) -> None:
     """A save that fails midway leaves the previous checkpoint intact and no temp file behind."""
     target = tmp_path / "best.pth"
