@@ -113,14 +113,16 @@ def _with(cfg: RunConfig, **keys: Any) -> RunConfig:
                      settings=cfg.settings, sources=cfg.sources)
 
 
-def train_with_rec_es(cfg: RunConfig, run_dir: Path, record_test: bool, progress: bool = False) -> Any:
+def train_with_rec_es(cfg: RunConfig, run_dir: Path, record_test: bool, progress: bool = False,
+                      callback_fn: Callable[[int, float | None], Any] | None = None) -> Any:
     """Train one run with ``rec_es.training.train``; RecBole logs warnings only (``state`` is not in the cache key)."""
     from rec_es.training import train
 
     argv = sys.argv
     sys.argv = argv[:1]  # RecBole's Config reads `--key=value` words of sys.argv as config keys
     try:
-        return train(_with(cfg, state="WARNING"), run_dir, record_test=record_test, progress=progress, verbose=False)
+        return train(_with(cfg, state="WARNING"), run_dir, record_test=record_test, progress=progress, verbose=False,
+                     callback_fn=callback_fn)
     finally:
         sys.argv = argv
 
