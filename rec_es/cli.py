@@ -14,9 +14,9 @@ from typing import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("rec_es.run", "train a RecBole model with a stopping policy into a run directory"),
     "compare": ("rec_es.compare", "compare stopping policies over seeds (replay and live)"),
-    "tune": ("rec_es.tune", "hyper-parameter search on Ray Tune, a rec_es policy in every trial"),
     "explain": ("rec_es.explain", "explain why a run (rec_es or stock RecBole log) stopped"),
     "check": ("rec_es.lint", "lint RecBole + rec_es property files before training"),
+    "tune": ("rec_es.tune", "hyper-parameter search on Ray Tune, a rec_es policy in every trial"),
 }
 
 
