@@ -109,11 +109,12 @@ class EarlyStoppingTrainer(Trainer):
         self.trace_: TraceWriter | None = None
         self._train_data_ref: Any = None
 
-    def load_resume(self, run_dir: str | os.PathLike[str]) -> int:
-        """Read ``RUN/last.pth`` and restore the model and optimizer now; the rest is applied by ``fit``
+    def load_resume(self, run_dir: str | os.PathLike[str], plan: Any = None) -> int:
+        """Restore the model and optimizer from ``RUN/last.pth`` now (``plan``: ``rec_es.resume_check.check_resume``'s
+        result, default: checked here); the rest is applied, and the run directory first written, by ``fit``
         (``rec_es.resume``). Returns the epoch training continues from (0-based).
         """
-        return read_resume(self, run_dir)
+        return read_resume(self, run_dir, plan)
 
     # --- fit -------------------------------------------------------------------------------------
     def fit(self, train_data: Any, valid_data: Any = None, verbose: bool = True, saved: bool = True,
@@ -177,8 +178,11 @@ class EarlyStoppingTrainer(Trainer):
         else:
             begin_resumed(self, resume, train_data)
 
+    def _policy_settings(self) -> dict[str, Any]:
+        return self.policy.settings_mapping() if hasattr(self.policy, "settings_mapping") else {}
+
     def _header(self) -> dict[str, Any]:
-        settings = self.policy.settings_mapping() if hasattr(self.policy, "settings_mapping") else {}
+        settings = self._policy_settings()
         cfg = self.run_config if self.run_config is not None else dict(self.config.final_config_dict)
         return {"config": jsonable(cfg), "policy": jsonable(settings),
                 "lr_schedule": self.schedule.settings if self.schedule is not None else None,
@@ -334,7 +338,9 @@ class EarlyStoppingTrainer(Trainer):
             self.model, self.optimizer, epoch, policy_state=self.policy.state_dict(),
             schedule_state=self.schedule.state_dict() if self.schedule is not None else None,
             train_data_rng=gen.get_state() if gen is not None else None, trace_lines=self.trace_.lines,
-            elapsed_seconds=self.elapsed_offset_ + time.time() - start, best=best)
+            elapsed_seconds=self.elapsed_offset_ + time.time() - start, best=best,
+            trace_digests=self.trace_.digests, policy_settings=jsonable(self._policy_settings()),
+            schedule_settings=self.schedule.settings if self.schedule is not None else None)
         checkpoint.atomic_save(payload, self.run_dir / "last.pth")
 
     def _end(self, verbose: bool) -> None:

@@ -1,6 +1,7 @@
 """The library API for one run: ``train`` a ``RunConfig`` into a run directory (what ``rec-es run`` calls).
 
-``train`` checks dataset and model before anything is written, writes ``config.yaml``, trains with
+``train`` checks dataset and model (and a resumed run directory) before anything is written, writes
+``config.yaml``, trains with
 ``EarlyStoppingTrainer`` (RecBole's ``checkpoint_dir`` is a fresh private scratch directory, never the run
 directory), tests the restored best weights and writes ``summary.json``. ``prepare_run_dir`` picks and checks
 the directory (``runs/<Model>-<dataset>-<YYYYmmdd-HHMMSS>`` by default; never overwritten).
@@ -60,19 +61,29 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
           verbose: bool = True) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
-    Checks dataset and model before anything is written, writes ``config.yaml``, trains with
+    Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
+    ``cfg``: ``rec_es.resume_check.check_resume``; a run that recorded test metrics keeps doing so), writes
+    ``config.yaml`` (on resume: only once the checkpoint has loaded into the model), trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
     """
     from rec_es import datasets
 
+    plan = None
+    if resume:
+        from rec_es.resume_check import check_resume
+
+        plan = check_resume(run_dir, cfg)
+        record_test = record_test or plan.record_test
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = _model_and_trainer_class(cfg.recbole, cfg.sources)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(run_dir, cfg.to_dict())
-    return _train(cfg, run_dir, location, model_class, resume, record_test, progress, verbose)
+    if plan is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, cfg.to_dict())
+    return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose)
 
 
-def _write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
+def write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
+    """``RUN/config.yaml`` written atomically (temp file, then renamed over the old one)."""
     import os
 
     path = run_dir / "config.yaml"
@@ -81,7 +92,10 @@ def _write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bool, record_test: bool,
+_write_config = write_config  # the name run.py re-exports
+
+
+def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
            progress: bool, verbose: bool) -> dict[str, Any]:
     from rec_es.compat import quiet_recbole_warnings
 
@@ -108,8 +122,9 @@ def recbole_scratch_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: bool,
+def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: Any,
               record_test: bool, progress: bool, verbose: bool) -> dict[str, Any]:
+    """Build RecBole's config, dataset, model and trainer, then fit; ``resume``: a ResumePlan, or None/False."""
     from logging import getLogger
 
     from recbole.data import create_dataset, data_preparation
@@ -137,7 +152,7 @@ def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, mode
     trainer = EarlyStoppingTrainer(config, model, cfg.build_policy(), lr_schedule=cfg.lr_schedule, run_dir=run_dir,
                                    record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress)
     if resume:
-        trainer.load_resume(run_dir)
+        trainer.load_resume(run_dir, resume)
     trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
                 test_data=test_data if record_test else None)
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))
