@@ -30,8 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
+from rec_es import yamlio
 from rec_es.config import RECBOLE_DEFAULTS, REC_ES_KEYS, RunConfig, load_config, merge_files
 from rec_es.errors import ConfigError
 from rec_es.policy import StoppingPolicy
@@ -91,8 +90,8 @@ def recbole_known_keys() -> frozenset[str]:
         return frozenset(keys)
     for path in (root / "properties").rglob("*.yaml"):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+            data = yamlio.load_file(path, "a RecBole property file").data
+        except ConfigError:
             continue
         if isinstance(data, dict):
             keys.update(str(k) for k in data)

@@ -27,12 +27,15 @@ def default_run_dir(recbole_keys: dict[str, Any]) -> Path:
 
 
 def prepare_run_dir(output_dir: Path | None, recbole_keys: dict[str, Any]) -> Path:
-    """Create the run directory; an existing non-empty one is an error (never overwritten)."""
+    """Pick and check the run directory (created later, by ``train``); ConfigError if it exists and is not an
+    empty directory (a run is never overwritten) or cannot be created (under a file, not writable)."""
+    from rec_es.paths import check_output_dir
+
     run_dir = output_dir if output_dir is not None else default_run_dir(recbole_keys)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} already exists and is not empty; rec_es never overwrites a run. "
                           f"Pick another --output-dir, or continue it with --resume {run_dir}", source="--output-dir")
-    return run_dir
+    return check_output_dir(run_dir, "--output-dir")
 
 
 def _model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str]) -> tuple[type, type]:

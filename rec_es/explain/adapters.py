@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from rec_es import yamlio
 from rec_es.errors import ConfigError, StateError
 from rec_es.explain.fmt import _label
 from rec_es.explain.observed import EXPECTED, ExplainError, Observed
@@ -88,12 +87,12 @@ def _resumed_policy(config_path: Path, header_policy: StoppingPolicy) -> tuple[d
     if not config_path.is_file():
         return None
     try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        data = yamlio.load_file(config_path, "the run's merged config").data or {}
         mapping = data.get("early_stopping") if isinstance(data, dict) else None
         if not isinstance(mapping, dict):
             return None
         policy = build_policy(mapping)
-    except (yaml.YAMLError, OSError, ConfigError):
+    except ConfigError:  # unreadable, not UTF-8, not YAML, or no valid policy: explain the trace header's
         return None
     return None if policy.settings == header_policy.settings else (dict(mapping), policy)
 

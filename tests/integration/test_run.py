@@ -148,7 +148,7 @@ def test_resume_needs_a_run_directory(in_tmp: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(
     "overrides, extra, fragment",
     [
-        ({"dataset": "ml-1m"}, [], "dataset 'ml-1m' not found: looked for"),
+        ({"dataset": "my-own-data"}, [], "dataset 'my-own-data' not found: looked for"),
         ({"data_path": "/nowhere"}, [], "/nowhere/ml-100k-tiny/ml-100k-tiny.inter"),
         ({"model": "GRU4Recc"}, [], "model: 'GRU4Recc' is not a RecBole 1.2.1 model"),
         ({}, ["--set", "early_stopping={monitor: hit@10}"], "RecBole will not compute hit@10"),
