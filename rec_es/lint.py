@@ -32,10 +32,11 @@ from typing import Any, Mapping, Sequence
 
 from rec_es import yamlio
 from rec_es.config import RECBOLE_DEFAULTS, REC_ES_KEYS, RunConfig, load_config, merge_files
-from rec_es.errors import ConfigError
+from rec_es.errors import ConfigError, bounded
 from rec_es.policy import StoppingPolicy
 from rec_es.policy.schema import PolicySettings
 from rec_es.schedule import LRSchedule
+from rec_es.shadowing import shadowed_settings
 from rec_es.policy.monitor import TOPK_METRICS, VALUE_METRICS, computed_metric_keys, metric_base, metric_mode
 
 __all__ = ["Finding", "lint_files", "main", "recbole_known_keys"]
@@ -138,6 +139,7 @@ class _Lint:
             self.min_delta(run_config)
             self.warmup(run_config)
             self.unused_stopping_step(run_config)
+        self.findings += [Finding(*row) for row in shadowed_settings(self.files, self.merged, self.sources, run_config)]
         return self.findings
 
     # -- keys
@@ -409,7 +411,7 @@ def _bare(exc: ConfigError) -> str:
 
 def lint_files(files: Sequence[str | Path]) -> list[Finding]:
     """Lint the merged property files; findings in order of the checks, errors first within none."""
-    return _Lint([str(f) for f in files]).run()
+    return [replace(f, message=bounded(f.message)) for f in _Lint([str(f) for f in files]).run()]
 
 
 def format_report(findings: Sequence[Finding], files: Sequence[str]) -> str:

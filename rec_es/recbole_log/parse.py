@@ -56,6 +56,8 @@ def looks_like_recbole_log(path: str | Path) -> bool:
 def parse_recbole_log(path: str | Path) -> RecBoleLog:
     """Parse a stock RecBole log file; raises LogFormatError if it is not one."""
     path = Path(path)
+    if not path.exists():
+        raise LogFormatError(f"{path}: cannot read the file (no such file)")
     try:  # lenient: a log may hold a terminal's bytes that are not UTF-8; they become U+FFFD
         text = read_text(path, "a RecBole log file", lenient=True)
     except TextInputError as exc:
