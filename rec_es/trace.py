@@ -29,6 +29,22 @@ RECORD_KEYS = ("epoch", "valid", "decision")
 FOOTER_KEYS = ("stop_epoch", "stop_reason", "message", "best_epoch")
 #: What a trace file holds (ends the error for a file that is not UTF-8 text).
 TRACE_TEXT = "a rec_es trace: JSON lines, UTF-8"
+_INT, _NUM, _NULL, _STR, _DICT = "int", "number", "null", "str", "object"
+#: Types of the fields a reader uses, checked when present (other fields may be anything): header, record, footer.
+HEADER_TYPES = {"config": (_DICT,), "policy": (_DICT,), "lr_schedule": (_DICT, _NULL), "versions": (_DICT,),
+                "model": (_STR, _NULL), "dataset": (_STR, _NULL), "seed": (_INT, _NULL), "epochs": (_INT, _NULL),
+                "eval_step": (_INT, _NULL), "record_test": ("bool",), "monitor": (_STR, _NULL),
+                "mode": (_STR, _NULL), "resumed_with_changes": ("list",)}
+RECORD_TYPES = {"train_loss": (_NUM, _NULL), "lr": (_NUM, _NULL), "elapsed_seconds": (_NUM, _NULL),
+                "train_seconds": (_NUM, _NULL), "eval_seconds": (_NUM, _NULL), "test_seconds": (_NUM, _NULL),
+                "train_losses": ("list",), "lr_action": (_DICT, _NULL)}
+#: Types of ``Decision.to_dict()`` fields in a record's ``decision``, checked when present.
+DECISION_TYPES = {"epoch": (_INT,), "stop": ("bool",), "improved": ("bool",), "new_best": ("bool",),
+                  "reason": (_STR,), "message": (_STR,), "value": (_NUM, _NULL), "smoothed": (_NUM, _NULL),
+                  "best_epoch": (_INT, _NULL), "best_score": (_NUM, _NULL), "wait_count": (_INT,),
+                  "wait_epochs": (_INT,), "patience": (_INT, _NULL)}
+FOOTER_TYPES = {"stop_epoch": (_INT,), "stop_reason": (_STR,), "message": (_STR, _NULL), "best_epoch": (_INT, _NULL),
+                "epochs_trained": (_INT, _NULL), "wall_seconds": (_NUM, _NULL)}
 
 
 def jsonable(value: Any) -> Any:
@@ -202,14 +218,14 @@ def parse_trace(lines: Iterable[tuple[int, str]], p: Path) -> Trace:
         if kind == "eval":
             _require(obj, RECORD_KEYS, where, "record")
             epoch = obj["epoch"]
-            if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch <= last_epoch:
+            if _kind(epoch) != _INT or epoch <= last_epoch:
                 raise StateError(f"{where}: record epoch {brief(epoch)} does not follow epoch {last_epoch}")
-            if not isinstance(obj["valid"], dict) or not isinstance(obj["decision"], dict):
-                raise StateError(f"{where}: record's valid and decision must be JSON objects")
+            _check_record(obj, where)
             last_epoch = epoch
             trace.records.append(obj)
         elif kind == "footer":
             _require(obj, FOOTER_KEYS, where, "footer")
+            _check_types(obj, FOOTER_TYPES, where, "footer")
             trace.footer = obj
         else:
             raise StateError(f"{where}: unknown line type {brief(kind)} (expected 'eval' or 'footer')")
@@ -227,6 +243,8 @@ def _json_line(line: str, where: str) -> Any:
         raise StateError(f"{where}: not valid JSON ({exc.msg})") from exc
     except RecursionError:
         raise StateError(f"{where}: JSON nested too deeply to be a trace line") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise StateError(f"{where}: a value cannot be read ({brief(str(exc))})") from None
 
 
 def _header(obj: Any, where: str, path: Path) -> Trace:
@@ -236,7 +254,49 @@ def _header(obj: Any, where: str, path: Path) -> Trace:
         raise StateError(f"{where}: format {brief(obj.get('format'))} version {brief(obj.get('version'))} "
                          f"is not {FORMAT} version {VERSION}")
     _require(obj, HEADER_KEYS, where, "header")
+    _check_types(obj, HEADER_TYPES, where, "header")
     return Trace(path=path, header=obj)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return _NULL
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return _INT
+    if isinstance(value, float):
+        return _NUM
+    return {str: _STR, dict: _DICT, list: "list"}.get(type(value), type(value).__name__)
+
+
+def _check_types(obj: Mapping[str, Any], types: Mapping[str, tuple[str, ...]], where: str, what: str) -> None:
+    for key, allowed in types.items():
+        if key in obj:
+            kind = _kind(obj[key])
+            if kind not in allowed and not (kind == _INT and _NUM in allowed):
+                raise StateError(f"{where}: {what} field {key!r} must be {' or '.join(allowed)} "
+                                 f"(got {brief(obj[key])})")
+
+
+def _check_record(obj: Mapping[str, Any], where: str) -> None:
+    """A record's fields that readers compute with: metrics are numbers or null, decision fields typed."""
+    _check_types(obj, RECORD_TYPES, where, "record")
+    for split in ("valid", "test"):
+        metrics = obj.get(split)
+        if split == "test" and metrics is None:
+            continue
+        if not isinstance(metrics, dict):
+            raise StateError(f"{where}: record field {split!r} must be an object of metric: value (got {brief(metrics)})")
+        bad = [k for k, v in metrics.items() if _kind(v) not in (_INT, _NUM, _NULL)]
+        if bad:
+            raise StateError(f"{where}: {split} metric {bad[0]!r} must be a number or null (got {brief(metrics[bad[0]])})")
+    decision = obj["decision"]
+    if not isinstance(decision, dict):
+        raise StateError(f"{where}: record field 'decision' must be an object (got {brief(decision)})")
+    _check_types(decision, DECISION_TYPES, where, "decision")
+    if "epoch" in decision and decision["epoch"] != obj["epoch"]:
+        raise StateError(f"{where}: decision epoch {decision['epoch']} is not the record's epoch {obj['epoch']}")
 
 
 def _require(obj: Mapping[str, Any], keys: tuple[str, ...], where: str, what: str) -> None:

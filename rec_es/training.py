@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from rec_es.errors import ConfigError
+from rec_es.errors import ConfigError, brief
 
 
 def default_run_dir(recbole_keys: dict[str, Any]) -> Path:
@@ -71,6 +71,7 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     """
     from rec_es import datasets
 
+    check_budget(cfg)
     plan = None
     if resume:
         from rec_es.resume_check import check_resume
@@ -83,6 +84,18 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg.to_dict())
     return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose)
+
+
+def check_budget(cfg: Any) -> None:
+    """The RecBole keys rec_es's trainer computes with (``epochs``, ``eval_step``, ``learning_rate``), whichever
+    file or ``--set`` gave them, have usable values; ConfigError naming the key and its source, before any write."""
+    rules = (("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+             ("eval_step", lambda v: isinstance(v, int), "an integer (<= 0: never evaluate)"),
+             ("learning_rate", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"))
+    for key, ok, allowed in rules:
+        value = cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not ok(value)):
+            raise ConfigError(f"{key}: must be {allowed} (got {brief(value)})", source=cfg.source_of(key), key=key)
 
 
 def write_config(run_dir: Path, mapping: dict[str, Any]) -> None:

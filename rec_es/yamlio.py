@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from rec_es.errors import ConfigError
+from rec_es.errors import ConfigError, brief
 from rec_es.textio import read_text
 
 #: Most values (scalars, lists, mappings, counted after alias expansion) a document may hold.
@@ -178,6 +178,10 @@ def loads(text: str, source: str) -> Document:
     except RecursionError:
         raise ConfigError(f"YAML nests too deeply to read (more than {MAX_DEPTH} levels are refused)",
                           source=source) from None
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar YAML parses but cannot build (2020-99-99)
+        raise ConfigError(f"a value cannot be read ({brief(str(exc))})", source=source) from None
     finally:
         loader.dispose()
 

@@ -11,14 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rec_es import build_policy
 from rec_es.compare import main as compare_main
 from rec_es.explain import main as explain_main
 from rec_es.paths import check_output_dir, check_output_file
 from rec_es.run import main as run_main
-from rec_es.trace import TraceWriter
 
-from conftest import tiny_recbole_config
+from conftest import small_trace, tiny_recbole_config
 
 
 @pytest.fixture
@@ -35,15 +33,7 @@ def a_file(path: Path) -> Path:
 
 def a_run(run: Path) -> Path:
     """A run directory with a real 3-evaluation trace (what explain reads)."""
-    run.mkdir()
-    policy = build_policy({"monitor": "ndcg@10", "patience": 1})
-    w = TraceWriter(run / "trace.jsonl")
-    w.header(config={}, policy=policy.settings_mapping(), lr_schedule=None, versions={}, model="GRU4Rec",
-             dataset="tiny", seed=1, epochs=3, eval_step=1, record_test=False)
-    for epoch, score in enumerate([0.2, 0.1, 0.05]):
-        d = policy.update(epoch, {"ndcg@10": score})
-        w.record(epoch=epoch, train_loss=1.0, lr=0.001, valid={"ndcg@10": score}, decision=d.to_dict())
-    w.footer(stop_epoch=2, stop_reason="patience", message=d.message, best_epoch=0, epochs_trained=3, wall_seconds=1.0)
+    small_trace(run / "trace.jsonl")
     return run
 
 

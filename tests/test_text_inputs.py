@@ -12,16 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rec_es import build_policy
 from rec_es.compare import main as compare_main
 from rec_es.compare.cache import CacheError, TraceCache
 from rec_es.explain import main as explain_main
 from rec_es.lint import main as check_main
 from rec_es.run import main as run_main
 from rec_es.textio import TextInputError, read_text
-from rec_es.trace import TraceWriter, read_trace
+from rec_es.trace import read_trace
 
-from conftest import tiny_recbole_config
+from conftest import small_trace, tiny_recbole_config
 
 LATIN1 = b"# tuned by Ren\xe9\n"
 
@@ -38,14 +37,8 @@ def good_config(path: Path) -> Path:
 
 
 def trace_with_byte(path: Path) -> Path:
-    """A real 3-evaluation trace whose second record holds a 0xff byte inside a JSON string."""
-    policy = build_policy({"monitor": "ndcg@10", "patience": 5})
-    w = TraceWriter(path)
-    w.header(config={}, policy=policy.settings_mapping(), lr_schedule=None, versions={}, model="GRU4Rec",
-             dataset="tiny", seed=1, epochs=3, eval_step=1, record_test=False)
-    for epoch, score in enumerate([0.1, 0.2, 0.15]):
-        d = policy.update(epoch, {"ndcg@10": score})
-        w.record(epoch=epoch, train_loss=1.0, lr=0.001, valid={"ndcg@10": score}, decision=d.to_dict())
+    """A real 3-evaluation trace whose second record (line 3) holds a 0xff byte in a JSON key."""
+    small_trace(path, patience=5)
     lines = path.read_bytes().split(b"\n")
     lines[2] = lines[2].replace(b'"lr"', b'"l\xffr"')
     path.write_bytes(b"\n".join(lines))

@@ -75,13 +75,18 @@ def test_alias_bomb_in_a_set_value_is_refused() -> None:
     ("a: &a [*a]\n", "a recursive alias"),
     ("deep: " + "[" * 3000 + "]" * 3000 + "\n", "nests"),
     ("deep: " + "[" * 80 + "]" * 80 + "\n", "nests more than 64 levels deep"),
+    ("epochs: " + "1" * 5000 + "\n", "a value cannot be read .*4300 digits"),
+    ("day: 2020-99-31\n", "a value cannot be read .*month must be in 1..12"),
+    ("x: !!python/object/apply:os.mkdir [PWNED]\n", "could not determine a constructor"),
 ])
-def test_recursive_and_deep_documents_are_refused(tmp_path: Path, text: str, needle: str) -> None:
-    """A value containing itself, or nesting past what anything downstream could print: ConfigError, file named."""
-    f = write(tmp_path / "odd.yaml", text)
+def test_documents_that_cannot_be_built_are_refused(in_tmp: Path, text: str, needle: str) -> None:
+    """A value containing itself, nesting past what anything downstream could print, a scalar Python cannot
+    build, or a Python tag (never executed): ConfigError naming the file."""
+    f = write(in_tmp / "odd.yaml", text)
     with pytest.raises(ConfigError, match=needle) as info:
         read_yaml(f)
     assert str(info.value).startswith(str(f))
+    assert not (in_tmp / "PWNED").exists()
 
 
 @pytest.mark.parametrize("item", ["epochs=[1,", "early_stopping={patience: 3", "epochs=: :", "x=\t- a"])

@@ -169,6 +169,7 @@ def test_removed_trace_lines_are_refused(run: Path, capsys: pytest.CaptureFixtur
     ([], "the run has finished (3 epochs trained) and this resume would train nothing more"),
     (["--set", "early_stopping={patience: 9}"], "would train nothing more"),
     (["--set", "epochs=[1,"], "not valid YAML"),
+    (["--set", "epochs=abc"], "epochs: must be an integer >= 1 (got 'abc')"),
     (["--set", "early_stopping.patiance=3", "--set", "epochs=5"], "patiance"),
 ])
 def test_a_new_config_that_does_not_fit_is_refused(run: Path, capsys: pytest.CaptureFixture[str], args: list[str],
