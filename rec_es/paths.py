@@ -1,5 +1,5 @@
-"""Output paths, checked before any work starts (``run --output-dir``, ``compare --output``/``--cache-dir``,
-``explain --plot``).
+"""Output paths: checked before any work starts (``run --output-dir``, ``compare --output``/``--cache-dir``,
+``explain --plot``), and run files written atomically without following a planted link (``atomic_write``).
 
 A path that names a file where a directory is wanted, or lies under a file, a directory that does not exist
 where it is not created, one that cannot be written, or a plot format matplotlib cannot write: one
@@ -8,7 +8,9 @@ long comparison never ends in a traceback at its last step. Stdlib only.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from pathlib import Path
 
 from rec_es.errors import ConfigError
@@ -70,3 +72,23 @@ def check_output_file(path: str | os.PathLike[str], option: str,
     if not _writable_dir(parent) or (p.exists() and not os.access(p, os.W_OK)):
         raise ConfigError(f"{p}: cannot write there (permission denied)", source=option)
     return p
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Replace ``path`` by ``data`` atomically: a new temporary file beside it (created exclusively, so never a
+    file or link planted under that name), fsync'ed, then renamed over ``path`` (a link there is replaced, its
+    target untouched). Permissions follow the umask."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target

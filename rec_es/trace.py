@@ -82,7 +82,7 @@ class TraceWriter:
         if keep_lines is None:
             if self.path.exists() and self.path.stat().st_size > 0:
                 raise StateError(f"{self.path}: a trace already exists here; it is never overwritten")
-            self.path.write_bytes(b"")
+            _replace_bytes(self.path, b"")  # a new file, even where a dangling link was
             self.lines = 0
             self.digests: list[str] = []
         else:
@@ -143,12 +143,9 @@ def truncate_lines(path: Path, keep_lines: int) -> int:
 
 
 def _replace_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    from rec_es.paths import atomic_write
+
+    atomic_write(path, data)
 
 
 def rewrite_header(path: str | os.PathLike[str], header: Mapping[str, Any]) -> None:

@@ -416,11 +416,10 @@ class EarlyStoppingTrainer(Trainer):
         """Write ``RUN/summary.json`` atomically; returns its path."""
         if self.run_dir is None:
             raise StateError("write_summary needs a run_dir")
-        path = self.run_dir / "summary.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.summary(test_result), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-        return path
+        from rec_es.paths import atomic_write  # never follows a link planted in a received run directory
+
+        return atomic_write(self.run_dir / "summary.json",
+                            (json.dumps(self.summary(test_result), indent=2, allow_nan=False) + "\n").encode())
 
 
 def _reason(decision: Any) -> str:

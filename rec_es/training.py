@@ -99,13 +99,10 @@ def check_budget(cfg: Any) -> None:
 
 
 def write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
-    """``RUN/config.yaml`` written atomically (temp file, then renamed over the old one)."""
-    import os
+    """``RUN/config.yaml`` written atomically (``rec_es.paths.atomic_write``: a planted link is never followed)."""
+    from rec_es.paths import atomic_write
 
-    path = run_dir / "config.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump(mapping, sort_keys=False).encode("utf-8"))
 
 
 _write_config = write_config  # the name run.py re-exports
