@@ -6,6 +6,7 @@ whose sign works against the metric's direction. Property files on disk, linted 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -34,25 +35,23 @@ def warnings(paths: list[str], key: str) -> list[Finding]:
     return [f for f in lint_files(paths) if f.level == "warning" and f.key == key]
 
 
-def test_later_stopping_step_under_a_legacy_policy_warns_naming_both(tmp_path: Path) -> None:
-    """policy file (stopping_step 10), then a file with stopping_step 1: warned; the policy file's 10 decides."""
-    paths = files(tmp_path, LEGACY_POLICY, "stopping_step: 1\n")
-    [w] = warnings(paths, "stopping_step")
-    assert w.file == paths[2]
-    assert f"stopping_step 1 (in {paths[2]}) is not used" in w.message
-    assert f"the early_stopping mapping in {paths[1]} sets its own stopping_step 10, and that one decides" in w.message
-    assert "comes later in the file list" in w.message
-    assert load_config(paths).settings.stopping_step == 10  # what the warning says is what happens
-
-
-def test_later_valid_metric_under_an_explicit_monitor_warns_naming_both(tmp_path: Path) -> None:
-    """policy file (monitor mrr@10), then valid_metric NDCG@10 in a later file: warned; the monitor decides."""
-    paths = files(tmp_path, LEGACY_POLICY, "valid_metric: NDCG@10\n")
-    [w] = warnings(paths, "valid_metric")
-    assert w.file == paths[2]
-    assert f"valid_metric NDCG@10 (in {paths[2]}) does not choose when to stop" in w.message
-    assert f"early_stopping.monitor mrr@10 in {paths[1]} decides both" in w.message
-    assert load_config(paths).settings.monitor.name == "mrr@10"
+@pytest.mark.parametrize("later, key, said, decides, effective", [
+    ("stopping_step: 1\n", "stopping_step", "stopping_step 1 (in {later}) is not used",
+     "the early_stopping mapping in {policy} sets its own stopping_step 10, and that one decides",
+     lambda cfg: cfg.settings.stopping_step == 10),
+    ("valid_metric: NDCG@10\n", "valid_metric", "valid_metric NDCG@10 (in {later}) does not choose when to stop",
+     "early_stopping.monitor mrr@10 in {policy} decides both", lambda cfg: cfg.settings.monitor.name == "mrr@10"),
+])
+def test_a_later_recbole_key_under_a_policy_file_warns_naming_both(tmp_path: Path, later: str, key: str, said: str,
+                                                                   decides: str, effective: Any) -> None:
+    """policy file (stopping_step 10, monitor mrr@10), then a file setting the RecBole key: warned, naming both
+    files and that the policy file decides, which is what load_config then does."""
+    paths = files(tmp_path, LEGACY_POLICY, later)
+    [w] = warnings(paths, key)
+    names = {"later": paths[2], "policy": paths[1]}
+    assert w.file == paths[2] and "comes later in the file list" in w.message
+    assert said.format(**names) in w.message and decides.format(**names) in w.message
+    assert effective(load_config(paths))
 
 
 def test_both_in_one_file_warns_too(tmp_path: Path) -> None:
