@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from rec_es.explain.adapters import (_check_replay_matches_log, _from_stock_log, _from_trace, _int,  # noqa: F401
-                                     _resumed_policy, _trace_ending, load_run)
+                                     _original_policy, _trace_ending, load_run)
 from rec_es.explain.cli import main
 from rec_es.explain.counterfactual import (DEFAULT_POLICIES, _observed_label, _policy_mapping,  # noqa: F401
                                            _same_as_observed, _setting_text, _tie_sensitivity, counterfactuals,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import difflib
 import importlib.util
 import json
 import re
@@ -32,12 +31,14 @@ from typing import Any, Mapping, Sequence
 
 from rec_es import yamlio
 from rec_es.config import RECBOLE_DEFAULTS, REC_ES_KEYS, RunConfig, load_config, merge_files
+from rec_es.controller import StopController
 from rec_es.errors import ConfigError, bounded
-from rec_es.policy import StoppingPolicy
+from rec_es.policy import StoppingPolicy, rules
 from rec_es.policy.schema import PolicySettings
-from rec_es.schedule import LRSchedule
 from rec_es.shadowing import shadowed_settings
 from rec_es.policy.monitor import TOPK_METRICS, VALUE_METRICS, computed_metric_keys, metric_base, metric_mode
+from rec_es.schedule import LRSchedule
+from rec_es.validate import did_you_mean, integer, is_int, is_number, message
 
 __all__ = ["Finding", "lint_files", "main", "recbole_known_keys"]
 
@@ -50,6 +51,9 @@ _RECBOLE_EXTRA_KEYS = frozenset({
     "local_rank", "single_spec", "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type",
     "valid_neg_sample_args", "test_neg_sample_args",
 })
+#: A top-level key this close to a RecBole key is a typo (an error); RecBole knows hundreds of keys, so the
+#: cut-off is stricter than the early_stopping schema's, or a custom model's own key would be flagged.
+_KEY_CUTOFF = 0.8
 #: Keys users write expecting a switch RecBole does not have, with what to write instead.
 _MISLEADING = {
     "early_stop": "RecBole has no early_stop switch (it ignores this key). To turn stopping off use "
@@ -152,9 +156,9 @@ class _Lint:
             if key in _MISLEADING:
                 self.add("error", key, _MISLEADING[key])
                 continue
-            near = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+            near = did_you_mean(key, known, cutoff=_KEY_CUTOFF)
             if near:
-                self.add("error", key, f"unknown key — did you mean '{near[0]}'? RecBole silently ignores "
+                self.add("error", key, f"unknown key{near} RecBole silently ignores "
                          f"'{key}', so the setting you meant keeps its default")
             else:
                 self.add("warning", key, "neither RecBole nor rec_es reads this key (fine only if your own model "
@@ -178,13 +182,12 @@ class _Lint:
         metrics = self.get("metrics")
         names = [metrics] if isinstance(metrics, str) else metrics
         if not isinstance(names, list) or not names:
-            self.add("error", "metrics", f"must be a metric name or a list of them, e.g. [Recall, NDCG] (got {metrics!r})")
+            self.add("error", "metrics", message(None, "a metric name or a list of them, e.g. [Recall, NDCG]", metrics))
             return False
         known = sorted(TOPK_METRICS | VALUE_METRICS)
         unknown = [str(m) for m in names if str(m).lower() not in known]
         for name in unknown:
-            near = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
-            hint = f" — did you mean '{near[0]}'?" if near else ""
+            hint = did_you_mean(name.lower(), known)
             self.add("error", "metrics", f"RecBole has no metric named {name!r}{hint} (it raises NotImplementedError "
                      f"before training); known: {', '.join(known)}")
         kinds = {"value" if str(m).lower() in _VALUE_TYPE else "ranking" for m in names if str(m).lower() in known}
@@ -197,7 +200,7 @@ class _Lint:
     def valid_metric(self) -> bool:
         metric = self.get("valid_metric")
         if not isinstance(metric, str):
-            self.add("error", "valid_metric", f"must be a metric key such as NDCG@10 (got {metric!r})")
+            self.add("error", "valid_metric", message(None, "a metric key such as NDCG@10", metric))
             return False
         computed = self.computed()
         if metric.lower() in computed:
@@ -239,22 +242,22 @@ class _Lint:
     # -- budget and patience
     def epochs(self) -> int | None:
         epochs = self.get("epochs")
-        return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+        return epochs if is_int(epochs) else None
 
     def eval_step_value(self) -> int:
         """RecBole's effective eval_step: min(eval_step, epochs)."""
         step, epochs = self.get("eval_step"), self.epochs()
-        if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
+        if not is_int(step) or step <= 0:
             return 0
         return min(step, epochs) if epochs else step
 
     def eval_step(self) -> None:
         step, epochs = self.get("eval_step"), self.epochs()
         if epochs is None or epochs <= 0:
-            self.add("error", "epochs", f"must be an integer >= 1 (got {self.get('epochs')!r})")
+            self.add("error", "epochs", message(None, integer(1).allowed, self.get("epochs")))
             return
-        if not isinstance(step, int) or isinstance(step, bool):
-            self.add("error", "eval_step", f"must be an integer (got {step!r})")
+        if not is_int(step):
+            self.add("error", "eval_step", message(None, "an integer", step))
         elif step <= 0:
             self.add("warning", "eval_step", f"eval_step: {step} means RecBole never evaluates: no early stopping, "
                      "and the model of the last epoch is saved and tested, not the best one")
@@ -280,7 +283,7 @@ class _Lint:
                      "with a fresh window")
         lr = self.get("learning_rate")
         earliest = earliest_stop(s, epochs, step, cfg.lr_schedule,
-                                 lr if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 else 0.001)
+                                 lr if is_number(lr) and lr > 0 else 0.001)
         if earliest is not None:
             self.add("note", key, f"{wait}; your run can stop as early as epoch {earliest} (0-based, as RecBole "
                      f"logs it: after {earliest + 1} of {epochs} epochs)")
@@ -299,17 +302,7 @@ class _Lint:
             who = "stock stopping_step" if stock else "early_stopping.stopping_step (recbole_legacy)"
             return key, (f"{who} {s.stopping_step} with eval_step {step} waits {evals * step} epochs ({evals} "
                          f"evaluations × {step} epoch{'s' * (step != 1)}) without reaching the best")
-        if s.patience is None:
-            rules = ", ".join(p.criterion for p in s.prechelt) or "only thresholds and budgets"
-            key = "early_stopping.prechelt" if s.prechelt else "early_stopping.patience"
-            return key, f"the patience rule is off (patience: null); Prechelt {rules} decide{'s' * (len(s.prechelt) == 1)}" \
-                if s.prechelt else f"the patience rule is off (patience: null): {rules} can stop the run"
-        if s.patience_unit == "evaluations":
-            return "early_stopping.patience", (f"early_stopping.patience {s.patience} evaluations with eval_step "
-                                               f"{step} waits {s.patience * step} epochs without improvement")
-        evals = -(-s.patience // step)
-        return "early_stopping.patience", (f"early_stopping.patience {s.patience} epochs waits {evals * step} epochs "
-                                           f"({evals} evaluations every {step} epochs) without improvement")
+        return rules.describe_wait(s, step)
 
     def min_delta(self, cfg: RunConfig) -> None:
         s = cfg.settings
@@ -374,24 +367,17 @@ def earliest_stop(settings: PolicySettings, epochs: int, eval_step: int,
     """The first epoch (0-based) at which the policy could stop, or None if it cannot within ``epochs``.
 
     Replays the policy on the worst case for waiting: the first evaluation is the best and every later one is
-    worse. Thresholds, baseline and the time budget are left out (they depend on the values reached). An
-    ``lr_schedule.reduce_on_plateau`` defers patience stops exactly as the trainer does (fresh window).
+    worse. Rules that depend on the values a run reaches (thresholds, time) are left out. An
+    ``lr_schedule.reduce_on_plateau`` defers patience stops exactly as the trainer does (``StopController``).
     """
-    policy = StoppingPolicy(replace(settings, stopping_threshold=None, divergence_threshold=None,
-                                    baseline=None, max_minutes=None))
-    schedule = LRSchedule(lr_schedule, learning_rate) if lr_schedule else None
+    policy = StoppingPolicy(rules.worst_case(settings))
+    controller = StopController(policy, LRSchedule(lr_schedule, learning_rate) if lr_schedule else None)
     terms = policy.settings.monitor.terms
     weight = sum(w for _, w in terms) or 1.0
     worse = (-1.0 if policy.mode == "max" else 1.0) * (1.0 if weight > 0 else -1.0)
     for n, epoch in enumerate(range(eval_step - 1, epochs, eval_step)):
         value = 0.5 + worse * 1e-3 * n
-        decision = policy.update(epoch, {k: value for k in policy.monitor_keys}, train_loss=1.0 + 1e-3 * n)
-        reason = decision.reason.value if decision.stop else None
-        action = schedule.on_evaluation(epoch, improved=decision.improved, stop_reason=reason) if schedule else None
-        if action is not None and action.defer_stop:
-            policy.grant_patience()
-            continue
-        if decision.stop:
+        if controller.update(epoch, {k: value for k in policy.monitor_keys}, train_loss=1.0 + 1e-3 * n).stop:
             return epoch
     return None
 

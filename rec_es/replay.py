@@ -18,9 +18,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from rec_es.controller import StopController
 from rec_es.errors import MetricMissingError, RecEsError, StateError
 from rec_es.policy import Decision, StoppingPolicy
 from rec_es.trace import Trace, read_trace
+from rec_es.validate import is_int
 
 #: ``reason`` of a replay in which the policy never fired and the epoch budget ended the run.
 BUDGET_REASON = "max_epochs"
@@ -97,7 +99,7 @@ def _metrics(values: Mapping[str, Any] | None) -> dict[str, float]:
 
 def _budget(trace: Trace) -> int | None:
     epochs = trace.header.get("epochs")
-    return int(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+    return int(epochs) if is_int(epochs) else None
 
 
 def _by_epoch(records: Sequence[Mapping[str, Any]], epoch: int | None) -> Mapping[str, Any] | None:
@@ -125,14 +127,15 @@ def replay(policy: StoppingPolicy, trace: str | os.PathLike[str] | Trace, *, nam
     if need_test and not tr.header.get("record_test") and "test" not in tr.records[0]:
         raise ReplayError(f"{tr.path}: trace has no test metrics (recorded without record_test); "
                           "record it with record_test=True to compare test quality")
-    policy.reset()
+    controller = StopController(policy)
+    controller.reset()
     decisions: list[Decision] = []
     last: Decision | None = None
     seconds: float | None = 0.0
     for record in tr.records:
         try:
-            last = policy.update(record["epoch"], _metrics(record["valid"]), train_loss=record.get("train_loss"),
-                                 elapsed_seconds=record.get("elapsed_seconds"))
+            last = controller.update(record["epoch"], _metrics(record["valid"]), train_loss=record.get("train_loss"),
+                                     elapsed_seconds=record.get("elapsed_seconds")).decision
         except MetricMissingError as exc:
             raise ReplayError(f"{tr.path}: epoch {record['epoch']}: policy {label!r}: {exc}") from None
         spent = record_seconds(record)

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from rec_es import checkpoint
+from rec_es.controller import StopController
 from rec_es.errors import StateError, brief
+from rec_es.policy.types import Policy
 from rec_es.resume_check import ResumePlan, check_resume, refuse
 from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
 
@@ -81,7 +83,7 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     """
     trainer._resume = None
     header = dict(trace.header)
-    policy_now = jsonable(trainer.policy.settings_mapping()) if hasattr(trainer.policy, "settings_mapping") else {}
+    policy_now = jsonable(trainer.policy.settings_mapping())
     schedule_now = trainer.schedule.settings if trainer.schedule is not None else None
     if saved_policy_settings(data, header) == policy_now:
         trainer.policy.load_state_dict(data["policy"])
@@ -122,11 +124,7 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     trainer.start_epoch = int(data["epoch"]) + 1
 
 
-def replay_policy(policy: Any, records: list[dict[str, Any]]) -> None:
+def replay_policy(policy: Policy, records: list[dict[str, Any]]) -> None:
     """Feed recorded evaluations to a fresh policy (deferred stops granted again)."""
     policy.reset()
-    for r in records:
-        policy.update(r["epoch"], r["valid"], train_loss=r.get("train_loss"),
-                      elapsed_seconds=r.get("elapsed_seconds"))
-        if (r.get("lr_action") or {}).get("defer_stop"):
-            policy.grant_patience()
+    StopController(policy).follow(records)

@@ -214,12 +214,13 @@ def _check_states(plan: ResumePlan, cfg: Any, policy: Any, policy_now: Any) -> N
             raise refuse(f"the lr_schedule state cannot be restored ({brief(exc)})", path) from None
 
 
-def check_sidecars(plan: ResumePlan) -> None:
-    """Per-evaluation side files of the run (e.g. per-user score files under ``RUN/per_user/``), before any write.
+def check_sidecars(plan: ResumePlan, cfg: Any = None) -> None:
+    """The run's per-evaluation side files (``RUN/per_user/``, ``rec_es.per_user``), before any write.
 
-    The hook for sidecar formats: each must hold exactly the evaluations of ``plan.trace.records`` (those after
-    them are dropped on resume, as trace lines are) and be readable, else ``refuse(..., file)``. Today it checks
-    that a ``per_user`` entry, if present, is a directory of regular files.
+    ``per_user`` must be a directory of regular files (no links: a resume rewrites them); each split's sidecar
+    the resume continues (valid, and test when the run recorded test metrics) must hold at least the kept
+    evaluations, of the same epochs, with intact checksums (``per_user.check_resumable``), and its metrics must
+    still be computed by the new config (``cfg``) when given. Further sidecar formats add their check here.
     """
     side = plan.run_dir / "per_user"
     if not side.exists() and not side.is_symlink():
@@ -229,6 +230,23 @@ def check_sidecars(plan: ResumePlan) -> None:
     for entry in side.iterdir():
         if entry.is_symlink() or not entry.is_file():
             raise refuse("per_user holds something other than regular files", entry)
+    from rec_es import per_user
+    from rec_es.policy.monitor import TOPK_METRICS, computed_metric_keys, metric_base
+
+    keep = [r["epoch"] for r in plan.trace.records]
+    for split in ("valid", "test") if plan.record_test else ("valid",):
+        try:
+            checked = per_user.check_resumable(plan.run_dir, split, keep)
+        except StateError as exc:
+            raise refuse(str(exc), side) from None
+        if checked is None or cfg is None:
+            continue
+        computed = [k for k in computed_metric_keys(cfg.get("metrics"), cfg.get("topk")) if metric_base(k) in TOPK_METRICS]
+        missing = [m for m in checked[0]["metrics"] if m not in computed]
+        if missing:
+            raise refuse(f"the run records per-user {', '.join(missing)}, which the config no longer computes "
+                         f"(metrics {brief(cfg.get('metrics'))}, topk {brief(cfg.get('topk'))}); add them back to "
+                         "resume", side)
 
 
 def check_resume(run_dir: str | os.PathLike[str], cfg: Any = None) -> ResumePlan:
@@ -242,5 +260,5 @@ def check_resume(run_dir: str | os.PathLike[str], cfg: Any = None) -> ResumePlan
                       record_test=bool(trace.header.get("record_test", False)))
     if cfg is not None:
         check_config(plan, cfg)
-    check_sidecars(plan)
+    check_sidecars(plan, cfg)
     return plan

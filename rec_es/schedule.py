@@ -24,48 +24,42 @@ to ``optimizer.param_groups`` before each training epoch. The LR of epoch ``e`` 
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from rec_es.errors import ConfigError, StateError
+from rec_es.errors import StateError
+from rec_es.policy.rules import deferrable
+from rec_es.validate import (MISSING, KeySpec, Scope, Validator, custom, integer, number, one_of, optional,
+                             parse_keys)
 
 DECAYS = ("none", "step", "exponential", "cosine")
-TOP_KEYS = ("warmup_epochs", "warmup_start_factor", "decay", "step_size", "gamma", "t_max", "eta_min",
-            "reduce_on_plateau")
-PLATEAU_KEYS = ("factor", "patience", "min_lr", "max_reductions")
 STATE_VERSION = 1
 _EPS = 1e-12
+_DECAY = one_of(*DECAYS, ignore_case=False)
+
+SPECS = (
+    KeySpec("warmup_epochs", integer(0), 0, "linear warmup length in epochs"),
+    KeySpec("warmup_start_factor", number(0, 1, low_open=True), 0.1, "LR factor of epoch 0 during warmup"),
+    KeySpec("decay", Validator(_DECAY.allowed, _DECAY.doc, lambda v: _DECAY("none" if v is None else v)), "none",
+            "decay after warmup, counted in epochs since warmup ended"),
+    KeySpec("step_size", integer(1), MISSING, "step: factor gamma ** (t // step_size)", only_with=("decay", ("step",))),
+    KeySpec("gamma", number(0, 1, low_open=True), MISSING, "step and exponential: the decay factor",
+            only_with=("decay", ("step", "exponential"))),
+    KeySpec("t_max", integer(1), MISSING, "cosine: epochs to reach eta_min", only_with=("decay", ("cosine",))),
+    KeySpec("eta_min", number(0), 0.0, "cosine: lowest LR", only_with=("decay", ("cosine",))),
+)
+PLATEAU_SPECS = (
+    KeySpec("factor", number(0, 1, low_open=True, high_open=True), 0.1, "LR multiplier per reduction"),
+    KeySpec("patience", optional(integer(1)), None, "also cut after this many evaluations without improvement"),
+    KeySpec("min_lr", number(0), 0.0, "never reduce below this"),
+    KeySpec("max_reductions", integer(0), 3, "reductions before the policy may stop"),
+)
+TOP_KEYS = (*(k.name for k in SPECS), "reduce_on_plateau")
+PLATEAU_KEYS = tuple(k.name for k in PLATEAU_SPECS)
 
 
-def _fail(source: str, key: str, message: str) -> ConfigError:
-    return ConfigError(f"lr_schedule.{key}: {message}", source=source, key=f"lr_schedule.{key}")
-
-
-def _check_keys(given: Mapping[str, Any], allowed: tuple[str, ...], prefix: str, source: str) -> None:
-    for key in given:
-        if key not in allowed:
-            near = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" — did you mean '{near[0]}'?" if near else ""
-            raise _fail(source, f"{prefix}{key}",
-                        f"unknown key '{key}'{hint} (allowed: {', '.join(allowed)})")
-
-
-def _number(value: Any, key: str, source: str, *, integer: bool = False, low: float | None = None,
-            low_open: bool = False, high: float | None = None, high_open: bool = False) -> float | int:
-    kind = "an integer" if integer else "a number"
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-        raise _fail(source, key, f"must be {kind} (got {value!r})")
-    if low is not None and (value <= low if low_open else value < low):
-        raise _fail(source, key, f"must be {'>' if low_open else '>='} {low} (got {value!r})")
-    if high is not None and (value >= high if high_open else value > high):
-        raise _fail(source, key, f"must be {'<' if high_open else '<='} {high} (got {value!r})")
-    return int(value) if integer else float(value)
-
-
-def validate_lr_schedule(mapping: Any, source: str = "lr_schedule") -> dict[str, Any] | None:
+def validate_lr_schedule(mapping: Any, source: str | None = None) -> dict[str, Any] | None:
     """Check an ``lr_schedule:`` mapping and return it normalised with every default filled in.
 
     ``None`` (no schedule) returns None. Raises ``ConfigError`` naming ``source`` (the file), the key,
@@ -73,58 +67,24 @@ def validate_lr_schedule(mapping: Any, source: str = "lr_schedule") -> dict[str,
     """
     if mapping is None:
         return None
-    if not isinstance(mapping, Mapping):
-        raise ConfigError(f"lr_schedule: must be a mapping of {', '.join(TOP_KEYS)} (got {mapping!r})",
-                          source=source, key="lr_schedule")
-    _check_keys(mapping, TOP_KEYS, "", source)
-    out: dict[str, Any] = {
-        "warmup_epochs": _number(mapping.get("warmup_epochs", 0), "warmup_epochs", source, integer=True, low=0),
-        "warmup_start_factor": _number(mapping.get("warmup_start_factor", 0.1), "warmup_start_factor", source,
-                                       low=0.0, low_open=True, high=1.0),
-    }
-    decay = mapping.get("decay", "none")
-    decay = "none" if decay is None else decay
-    if decay not in DECAYS:
-        raise _fail(source, "decay", f"must be one of {', '.join(DECAYS)} (got {decay!r})")
-    out["decay"] = decay
-    needs = {"step": ("step_size", "gamma"), "exponential": ("gamma",), "cosine": ("t_max",)}.get(decay, ())
-    for key in ("step_size", "gamma", "t_max", "eta_min"):
-        if key in mapping and key not in needs and not (key == "eta_min" and decay == "cosine"):
-            raise _fail(source, key, f"is not used by decay: {decay} (keys per decay: step: step_size, gamma; "
-                                     f"exponential: gamma; cosine: t_max, eta_min)")
-    for key in needs:
-        if key not in mapping:
-            raise _fail(source, key, f"is required by decay: {decay}")
-    if decay == "step":
-        out["step_size"] = _number(mapping["step_size"], "step_size", source, integer=True, low=1)
-    if decay in ("step", "exponential"):
-        out["gamma"] = _number(mapping["gamma"], "gamma", source, low=0.0, low_open=True, high=1.0)
-    if decay == "cosine":
-        out["t_max"] = _number(mapping["t_max"], "t_max", source, integer=True, low=1)
-        out["eta_min"] = _number(mapping.get("eta_min", 0.0), "eta_min", source, low=0.0)
-    out["reduce_on_plateau"] = _validate_plateau(mapping.get("reduce_on_plateau"), source)
+    scope = Scope(source, "lr_schedule.")
+    scope.mapping(mapping, ", ".join(TOP_KEYS))
+    scope.unknown_keys(mapping, TOP_KEYS)
+    out = parse_keys(scope, mapping, SPECS)
+    out["reduce_on_plateau"] = _validate_plateau(mapping.get("reduce_on_plateau"), scope)
     return out
 
 
-def _validate_plateau(mapping: Any, source: str) -> dict[str, Any] | None:
+def _validate_plateau(mapping: Any, scope: Scope) -> dict[str, Any] | None:
     if mapping is None or mapping is False:
         return None
     if mapping is True:
         mapping = {}
     if not isinstance(mapping, Mapping):
-        raise _fail(source, "reduce_on_plateau",
-                    f"must be a mapping of {', '.join(PLATEAU_KEYS)} or null (got {mapping!r})")
-    _check_keys(mapping, PLATEAU_KEYS, "reduce_on_plateau.", source)
-    patience = mapping.get("patience")
-    return {
-        "factor": _number(mapping.get("factor", 0.1), "reduce_on_plateau.factor", source,
-                          low=0.0, low_open=True, high=1.0, high_open=True),
-        "patience": None if patience is None else _number(patience, "reduce_on_plateau.patience", source,
-                                                          integer=True, low=1),
-        "min_lr": _number(mapping.get("min_lr", 0.0), "reduce_on_plateau.min_lr", source, low=0.0),
-        "max_reductions": _number(mapping.get("max_reductions", 3), "reduce_on_plateau.max_reductions", source,
-                                  integer=True, low=0),
-    }
+        raise scope.error("reduce_on_plateau", f"a mapping of {', '.join(PLATEAU_KEYS)}, true or null", mapping)
+    inner = Scope(scope.source, f"{scope.prefix}reduce_on_plateau.")
+    inner.unknown_keys(mapping, PLATEAU_KEYS)
+    return parse_keys(inner, mapping, PLATEAU_SPECS)
 
 
 @dataclass(frozen=True)
@@ -151,14 +111,14 @@ class PlateauAction:
 class LRSchedule:
     """Learning rate per epoch from a validated ``lr_schedule`` mapping and the base ``learning_rate``."""
 
-    def __init__(self, mapping: Mapping[str, Any], base_lr: float, source: str = "lr_schedule") -> None:
+    def __init__(self, mapping: Mapping[str, Any], base_lr: float, source: str | None = None) -> None:
         settings = validate_lr_schedule(mapping, source)
         assert settings is not None
-        if not (isinstance(base_lr, (int, float)) and base_lr > 0):
-            raise ConfigError(f"learning_rate: must be a number > 0 (got {base_lr!r})", source=source,
-                              key="learning_rate")
+        Scope(source, "").check("learning_rate", custom("a number > 0", "float > 0",
+                                                        lambda v: isinstance(v, (int, float)) and v > 0), base_lr)
         if settings["decay"] == "cosine" and settings["eta_min"] > base_lr:
-            raise _fail(source, "eta_min", f"must be <= learning_rate {base_lr} (got {settings['eta_min']})")
+            raise Scope(source, "lr_schedule.").error("eta_min", f"a number <= learning_rate {base_lr}",
+                                                      settings["eta_min"])
         self.settings = settings
         self.base_lr = float(base_lr)
         self.plateau: dict[str, Any] | None = settings["reduce_on_plateau"]
@@ -218,14 +178,15 @@ class LRSchedule:
     def on_evaluation(self, epoch: int, improved: bool, stop_reason: str | None) -> PlateauAction | None:
         """React to the policy's decision at ``epoch``; None when nothing changes.
 
-        ``stop_reason`` is the policy's stop reason value when it wants to stop, else None. Only a
-        ``patience`` stop is deferred; other reasons (thresholds, budgets, non-finite) always stand.
+        ``stop_reason`` is the policy's stop reason value when it wants to stop, else None. Only a stop
+        its rule declares deferrable (a ``patience`` stop) is deferred; other reasons (thresholds, budgets,
+        non-finite) always stand.
         """
         if self.plateau is None:
             return None
         self.wait_ = 0 if improved else self.wait_ + 1
         nxt = epoch + 1
-        if stop_reason == "patience" and self.can_reduce(nxt):
+        if deferrable(stop_reason) and self.can_reduce(nxt):
             before, after = self._reduce(nxt)
             msg = (f"epoch {epoch}: patience ran out; reduced the learning rate {before:.3g} -> {after:.3g} "
                    f"(reduction {self.reductions_} of {self.plateau['max_reductions']}) and gave the policy a "

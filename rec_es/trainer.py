@@ -15,7 +15,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from recbole.trainer import Trainer
@@ -25,7 +25,10 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rec_es import checkpoint
 from rec_es.compat import apply_recbole_fixes, versions
+from rec_es.controller import StopController
 from rec_es.errors import ConfigError, StateError
+from rec_es.per_user_capture import PerUserRecorder
+from rec_es.policy.types import Policy
 from rec_es.resume import begin_resumed, read_resume
 from rec_es.schedule import LRSchedule, PlateauAction
 from rec_es.trace import TraceWriter, jsonable, read_trace
@@ -55,10 +58,14 @@ class EarlyStoppingTrainer(Trainer):
     Args:
         config: RecBole ``Config``.
         model: the RecBole model.
-        policy: a rec_es ``StoppingPolicy`` (or an ``early_stopping:`` mapping, built with ``rec_es.build_policy``).
+        policy: a rec_es ``StoppingPolicy`` or another ``rec_es.policy.Policy`` (or an ``early_stopping:`` mapping,
+            built with ``rec_es.build_policy``).
         lr_schedule: an ``lr_schedule:`` mapping, an ``LRSchedule`` or None (default: LR never touched).
         run_dir: run directory for trace.jsonl, best.pth, last.pth, summary.json (default None: nothing on disk).
         record_test: also evaluate the test set at every evaluation and store it in the trace (default False).
+        per_user_metrics: top-k metric keys whose per-user values are kept at every evaluation, written to
+            ``RUN/per_user/`` and passed to a policy whose ``update`` takes ``per_user`` (default None: the
+            monitor's keys that have per-user values; ``()``: none).
         run_config: plain mapping written to the trace header as the run's config (default: RecBole's keys).
         epoch_progress: show a tqdm bar over epochs on a terminal, and per-batch bars once an epoch
             took longer than 30 s (default False).
@@ -67,20 +74,21 @@ class EarlyStoppingTrainer(Trainer):
     def __init__(self, config: Any, model: torch.nn.Module, policy: Any,
                  lr_schedule: Mapping[str, Any] | LRSchedule | None = None, run_dir: str | os.PathLike[str] | None = None,
                  record_test: bool = False, run_config: Mapping[str, Any] | None = None,
-                 epoch_progress: bool = False) -> None:
+                 epoch_progress: bool = False, per_user_metrics: Sequence[str] | None = None) -> None:
         super().__init__(config, model)
         if isinstance(policy, Mapping):
             from rec_es import build_policy
 
             policy = build_policy(policy)
-        self.policy = policy
+        if not isinstance(policy, Policy):
+            raise ConfigError(f"policy must be a StoppingPolicy, an early_stopping mapping or a rec_es.policy.Policy "
+                              f"({type(policy).__name__} lacks some of its methods)", key="early_stopping")
+        self.policy: Policy = policy
         if lr_schedule is None or isinstance(lr_schedule, LRSchedule):
             self.schedule = lr_schedule
         else:
             self.schedule = LRSchedule(lr_schedule, base_lr=self.learning_rate)
-        if self.schedule is not None and self.schedule.plateau is not None and not hasattr(policy, "grant_patience"):
-            raise ConfigError("lr_schedule.reduce_on_plateau needs a policy with grant_patience() "
-                              f"({type(policy).__name__} has none)", key="lr_schedule.reduce_on_plateau")
+        self.controller = StopController(policy, self.schedule)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.record_test = record_test
         self.run_config = dict(run_config) if run_config is not None else None
@@ -88,6 +96,7 @@ class EarlyStoppingTrainer(Trainer):
         if self.run_dir is not None:
             self.saved_model_file = str(self.run_dir / "best.pth")
         self._resume: dict[str, Any] | None = None
+        self.per_user_recorder = PerUserRecorder(self, per_user_metrics, getattr(policy, "monitor_keys", ()))
         self._clear_run_state()
 
     # --- state of one fit ----------------------------------------------------------------------
@@ -168,28 +177,25 @@ class EarlyStoppingTrainer(Trainer):
             train_data.get_model(self.model)
         if resume is None:
             self.start_epoch = 0
-            self.policy.reset()
-            if self.schedule is not None:
-                self.schedule.reset()
+            self.controller.reset()
             if self.run_dir is not None:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 self.trace_ = TraceWriter(self.run_dir / "trace.jsonl")
                 self.trace_.header(**self._header())
         else:
             begin_resumed(self, resume, train_data)
-
-    def _policy_settings(self) -> dict[str, Any]:
-        return self.policy.settings_mapping() if hasattr(self.policy, "settings_mapping") else {}
+        self.per_user_recorder.begin(self.run_dir if self.trace_ is not None else None,
+                                     resumed=resume is not None, record_test=self.record_test)
 
     def _header(self) -> dict[str, Any]:
-        settings = self._policy_settings()
+        settings = self.policy.settings_mapping()
         cfg = self.run_config if self.run_config is not None else dict(self.config.final_config_dict)
         return {"config": jsonable(cfg), "policy": jsonable(settings),
                 "lr_schedule": self.schedule.settings if self.schedule is not None else None,
                 "versions": versions(), "model": self.config["model"], "dataset": self.config["dataset"],
                 "seed": self.config["seed"], "epochs": self.epochs, "eval_step": self.eval_step,
-                "record_test": self.record_test, "monitor": getattr(self.policy, "monitor_name", None),
-                "mode": getattr(self.policy, "mode", None)}
+                "record_test": self.record_test, "monitor": self.policy.monitor_name,
+                "mode": self.policy.mode}
 
     # --- the steps of one epoch -----------------------------------------------------------------
     def _apply_lr(self, epoch: int) -> None:
@@ -237,16 +243,18 @@ class EarlyStoppingTrainer(Trainer):
                          callback_fn: Callable[[int, float | None], Any] | None) -> bool:
         t0 = time.time()
         valid = dict(self.evaluate(valid_data, load_best_model=False, show_progress=show_progress))
+        per_user = self.per_user_recorder.record("valid", epoch)  # sidecars are written before the trace record
         eval_s = time.time() - t0
         test, test_s = None, None
         if self.record_test:
             t1 = time.time()
             test = dict(self.evaluate(test_data, load_best_model=False, show_progress=show_progress))
+            self.per_user_recorder.record("test", epoch)
             test_s = time.time() - t1
         elapsed = self.elapsed_offset_ + time.time() - start
-        decision = self.policy.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed)
-        action = self._schedule_step(epoch, decision)
-        stop = bool(decision.stop) and not (action is not None and action.defer_stop)
+        step = self.controller.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed,
+                                      **self.per_user_recorder.policy_kwargs(per_user))
+        decision, action, stop = step.decision, step.action, step.stop
         if decision.new_best:
             self._snapshot_best(epoch, valid, test, decision, saved)
         self._record(epoch, lr, loss, valid, test, elapsed, train_s, eval_s, test_s, decision, action)
@@ -258,15 +266,6 @@ class EarlyStoppingTrainer(Trainer):
         if callback_fn is not None:
             callback_fn(epoch, decision.value)
         return stop
-
-    def _schedule_step(self, epoch: int, decision: Any) -> PlateauAction | None:
-        if self.schedule is None:
-            return None
-        reason = _reason(decision) if decision.stop else None
-        action = self.schedule.on_evaluation(epoch, improved=bool(decision.improved), stop_reason=reason)
-        if action is not None and action.defer_stop:
-            self.policy.grant_patience()
-        return action
 
     def _snapshot_best(self, epoch: int, valid: dict[str, float], test: dict[str, float] | None, decision: Any,
                        saved: bool) -> None:
@@ -307,7 +306,7 @@ class EarlyStoppingTrainer(Trainer):
 
     def _report(self, epoch: int, eval_s: float, valid: dict[str, float], decision: Any,
                 action: PlateauAction | None, verbose: bool) -> None:
-        name = getattr(self.policy, "monitor_name", "monitor")
+        name = self.policy.monitor_name
         if decision.value is not None:
             self.tensorboard.add_scalar(f"rec_es/monitor/{name}", decision.value, epoch)
         if decision.smoothed is not None:
@@ -339,7 +338,7 @@ class EarlyStoppingTrainer(Trainer):
             schedule_state=self.schedule.state_dict() if self.schedule is not None else None,
             train_data_rng=gen.get_state() if gen is not None else None, trace_lines=self.trace_.lines,
             elapsed_seconds=self.elapsed_offset_ + time.time() - start, best=best,
-            trace_digests=self.trace_.digests, policy_settings=jsonable(self._policy_settings()),
+            trace_digests=self.trace_.digests, policy_settings=jsonable(self.policy.settings_mapping()),
             schedule_settings=self.schedule.settings if self.schedule is not None else None)
         checkpoint.atomic_save(payload, self.run_dir / "last.pth")
 
@@ -406,7 +405,7 @@ class EarlyStoppingTrainer(Trainer):
             "best_valid_score": self.best_valid_score,
             "test_result": dict(test_result) if test_result is not None else None,
             "epochs_trained": self.epochs_trained_, "wall_seconds": self.wall_seconds_,
-            "monitor": getattr(self.policy, "monitor_name", None),
+            "monitor": self.policy.monitor_name,
             "run_dir": str(self.run_dir) if self.run_dir is not None else None,
             "best_checkpoint": str(self.run_dir / "best.pth") if self.run_dir is not None and
             (self.run_dir / "best.pth").exists() else None,
@@ -423,8 +422,7 @@ class EarlyStoppingTrainer(Trainer):
 
 
 def _reason(decision: Any) -> str:
-    reason = decision.reason
-    return str(getattr(reason, "value", reason))
+    return str(decision.reason.value)
 
 
 __all__ = ["EarlyStoppingTrainer", "read_trace"]

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import yaml
 
@@ -55,19 +55,21 @@ def _model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, st
     trainer_class = get_trainer(model_class.type, name)
     if trainer_class is not Trainer:
         raise ConfigError(f"model: {name} trains with RecBole's {trainer_class.__name__}, which has its own fit(); "
-                          "rec_es drives models that use the base Trainer (GRU4Rec, SASRec, BPR, ...)",
+                          "rec_es drives models that use the base Trainer (GRU4Rec, SASRec, BPR, LightGCN, ...). "
+                          f"Train {name} with stock RecBole (run_recbole) instead; rec-es explain reads its log",
                           source=where, key="model")
     return model_class, trainer_class
 
 
 def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
-          verbose: bool = True) -> dict[str, Any]:
+          verbose: bool = True, per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
     Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
     ``cfg``: ``rec_es.resume_check.check_resume``; a run that recorded test metrics keeps doing so), writes
     ``config.yaml`` (on resume: only once the checkpoint has loaded into the model), trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
+    ``per_user_metrics``: top-k keys recorded per user in ``RUN/per_user/`` (default: the monitor's).
     """
     from rec_es import datasets
 
@@ -83,7 +85,7 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     if plan is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg.to_dict())
-    return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose)
+    return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics)
 
 
 def check_budget(cfg: Any) -> None:
@@ -109,7 +111,7 @@ _write_config = write_config  # the name run.py re-exports
 
 
 def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
-           progress: bool, verbose: bool) -> dict[str, Any]:
+           progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
     from rec_es.compat import quiet_recbole_warnings
 
     quiet_recbole_warnings()
@@ -122,7 +124,8 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
         # come from someone else), so a planted file there is never unpickled. rec_es writes the run's own
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
-        return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose)
+        return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose,
+                         per_user_metrics)
 
 
 @contextlib.contextmanager
@@ -136,7 +139,8 @@ def recbole_scratch_dir() -> Iterator[str]:
 
 
 def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: Any,
-              record_test: bool, progress: bool, verbose: bool) -> dict[str, Any]:
+              record_test: bool, progress: bool, verbose: bool,
+              per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """Build RecBole's config, dataset, model and trainer, then fit; ``resume``: a ResumePlan, or None/False."""
     from logging import getLogger
 
@@ -163,7 +167,8 @@ def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, mode
     if verbose:
         logger.info(model)
     trainer = EarlyStoppingTrainer(config, model, cfg.build_policy(), lr_schedule=cfg.lr_schedule, run_dir=run_dir,
-                                   record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress)
+                                   record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress,
+                                   per_user_metrics=per_user_metrics)
     if resume:
         trainer.load_resume(run_dir, resume)
     trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),

@@ -83,3 +83,19 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     torch.set_num_threads(1)
     yield tmp_path
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Path]]:
+    """Every matplotlib ``Figure`` saved during the test, with its path, so a test can read what was drawn."""
+    from matplotlib.figure import Figure
+
+    saved: list[tuple[Any, Path]] = []
+    save = Figure.savefig
+
+    def capture(self: Figure, fname: Any, *args: Any, **kwargs: Any) -> Any:
+        saved.append((self, Path(fname)))
+        return save(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", capture)
+    return saved

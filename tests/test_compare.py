@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import rec_es
 from rec_es import build_policy
 from rec_es.compare import (CacheError, TraceCache, cache_fields, cache_key, compare, main, markdown, plot,
                             rows, write_runs_csv, write_table_csv)
@@ -52,11 +57,13 @@ def write_yaml(path: Path, mapping: dict[str, Any]) -> Path:
 class SyntheticTrain:
     """Writes what a run of ``cfg`` would leave: the seed's curve, cut where the run's policy stops.
 
-    A run with an lr_schedule gains 0.05 from epoch 5 on (its training differs from the recording).
+    A run with an lr_schedule gains 0.05 from epoch 5 on (its training differs from the recording). Valid MRR@10
+    is NDCG / 2, or the seed's curve in ``mrr`` when given.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mrr: dict[int, list[float]] | None = None) -> None:
         self.calls: list[tuple[int, bool]] = []
+        self.mrr = mrr or {}
 
     def __call__(self, cfg: RunConfig, run_dir: Path, record_test: bool) -> None:
         seed, epochs = cfg.recbole["seed"], cfg.recbole["epochs"]
@@ -70,7 +77,8 @@ class SyntheticTrain:
         stop_epoch, reason = epochs - 1, "max_epochs"
         for epoch in range(epochs):
             v = CURVES[seed][epoch] + (0.05 if cfg.lr_schedule and epoch >= 5 else 0.0)
-            valid = {"recall@10": 2 * v, "ndcg@10": v, "mrr@10": v / 2}
+            mrr = self.mrr[seed][epoch] if seed in self.mrr else v / 2
+            valid = {"recall@10": 2 * v, "ndcg@10": v, "mrr@10": mrr}
             test = {"recall@10": 1.8 * v, "ndcg@10": 0.9 * v, "mrr@10": 0.45 * v}
             d = policy.update(epoch, valid, 1.0, float(epoch + 1))
             if d.new_best:
@@ -138,7 +146,7 @@ def test_table_rows(setup: dict[str, Any]) -> None:
 
 
 def test_csv_and_plot_outputs(setup: dict[str, Any]) -> None:
-    """table.csv has one row per policy with mean/std columns; runs.csv one per policy and seed; the plot is a PNG."""
+    """table.csv has one row per policy with mean/std columns; runs.csv one per policy and seed."""
     c = run_compare(setup, SyntheticTrain())
     out = setup["tmp"]
     write_table_csv(rows(c), out / "table.csv")
@@ -150,8 +158,44 @@ def test_csv_and_plot_outputs(setup: dict[str, Any]) -> None:
     with open(out / "runs.csv") as fh:
         runs = list(csv.DictReader(fh))
     assert len(runs) == 2 * 4 and runs[0]["valid_ndcg@10"] == "0.3"
-    png = plot(c, out / "compare.png")
+
+
+def test_plot_draws_curves_lanes_and_the_quality_panel(setup: dict[str, Any], saved_figures: list[Any]) -> None:
+    """Per seed: the recorded curve, the live curve, the oracle epoch and one lane per policy (x = stop,
+    o = restored); right: each policy at (mean epochs trained, mean test NDCG@10); written as a PNG."""
+    c = run_compare(setup, SyntheticTrain())
+    png = plot(c, setup["tmp"] / "compare.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    [(fig, path)] = saved_figures
+    assert path == png
+    curves = [ax for ax in fig.axes if ax.get_ylabel() == "valid ndcg@10"]
+    lanes = [ax for ax in fig.axes if [t.get_text() for t in ax.get_yticklabels()] == ["plateau", "legacy", "patience2"]]
+    [quality] = [ax for ax in fig.axes if ax.get_xlabel().startswith("epochs trained")]
+    assert len(curves) == len(lanes) == 2
+    # (stop, restored) per policy and seed, worked out by hand from CURVES (see test_replayed_and_live_rows);
+    # legacy (stopping_step 10 on MRR = NDCG / 2) never stops within 12 epochs and restores NDCG's peak.
+    runs = {"patience2": [(5, 3), (5, 3)], "legacy": [(11, 3), (11, 7)], "plateau": [(7, 5), (9, 7)]}
+    lane_y = {"patience2": 2, "legacy": 1, "plateau": 0}
+    for i, seed in enumerate((2020, 2021)):
+        lines = [(list(line.get_xdata()), list(line.get_ydata()), line.get_linestyle()) for line in curves[i].get_lines()]
+        assert (list(range(12)), CURVES[seed], "-") in lines
+        stop = runs["plateau"][i][0]
+        live = [CURVES[seed][e] + (0.05 if e >= 5 else 0.0) for e in range(stop + 1)]
+        assert any(x == list(range(stop + 1)) and y == pytest.approx(live) and style == "--" for x, y, style in lines)
+        oracle_epoch = [3, 7][i]
+        assert ([oracle_epoch] * 2, ":") in [(list(line.get_xdata()), line.get_linestyle()) for line in lanes[i].get_lines()]
+        marks = [[tuple(xy) for xy in coll.get_offsets()] for coll in lanes[i].collections]
+        for name, y in lane_y.items():
+            stop_epoch, best_epoch = runs[name][i]
+            assert ([0, stop_epoch], [y, y]) in [(list(line.get_xdata()), list(line.get_ydata()))
+                                                 for line in lanes[i].get_lines()]
+            assert [(stop_epoch, y)] in marks and [(best_epoch, y)] in marks
+    # mean epochs trained and mean test NDCG@10 (0.9 x valid at the restored epoch) over the two seeds
+    expected = {"oracle": (12.0, 0.9 * (0.30 + 0.26) / 2), "patience2": (6.0, 0.9 * (0.30 + 0.22) / 2),
+                "legacy": (12.0, 0.9 * (0.30 + 0.26) / 2), "plateau": (9.0, 0.9 * (0.33 + 0.31) / 2)}
+    points = sorted((round(float(line.get_xdata()[0]), 9), round(float(line.get_ydata()[0]), 9))
+                    for line in quality.get_lines() if line.get_marker() == "o")
+    assert points == sorted((x, round(y, 9)) for x, y in expected.values())
 
 
 def test_rerun_uses_cache_and_trains_nothing(setup: dict[str, Any]) -> None:
@@ -187,6 +231,64 @@ def test_cache_key_follows_seed_budget_and_policy_for_live(setup: dict[str, Any]
     assert len({key(cfg), key(cfg, s=2021), key(cfg, e=13)}) == 3
     assert key(cfg) == key(cfg2)
     assert key(cfg, live=True) != key(cfg2, live=True)
+
+
+# Runs one comparison (seed 2020, patience2 replayed, SyntheticTrain) with the rec_es package found first on
+# PYTHONPATH, and prints the seeds SyntheticTrain trained.
+COPY_COMPARE = """
+import json, sys
+from pathlib import Path
+import rec_es
+assert Path(rec_es.__file__).resolve().parent == Path(sys.argv[1]).resolve(), rec_es.__file__
+sys.path.append(sys.argv[2])
+from test_compare import SyntheticTrain
+from rec_es.compare import compare
+train = SyntheticTrain()
+compare([sys.argv[3]], [sys.argv[4]], seeds=1, cache_dir=sys.argv[5], progress=False, train=train, log=lambda m: None)
+print(json.dumps(train.calls))
+"""
+
+
+def copy_package(tmp_path: Path) -> Path:
+    """A copy of the installed rec_es package under tmp_path/pkg (without bytecode caches)."""
+    copy = tmp_path / "pkg" / "rec_es"
+    shutil.copytree(Path(rec_es.__file__).resolve().parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def test_source_hash_follows_every_training_module(tmp_path: Path) -> None:
+    """An untouched copy of rec_es hashes like the package; a one-comment edit to any hashed module changes it."""
+    package = Path(rec_es.__file__).resolve().parent
+    copy = copy_package(tmp_path)
+    assert source_hash(copy) == source_hash(package) == source_hash()
+    assert "trainer.py" in TRAINING_MODULES
+    for name in TRAINING_MODULES:
+        path = copy / name
+        text = path.read_bytes()
+        path.write_bytes(text + b"\n# an edit\n")
+        assert source_hash(copy) != source_hash(package), f"editing {name} must change the source hash"
+        path.write_bytes(text)
+    assert source_hash(copy) == source_hash(package)
+
+
+def test_code_edit_invalidates_the_cache(setup: dict[str, Any], tmp_path: Path) -> None:
+    """Compare run from a copy of rec_es: cached on the second run, recorded again after an edit to trainer.py."""
+    copy = copy_package(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(copy.parent)}
+    args = [str(copy), str(REPO / "tests"), setup["config"], setup["policies"]["patience2"], str(setup["cache"])]
+
+    def trained() -> list[list[Any]]:
+        done = subprocess.run([sys.executable, "-c", COPY_COMPARE, *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert trained() == [[2020, True]]
+    assert trained() == []  # same code: the recording is reused
+    trainer = copy / "trainer.py"
+    trainer.write_text(trainer.read_text() + "\n# an edit that changes no behaviour\n")
+    assert trained() == [[2020, True]]  # edited training code: recorded again
+    assert trained() == []
 
 
 def _first_entry(cache: Path) -> Path:
@@ -294,10 +396,15 @@ def test_metrics_without_ndcg_refused(setup: dict[str, Any]) -> None:
                 train=SyntheticTrain())
 
 
-def test_oracle_monitor_option(setup: dict[str, Any]) -> None:
-    """--oracle-monitor picks the metric of the oracle's best epoch."""
-    c = run_compare(setup, SyntheticTrain(), names=("patience2",), oracle_monitor="mrr@10")
-    assert c.monitor == "mrr@10" and [o.best_epoch for o in c.oracle] == [3, 7]
+def test_oracle_monitor_option(setup: dict[str, Any], tmp_path: Path) -> None:
+    """--oracle-monitor picks the metric of the oracle's best epoch: MRR@10 peaking at 8 and 1, NDCG@10 at 3 and 7."""
+    mrr = {2020: [0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11, 0.12, 0.13, 0.12, 0.11, 0.10],
+           2021: [0.05, 0.14, 0.10, 0.09, 0.08, 0.07, 0.08, 0.09, 0.10, 0.11, 0.12, 0.13]}
+    c = run_compare(setup, SyntheticTrain(mrr), names=("patience2",), oracle_monitor="mrr@10")
+    assert c.monitor == "mrr@10" and [o.best_epoch for o in c.oracle] == [8, 1]
+    by_ndcg = compare([setup["config"]], [setup["policies"]["patience2"]], seeds=2, cache_dir=tmp_path / "other",
+                      progress=False, train=SyntheticTrain(mrr), log=lambda m: None)
+    assert by_ndcg.monitor == "ndcg@10" and [o.best_epoch for o in by_ndcg.oracle] == [3, 7]  # valid_metric
     assert build_policy({"monitor": "mrr@10", "enabled": False}).monitor_name == c.monitor
 
 

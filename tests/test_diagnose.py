@@ -21,25 +21,33 @@ LOGS = Path(__file__).parent / "fixtures" / "recbole_logs"
 
 
 def write_trace(run_dir: Path, scores: list[float], policy: dict[str, Any], *, epochs: int,
-                eval_step: int = 1, footer: bool = True, header_policy: dict[str, Any] | None = None,
+                eval_step: int = 1, footer: bool = True, resumed: tuple[int, dict[str, Any]] | None = None,
                 record_test: bool = False) -> Path:
     """A run directory whose trace.jsonl holds ``policy``'s real decisions on ``scores`` (ndcg@10).
 
-    ``header_policy`` (default: ``policy``) goes into the header, as after a resume under a new policy."""
+    ``resumed=(from_epoch, previous)``: written as the trainer writes a run started under ``previous`` and
+    resumed at ``from_epoch`` under ``policy`` (``rec-es run --resume RUN --set ...``): the records before
+    ``from_epoch`` hold ``previous``'s decisions, the later ones ``policy``'s (replayed over the earlier
+    records first), and the header names ``policy`` with ``resumed_with_changes`` naming ``previous``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     built = build_policy({"monitor": "ndcg@10", **policy})
-    header = build_policy({"monitor": "ndcg@10", **(header_policy or policy)})
+    before = build_policy({"monitor": "ndcg@10", **(resumed[1] if resumed else policy)})
+    start = resumed[0] if resumed else 0
     writer = TraceWriter(run_dir / "trace.jsonl")
-    writer.header(config={"metric_decimal_place": 4}, policy=header.settings_mapping(), lr_schedule=None,
+    changes = ({"resumed_with_changes": [{"from_epoch": start, "previous_policy": before.settings_mapping(),
+                                          "previous_lr_schedule": None, "previous_config": {}, "previous_epochs": epochs}]}
+               if resumed else {})
+    writer.header(config={"metric_decimal_place": 4}, policy=built.settings_mapping(), lr_schedule=None,
                   versions={}, model="GRU4Rec", dataset="ml-100k-tiny", seed=2020, epochs=epochs,
-                  eval_step=eval_step, record_test=record_test)
+                  eval_step=eval_step, record_test=record_test, **changes)
     last = None
     for n, score in enumerate(scores):
         epoch = (n + 1) * eval_step - 1
         last = built.update(epoch, {"ndcg@10": score})
+        recorded = before.update(epoch, {"ndcg@10": score}) if epoch < start else last
         test = {"test": {"ndcg@10": round(score / 2, 4)}} if record_test else {}
         writer.record(epoch=epoch, train_loss=1.0, lr=0.001, valid={"ndcg@10": score}, elapsed_seconds=float(n),
-                      train_seconds=0.5, eval_seconds=0.5, decision=last.to_dict(), **test)
+                      train_seconds=0.5, eval_seconds=0.5, decision=recorded.to_dict(), **test)
         if last.stop:
             break
     if footer:
@@ -133,6 +141,37 @@ def test_truncated_log_is_explained_as_incomplete() -> None:
     assert any("ends after epoch 4 of 500" in w for w in report["warnings"])
 
 
+def _drop_epoch_4(text: str) -> str:
+    """The log without epoch 4's training line, evaluating line and valid result (4 lines)."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "epoch 4 training" in line)
+    return "".join(lines[:start] + lines[start + 4:])
+
+
+@pytest.mark.parametrize("name, edit, warning", [
+    # stopped_epochs500: best 0.0345 at 2, then 0.0292, 0.0238, 0.0230, 0.0247 = the 4 misses stopping_step 3
+    # stops on. Without epoch 4 only 3 misses remain, so RecBole's rule would not have stopped at epoch 6.
+    ("stopped_epochs500.log", _drop_epoch_4,
+     "replaying stopping_step 3 on the logged valid_scores does not stop at epoch 6 as the log does; evaluations "
+     "may be missing from the log"),
+    ("stopped_epochs500.log",
+     lambda t: t.replace("best eval result in epoch 2", "best eval result in epoch 1"),
+     "the log says best epoch 1, the replay of RecBole's rule gives 2; evaluations may be missing from the log"),
+    # budget_test_crashed ran its 12 epochs; with stopping_step 0 the first miss (0.0033 < 0.0083 at epoch 3) stops.
+    ("budget_test_crashed.log",
+     lambda t: t.replace("stopping_step = 2", "stopping_step = 0").replace("valid_score: 0.013300", "valid_score: 0.003300"),
+     "RecBole's rule replayed on the logged scores stops at epoch 3, but the log continues to epoch 11"),
+])
+def test_replay_that_disagrees_with_the_log_is_a_caveat(tmp_path: Path, name: str, edit: Any, warning: str) -> None:
+    """A log whose outcome RecBole's rule does not reproduce on its own scores gets a caveat naming both."""
+    original = (LOGS / name).read_text()
+    assert not [w for w in explain(LOGS / name)["warnings"] if "replay" in w]
+    path = tmp_path / name
+    path.write_text(edit(original))
+    assert path.read_text() != original
+    assert f"{path}: {warning}" in explain(path)["warnings"]
+
+
 # ----- rec_es traces --------------------------------------------------------------------------------------
 def test_trace_still_rising_is_likely_premature(tmp_path: Path) -> None:
     """A patience-2 stop on a curve still rising over the window is called premature, with a patience advice."""
@@ -202,20 +241,32 @@ def test_ties_that_kept_a_stock_run_going(tmp_path: Path) -> None:
 
 
 def test_resumed_run_is_explained_with_its_final_policy(tmp_path: Path) -> None:
-    """`rec-es run --resume` with a new policy rewrites config.yaml, not the trace header: the final policy wins."""
+    """A run resumed under another policy: the header's final policy is explained, its original one replayed."""
+    # patience 3 alone: best 0.3 at epoch 1, misses at 2, 3, 4 -> stops at 4; resumed at 5 under patience 5.
     scores = [0.1, 0.3, 0.2, 0.25, 0.28, 0.35, 0.3, 0.3, 0.3]
     run = write_trace(tmp_path / "run", scores, {"patience": 5}, epochs=50, footer=False,
-                      header_policy={"patience": 3})
-    (run / "config.yaml").write_text("early_stopping:\n  monitor: ndcg@10\n  patience: 3\n")
-    assert not [w for w in explain(run)["warnings"] if "resumed under another policy" in w]  # config.yaml agrees with the header
-    (run / "config.yaml").write_text("early_stopping:\n  monitor: ndcg@10\n  patience: 5\n")
+                      resumed=(5, {"patience": 3}))
     report = explain(run)
     assert report["observed_policy"]["patience"] == 5
-    assert any("resumed under another policy" in w for w in report["warnings"])
-    original = row(report, "original (trace header): patience 3 evaluations")
+    assert f"{run / 'trace.jsonl'}: the run was resumed at epoch 5 under another policy (patience 5 evaluations; it " \
+           "started with patience 3 evaluations); the report explains the final policy, and the table also " \
+           "replays the original one" in report["warnings"]
+    original = row(report, "original (epochs 0-4): patience 3 evaluations")
     assert (original["status"], original["stop_epoch"], original["best_epoch"]) == ("stopped", 4, 1)
     observed = row(report, "observed: patience 5 evaluations")
-    assert observed["status"] == "data_ends"
+    assert (observed["status"], observed["best_epoch"]) == ("data_ends", 5)  # 0.35 at 5, then 3 misses of 5
+    assert report["stop"]["evaluations_without_improvement"] == 3
+
+
+def test_resume_that_kept_the_policy_has_no_original_row(tmp_path: Path) -> None:
+    """A resume that changed only the budget, or a config.yaml a failed resume rewrote, is no policy change."""
+    run = write_trace(tmp_path / "run", [0.1, 0.3, 0.2], {"patience": 5}, epochs=50, footer=False,
+                      resumed=(2, {"patience": 5}))
+    (run / "config.yaml").write_text("early_stopping:\n  monitor: ndcg@10\n  patience: 9\n")
+    report = explain(run)
+    assert not [w for w in report["warnings"] if "resumed" in w]
+    assert not [r for r in report["counterfactuals"] if r["policy"].startswith("original")]
+    assert report["observed_policy"]["patience"] == 5
 
 
 def test_trace_without_footer_is_incomplete(tmp_path: Path) -> None:
@@ -260,6 +311,30 @@ def test_main_json_plot_and_policy_files(tmp_path: Path, capsys: pytest.CaptureF
     patient = row(data, "patient")
     assert patient["status"] == "stopped" and patient["mapping"]["ema_alpha"] == 0.3
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_draws_the_curve_best_stop_and_patience_window(tmp_path: Path, saved_figures: list[Any]) -> None:
+    """--plot draws the logged valid_scores, an EMA α=0.5 of them, the best (17) and stop (21) epochs and the
+    patience window: stopping_step 3 = 4 evaluations, from the best epoch on."""
+    path = LOGS / "noisy_stopped.log"
+    scores = [float(v) for v in re.findall(r"evaluating \[time: [\d.]+s, valid_score: ([\d.]+)\]", path.read_text())]
+    ema = [scores[0]]
+    for v in scores[1:]:
+        ema.append(0.5 * v + 0.5 * ema[-1])
+    png = tmp_path / "stop.png"
+    assert main([str(path), "--plot", str(png)]) == 0
+    [(fig, saved)] = saved_figures
+    assert saved == png and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    [ax] = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    observed, smoothed = lines["ndcg@10 (observed)"], lines["EMA α=0.5 (for reading only)"]
+    assert list(observed.get_xdata()) == list(range(22)) and list(observed.get_ydata()) == scores
+    assert observed.get_marker() == "o"
+    assert list(smoothed.get_ydata()) == pytest.approx(ema)
+    assert list(lines["best epoch 17"].get_xdata()) == [17, 17]
+    assert list(lines["stop epoch 21"].get_xdata()) == [21, 21]
+    [window] = [p for p in ax.patches if p.get_label() == "patience window (4 evaluations)"]
+    assert (window.get_x(), window.get_x() + window.get_width()) == (17, 21)
 
 
 def test_main_bad_policy_file_and_bad_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

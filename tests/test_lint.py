@@ -241,3 +241,14 @@ def test_unknown_metric_and_mixed_metric_kinds_are_errors(tmp_path: Path) -> Non
     mixed = write(tmp_path, "b.yaml", "metrics: [Recall, RMSE]\nvalid_metric: Recall@10\n")
     finding = only(lint_files([mixed]), "metrics")
     assert "cannot compute ranking and value metrics together (value metrics here: RMSE)" in finding.message
+
+
+def test_bad_recbole_values_use_the_one_message_template(tmp_path: Path) -> None:
+    """epochs / eval_step / valid_metric / metrics of the wrong type: `allowed: ... (got ...)`, like every schema."""
+    cfg = write(tmp_path, "a.yaml", "epochs: 0\nmetrics: {a: 1}\n")
+    messages = {f.key: f.message for f in lint_files([cfg]) if f.level == "error"}
+    assert messages["epochs"] == "allowed: an integer >= 1 (got 0)"
+    assert messages["metrics"] == "allowed: a metric name or a list of them, e.g. [Recall, NDCG] (got {'a': 1})"
+    cfg = write(tmp_path, "b.yaml", "eval_step: 2.5\nvalid_metric: 3\n")
+    assert only(lint_files([cfg]), "eval_step").message == "allowed: an integer (got 2.5)"
+    assert only(lint_files([cfg]), "valid_metric").message == "allowed: a metric key such as NDCG@10 (got 3)"

@@ -17,8 +17,10 @@ CURVE = [0.10, 0.20, 0.25, 0.28, 0.30, 0.30, 0.29, 0.28, 0.27, 0.31, 0.26, 0.25]
 
 
 def write_trace(path: Path, valid: Sequence[float | None], *, epochs: int | None = None, eval_step: int = 1,
-                test: bool = True, footer: bool = True, seed: int = 1, timings: bool = True) -> Path:
-    """A trace like a recording run's: stopping disabled, one record per evaluation, test = valid / 2."""
+                test: bool = True, footer: bool = True, seed: int = 1, timings: bool = True,
+                losses: Sequence[float] | None = None) -> Path:
+    """A trace like a recording run's: stopping disabled, one record per evaluation, test = valid / 2,
+    train loss ``losses[i]`` (default 5.0 - 0.1 i)."""
     budget = epochs if epochs is not None else len(valid) * eval_step
     w = TraceWriter(path)
     w.header(config={"model": "GRU4Rec"}, policy={"enabled": False}, versions={}, model="GRU4Rec",
@@ -26,7 +28,8 @@ def write_trace(path: Path, valid: Sequence[float | None], *, epochs: int | None
     elapsed = 0.0
     for i, v in enumerate(valid):
         epoch = (i + 1) * eval_step - 1
-        rec = {"epoch": epoch, "train_loss": 5.0 - 0.1 * i, "lr": 0.001,
+        loss = losses[i] if losses is not None else 5.0 - 0.1 * i
+        rec = {"epoch": epoch, "train_loss": loss, "lr": 0.001,
                "valid": {"ndcg@10": v, "recall@10": None if v is None else 2 * v}, "decision": {"epoch": epoch}}
         if test:
             rec["test"] = {"ndcg@10": None if v is None else v / 2, "recall@10": None if v is None else v}
@@ -151,11 +154,19 @@ def test_time_budget_uses_recorded_elapsed(curve_trace: Path) -> None:
     assert (r.stop_epoch, r.reason) == (3, "time_budget")
 
 
-def test_prechelt_pq_gets_recorded_train_loss(curve_trace: Path) -> None:
-    """PQ needs the train loss; replay passes the recorded one, so PQ runs without error."""
-    r = replay(build_policy({"monitor": "ndcg@10", "patience": None,
-                             "prechelt": {"criterion": "PQ", "alpha": 0.5, "strip": 2}}), curve_trace)
-    assert r.stop_epoch <= 11 and r.best_epoch is not None
+def test_prechelt_pq_gets_recorded_train_loss(curve_trace: Path, tmp_path: Path) -> None:
+    """PQ decides on the recorded train loss: it stops at epoch 11 on the falling loss, at 7 on a constant one."""
+    policy = build_policy({"monitor": "ndcg@10", "patience": None,
+                           "prechelt": {"criterion": "PQ", "alpha": 0.5, "strip": 2}})
+    # Strips end at epochs 1, 3, 5, 7, 9, 11; error E = 1 - ndcg; GL = 100 (E / E_opt - 1); the loss is 5.0 - 0.1 i.
+    # Epoch 7: GL = 100 (0.72 / 0.70 - 1) = 2.857, P = 1000 ((4.4 + 4.3) / (2 x 4.3) - 1) = 11.63: PQ 0.246 <= 0.5.
+    # Epoch 9: 0.31 is a new best, GL = 0. Epoch 11: GL = 100 (0.75 / 0.69 - 1) = 8.696,
+    # P = 1000 ((4.0 + 3.9) / (2 x 3.9) - 1) = 12.82: PQ 0.678 > 0.5 -> stop, restoring epoch 9.
+    r = replay(policy, curve_trace)
+    assert (r.stop_epoch, r.best_epoch, r.reason, r.stopped) == (11, 9, "prechelt_pq", True)
+    # A constant loss makes no training progress (P = 0), so any GL > 0 stops: the first is epoch 7's.
+    flat = replay(policy, write_trace(tmp_path / "flat.jsonl", CURVE, losses=[2.0] * len(CURVE)))
+    assert (flat.stop_epoch, flat.best_epoch, flat.reason) == (7, 4, "prechelt_pq")
 
 
 def test_oracle_is_best_valid_epoch_of_whole_trace(curve_trace: Path) -> None:

@@ -30,16 +30,16 @@ def test_lr_curve(mapping: dict, expected: list[float]) -> None:
 @pytest.mark.parametrize(
     "mapping, fragment",
     [
-        ({"decay": "linear"}, "lr_schedule.decay: must be one of none, step, exponential, cosine (got 'linear')"),
-        ({"decay": "step", "gamma": 0.5}, "lr_schedule.step_size: is required by decay: step"),
-        ({"decay": "exponential", "gamma": 1.5}, "lr_schedule.gamma: must be <= 1.0 (got 1.5)"),
-        ({"warmup_epoch": 3}, "unknown key 'warmup_epoch' — did you mean 'warmup_epochs'?"),
-        ({"warmup_epochs": -1}, "lr_schedule.warmup_epochs: must be >= 0 (got -1)"),
-        ({"warmup_epochs": 2.5}, "lr_schedule.warmup_epochs: must be an integer (got 2.5)"),
-        ({"gamma": 0.5}, "lr_schedule.gamma: is not used by decay: none"),
-        ({"reduce_on_plateau": {"factor": 1.0}}, "lr_schedule.reduce_on_plateau.factor: must be < 1.0 (got 1.0)"),
+        ({"decay": "linear"}, "lr_schedule.decay: allowed: none | step | exponential | cosine (got 'linear')"),
+        ({"decay": "step", "gamma": 0.5}, "lr_schedule.step_size: required by decay: step; allowed: an integer >= 1 (got nothing)"),
+        ({"decay": "exponential", "gamma": 1.5}, "lr_schedule.gamma: allowed: a number in (0, 1] (got 1.5)"),
+        ({"warmup_epoch": 3}, "lr_schedule.warmup_epoch: unknown key — did you mean 'warmup_epochs'?"),
+        ({"warmup_epochs": -1}, "lr_schedule.warmup_epochs: allowed: an integer >= 0 (got -1)"),
+        ({"warmup_epochs": 2.5}, "lr_schedule.warmup_epochs: allowed: an integer >= 0 (got 2.5)"),
+        ({"gamma": 0.5}, "lr_schedule.gamma: gamma is set but decay is 'none'; allowed: only with decay: step | exponential"),
+        ({"reduce_on_plateau": {"factor": 1.0}}, "lr_schedule.reduce_on_plateau.factor: allowed: a number in (0, 1) (got 1.0)"),
         ({"reduce_on_plateau": {"patiance": 2}}, "did you mean 'patience'?"),
-        ({"reduce_on_plateau": 5}, "lr_schedule.reduce_on_plateau: must be a mapping"),
+        ({"reduce_on_plateau": 5}, "lr_schedule.reduce_on_plateau: allowed: a mapping of factor, patience, min_lr, max_reductions, true or null (got 5)"),
         ([1, 2], "lr_schedule: must be a mapping"),
     ],
 )
@@ -49,6 +49,16 @@ def test_validation_messages(mapping: object, fragment: str) -> None:
         validate_lr_schedule(mapping, "props/my.yaml")
     assert str(info.value).startswith("props/my.yaml: ")
     assert fragment in str(info.value)
+
+
+def test_message_without_a_file_names_the_key_once() -> None:
+    """Without a source file the message starts at the key: no doubled `lr_schedule: lr_schedule.` prefix."""
+    with pytest.raises(ConfigError) as info:
+        validate_lr_schedule({"warmup_epochs": -1})
+    assert str(info.value) == "lr_schedule.warmup_epochs: allowed: an integer >= 0 (got -1)"
+    with pytest.raises(ConfigError) as info:
+        LRSchedule({"decay": "cosine", "t_max": 3, "eta_min": 0.1}, base_lr=0.01)
+    assert str(info.value) == "lr_schedule.eta_min: allowed: a number <= learning_rate 0.01 (got 0.1)"
 
 
 def test_defaults_filled() -> None:

@@ -17,7 +17,7 @@ from rec_es.trace import read_trace
 
 #: rec_es modules whose source decides how a recording run trains (hashed into every cache key).
 TRAINING_MODULES = ("trainer.py", "resume.py", "training.py", "schedule.py", "checkpoint.py", "compat.py",
-                    "datasets.py", "trace.py", "config.py")
+                    "datasets.py", "trace.py", "config.py", "per_user.py", "per_user_capture.py", "controller.py")
 #: The rec_es package directory (the root of TRAINING_MODULES).
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: RecBole keys that change logging or paths only, left out of cache keys.

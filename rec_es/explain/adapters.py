@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rec_es import yamlio
 from rec_es.errors import ConfigError, StateError
 from rec_es.explain.fmt import _label
 from rec_es.explain.observed import EXPECTED, ExplainError, Observed
@@ -60,14 +59,7 @@ def _from_trace(path: Path) -> Observed:
             raise ExplainError(f"{trace.path}: the record of epoch {r['epoch']} has no decision {', '.join(missing)} "
                                "(a trace written by rec-es run has every field); nothing to explain")
     warnings: list[str] = []
-    original: tuple[str, dict[str, Any]] | None = None
-    resumed = _resumed_policy(trace.path.parent / "config.yaml", policy)
-    if resumed is not None:
-        original = ("original (trace header): " + _label(policy), mapping)
-        mapping, policy = resumed
-        warnings.append(f"{trace.path.parent / 'config.yaml'}: the run was resumed under another policy "
-                        f"({_label(policy)}; the trace header has {original[0].split(': ', 1)[1]}); the report "
-                        "explains the final policy, and the table also replays the original one")
+    original = _original_policy(trace, policy, warnings)
     ending = _trace_ending(trace, decisions)
     if ending == "incomplete":
         warnings.append(f"{trace.path}: no footer: the run crashed, was interrupted or is still running; "
@@ -86,20 +78,32 @@ def _from_trace(path: Path) -> Observed:
                     original_policy=original)
 
 
-def _resumed_policy(config_path: Path, header_policy: StoppingPolicy) -> tuple[dict[str, Any], StoppingPolicy] | None:
-    """The policy in RUN/config.yaml when it differs from the trace header's (``rec-es run --resume`` with a new
-    policy rewrites config.yaml but keeps the header); None when they agree or config.yaml is absent/unreadable."""
-    if not config_path.is_file():
+def _original_policy(trace: Trace, final: StoppingPolicy, warnings: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """(row label, mapping) of the policy the run started with, when a resume changed it; else None.
+
+    ``rec-es run --resume RUN`` with other settings rewrites the trace header's ``policy`` to the new one and
+    appends ``{"from_epoch", "previous_policy", ...}`` to its ``resumed_with_changes`` (docs/CONTRACT.md); the
+    first entry holds the original policy. A resume that changed only the budget or RecBole keys gives None.
+    """
+    changes = trace.header.get("resumed_with_changes") or []
+    if not changes or not isinstance(changes[0], dict) or not isinstance(changes[0].get("previous_policy"), dict):
         return None
+    first = changes[0]
+    mapping = dict(first["previous_policy"])
     try:
-        data = yamlio.load_file(config_path, "the run's merged config").data or {}
-        mapping = data.get("early_stopping") if isinstance(data, dict) else None
-        if not isinstance(mapping, dict):
-            return None
-        policy = build_policy(mapping)
-    except ConfigError:  # unreadable, not UTF-8, not YAML, or no valid policy: explain the trace header's
+        before = build_policy(mapping)
+    except ConfigError as exc:
+        warnings.append(f"{trace.path}: the policy the run started with cannot be rebuilt ({exc}); the table does "
+                        "not replay it")
         return None
-    return None if policy.settings == header_policy.settings else (dict(mapping), policy)
+    if before.settings == final.settings:
+        return None
+    start = first.get("from_epoch")
+    span = f"epochs 0-{start - 1}" if isinstance(start, int) and start > 0 else "before the resume"
+    warnings.append(f"{trace.path}: the run was resumed at epoch {start} under another policy ({_label(final)}; it "
+                    f"started with {_label(before)}); the report explains the final policy, and the table also "
+                    "replays the original one")
+    return f"original ({span}): {_label(before)}", mapping
 
 
 def _trace_ending(trace: Trace, decisions: list[dict[str, Any]]) -> str:

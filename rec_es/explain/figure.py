@@ -48,7 +48,7 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
 
 def _smoothed_series(report: Mapping[str, Any], evals: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:
     policy = report["observed_policy"]
-    if policy.get("smoothing") in ("ema", "window") and all(e.get("smoothed") is not None for e in evals):
+    if policy.get("smoothing", "none") != "none" and all(e.get("smoothed") is not None for e in evals):
         return [e["smoothed"] for e in evals], "smoothed (the run's own policy)"
     state: dict[str, Any] = {}
     out = []

@@ -1,7 +1,7 @@
 """How ``rec-es explain`` writes numbers, counts and policies in its sentences and tables."""
 from __future__ import annotations
 
-from rec_es.policy import StoppingPolicy
+from rec_es.policy import StoppingPolicy, smoothing
 
 
 def _fmt(x: float | None) -> str:
@@ -20,8 +20,5 @@ def _label(policy: StoppingPolicy) -> str:
     if s.preset == "recbole_legacy":
         return f"stopping_step {s.stopping_step}"
     label = f"patience {s.patience} {s.patience_unit}" if s.patience is not None else "no patience rule"
-    if s.smoothing == "ema":
-        label += f" + EMA α={s.ema_alpha:g}"
-    elif s.smoothing == "window":
-        label += f" + window {s.window}"
+    label += smoothing.label(s)
     return label if s.enabled else "stopping disabled"

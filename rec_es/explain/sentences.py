@@ -7,6 +7,7 @@ from rec_es.explain.counterfactual import _tie_sensitivity
 from rec_es.explain.fmt import _fmt, _plural
 from rec_es.explain.observed import Observed
 from rec_es.explain.stats import _better, _gaps, _patience_evaluations, _spike, noise_level, trend_change
+from rec_es.policy import rules
 from rec_es.policy.schema import PolicySettings
 
 
@@ -75,18 +76,7 @@ def analyse_stop(obs: Observed) -> dict[str, Any]:
 
 def _setting_for_reason(reason: str | None, s: PolicySettings) -> dict[str, Any] | None:
     """The early_stopping key (and its value) behind a stop reason; None for reasons no key decides."""
-    keys = {"patience": ("early_stopping.patience", s.patience), "baseline": ("early_stopping.baseline", s.baseline),
-            "stopping_threshold": ("early_stopping.stopping_threshold", s.stopping_threshold),
-            "divergence_threshold": ("early_stopping.divergence_threshold", s.divergence_threshold),
-            "non_finite": ("early_stopping.check_finite", s.check_finite),
-            "max_epochs": ("early_stopping.max_epochs", s.max_epochs),
-            "time_budget": ("early_stopping.max_minutes", s.max_minutes),
-            "prechelt_gl": ("early_stopping.prechelt", "GL"), "prechelt_pq": ("early_stopping.prechelt", "PQ"),
-            "prechelt_up": ("early_stopping.prechelt", "UP"), "all_of": ("early_stopping.combine", s.combine)}
-    if reason not in keys:
-        return None
-    key, value = keys[reason]
-    return {"key": key, "value": value}
+    return rules.setting_for(reason, s)
 
 
 def analyse_premature(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:

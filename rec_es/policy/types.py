@@ -1,26 +1,14 @@
-"""Value types shared by the policy core: what goes in (an evaluation) and what comes out (a decision)."""
+"""Value types shared by the policy core: what comes out of an evaluation (a decision), why a run stopped
+(``StopReason``, assembled from the rules' declarations) and what a policy must offer (``Policy``)."""
 from __future__ import annotations
 
-import enum
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
+from rec_es.policy.rules import StopReason
 
-class StopReason(str, enum.Enum):
-    """Why a run stopped, or ``NOT_STOPPED``. The value is the short string written to traces."""
-
-    NOT_STOPPED = "not_stopped"
-    PATIENCE = "patience"
-    BASELINE = "baseline"
-    STOPPING_THRESHOLD = "stopping_threshold"
-    DIVERGENCE_THRESHOLD = "divergence_threshold"
-    NON_FINITE = "non_finite"
-    MAX_EPOCHS = "max_epochs"
-    TIME_BUDGET = "time_budget"
-    PRECHELT_GL = "prechelt_gl"
-    PRECHELT_PQ = "prechelt_pq"
-    PRECHELT_UP = "prechelt_up"
-    ALL_OF = "all_of"
+#: per-user scores of one evaluation: metric key -> one score per evaluated user (optional input of update())
+PerUser = Mapping[str, Sequence[float]]
 
 
 @dataclass(frozen=True)
@@ -56,3 +44,40 @@ class Decision:
             if v is not None and (v != v or v in (float("inf"), float("-inf"))):
                 out[key] = None
         return out
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What the trainer, ``StopController`` and replay need from a stopping policy; ``StoppingPolicy`` is one.
+
+    ``per_user_keys``: metric keys whose per-user scores ``update`` wants (``per_user=``); empty when none,
+    so a caller captures them only when a rule reads them.
+    """
+
+    @property
+    def monitor_name(self) -> str: ...
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def best_epoch(self) -> int | None: ...
+
+    @property
+    def per_user_keys(self) -> tuple[str, ...]: ...
+
+    def update(self, epoch: int, metrics: Mapping[str, float], train_loss: float | None = None,
+               elapsed_seconds: float | None = None, per_user: PerUser | None = None) -> Decision: ...
+
+    def reset(self) -> None: ...
+
+    def grant_patience(self) -> None: ...
+
+    def settings_mapping(self) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+__all__ = ["Decision", "PerUser", "Policy", "StopReason"]

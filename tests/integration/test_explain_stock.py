@@ -109,9 +109,9 @@ def test_crashed_test_step_is_reported_not_fatal(stock_runs: dict[str, dict[str,
 
 
 def test_eval_step_and_topk_log_end_to_end(stock_runs: dict[str, dict[str, Any]], tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+                                           capsys: pytest.CaptureFixture[str], saved_figures: list[Any]) -> None:
     """eval_step 2 with three cut-offs: every evaluation is read, the stop is counted in evaluations of 2 epochs,
-    and the CLI gives JSON and a PNG."""
+    and the CLI gives JSON and a PNG of the logged valid_scores."""
     run = stock_runs["evalstep"]
     assert run["returncode"] == 0, run["stderr"][-3000:]
     text = run["log"].read_text()
@@ -125,6 +125,10 @@ def test_eval_step_and_topk_log_end_to_end(stock_runs: dict[str, dict[str, Any]]
     data = json.loads(capsys.readouterr().out)
     assert data["eval_step"] == 2 and [e["epoch"] for e in data["evaluations"]] == logged_epochs
     assert png.stat().st_size > 10_000
+    [(fig, saved)] = saved_figures
+    observed = next(line for line in fig.axes[0].get_lines() if line.get_label().endswith("(observed)"))
+    scores = [float(v) for v in re.findall(r"valid_score: ([\d.]+)", text)]
+    assert saved == png and list(observed.get_xdata()) == logged_epochs and list(observed.get_ydata()) == scores
     finished = re.search(r"Finished training, best eval result in epoch (\d+)", text)
     assert finished, "stock RecBole must stop early on this config for the eval_step check to mean anything"
     stop = data["stop"]

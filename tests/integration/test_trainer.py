@@ -69,12 +69,22 @@ def test_recbole_legacy_equals_stock_trainer(in_tmp: Path) -> None:
     assert dict(ours.evaluate(test, load_best_model=True, model_file=str(in_tmp / "run" / "best.pth"))) == stock_test
 
 
+def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tag in the TensorBoard event files of ``log_dir``: tag -> [(step, value), ...]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
 def test_best_weights_restored_without_saving(in_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
     """saved=False and no run dir: best weights restored in memory; logger and TensorBoard get the story."""
     config, train, valid, test, model = build(tiny_recbole_config(epochs=14, checkpoint_dir=str(in_tmp / "s")))
     trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10", "patience": 2}))
+    values: dict[int, float] = {}
     with caplog.at_level(logging.INFO):
-        trainer.fit(train, valid, saved=False, verbose=True)
+        trainer.fit(train, valid, saved=False, verbose=True, callback_fn=lambda e, v: values.__setitem__(e, v))
     assert trainer.best_epoch_ is not None and trainer.best_epoch_ < trainer.stop_epoch_
     assert dict(trainer.evaluate(valid, load_best_model=True)) == dict(trainer.best_valid_result)
     assert not list(in_tmp.glob("**/*.pth"))
@@ -83,7 +93,26 @@ def test_best_weights_restored_without_saving(in_tmp: Path, caplog: pytest.LogCa
     assert any(trainer.stop_message_ in m for m in messages)
     assert f"restored the best weights from epoch {trainer.best_epoch_}" in messages
     assert sum("evaluating" in m for m in messages) == trainer.stop_epoch_ + 1  # one status line per evaluation
-    assert list((in_tmp / "log_tensorboard").glob("*/events.out.tfevents.*"))
+
+    # patience 2 by hand on the evaluated values: strict improvement resets the wait, the 2nd miss in a row stops
+    epochs = sorted(values)
+    assert epochs == list(range(trainer.stop_epoch_ + 1))
+    improved, wait, best = [], [], None
+    for e in epochs:
+        improved.append(best is None or values[e] > best)
+        best = values[e] if improved[-1] else best
+        wait.append(0 if improved[-1] else wait[-1] + 1)
+    assert wait[-1] == 2 and 2 not in wait[:-1]
+    trainer.tensorboard.flush()
+    [log_dir] = [d for d in (in_tmp / "log_tensorboard").iterdir() if list(d.glob("events.out.tfevents.*"))]
+    scalars = tensorboard_scalars(log_dir)
+    expected = {"rec_es/monitor/ndcg@10": [values[e] for e in epochs], "rec_es/smoothed/ndcg@10": [values[e] for e in epochs],
+                "rec_es/improved": [float(i) for i in improved], "rec_es/wait_count": [float(w) for w in wait],
+                "rec_es/stop": [0.0] * (len(epochs) - 1) + [1.0], "rec_es/lr": [config["learning_rate"]] * len(epochs)}
+    for tag, series in expected.items():
+        assert [step for step, _ in scalars[tag]] == epochs, tag
+        assert [value for _, value in scalars[tag]] == pytest.approx(series, rel=1e-6), tag  # stored as float32
+    assert sorted(t for t in scalars if t.startswith("rec_es/")) == sorted(expected)
 
 
 def test_policy_reuse_and_second_fit_carry_no_state(in_tmp: Path) -> None:

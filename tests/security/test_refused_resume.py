@@ -185,10 +185,42 @@ def test_recorded_config_yaml_that_is_not_utf8_is_refused(run: Path, capsys: pyt
     assert "config.yaml" in err and "0xe9 is not UTF-8" in err
 
 
-def test_a_sidecar_that_is_not_a_directory_is_refused(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """RUN/per_user as a plain file (not the run's own score files): refused by the sidecar hook."""
+def _sidecar_replaced_by_a_file(run: Path, victim: Path) -> None:
+    shutil.rmtree(run / "per_user")
     (run / "per_user").write_text("not a directory\n")
-    assert "per_user must be a directory" in refused(run, capsys, "--set", "epochs=5")
+
+
+def _sidecar_truncated(run: Path, victim: Path) -> None:
+    data = (run / "per_user" / "valid.bin").read_bytes()
+    (run / "per_user" / "valid.bin").write_bytes(data[: len(data) // 2])
+
+
+def _sidecar_linked_elsewhere(run: Path, victim: Path) -> None:
+    shutil.move(run / "per_user" / "valid.bin", victim)
+    (run / "per_user" / "valid.bin").symlink_to(victim)
+
+
+def _sidecar_flipped_byte(run: Path, victim: Path) -> None:
+    data = bytearray((run / "per_user" / "valid.bin").read_bytes())
+    data[-1] ^= 0xFF
+    (run / "per_user" / "valid.bin").write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (_sidecar_replaced_by_a_file, "per_user must be a directory"),
+    (_sidecar_truncated, "truncated"),
+    (_sidecar_linked_elsewhere, "per_user holds something other than regular files"),
+    (_sidecar_flipped_byte, "fails its checksum"),
+])
+def test_a_damaged_per_user_sidecar_is_refused(run: Path, in_tmp: Path, capsys: pytest.CaptureFixture[str],
+                                               damage: Any, needle: str) -> None:
+    """RUN/per_user replaced by a file, cut short, linked to a file outside, or with a flipped byte: refused
+    before any write (the sidecar is checked before the trace is touched), the linked file keeps its bytes."""
+    victim = in_tmp / "victim.bin"
+    damage(run, victim)
+    before = victim.read_bytes() if victim.exists() else None
+    assert needle in refused(run, capsys, "--set", "epochs=5")
+    assert (victim.read_bytes() if victim.exists() else None) == before
 
 
 def test_checkpoint_that_does_not_fit_the_model_is_refused_before_any_write(run: Path,

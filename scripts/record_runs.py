@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""Record long runs with stopping disabled, test metrics and per-user scores at every epoch (issue 12's evidence).
+
+    OMP_NUM_THREADS=1 python scripts/record_runs.py [--regimes NAME ...] [--seeds 2020 2021 2022]
+                      [--output docs/results/long_runs] [--epochs N] [--list]
+
+Each regime x seed trains the full epoch budget (``properties/policies/disabled.yaml``: no rule stops) with
+``--record-test`` and per-user ndcg@10, recall@10 and mrr@10, into ``OUTPUT/<regime>/seed<N>/``, a rec_es run
+directory. When a run has finished, its checkpoints (best.pth, last.pth) are deleted and its per-user sidecars
+gzipped (``read_per_user`` reads ``.bin.gz``); what stays is what replay needs: trace.jsonl, summary.json,
+config.yaml, per_user/. Runs go one after another, in one thread; a finished run is skipped, an interrupted one
+is resumed from its last.pth, so the same command continues after a kill. ``--epochs`` overrides every budget
+(to time an epoch: ``--epochs 1 --output /tmp/x``).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BASE = [REPO / "properties" / "gru4rec_ml100k.yaml", REPO / "properties" / "policies" / "disabled.yaml"]
+# under leave-one-out hit@10 = recall@10 and precision@10 = recall@10 / 10: these three hold every top-k metric
+PER_USER_METRICS = ("ndcg@10", "recall@10", "mrr@10")
+SASREC_SMALL = {"model": "SASRec", "hidden_size": 32, "inner_size": 128, "n_layers": 2, "n_heads": 2}
+# name -> RecBole keys over properties/gru4rec_ml100k.yaml (GRU4Rec 32/32, history 20, CE loss, full ranking)
+REGIMES: dict[str, dict[str, Any]] = {
+    "gru4rec-lr0.001": {"learning_rate": 0.001, "epochs": 200},
+    "gru4rec-lr0.005": {"learning_rate": 0.005, "epochs": 100},
+    "sasrec-lr0.001": {**SASREC_SMALL, "learning_rate": 0.001, "epochs": 100},
+    # STAMP (attention/MLP, no recurrence): a second model family at about a quarter of GRU4Rec's epoch cost
+    "stamp-lr0.001": {"model": "STAMP", "embedding_size": 32, "learning_rate": 0.001, "epochs": 100},
+}
+SEEDS = (2020, 2021, 2022)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="record_runs.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES), metavar="NAME",
+                   help=f"regimes to record, in this order (default: all: {', '.join(REGIMES)})")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="seeds (default 2020 2021 2022)")
+    p.add_argument("--output", type=Path, default=REPO / "docs" / "results" / "long_runs", help="root directory")
+    p.add_argument("--epochs", type=int, default=None, help="override every regime's epoch budget")
+    p.add_argument("--list", action="store_true", help="print each run's state and exit")
+    return p
+
+
+def run_config(regime: str, seed: int, epochs: int | None) -> Any:
+    from rec_es.config import load_config
+
+    keys = {**REGIMES[regime], "seed": seed}
+    if epochs is not None:
+        keys["epochs"] = epochs
+    return load_config([str(p) for p in BASE], keys)
+
+
+def state(run_dir: Path) -> str:
+    """'done' (finished and archived), 'partial' (resumable), 'new'."""
+    if (run_dir / "summary.json").is_file() and not (run_dir / "last.pth").exists():
+        return "done"
+    if (run_dir / "last.pth").is_file() and (run_dir / "trace.jsonl").is_file():
+        return "partial"
+    return "new"
+
+
+def archive(run_dir: Path) -> None:
+    """Drop the checkpoints and gzip the per-user sidecars of a finished run (replay needs neither .pth)."""
+    for name in ("best.pth", "last.pth"):
+        (run_dir / name).unlink(missing_ok=True)
+    for path in sorted((run_dir / "per_user").glob("*.bin")):
+        packed = path.with_name(path.name + ".gz")
+        tmp = packed.with_name(f".{packed.name}.tmp")
+        tmp.write_bytes(gzip.compress(path.read_bytes(), compresslevel=9, mtime=0))
+        os.replace(tmp, packed)
+        path.unlink()
+
+
+def record(regime: str, seed: int, output: Path, epochs: int | None) -> None:
+    """Train (or resume) one regime x seed into ``output/<regime>/seed<N>`` and archive it."""
+    from rec_es.per_user import read_per_user
+    from rec_es.training import prepare_run_dir, train
+
+    run_dir = (output / regime / f"seed{seed}").resolve()
+    now = state(run_dir)
+    if now == "done":
+        print(f"{regime} seed {seed}: already recorded in {run_dir}", flush=True)
+        return
+    cfg = run_config(regime, seed, epochs)
+    if now == "new":
+        prepare_run_dir(run_dir, cfg.recbole)
+    start = time.time()
+    print(f"{time.strftime('%H:%M:%S')} {regime} seed {seed}: {'resuming' if now == 'partial' else 'recording'} "
+          f"{cfg.recbole['epochs']} epochs into {run_dir}", flush=True)
+    summary = train(cfg, run_dir, resume=now == "partial", record_test=True, verbose=False,
+                    per_user_metrics=PER_USER_METRICS)
+    archive(run_dir)
+    for split in ("valid", "test"):
+        read_per_user(run_dir, split)  # the archived sidecars read back and match the trace
+    print(f"{time.strftime('%H:%M:%S')} {regime} seed {seed}: {summary['epochs_trained']} epochs in "
+          f"{time.time() - start:.0f} s, best epoch {summary['best_epoch']}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runs = [(r, s) for r in args.regimes for s in args.seeds]
+    if args.list:
+        for r, s in runs:
+            print(f"{r} seed {s}: {state(args.output / r / f'seed{s}')}")
+        return 0
+    import torch
+
+    torch.set_num_threads(1)
+    output = args.output.resolve()
+    with tempfile.TemporaryDirectory(prefix="rec_es_record_") as scratch:
+        os.chdir(scratch)  # RecBole writes log/ and log_tensorboard/ into the working directory
+        for r, s in runs:
+            record(r, s, output, args.epochs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""rec_es.validate: each validator's check, its two descriptions, composition and the one message template."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rec_es.errors import ConfigError
+from rec_es.validate import (MISSING, Invalid, KeySpec, Scope, and_, boolean, custom, did_you_mean, integer,
+                             is_int, is_number, number, one_of, optional, parse_keys, table)
+
+
+@pytest.mark.parametrize("validator, allowed, doc, good, bad", [
+    (boolean(), "true or false", "bool", [True, False], [0, 1, "yes", None]),
+    (integer(1), "an integer >= 1", "int >= 1", [1, 7], [0, True, 1.0, "2", None]),
+    (number(0), "a number >= 0", "float >= 0", [0, 0.5, 3], [-0.1, math.nan, math.inf, True, "1"]),
+    (number(0, low_open=True), "a number > 0", "float > 0", [1e-9, 2], [0, -1]),
+    (number(0, 1, low_open=True), "a number in (0, 1]", "float in (0, 1]", [0.5, 1], [0, 1.01]),
+    (number(0, 1, low_open=True, high_open=True), "a number in (0, 1)", "float in (0, 1)", [0.5], [0, 1]),
+    (number(), "a finite number", "float", [-3, 2.5], [math.nan, None]),
+    (one_of("abs", "rel"), "abs | rel", "abs | rel", ["abs", "REL"], ["percent", 1, None]),
+    (one_of("none", "step", ignore_case=False), "none | step", "none | step", ["step"], ["Step"]),
+    (optional(integer(1)), "an integer >= 1 or null", "int >= 1 | null", [None, 3], [0, True]),
+])
+def test_validator_checks_and_describes(validator, allowed: str, doc: str, good: list, bad: list) -> None:
+    """Good values pass, bad ones raise Invalid with the allowed text; `doc` is the docs' type column."""
+    assert (validator.allowed, validator.doc, validator.describe()) == (allowed, doc, doc)
+    assert repr(validator) == f"<validator {doc}>"
+    for value in good:
+        validator(value)
+    for value in bad:
+        with pytest.raises(Invalid) as info:
+            validator(value)
+        assert info.value.allowed == allowed and info.value.given is value
+
+
+def test_values_are_normalised() -> None:
+    """Numbers come back as floats, choices lower-cased, optional passes None through."""
+    assert number(0)(2) == 2.0 and isinstance(number(0)(2), float)
+    assert one_of("abs", "rel")("REL") == "rel"
+    assert optional(number())(None) is None
+
+
+def test_and_applies_each_in_turn() -> None:
+    """and_() feeds each validator the previous one's result and joins their descriptions."""
+    even = custom("an even number", "even", lambda v: v % 2 == 0)
+    both = and_(integer(0), even)
+    assert both(4) == 4 and both.allowed == "an integer >= 0 and an even number"
+    with pytest.raises(Invalid, match="an integer >= 0"):
+        both(-2)
+    with pytest.raises(Invalid) as info:
+        both(3)
+    assert info.value.allowed == "an even number"
+
+
+def test_int_and_number_checks_refuse_bool() -> None:
+    """YAML's true is an int to Python; is_int / is_number refuse it."""
+    assert is_int(3) and not is_int(True) and not is_int(3.0)
+    assert is_number(3) and is_number(2.5) and not is_number(False) and not is_number("1")
+
+
+def test_did_you_mean_alias_then_nearest() -> None:
+    """An alias wins, then the nearest known key above the cut-off, else nothing."""
+    assert did_you_mean("patiance", ["patience", "warmup"]) == " — did you mean 'patience'?"
+    assert did_you_mean("early_stop", ["enabled"], {"early_stop": "enabled"}) == " — did you mean 'enabled'?"
+    assert did_you_mean("zzz", ["patience"]) == ""
+    assert did_you_mean("stoping_stepp", ["stopping_step"], cutoff=0.99) == ""
+
+
+def test_one_template_names_file_key_allowed_and_given() -> None:
+    """Scope.check: FILE: PREFIX.KEY: allowed: ... (got ...); nested keys and problems keep the template."""
+    scope = Scope("policy.yaml", "early_stopping.")
+    with pytest.raises(ConfigError) as info:
+        scope.check("patience", optional(integer(1)), 0)
+    assert str(info.value) == "policy.yaml: early_stopping.patience: allowed: an integer >= 1 or null (got 0)"
+    assert (info.value.source, info.value.key) == ("policy.yaml", "early_stopping.patience")
+
+    def nested(value: object) -> None:
+        raise Invalid("a number > 0", value, "too small", key="dynamic_patience.factor")
+
+    with pytest.raises(ConfigError) as info:
+        Scope(None, "early_stopping.").check("dynamic_patience", nested, 0)
+    assert str(info.value) == "early_stopping.dynamic_patience.factor: too small; allowed: a number > 0 (got 0)"
+
+
+def test_unknown_keys_and_mapping_messages() -> None:
+    """An unknown key is named with a suggestion and the keys allowed; a non-mapping says what it must hold."""
+    scope = Scope("s.yaml", "lr_schedule.")
+    with pytest.raises(ConfigError, match=r"^s\.yaml: lr_schedule\.gama: unknown key — did you mean 'gamma'\?; "
+                                          r"allowed: the keys gamma, decay \(got 'gama'\)$"):
+        scope.unknown_keys({"gama": 1}, ["gamma", "decay"])
+    with pytest.raises(ConfigError, match=r"^s\.yaml: lr_schedule: must be a mapping of gamma \(got 3\)$"):
+        scope.mapping(3, "gamma")
+
+
+SPECS = (KeySpec("decay", one_of("none", "step"), "none", "decay"),
+         KeySpec("gamma", number(0, 1, low_open=True), MISSING, "factor", only_with=("decay", ("step",))),
+         KeySpec("floor", number(0), 0.0, "lowest", only_with=("decay", ("step",))))
+
+
+def test_parse_keys_defaults_required_and_only_with() -> None:
+    """Defaults fill in, a key that applies only with another value is refused elsewhere, MISSING is required."""
+    scope = Scope("f.yaml", "s.")
+    assert parse_keys(scope, {}, SPECS) == {"decay": "none"}
+    assert parse_keys(scope, {"decay": "step", "gamma": 0.5}, SPECS) == {"decay": "step", "gamma": 0.5, "floor": 0.0}
+    with pytest.raises(ConfigError, match=r"^f\.yaml: s\.gamma: gamma is set but decay is 'none'; allowed: only with "
+                                          r"decay: step \(got 0\.5\)$"):
+        parse_keys(scope, {"gamma": 0.5}, SPECS)
+    with pytest.raises(ConfigError, match=r"^f\.yaml: s\.gamma: required by decay: step; allowed: a number in \(0, 1\] "
+                                          r"\(got nothing\)$"):
+        parse_keys(scope, {"decay": "step"}, SPECS)
+
+
+def test_table_rows_come_from_the_specs() -> None:
+    """The docs table: one row per key, type from the validator, default as YAML, pipes escaped."""
+    assert table(SPECS).splitlines() == [
+        "| key | type | default | meaning |", "|---|---|---|---|",
+        "| `decay` | none \\| step | `none` | decay |",
+        "| `gamma` | float in (0, 1] | required | factor |",
+        "| `floor` | float >= 0 | `0.0` | lowest |"]

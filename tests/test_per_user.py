@@ -1,0 +1,211 @@
+"""Per-user sidecar writer and reader: round trip, crash tails, resume truncation, foreign and damaged files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rec_es import StateError, read_per_user
+from rec_es.per_user import PerUserWriter, paths, record_dtype
+from rec_es.trace import TraceWriter
+
+METRICS = ("ndcg@10", "recall@10")
+USERS = np.array([7, 3, 11, 5], dtype=np.int64)
+
+
+def values(epoch: int) -> dict[str, np.ndarray]:
+    """Deterministic per-user values of one evaluation (distinct per epoch and metric)."""
+    base = np.array([0.0, 0.25, 0.5, 1.0], dtype=np.float32)
+    return {"ndcg@10": (base + 0.01 * epoch) / 2, "recall@10": (base[::-1] + 0.02 * epoch) / 2}
+
+
+def write_run(run: Path, epochs: list[int], *, sidecar_epochs: list[int] | None = None, footer: bool = True,
+              decimals: int = 4) -> PerUserWriter:
+    """A run directory whose trace averages what the sidecar holds (rounded as RecBole rounds)."""
+    run.mkdir(parents=True, exist_ok=True)
+    trace = TraceWriter(run / "trace.jsonl")
+    trace.header(config={"metric_decimal_place": decimals}, policy={}, versions={}, model="GRU4Rec", dataset="x")
+    writer = PerUserWriter.create(run, "valid", METRICS)
+    for e in sidecar_epochs if sidecar_epochs is not None else epochs:
+        writer.append(e, USERS, values(e))
+    for e in epochs:
+        means = {m: round(float(np.mean(v, dtype=np.float64)), decimals) for m, v in values(e).items()}
+        trace.record(epoch=e, valid={k.upper(): v for k, v in means.items()}, decision={})
+    if footer:
+        trace.footer(stop_epoch=epochs[-1], stop_reason="max_epochs", message="", best_epoch=0)
+    return writer
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    """What the writer appends, the reader returns: epochs, user ids, float32 values per metric, policy lists."""
+    write_run(tmp_path, [0, 2, 4])
+    s = read_per_user(tmp_path, "valid")
+    assert s.epochs == (0, 2, 4) and s.metrics == METRICS
+    assert s.user_ids.tolist() == [7, 3, 11, 5]
+    assert s.values("NDCG@10").shape == (3, 4) and s.values("ndcg@10").dtype == np.float32
+    np.testing.assert_array_equal(s.values("recall@10")[1], values(2)["recall@10"])
+    assert s.for_policy(4) == {m: v.tolist() for m, v in values(4).items()}
+    assert paths(tmp_path, "valid")[1].stat().st_size == 3 * (8 + 4 * 2 * 4)
+    with pytest.raises(KeyError, match="recorded: ndcg@10, recall@10"):
+        s.values("mrr@10")
+
+
+def test_gzipped_sidecar_reads_the_same(tmp_path: Path) -> None:
+    """An archived run's <split>.bin.gz reads exactly like the .bin it was packed from; a damaged one is named."""
+    import gzip
+
+    write_run(tmp_path, [0, 1])
+    plain = read_per_user(tmp_path)
+    _, bin_path = paths(tmp_path, "valid")
+    packed = bin_path.with_name("valid.bin.gz")
+    packed.write_bytes(gzip.compress(bin_path.read_bytes()))
+    bin_path.unlink()
+    np.testing.assert_array_equal(read_per_user(tmp_path).array, plain.array)
+    packed.write_bytes(packed.read_bytes()[:20])
+    with pytest.raises(StateError, match=rf"{packed}: not a readable gzip file"):
+        read_per_user(tmp_path)
+
+
+def test_killed_run_tail_is_ignored_until_resume_cuts_it(tmp_path: Path) -> None:
+    """A killed run: one record more than its trace and a torn one; reading ignores both, resume cuts them."""
+    write_run(tmp_path, [0, 1], sidecar_epochs=[0, 1, 2], footer=False)
+    _, bin_path = paths(tmp_path, "valid")
+    with open(bin_path, "ab") as fh:
+        fh.write(b"\x01" * 13)  # killed mid-write
+    assert read_per_user(tmp_path).epochs == (0, 1)
+    w = PerUserWriter.resume(tmp_path, "valid", [0, 1])
+    assert w is not None and w.records == 2 and w.metrics == METRICS
+    assert bin_path.stat().st_size == 2 * record_dtype(2, 4).itemsize
+    w.append(2, USERS, values(2))
+    assert bin_path.stat().st_size == 3 * record_dtype(2, 4).itemsize
+
+
+def test_truncated_sidecar_is_refused(tmp_path: Path) -> None:
+    """Fewer complete records than the trace has evaluations is a StateError naming the file."""
+    write_run(tmp_path, [0, 1, 2])
+    _, bin_path = paths(tmp_path, "valid")
+    data = bin_path.read_bytes()
+    bin_path.write_bytes(data[: len(data) - 10])
+    with pytest.raises(StateError, match=rf"{bin_path}: truncated: 2 complete records and a torn record"):
+        read_per_user(tmp_path)
+    with pytest.raises(StateError, match="truncated"):
+        PerUserWriter.resume(tmp_path, "valid", [0, 1, 2])
+
+
+def test_extra_bytes_after_a_finished_run_are_refused(tmp_path: Path) -> None:
+    """A finished trace fixes the sidecar's size; anything appended later is reported."""
+    write_run(tmp_path, [0, 1])
+    _, bin_path = paths(tmp_path, "valid")
+    with open(bin_path, "ab") as fh:
+        fh.write(b"\x00" * 4)
+    with pytest.raises(StateError, match="changed after the run"):
+        read_per_user(tmp_path)
+
+
+def test_index_with_another_user_order_fails_the_checksum(tmp_path: Path) -> None:
+    """Reordering the index's user ids (the values no longer belong to them) is detected by every record's crc."""
+    write_run(tmp_path, [0, 1])
+    index_path, bin_path = paths(tmp_path, "valid")
+    index = json.loads(index_path.read_text())
+    index["user_ids"] = index["user_ids"][::-1]
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(StateError, match=rf"{bin_path}: record 0 \(epoch 0\) fails its checksum: .*another user order"):
+        read_per_user(tmp_path)
+
+
+def test_sidecar_of_another_run_is_refused(tmp_path: Path) -> None:
+    """A sidecar copied from another run (other values, same epochs) disagrees with this trace's averages."""
+    write_run(tmp_path / "a", [0, 1])
+    write_run(tmp_path / "b", [0, 1], sidecar_epochs=[5, 6])
+    for name in ("valid.json", "valid.bin"):
+        (tmp_path / "a" / "per_user" / name).write_bytes((tmp_path / "b" / "per_user" / name).read_bytes())
+    with pytest.raises(StateError, match=r"records epochs \[5, 6\], the trace's evaluations are at \[0, 1\]"):
+        read_per_user(tmp_path / "a")
+    write_run(tmp_path / "c", [5, 6])  # same epochs as b, other values
+    trace_b = (tmp_path / "b" / "trace.jsonl").read_text()
+    trace_b = trace_b.replace('"epoch":0', '"epoch":5').replace('"epoch":1', '"epoch":6')
+    (tmp_path / "c" / "trace.jsonl").write_text(trace_b)
+    with pytest.raises(StateError, match=r"epoch 5: the per-user mean of ndcg@10 is .* another run"):
+        read_per_user(tmp_path / "c")
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda d: d.unlink(), "missing; the run recorded no per-user valid scores"),
+    (lambda d: d.write_text("{not json"), "not a readable JSON index"),
+    (lambda d: d.write_text(json.dumps({"format": "x", "version": 1})), "not a rec_es.per_user version 1 index"),
+    (lambda d: d.write_text(json.dumps({**json.loads(d.read_text()), "n_users": 5})), "inconsistent index"),
+])
+def test_bad_index_is_a_state_error_naming_it(tmp_path: Path, damage: Any, fragment: str) -> None:
+    """A missing, unreadable, foreign or inconsistent index is a StateError naming the index file."""
+    write_run(tmp_path, [0])
+    index_path, _ = paths(tmp_path, "valid")
+    damage(index_path)
+    with pytest.raises(StateError, match=f"{index_path}: {fragment}"):
+        read_per_user(tmp_path)
+
+
+def test_resume_refuses_a_sidecar_of_other_epochs(tmp_path: Path) -> None:
+    """Resume cuts to the trace's kept evaluations only if the sidecar recorded those same epochs."""
+    write_run(tmp_path, [0, 1, 2])
+    with pytest.raises(StateError, match=r"records epochs \[0, 1\], but the trace keeps .* \[0, 2\]"):
+        PerUserWriter.resume(tmp_path, "valid", [0, 2])
+    assert PerUserWriter.resume(tmp_path, "test", [0, 1]) is None  # no test sidecar recorded
+
+
+def test_writer_refuses_another_user_order_and_overwriting(tmp_path: Path) -> None:
+    """Appending rows of other users, or creating a sidecar where one exists, is a StateError naming the index."""
+    w = write_run(tmp_path, [0])
+    index_path, _ = paths(tmp_path, "valid")
+    with pytest.raises(StateError, match=rf"{index_path}: epoch 1 scored user 3 in row 0 where the index has user 7"):
+        w.append(1, USERS[[1, 0, 2, 3]], values(1))
+    with pytest.raises(StateError, match="5 rows where the index has 4"):
+        w.append(1, np.arange(5), values(1))
+    with pytest.raises(StateError, match="never overwritten"):
+        PerUserWriter.create(tmp_path, "valid", METRICS)
+
+
+def test_reader_unpickles_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading runs without pickle: a sidecar whose bytes are a pickle is just refused, never loaded."""
+    import pickle
+
+    write_run(tmp_path, [0])
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("unpickled"))
+    assert read_per_user(tmp_path).epochs == (0,)
+    _, bin_path = paths(tmp_path, "valid")
+    bin_path.write_bytes(pickle.dumps({"x": 1}))
+    with pytest.raises(StateError):
+        read_per_user(tmp_path)
+
+
+def test_record_runs_regimes_train_their_whole_budget() -> None:
+    """Every regime of scripts/record_runs.py builds a policy that never stops, with the regime's model, LR and budget."""
+    from conftest import load_script
+
+    record_runs = load_script("record_runs")
+    for regime, keys in record_runs.REGIMES.items():
+        cfg = record_runs.run_config(regime, 2021, None)
+        assert {k: cfg.recbole[k] for k in keys} == keys and cfg.recbole["seed"] == 2021
+        policy = cfg.build_policy()
+        falling = [policy.update(e, {"ndcg@10": 1.0 - e / 1000}) for e in range(keys["epochs"])]
+        assert not any(d.stop for d in falling) and policy.best_epoch == 0, regime
+
+
+def test_record_runs_archive_keeps_what_replay_needs(tmp_path: Path) -> None:
+    """Archiving a finished run deletes its checkpoints and gzips the sidecars, which read back unchanged."""
+    from conftest import load_script
+
+    record_runs = load_script("record_runs")
+    write_run(tmp_path, [0, 1, 2])
+    before = read_per_user(tmp_path).array
+    for name in ("best.pth", "last.pth", "summary.json"):
+        (tmp_path / name).write_text("{}")
+    assert record_runs.state(tmp_path) == "partial"
+    record_runs.archive(tmp_path)
+    assert record_runs.state(tmp_path) == "done"
+    assert sorted(p.name for p in (tmp_path / "per_user").iterdir()) == ["valid.bin.gz", "valid.json"]
+    assert not list(tmp_path.glob("*.pth"))
+    np.testing.assert_array_equal(read_per_user(tmp_path).array, before)
