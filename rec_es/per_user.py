@@ -33,6 +33,7 @@ import numpy as np
 
 from rec_es.errors import StateError
 from rec_es.paths import atomic_write
+from rec_es.textio import TextInputError, read_text
 
 FORMAT = "rec_es.per_user"
 VERSION = 1
@@ -254,15 +255,21 @@ def _read_records_file(path: Path, index_path: Path) -> tuple[Path, bytes]:
 
 def _read_index(index_path: Path, split: str) -> dict[str, Any]:
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StateError(f"{index_path}: not a readable JSON index ({exc})") from exc
+        index = json.loads(read_text(index_path, "a per-user score index (JSON, UTF-8)"))
+    except (TextInputError, ValueError, RecursionError) as exc:
+        raise StateError(f"{index_path}: not a readable JSON index ({exc})") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
         got = (index.get("format"), index.get("version")) if isinstance(index, dict) else type(index).__name__
         raise StateError(f"{index_path}: not a {FORMAT} version {VERSION} index (got {got!r})")
     missing = [k for k in INDEX_KEYS if k not in index]
     if missing:
         raise StateError(f"{index_path}: index lacks {', '.join(missing)}")
+    metrics, users = index["metrics"], index["user_ids"]
+    if not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)
+            and isinstance(users, list) and all(isinstance(u, int) and not isinstance(u, bool) for u in users)
+            and all(isinstance(index[k], int) for k in ("n_users", "record_bytes"))):
+        raise StateError(f"{index_path}: index fields of the wrong type (metrics: names, user_ids: integers, "
+                         "n_users and record_bytes: integers)")
     n_metrics, n_users = len(index["metrics"]), len(index["user_ids"])
     if index["split"] != split or index["n_users"] != n_users or index["layout"] != LAYOUT \
             or index["record_bytes"] != record_dtype(n_metrics, n_users).itemsize:

@@ -206,15 +206,29 @@ def _sidecar_flipped_byte(run: Path, victim: Path) -> None:
     (run / "per_user" / "valid.bin").write_bytes(bytes(data))
 
 
+def _sidecar_index_edited(run: Path, victim: Path) -> None:
+    index = json.loads((run / "per_user" / "valid.json").read_text())
+    index["metrics"] = 7
+    (run / "per_user" / "valid.json").write_bytes(json.dumps(index).encode() + b" \xff\n")
+
+
+def _sidecar_index_wrong_types(run: Path, victim: Path) -> None:
+    index = json.loads((run / "per_user" / "valid.json").read_text())
+    index["user_ids"] = ["a"] * len(index["user_ids"])
+    (run / "per_user" / "valid.json").write_text(json.dumps(index))
+
+
 @pytest.mark.parametrize("damage, needle", [
     (_sidecar_replaced_by_a_file, "per_user must be a directory"),
+    (_sidecar_index_edited, "0xff is not UTF-8"),
+    (_sidecar_index_wrong_types, "index fields of the wrong type"),
     (_sidecar_truncated, "truncated"),
     (_sidecar_linked_elsewhere, "per_user holds something other than regular files"),
     (_sidecar_flipped_byte, "fails its checksum"),
 ])
 def test_a_damaged_per_user_sidecar_is_refused(run: Path, in_tmp: Path, capsys: pytest.CaptureFixture[str],
                                                damage: Any, needle: str) -> None:
-    """RUN/per_user replaced by a file, cut short, linked to a file outside, or with a flipped byte: refused
+    """RUN/per_user replaced by a file, its index damaged, records cut short, linked outside or a byte flipped: refused
     before any write (the sidecar is checked before the trace is touched), the linked file keeps its bytes."""
     victim = in_tmp / "victim.bin"
     damage(run, victim)
