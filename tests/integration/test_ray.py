@@ -133,6 +133,10 @@ def test_asha_stops_the_bad_trial_early(ray_dir: Path, capsys: pytest.CaptureFix
     assert cut and all(int(r["stop_epoch"]) < BUDGET - 1 and float(r["learning_rate"]) < 1e-6 for r in cut)
     footer = read_trace(Path(cut[0]["run_dir"]) / "trace.jsonl").footer
     assert footer is not None and footer["stop_reason"] == "scheduler"
+    from rec_es.explain import main as explain
+
+    assert explain([cut[0]["run_dir"]]) == 0
+    assert "ASHA" in capsys.readouterr().out
     assert json.loads((out / "best.json").read_text())["trial"] == good[0]["trial"]
 
 
