@@ -25,10 +25,14 @@ TORCH_REQUIREMENT := torch==2.13.0
 
 install: $(STAMP)
 
-# Exits non-zero, before any venv or install, when PYTHON is missing or of an unsupported version.
+# Exits non-zero, before any venv or install, when PYTHON is missing, of an unsupported version, or cannot
+# make a venv (Debian and Ubuntu ship venv/ensurepip separately, as python3.X-venv).
 check-python:
 	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || v=none; \
-	case " $(SUPPORTED_PYTHONS) " in *" $$v "*) exit 0;; esac; \
+	case " $(SUPPORTED_PYTHONS) " in *" $$v "*) $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && exit 0; \
+	  echo "rec_es: PYTHON=$(PYTHON) is Python $$v without venv/ensurepip, so it cannot make a venv with pip:" \
+	    "install it (Debian/Ubuntu: apt install python$$v-venv) or pick another interpreter with PYTHON=." >&2; \
+	  exit 1;; esac; \
 	if [ "$$v" = none ]; then echo "rec_es: PYTHON=$(PYTHON) is not a Python interpreter that runs here." >&2; \
 	else echo "rec_es: PYTHON=$(PYTHON) is Python $$v; rec_es supports Python $(SUPPORTED_PYTHONS)." >&2; fi; \
 	found=""; pyenv_root=$$(pyenv root 2>/dev/null); \
@@ -44,7 +48,7 @@ check-python:
 
 $(PY):
 	@$(MAKE) --no-print-directory check-python PYTHON='$(PYTHON)'
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
 # Reinstalls only when pyproject.toml or these install steps change (or the stamp is removed).
 $(STAMP): pyproject.toml Makefile | $(PY)

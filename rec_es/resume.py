@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from rec_es import checkpoint
 from rec_es.controller import StopController
 from rec_es.errors import StateError, brief
-from rec_es.policy.types import Policy
+from rec_es.policy.types import Decision, Policy
 from rec_es.resume_check import ResumePlan, check_resume, refuse
 from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
 
@@ -85,10 +85,11 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     header = dict(trace.header)
     policy_now = jsonable(trainer.policy.settings_mapping())
     schedule_now = trainer.schedule.settings if trainer.schedule is not None else None
+    substituted: dict[str, int] | None = None
     if saved_policy_settings(data, header) == policy_now:
         trainer.policy.load_state_dict(data["policy"])
     else:
-        replay_policy(trainer.policy, trace.records)
+        substituted = _restorable_best(trainer, data, replay_policy(trainer.policy, trace.records))
     if trainer.schedule is not None and data.get("lr_schedule") is not None \
             and saved_schedule_settings(data, header) == schedule_now:
         trainer.schedule.load_state_dict(data["lr_schedule"])
@@ -100,21 +101,31 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
         changes = list(header.get("resumed_with_changes", []))
         changes.append({"from_epoch": int(data["epoch"]) + 1, "previous_policy": before[0],
                         "previous_lr_schedule": before[1], "previous_config": before[2],
-                        "previous_epochs": before[3]})
+                        "previous_epochs": before[3], **({"best_without_weights": substituted}
+                                                         if substituted else {})})
         header.update(policy=policy_now, lr_schedule=schedule_now, config=config_now, epochs=trainer.epochs,
                       resumed_with_changes=changes)
         rewrite_header(trainer.run_dir / "trace.jsonl", header)
         if before[:2] != (policy_now, schedule_now):
             trainer.logger.info(f"resumed under a changed policy/schedule: replayed {len(trace.records)} recorded "
                                 "evaluations through the new policy")
-    best = data.get("best")
-    if best is not None:
+    best, last = data.get("best"), int(data["epoch"])
+    if best is not None and (trainer.policy.best_epoch in (int(best["epoch"]), None)
+                             or trainer.policy.best_epoch != last):
         trainer.best_state_ = best["state_dict"]
         trainer.best_other_ = best.get("other_parameter")
         trainer.best_epoch_ = int(best["epoch"])
         trainer.best_valid_result = best.get("valid_result")
         trainer.best_valid_score = best.get("score")
         trainer.best_test_result_ = best.get("test_result")
+    elif trainer.policy.best_epoch == last:  # the replayed best is the last saved epoch: the model holds it now
+        record = trace.records[-1]
+        trainer.best_state_ = checkpoint.cpu_state_dict(trainer.model)
+        trainer.best_other_ = checkpoint.plain(trainer.model.other_parameter())
+        trainer.best_epoch_ = last
+        trainer.best_valid_result = record.get("valid")
+        trainer.best_valid_score = trainer.policy.best_score
+        trainer.best_test_result_ = record.get("test")
     trainer.elapsed_offset_ = float(data.get("elapsed_seconds", 0.0))
     trainer.epochs_trained_ = int(data["epoch"]) + 1
     checkpoint.restore_rng_state(data["rng"])
@@ -124,7 +135,24 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     trainer.start_epoch = int(data["epoch"]) + 1
 
 
-def replay_policy(policy: Policy, records: list[dict[str, Any]]) -> None:
-    """Feed recorded evaluations to a fresh policy (deferred stops granted again)."""
+def replay_policy(policy: Policy, records: list[dict[str, Any]]) -> list[Decision]:
+    """Feed recorded evaluations to a fresh policy (deferred stops granted again); returns its decisions."""
     policy.reset()
-    StopController(policy).follow(records)
+    return StopController(policy).follow(records)
+
+
+def _restorable_best(trainer: EarlyStoppingTrainer, data: Mapping[str, Any],
+                     decisions: list[Decision]) -> dict[str, int] | None:
+    """A replayed policy may pick a best epoch whose weights were never kept (the run was recorded under another
+    policy, which snapshotted other epochs). Only the saved best snapshot and the last epoch have weights: the
+    policy then restores the saved snapshot instead, and this says so (returned for the trace header)."""
+    wanted, last = trainer.policy.best_epoch, int(data["epoch"])
+    kept = (data.get("best") or {}).get("epoch")
+    if wanted is None or wanted == last or kept is None or wanted == int(kept):
+        return None
+    stand_in = next(d for d in decisions if d.epoch == int(kept))
+    trainer.policy.restore_instead(stand_in)
+    trainer.logger.warning(f"resumed under another policy: it would restore epoch {wanted}, whose weights this run "
+                           f"never kept (it snapshotted epoch {kept}); epoch {kept} is restored instead unless a "
+                           "later epoch beats it")
+    return {"wanted": wanted, "restored": int(kept)}

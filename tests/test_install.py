@@ -86,6 +86,17 @@ def test_make_refuses_a_missing_interpreter(tmp_path: Path) -> None:
     assert not (tmp_path / "venv").exists()
 
 
+def test_make_refuses_a_python_that_cannot_make_a_venv(tmp_path: Path) -> None:
+    """A supported Python without venv/ensurepip (Debian's python3 before python3.X-venv) is refused with the fix."""
+    path = tmp_path / "python3.12"
+    path.write_text('#!/bin/sh\ncase "$*" in *ensurepip*) exit 1;; esac\necho 3.12\n')
+    path.chmod(0o755)
+    out = make(tmp_path, "install", str(path))
+    assert out.returncode != 0
+    assert "is Python 3.12 without venv/ensurepip" in out.stderr and "apt install python3.12-venv" in out.stderr
+    assert not (tmp_path / "venv").exists()
+
+
 def test_make_accepts_this_interpreter(tmp_path: Path) -> None:
     """The interpreter running the tests is supported: the check passes silently."""
     out = make(tmp_path, "check-python", sys.executable)
