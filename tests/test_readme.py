@@ -400,3 +400,16 @@ def test_links_resolve(page: Path) -> None:
         elif anchor and target.suffix == ".md" and anchor not in anchors(target):
             broken.append(f"{path}#{anchor}: no such heading")
     assert not broken, f"{page.relative_to(REPO)}: " + "; ".join(broken)
+
+
+#: Paths the docs name on purpose although they do not exist: adding_a_rule.md's template and worked example.
+NAMED_NOT_PRESENT = {"rec_es/policy/rules/NAME.py", "rec_es/policy/rules/max_misses.py", "tests/policy/test_NAME.py",
+                     "tests/policy/test_max_misses.py"}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_named_source_paths_exist(page: Path) -> None:
+    """Every rec_es/, scripts/ or tests/ file a page names in its text exists (no stale module paths)."""
+    named = set(re.findall(r"(?<![\w/.])((?:rec_es|scripts|tests)/[\w/]+\.(?:py|yaml|log|txt|md))", page.read_text()))
+    stale = sorted(p for p in named - NAMED_NOT_PRESENT if not (REPO / p).exists())
+    assert not stale, f"{page.relative_to(REPO)} names files that do not exist: {stale}"
