@@ -239,7 +239,7 @@ def test_run_directory_contract(in_tmp: Path) -> None:
     assert [r["epoch"] for r in resumed.records] == list(range(7)) and "test" in resumed.records[6]
     assert resumed.header["epochs"] == 7 and resumed.header["resumed_with_changes"][0]["previous_epochs"] == 6
     assert resumed.header["policy"] == trace.header["policy"]
-    assert read_per_user(run, "test").epochs == tuple(range(7))  # the resumed sidecar follows the resumed trace
+    assert read_per_user(run, "test").epochs == tuple(range(7))  # BPR: full ranking over users, one row each
 
 
 def test_existing_run_directory_is_never_overwritten(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -263,7 +263,7 @@ def test_resume_needs_a_run_directory(in_tmp: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(
     "overrides, extra, fragment",
     [
-        ({"dataset": "ml-1m"}, [], "dataset 'ml-1m' not found: looked for"),
+        ({"dataset": "my-own-data"}, [], "dataset 'my-own-data' not found: looked for"),
         ({"data_path": "/nowhere"}, [], "/nowhere/ml-100k-tiny/ml-100k-tiny.inter"),
         ({"model": "GRU4Recc"}, [], "model: 'GRU4Recc' is not a RecBole 1.2.1 model"),
         # RecBole's get_trainer gives NCL its own NCLTrainer (an E-step every m_step epochs in its own fit())
