@@ -164,8 +164,9 @@ def _fit(base: RunConfig, params: list[Param], grid: bool, samples: int, schedul
     # at its last report, before rec_es restores its best weights and tests them
     sched = (ASHAScheduler(max_t=evaluations + 1, grace_period=1, reduction_factor=2) if scheduler == "asha"
              else FIFOScheduler())
-    trainable = functools.partial(run_trial, files=[str(Path(f).resolve()) for f in config_files], overrides=dict(overrides),
-                                  trials_dir=str(trials_dir), threads=threads, cwd=os.getcwd())
+    trainable = functools.partial(run_trial, files=[str(Path(f).resolve()) for f in config_files],
+                                  overrides=dict(overrides), trials_dir=str(trials_dir), threads=threads,
+                                  cwd=os.getcwd())
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": threads}), param_space=param_space(params, grid),
         tune_config=tune.TuneConfig(metric=SCORE, mode=mode, num_samples=1 if grid else samples, scheduler=sched,

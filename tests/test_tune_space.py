@@ -15,7 +15,8 @@ def test_reads_every_kind_like_recbole(tmp_path: Path) -> None:
     f = tmp_path / "hyper.test"
     f.write_text("# RecBole's hyper.test\nlearning_rate loguniform -8, 0\nembedding_size choice [64, 96 , 128]\n\n"
                  "dropout_prob uniform 0.1,0.5\nhidden_size quniform 32,128,32  # step 32\n"
-                 "early_stopping.patience choice [2,5]\ntrain_neg_sample_args choice [None, {'distribution': 'uniform'}]\n")
+                 "early_stopping.patience choice [2,5]\n"
+                 "train_neg_sample_args choice [None, {'distribution': 'uniform'}]\n")
     params = {q.name: q for q in read_space(f)}
     assert params["embedding_size"].args == (64, 96, 128)
     assert params["learning_rate"].args == (-8.0, 0.0) and params["hidden_size"].args == (32.0, 128.0, 32.0)
