@@ -1,10 +1,10 @@
-"""Is the model still learning? One estimator, shared by the ``still_learning`` rule and ``rec-es explain``.
+"""Is the model still learning? One estimator, shared by the still-learning rule and ``rec-es explain``.
 
 Input: the evaluation epochs, the monitor's values (the averaged metric: stock RecBole logs have nothing else),
 its mode, the epoch budget (RecBole's ``epochs``), optionally the training loss at each evaluation and a
 measured per-evaluation noise (e.g. from per-user paired differences). Output: ``LearningEstimate``.
 
-How it decides (docs/still_learning.md has the measurements behind each choice):
+How it decides (docs/still-learning.md has the measurements behind each choice):
 
 1. **Noise** sigma: the one given (and where it came from), else the curve's own evaluation-to-evaluation
    noise over the fitted window, ``1.4826 * MAD(first differences) / sqrt(2)`` (``stats.difference_noise``).
@@ -20,8 +20,10 @@ How it decides (docs/still_learning.md has the measurements behind each choice):
 4. **Training-loss progress**: Prechelt's P_k over the last ``strip`` evaluations (per mille); below 0.1 the
    training has stalled (Prechelt 1998), so the model is not called "learning" however the curve looks.
 
-State: ``learning`` when the lower bound of the gain is above ``margin`` (default: the noise sigma) and the
-training has not stalled; ``stopped`` when the upper bound is below it; else ``unknown``. ``confidence`` is
+State: ``learning`` when the lower bound of the gain is above ``margin`` (default: sigma, the larger of the
+noise and the fit's residual SD) and the
+training has not stalled; ``stopped`` when the upper bound is at most the margin (or the training stalled and
+the lower bound is); else ``unknown``. ``confidence`` is
 the normal-approximation probability of the side the estimate is on (0.5 = a coin flip).
 """
 from __future__ import annotations
@@ -30,8 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from rec_es.policy.rules.prechelt import training_progress
-from rec_es.policy.stats import difference_noise, fit_line, normal_quantile
+from rec_es.policy.stats import difference_noise, fit_line, normal_quantile, training_progress
 
 LEARNING, STOPPED, UNKNOWN = "learning", "stopped", "unknown"
 #: fewest evaluations a curve is fitted to
@@ -245,8 +246,7 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     bounds = [gain_se(bas, f) for _, bas, f in plausible] if now < end else [(0.0, 0.0)]
     lo = min(g - z * s for g, s in bounds)
     hi = max(g + z * s for g, s in bounds)
-    cut = noise if margin is None else margin
-    cut = 0.0 if cut is None else cut
+    cut = sigma if margin is None else margin
     if gain > cut:
         conf = _normal_cdf((gain - cut) / max((gain - lo) / z, 1e-15))
     else:
@@ -264,7 +264,7 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     stalled = progress is not None and progress < STALLED
     if lo > cut and not stalled:
         state = LEARNING
-    elif hi < cut or (stalled and lo <= cut):
+    elif hi <= cut or (stalled and lo <= cut):
         state = STOPPED
     else:
         state = UNKNOWN

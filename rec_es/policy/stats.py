@@ -157,6 +157,15 @@ def paired_se(new: Sequence[float], old: Sequence[float]) -> float:
     return _mean_se([a - b for a, b in zip(new, old)])[1]
 
 
+def training_progress(strip_losses: Sequence[float]) -> float:
+    """Prechelt's training progress P_k(t) = 1000 * (sum of the strip's train losses / (k * min of them) - 1),
+    in per mille."""
+    lowest = min(strip_losses)
+    if lowest <= 0:
+        return math.inf if sum(strip_losses) > lowest * len(strip_losses) else 0.0
+    return 1000.0 * (sum(strip_losses) / (len(strip_losses) * lowest) - 1.0)
+
+
 def median(values: Sequence[float]) -> float:
     """The median (mean of the two middle values for an even count)."""
     s = sorted(values)
