@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from rec_es import checkpoint
 from rec_es.controller import StopController
 from rec_es.errors import StateError
-from rec_es.policy.types import Policy
+from rec_es.policy.types import PerUser, Policy
+from rec_es.replay import per_user_source
 from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
 
 if TYPE_CHECKING:
@@ -60,7 +61,10 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     if header.get("policy") == policy_now:
         trainer.policy.load_state_dict(data["policy"])
     else:
-        replay_policy(trainer.policy, trace.records)
+        scores, notes = per_user_source(trainer.policy, trace)
+        for note in notes:
+            trainer.logger.warning(note)
+        replay_policy(trainer.policy, trace.records, scores)
     if trainer.schedule is not None and data.get("lr_schedule") is not None and header.get("lr_schedule") == schedule_now:
         trainer.schedule.load_state_dict(data["lr_schedule"])
     elif trainer.schedule is not None:
@@ -95,7 +99,9 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     trainer.start_epoch = int(data["epoch"]) + 1
 
 
-def replay_policy(policy: Policy, records: list[dict[str, Any]]) -> None:
-    """Feed recorded evaluations to a fresh policy (deferred stops granted again)."""
+def replay_policy(policy: Policy, records: list[dict[str, Any]],
+                  per_user: Callable[[int], PerUser] | None = None) -> None:
+    """Feed recorded evaluations (and their per-user scores, epoch -> scores) to a fresh policy (deferred stops
+    granted again)."""
     policy.reset()
-    StopController(policy).follow(records)
+    StopController(policy).follow(records, per_user)

@@ -57,7 +57,8 @@ class StillLearning(Rule):
                                 level=ctx.settings.learning_confidence, name=ctx.settings.monitor.name)
         state["learning_estimate"] = {"epoch": ctx.epoch, "state": est.state, "confidence": est.confidence,
                                       "gain": est.gain, "gain_lo": est.gain_lo, "gain_hi": est.gain_hi,
-                                      "noise": est.noise, "budget": est.budget, "facts": list(est.facts)}
+                                      "margin": est.margin, "noise": est.noise, "budget": est.budget,
+                                      "facts": list(est.facts)}
         return est
 
     def update(self, ctx: Context, state: dict[str, Any]) -> list[Fired]:
