@@ -132,13 +132,16 @@ def _grid(low: float, high: float, n: int = _GRID) -> list[float]:
     return [low * (high / low) ** (i / (n - 1)) for i in range(n)]
 
 
-def _families(t: Sequence[float]) -> list[tuple[str, Callable[[float, float], float], list[float]]]:
-    """The two curve families and their shape grids: exponential time constants up to twice the window (a
+FAMILIES = ("exponential", "power law")
+
+
+def _families(t: Sequence[float], names: Sequence[str]) -> list[tuple[str, Callable[[float, float], float], list[float]]]:
+    """The curve families and their shape grids: exponential time constants up to twice the window (a
     slower one is a straight line, which no learning curve stays), power-law exponents down to 0.02 (nearly
     logarithmic growth: the most optimistic saturating shape)."""
     span = max(t[-1] - t[0], 1.0)
-    return [("exponential", _exp_basis(t[0]), _grid(0.5, 2.0 * span)),
-            ("power law", _pow_basis, _grid(0.02, 4.0))]
+    table = {"exponential": (_exp_basis(t[0]), _grid(0.5, 2.0 * span)), "power law": (_pow_basis, _grid(0.02, 4.0))}
+    return [(name, *table[name]) for name in names]
 
 
 def _refine(basis: Callable[[float, float], float], shapes: list[float], top: _Fit, t: Sequence[float],
@@ -172,6 +175,20 @@ def _refine(basis: Callable[[float, float], float], shapes: list[float], top: _F
     return best
 
 
+#: inflate the SEs for residuals correlated from one evaluation to the next (AR(1): sqrt((1 + rho) / (1 - rho)))
+AUTOCORRELATION = True
+
+
+def _lag1(basis: Callable[[float, float], float], f: _Fit, t: Sequence[float], y: Sequence[float]) -> float:
+    """Lag-1 autocorrelation of the best fit's residuals, clamped to [0, 0.8] (plateaus and bumps that the
+    curve does not follow make neighbouring residuals alike, so the n residuals hold fewer independent ones)."""
+    r = [w - f.a - f.b * basis(f.shape, x) for x, w in zip(t, y)]
+    den = math.fsum(v * v for v in r)
+    if den <= 0:
+        return 0.0
+    return min(0.8, max(0.0, math.fsum(a * b for a, b in zip(r, r[1:])) / den))
+
+
 def _orient(values: Sequence[float], mode: str) -> list[float]:
     return list(values) if mode == "max" else [-v for v in values]
 
@@ -188,14 +205,15 @@ def _unknown(epoch: int | None, budget: int, noise: float | None, source: str, l
 def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str, budget: int,
                       train_losses: Sequence[float | None] | None = None, noise: float | None = None,
                       noise_source: str = "given", *, level: float = 0.9, window: float = 0.5,
-                      margin: float | None = None, strip: int = 5, name: str = "the monitor") -> LearningEstimate:
+                      margin: float | None = None, strip: int = 5, name: str = "the monitor",
+                      families: Sequence[str] = FAMILIES) -> LearningEstimate:
     """Estimate whether continuing to epoch ``budget - 1`` would still raise the monitor above its noise.
 
     ``epochs``/``values``/``train_losses`` are per evaluation (non-finite values are skipped); ``budget`` is
     RecBole's ``epochs`` (the last epoch is ``budget - 1``); ``noise`` a measured per-evaluation SD (None: the
     curve's own); ``level`` the one-sided confidence of each bound; ``window`` the fraction of the history the
     curve and trend are fitted to; ``margin`` the gain that counts (default: the noise); ``name`` how facts
-    name the monitor.
+    name the monitor; ``families`` the curve families tried (default both).
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min' (got {mode!r})")
@@ -220,7 +238,9 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     trend = fit_line(tw, yw)
     best: tuple[str, Callable[[float, float], float], _Fit] | None = None
     fits = []
-    for family, basis, shapes in _families(tw):
+    if not families or set(families) - set(FAMILIES):
+        raise ValueError(f"families must be among {FAMILIES} (got {families!r})")
+    for family, basis, shapes in _families(tw, families):
         found = [f for f in (_fit(basis, shape, tw, yw) for shape in shapes) if f is not None]
         if not found:
             continue
@@ -236,6 +256,8 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     if sigma == 0.0:
         sigma = 1e-12
     plausible = [(fam, bas, f) for fam, bas, f in fits if f.sse <= best[2].sse + z * z * sigma * sigma]
+    rho = _lag1(best[1], best[2], tw, yw) if AUTOCORRELATION else 0.0
+    sigma *= math.sqrt((1.0 + rho) / (1.0 - rho))
     now = tw[-1]
 
     def gain_se(bas: Callable[[float, float], float], f: _Fit) -> tuple[float, float]:
