@@ -51,6 +51,8 @@ def load(run: Path, partial: bool) -> dict[str, Any] | None:
     if not tr.complete and not partial:
         return None
     recs = [r for r in tr.records if r["valid"].get(METRIC) is not None]
+    if len(recs) < 15:
+        return None
     budget = int(tr.header.get("epochs") or len(recs)) if tr.complete else recs[-1]["epoch"] + 1
     return {"name": f"{run.parent.name}/{run.name}", "epochs": [r["epoch"] for r in recs],
             "values": [r["valid"][METRIC] for r in recs], "losses": [r.get("train_loss") for r in recs],
@@ -116,6 +118,26 @@ def measure(run: dict[str, Any], every: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def at_patience_stops(run: dict[str, Any], patience: int) -> list[dict[str, Any]]:
+    """Where plain patience (min_delta 0, raw values) would stop the run, each time it would (restarting the
+    count after each): what the estimator says there, and what the rest of the run delivered (smoothed)."""
+    lv, vals = level(run["values"]), run["values"]
+    out, best, wait = [], -math.inf, 0
+    for i, v in enumerate(vals):
+        if v > best:
+            best, wait = v, 0
+            continue
+        wait += 1
+        if wait < patience:
+            continue
+        wait = 0
+        est = estimate_learning(run["epochs"][:i + 1], vals[:i + 1], "max", run["budget"], run["losses"][:i + 1])
+        gain = max(lv[i + 1:], default=lv[i]) - lv[i]
+        out.append({"state": est.state, "trend_z": est.trend_z or 0.0, "gain_point": est.gain or 0.0,
+                    "margin": est.margin or 0.0, "delivered": gain, "worth": gain > (est.margin or 0.0)})
+    return out
+
+
 def spread(values: list[float], digits: int = 2) -> str:
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
@@ -158,6 +180,22 @@ def main(argv: list[str] | None = None) -> int:
         d = next(iter(res.values()))
         lines.append(f"| {run} | {d['cuts']} | {d['coverage']:.2f} | {d['mae']:.4f} | {d['bias']:+.4f} | "
                      f"{d['learning_precision']:.2f} | {d['stopped_precision']:.2f} |")
+    lines += ["", "At the evaluations where plain patience (min_delta 0) would stop, restarting the count after each: "
+              "how often the rest of the run still gained more than the margin (worth continuing), and what each "
+              "hold criterion says there.", "",
+              "| patience | stops | worth continuing | curve: learning (lower bound > margin) right / held | "
+              "trend z > 1.28 and expected gain > margin right / held |", "|---|---|---|---|---|"]
+    z = normal_quantile(0.9)
+    for patience in (5, 10, 20):
+        pts = [p for r in runs for p in at_patience_stops(r, patience)]
+        if not pts:
+            continue
+        worth = sum(p["worth"] for p in pts)
+        cells = []
+        for rule in (lambda p: p["state"] == "learning", lambda p: p["trend_z"] > z and p["gain_point"] > p["margin"]):
+            held = [p for p in pts if rule(p)]
+            cells.append(f"{sum(p['worth'] for p in held)} / {len(held)}")
+        lines.append(f"| {patience} | {len(pts)} | {worth} | {cells[0]} | {cells[1]} |")
     text = "\n".join(lines)
     print(text)
     if args.out:
