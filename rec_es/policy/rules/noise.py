@@ -14,7 +14,7 @@ of two evaluations, measured at each evaluation:
 
 ``improvement: significant``: an evaluation that beats the best (by ``min_delta``) improves only if a one-sided
 paired t-test over the validation users says so, ``p < alpha``; else the best does not move and the wait goes
-on. The paired t-test was chosen by measurement (docs/significance.md): on these per-user NDCG@10 values it is
+on. The paired t-test was chosen by measurement (docs/noise.md): on these per-user NDCG@10 values it is
 calibrated under the null and agrees with the paired bootstrap at 1/2000 of the cost, while the Wilcoxon
 signed-rank test with zero_method zsplit (Optuna's ``WilcoxonPruner``) is conservative and nearly powerless
 here, because most users score 0 in both evaluations. Without per-user scores (a replayed trace that has none)
