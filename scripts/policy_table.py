@@ -109,18 +109,18 @@ HEAD = ("| policy | test NDCG@10 / oracle's, mean | worst run | epochs trained |
 
 
 def grid() -> dict[str, dict[str, Any]]:
-    """Candidate recommended policies: patience x improvement x margin x still_learning x smoothing."""
+    """Candidate recommended policies: patience x what counts as an improvement x still_learning x smoothing."""
     out = {}
-    for patience, improvement, delta, learning, ema in itertools.product(
-            (10, 20, 30), ("threshold", "significant"), (0.0, "auto"), ("off", "hold"), (None, 0.5)):
-        m: dict[str, Any] = {"monitor": METRIC, "patience": patience, "min_delta": delta, "improvement": improvement,
-                             "still_learning": learning}
-        if improvement == "significant":
-            m["alpha"] = 0.1
+    improvements = {"min_delta 0": {"min_delta": 0.0}, "min_delta auto": {"min_delta": "auto"},
+                    "significant 0.1": {"improvement": "significant", "alpha": 0.1}}
+    for patience, (label, how), learning, ema in itertools.product(
+            (10, 15, 20, 30, None), improvements.items(), ("off", "hold", "stop"), (None, 0.5)):
+        if patience is None and learning != "stop":
+            continue  # nothing would stop the run
+        m: dict[str, Any] = {"monitor": METRIC, "patience": patience, **how, "still_learning": learning}
         if ema:
             m.update(smoothing="ema", ema_alpha=ema)
-        name = (f"patience {patience}, {improvement}, min_delta {delta}, still_learning {learning}"
-                + (f", ema {ema}" if ema else ""))
+        name = f"patience {patience}, {label}, still_learning {learning}" + (f", ema {ema}" if ema else "")
         out[name] = {"mapping": m, "live": None}
     return out
 

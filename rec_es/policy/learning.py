@@ -21,9 +21,10 @@ How it decides (docs/still-learning.md has the measurements behind each choice):
    training has stalled (Prechelt 1998), so the model is not called "learning" however the curve looks.
 
 State: ``learning`` when the lower bound of the gain is above ``margin`` (default: sigma, the larger of the
-noise and the fit's residual SD) and the
-training has not stalled; ``stopped`` when the upper bound is at most the margin (or the training stalled and
-the lower bound is); else ``unknown``. ``confidence`` is
+noise and the fit's residual SD) and the training has not stalled; ``stopped`` when the upper bound is at most
+the margin and the window's trend is not confidently rising (a fast-saturating curve fitted to a window that
+still climbs would claim a certainty the model assumes, not one the data show), or when the training stalled
+and the lower bound is at most the margin; else ``unknown``. ``confidence`` is
 the normal-approximation probability of the side the estimate is on (0.5 = a coin flip).
 """
 from __future__ import annotations
@@ -116,16 +117,21 @@ def _pow_basis(tau: float, t: float) -> float:
 
 
 def _fit(basis: Callable[[float, float], float], shape: float, t: Sequence[float], y: Sequence[float]) -> _Fit | None:
-    g = [basis(shape, x) for x in t]
+    """Least squares of ``y = a + b g(t)`` for one shape, in closed form: b = S_gy / S_gg, SSE = S_yy - b S_gy
+    (the values are centred first, so the sums do not cancel)."""
     n = len(t)
-    gm, ym = math.fsum(g) / n, math.fsum(y) / n
-    sgg = math.fsum((v - gm) ** 2 for v in g)
+    ym = sum(y) / n
+    yc = [w - ym for w in y]
+    g = [basis(shape, x) for x in t]
+    gm = sum(g) / n
+    gc = [v - gm for v in g]
+    sgg = sum(v * v for v in gc)
     if not sgg > 1e-18 * n:
         return None
-    b = math.fsum((v - gm) * (w - ym) for v, w in zip(g, y)) / sgg
-    a = ym - b * gm
-    sse = math.fsum((w - a - b * v) ** 2 for v, w in zip(g, y))
-    return _Fit(shape, a, b, sse, gm, sgg, n)
+    sgy = sum(v * w for v, w in zip(gc, yc))
+    b = sgy / sgg
+    sse = max(0.0, sum(w * w for w in yc) - b * sgy)
+    return _Fit(shape, ym - b * gm, b, sse, gm, sgg, n)
 
 
 def _grid(low: float, high: float, n: int = _GRID) -> list[float]:
@@ -284,9 +290,10 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
         if len(wl) >= 2 and wl[0] != 0:
             change = (wl[0] - wl[-1]) / abs(wl[0])
     stalled = progress is not None and progress < STALLED
+    rising = trend_z > z  # the window's slope is confidently positive: a curve saying "saturated" is not trusted
     if lo > cut and not stalled:
         state = LEARNING
-    elif hi <= cut or (stalled and lo <= cut):
+    elif (hi <= cut and not rising) or (stalled and lo <= cut):
         state = STOPPED
     else:
         state = UNKNOWN
@@ -297,6 +304,9 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
              f"noise {noise or 0.0:.4f} per evaluation ({source})" + (f"; fit residual SD {resid:.4f}" if resid > (noise or 0.0) else "")]
     if stalled:
         facts.append(f"training loss has stalled: P_{strip} = {progress:.3g}‰ < {STALLED}‰ (Prechelt)")
+    elif rising and hi <= cut:
+        facts.append(f"but the trend over epochs {int(tw[0])}-{int(now)} still rises, {trend.slope * 100:+.4f} per 100 "
+                     f"epochs (z = {trend_z:.1f} > {z:.2f}), so saturation is not taken for granted")
     else:
         facts.append(f"trend over epochs {int(tw[0])}-{int(now)}: {trend.slope * 100:+.4f} per 100 epochs (z = {trend_z:.1f})"
                      + (f"; training loss P_{strip} = {progress:.3g}‰" if progress is not None else ""))
