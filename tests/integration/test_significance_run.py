@@ -142,3 +142,32 @@ def test_significance_on_a_value_metric_is_refused_naming_the_file(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"policy\.yaml.*early_stopping\.improvement: the monitor's auc has no "
                                           r"per-user values"):
         load_config([f])
+
+
+def test_resume_under_a_significance_policy_replays_with_the_sidecar(in_tmp: Path) -> None:
+    """--resume of a finished 3-epoch run under improvement: significant replays epochs 0-2 with their recorded
+    per-user scores: the first live test (epoch 3) is a paired t against the best of that replay, recomputed here
+    from the sidecar with scipy."""
+    from rec_es.run import main
+
+    from test_run import write_config
+
+    cfg = write_config(in_tmp / "tiny.yaml", epochs=3)
+    assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 0
+    assert main(["--resume", "run", "--set", "epochs=5", "--set",
+                 "early_stopping={monitor: ndcg@10, improvement: significant, alpha: 0.2, patience: 3}",
+                 "--no-progress", "--quiet"]) == 0
+    trace = read_trace(in_tmp / "run")
+    values = read_per_user(in_tmp / "run", "valid").values("ndcg@10").astype(np.float64)
+
+    def p(i: int, ref: int) -> float:
+        d = values[i] - values[ref]
+        return (0.0 if d[0] > 0 else 1.0) if np.all(d == d[0]) else ss.ttest_1samp(d, 0.0, alternative="greater").pvalue
+
+    ref = 0  # the replay of epochs 0-2: an improvement is a higher mean with p < 0.2
+    for i in (1, 2):
+        if values[i].mean() > values[ref].mean() and p(i, ref) < 0.2:
+            ref = i
+    sig = trace.records[3]["decision"]["measured"]["significance"]
+    assert sig["test"] == f"paired t over {values.shape[1]} users vs epoch {ref}"
+    assert sig["p_value"] == pytest.approx(p(3, ref), rel=1e-6)
