@@ -89,7 +89,9 @@ def reference(tr: Trace) -> dict[str, Any]:
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     early = [r["saved"] for r in rows if r["early_oracle"]]
     return {"ratio_mean": statistics.fmean(r["ratio"] for r in rows), "ratio_min": min(r["ratio"] for r in rows),
-            "epochs": statistics.fmean(r["epochs"] for r in rows), "past": statistics.fmean(r["past"] for r in rows),
+            "ratio_max": max(r["ratio"] for r in rows), "epochs": statistics.fmean(r["epochs"] for r in rows),
+            "epochs_min": min(r["epochs"] for r in rows), "epochs_max": max(r["epochs"] for r in rows),
+            "past": statistics.fmean(r["past"] for r in rows),
             "saved_early": statistics.fmean(early) if early else math.nan, "n_early": len(early), "n": len(rows)}
 
 
@@ -100,12 +102,22 @@ def meets(s: dict[str, float]) -> bool:
 
 def fmt_row(name: str, s: dict[str, float]) -> str:
     saved = "-" if math.isnan(s["saved_early"]) else f"{s['saved_early']:.0%} ({s['n_early']})"
-    return (f"| {name} | {s['ratio_mean']:.3f} | {s['ratio_min']:.3f} | {s['epochs']:.0f} | {s['past']:+.0f} | "
+    return (f"| {name} | {s['ratio_mean']:.3f} (best {s['ratio_max']:.3f}) | {s['ratio_min']:.3f} | "
+            f"{s['epochs']:.0f} ({s['epochs_min']}-{s['epochs_max']}) | {s['past']:+.0f} | "
             f"{saved} | {'yes' if meets(s) else 'no'} |")
 
 
-HEAD = ("| policy | test NDCG@10 / oracle's, mean | worst run | epochs trained | epochs past the oracle epoch | "
-        "budget saved, oracle in first half (runs) | meets the goal |\n|---|---|---|---|---|---|---|")
+HEAD = ("| policy | test NDCG@10 / oracle's, mean (best run) | worst run | epochs trained, mean (range) | "
+        "epochs past the oracle epoch, mean | budget saved, oracle in first half (runs) | meets the goal |"
+        "\n|---|---|---|---|---|---|---|")
+
+
+def rank(results: dict[str, Any], rows_of: Any) -> list[str]:
+    """Candidates best first: meeting the goal, then the highest worst-run ratio, then the fewest epochs."""
+    def key(name: str) -> tuple[float, float, float]:
+        s = summary(rows_of(name))
+        return (-float(meets(s)), -round(s["ratio_min"], 3), s["epochs"])
+    return sorted(results, key=key)
 
 
 def grid() -> dict[str, dict[str, Any]]:
@@ -159,15 +171,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid:
         chosen = args.select_on or list(runs)
         held = [r for r in runs if r not in chosen]
-        scored = sorted(results, key=lambda n: (-meets(summary([x for reg in chosen for x in results[n][reg]])),
-                                                -summary([x for reg in chosen for x in results[n][reg]])["ratio_min"],
-                                                summary([x for reg in chosen for x in results[n][reg]])["epochs"]))
+        pool = lambda n, regs: [x for reg in regs for x in results[n][reg]]  # noqa: E731
+        scored = rank(results, lambda n: pool(n, chosen))
         lines += ["", f"## Candidates, scored on {', '.join(chosen)}; held out: {', '.join(held) or 'none'}", "", HEAD]
         for name in scored:
-            sel = summary([x for reg in chosen for x in results[name][reg]])
-            out = summary([x for reg in held for x in results[name][reg]]) if held else None
+            sel = summary(pool(name, chosen))
+            out = summary(pool(name, held)) if held else None
             lines.append(fmt_row(name, sel) + (f" held out: {out['ratio_min']:.3f} worst, {out['epochs']:.0f} epochs, "
                                                f"{'meets' if meets(out) else 'misses'} |" if out else ""))
+        lines += ["", "## Leave one run out: the candidate ranked first on all other runs, on the run left out", "",
+                  "| run left out | chosen on the others | test / oracle's | epochs trained | past the oracle epoch |",
+                  "|---|---|---|---|---|"]
+        flat = [(reg, i) for reg in runs for i in range(len(runs[reg]))]
+        for reg, i in flat:
+            others = lambda n: [x for r2, j in flat if (r2, j) != (reg, i) for x in [results[n][r2][j]]]  # noqa: E731
+            best = rank(results, others)[0]
+            x = results[best][reg][i]
+            lines.append(f"| {reg} seed {runs[reg][i].header.get('seed')} | {best} | {x['ratio']:.3f} | {x['epochs']} | "
+                         f"{x['past']:+d} |")
     else:
         for reg in runs:
             lines += ["", f"## {reg}", "", HEAD]
