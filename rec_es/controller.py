@@ -57,13 +57,16 @@ class StopController:
         return step
 
     def follow(self, records: Iterable[Mapping[str, Any]],
-               per_user: Callable[[int], PerUser] | None = None) -> None:
+               per_user: Callable[[int], PerUser] | None = None) -> list[Decision]:
         """Bring the policy up to date with recorded trace records, granting patience where the recorded run's
         schedule deferred a stop (the schedule itself is not consulted: its state is restored separately).
-        ``per_user``: epoch -> the per-user scores the live run passed (``rec_es.replay.per_user_source``)."""
+        ``per_user``: epoch -> the per-user scores the live run passed (``rec_es.replay.per_user_source``).
+        Returns the policy's decision for each record."""
+        decisions = []
         for r in records:
-            self.policy.update(r["epoch"], r["valid"], train_loss=r.get("train_loss"),
-                               elapsed_seconds=r.get("elapsed_seconds"),
-                               per_user=None if per_user is None else per_user(r["epoch"]))
+            decisions.append(self.policy.update(r["epoch"], r["valid"], train_loss=r.get("train_loss"),
+                                                elapsed_seconds=r.get("elapsed_seconds"),
+                                                per_user=None if per_user is None else per_user(r["epoch"])))
             if (r.get("lr_action") or {}).get("defer_stop"):
                 self.policy.grant_patience()
+        return decisions

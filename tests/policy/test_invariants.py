@@ -76,7 +76,7 @@ def mappings(draw, legacy: bool = True, budgets: bool = True) -> dict:
     m: dict = {"monitor": draw(COMPOSITE if composite else SINGLE), "patience": draw(st.none() | st.integers(1, 6))}
     m["mode"] = draw(st.sampled_from(["max", "min"] if composite else ["auto", "max", "min"]))
     if draw(st.booleans()):
-        m["min_delta"] = draw(st.sampled_from([0.001, 0.01, 0.05, "auto"]))
+        m["min_delta"] = draw(st.sampled_from([0.001, 0.01, 0.05, "auto", "auto"]))
         m["min_delta_mode"] = "abs" if m["min_delta"] == "auto" else draw(st.sampled_from(["abs", "rel"]))
     if draw(st.integers(0, 2)) == 0:
         m["improvement"] = "significant"
@@ -191,7 +191,9 @@ def test_strategy_reaches_every_path() -> None:
     """The drawn policies and values reach every rule, the legacy preset, min mode, composites, NaN and ties."""
     seen: set[str] = set()
 
-    @settings(max_examples=500, deadline=None, database=None, derandomize=True, phases=[Phase.generate])
+    # 800 examples: Hypothesis also draws constants it finds in the imported modules, so the draws depend on
+    # which test modules ran before; the rarest paths (Prechelt PQ, baseline) need the margin
+    @settings(max_examples=800, deadline=None, database=None, derandomize=True, phases=[Phase.generate])
     @given(m=mappings(), values=values_st)
     def collect(m, values) -> None:
         seen.update(paths(m, values))
