@@ -10,7 +10,8 @@ trace) and compares the restored epoch's **test** NDCG@10 with the oracle's: the
 the full run (``rec_es.replay.oracle``). Also: the hindsight bound (the best test epoch), epochs trained, epochs
 past the oracle epoch, and the budget saved on runs whose oracle comes in the first half. The rows: every
 ``properties/policies/*.yaml`` (a policy that changes training, reduce_on_plateau, cannot be replayed and is
-listed as such) and ``make run``'s policy (the ``early_stopping:`` of ``properties/gru4rec_ml100k.yaml``).
+listed as such), ``make run``'s policy (the ``early_stopping:`` of ``properties/gru4rec_ml100k.yaml``) and
+``make run``'s policy before issue 12 (``docs/results/make_run_policy.yaml``).
 
 ``--grid`` replays a small grid of candidate settings for the recommended policy, scored only on the regimes of
 ``--select-on`` (the others are held out), so the choice is not made on the runs the table reports.
@@ -38,6 +39,8 @@ from rec_es.trace import Trace, read_trace  # noqa: E402
 
 METRIC = "ndcg@10"
 MAKE_RUN = REPO / "properties" / "gru4rec_ml100k.yaml"
+#: make run's policy before issue 12 (patience 10, min_delta 0.0005), kept for the compare docs
+OLD_MAKE_RUN = REPO / "docs" / "results" / "make_run_policy.yaml"
 GOAL = {"ratio": 0.99, "past": 15.0, "saved": 0.30}
 
 
@@ -45,9 +48,10 @@ def policy_files(paths: list[Path] | None) -> dict[str, dict[str, Any]]:
     """name -> {"mapping", "file", "live"} for every policy file (and make run's config)."""
     files = paths or sorted((REPO / "properties" / "policies").glob("*.yaml"))
     out: dict[str, dict[str, Any]] = {}
-    for f in [MAKE_RUN, *files] if paths is None else files:
+    names = {MAKE_RUN: "make run (gru4rec_ml100k.yaml)", OLD_MAKE_RUN: "make run before issue 12"}
+    for f in [MAKE_RUN, OLD_MAKE_RUN, *files] if paths is None else files:
         data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
-        name = "make run (gru4rec_ml100k.yaml)" if f == MAKE_RUN else f.stem
+        name = names.get(f, f.stem)
         live = why_not_replayable(data.get("lr_schedule"), None)
         out[name] = {"mapping": data.get("early_stopping") or {}, "file": f, "live": live}
     return out
