@@ -164,8 +164,10 @@ def replay(policy: StoppingPolicy, trace: str | os.PathLike[str] | Trace, *, nam
     return _result(policy, tr, label, last, seconds, decisions, notes)
 
 
-def per_user_source(policy: Any, tr: Trace, label: str = "policy") -> tuple[Callable[[int], dict[str, list[float]]] | None,
-                                                                            tuple[str, ...]]:
+PerUserSource = Callable[[int], dict[str, list[float]]]
+
+
+def per_user_source(policy: Any, tr: Trace, label: str = "policy") -> tuple[PerUserSource | None, tuple[str, ...]]:
     """``(epoch -> per_user argument, notes)`` for a policy that reads per-user scores, from the sidecar next to
     ``tr`` (``(None, ())`` when it reads none). No sidecar at all: ``(None, (a note that the rules fell back
     to the curve's noise,))``. A sidecar that cannot serve (missing records file, truncated, other user order,

@@ -36,6 +36,8 @@ from typing import Callable, Sequence
 from rec_es.policy.stats import difference_noise, fit_line, normal_quantile, training_progress
 
 LEARNING, STOPPED, UNKNOWN = "learning", "stopped", "unknown"
+#: a curve family's shape function g(shape, epoch)
+Basis = Callable[[float, float], float]
 #: fewest evaluations a curve is fitted to
 MIN_POINTS = 8
 #: Prechelt's stalled-training threshold for P_k, in per mille
@@ -108,7 +110,7 @@ class _Fit:
     n: int
 
 
-def _exp_basis(t0: float) -> Callable[[float, float], float]:
+def _exp_basis(t0: float) -> Basis:
     return lambda tau, t: math.exp(-(t - t0) / tau)
 
 
@@ -116,7 +118,7 @@ def _pow_basis(tau: float, t: float) -> float:
     return (t + 1.0) ** -tau
 
 
-def _fit(basis: Callable[[float, float], float], shape: float, t: Sequence[float], y: Sequence[float]) -> _Fit | None:
+def _fit(basis: Basis, shape: float, t: Sequence[float], y: Sequence[float]) -> _Fit | None:
     """Least squares of ``y = a + b g(t)`` for one shape, in closed form: b = S_gy / S_gg, SSE = S_yy - b S_gy
     (the values are centred first, so the sums do not cancel)."""
     n = len(t)
@@ -141,7 +143,7 @@ def _grid(low: float, high: float, n: int = _GRID) -> list[float]:
 FAMILIES = ("exponential", "power law")
 
 
-def _families(t: Sequence[float], names: Sequence[str]) -> list[tuple[str, Callable[[float, float], float], list[float]]]:
+def _families(t: Sequence[float], names: Sequence[str]) -> list[tuple[str, Basis, list[float]]]:
     """The curve families and their shape grids: exponential time constants up to twice the window (a
     slower one is a straight line, which no learning curve stays), power-law exponents down to 0.02 (nearly
     logarithmic growth: the most optimistic saturating shape)."""
@@ -150,7 +152,7 @@ def _families(t: Sequence[float], names: Sequence[str]) -> list[tuple[str, Calla
     return [(name, *table[name]) for name in names]
 
 
-def _refine(basis: Callable[[float, float], float], shapes: list[float], top: _Fit, t: Sequence[float],
+def _refine(basis: Basis, shapes: list[float], top: _Fit, t: Sequence[float],
             y: Sequence[float]) -> _Fit:
     """Golden-section search of log(shape) between the grid neighbours of the best grid shape."""
     i = shapes.index(top.shape)
@@ -185,7 +187,7 @@ def _refine(basis: Callable[[float, float], float], shapes: list[float], top: _F
 AUTOCORRELATION = True
 
 
-def _lag1(basis: Callable[[float, float], float], f: _Fit, t: Sequence[float], y: Sequence[float]) -> float:
+def _lag1(basis: Basis, f: _Fit, t: Sequence[float], y: Sequence[float]) -> float:
     """Lag-1 autocorrelation of the best fit's residuals, clamped to [0, 0.8] (plateaus and bumps that the
     curve does not follow make neighbouring residuals alike, so the n residuals hold fewer independent ones)."""
     r = [w - f.a - f.b * basis(f.shape, x) for x, w in zip(t, y)]
@@ -203,7 +205,8 @@ def _normal_cdf(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
-def _unknown(epoch: int | None, budget: int, noise: float | None, source: str, level: float, why: str) -> LearningEstimate:
+def _unknown(epoch: int | None, budget: int, noise: float | None, source: str, level: float,
+             why: str) -> LearningEstimate:
     return LearningEstimate(UNKNOWN, 0.5, None, None, None, noise, noise, source, None, None, None, None, None,
                             (why,), (), "none", epoch, budget, level)
 
@@ -242,7 +245,7 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     if noise is None:
         noise = difference_noise(yw)
     trend = fit_line(tw, yw)
-    best: tuple[str, Callable[[float, float], float], _Fit] | None = None
+    best: tuple[str, Basis, _Fit] | None = None
     fits = []
     if not families or set(families) - set(FAMILIES):
         raise ValueError(f"families must be among {FAMILIES} (got {families!r})")
@@ -266,7 +269,7 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     sigma *= math.sqrt((1.0 + rho) / (1.0 - rho))
     now = tw[-1]
 
-    def gain_se(bas: Callable[[float, float], float], f: _Fit) -> tuple[float, float]:
+    def gain_se(bas: Basis, f: _Fit) -> tuple[float, float]:
         dg = bas(f.shape, end) - bas(f.shape, now)
         return f.b * dg, sigma * abs(dg) / math.sqrt(f.sgg)
 
@@ -301,14 +304,16 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     unit = lambda v: f"{v:+.4f}"  # noqa: E731
     facts = [f"{best[0]} curve on epochs {int(tw[0])}-{int(now)}: {unit(gain)} [{unit(lo)}, {unit(hi)}] {name} "
              f"expected by epoch {int(end)}, against a margin of {cut:.4f}",
-             f"noise {noise or 0.0:.4f} per evaluation ({source})" + (f"; fit residual SD {resid:.4f}" if resid > (noise or 0.0) else "")]
+             f"noise {noise or 0.0:.4f} per evaluation ({source})"
+             + (f"; fit residual SD {resid:.4f}" if resid > (noise or 0.0) else "")]
     if stalled:
         facts.append(f"training loss has stalled: P_{strip} = {progress:.3g}‰ < {STALLED}‰ (Prechelt)")
     elif rising and hi <= cut:
         facts.append(f"but the trend over epochs {int(tw[0])}-{int(now)} still rises, {trend.slope * 100:+.4f} per 100 "
                      f"epochs (z = {trend_z:.1f} > {z:.2f}), so saturation is not taken for granted")
     else:
-        facts.append(f"trend over epochs {int(tw[0])}-{int(now)}: {trend.slope * 100:+.4f} per 100 epochs (z = {trend_z:.1f})"
+        facts.append(f"trend over epochs {int(tw[0])}-{int(now)}: {trend.slope * 100:+.4f} per 100 epochs "
+                     f"(z = {trend_z:.1f})"
                      + (f"; training loss P_{strip} = {progress:.3g}‰" if progress is not None else ""))
     fam, bas, f = best
     continuation = []

@@ -250,7 +250,8 @@ class StoppingPolicy:
         stop = self._stop_rule(ctx, fired) if s.enabled else None
         held = None
         if stop is not None and stop[0] is Stage.PLATEAU:
-            held = next((why for part in self._holds if (why := part.holds(ctx, self._rules[part.name], stop[1]))), None)
+            held = next((why for part in self._holds
+                         if (why := part.holds(ctx, self._rules[part.name], stop[1]))), None)
         measured: dict[str, Any] = {}
         for part in self._measures:
             measured.update(part.measured(ctx, self._rules[part.name]))

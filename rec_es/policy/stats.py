@@ -125,7 +125,8 @@ def wilcoxon(diffs: Sequence[float]) -> PairedTest:
     if n < 2:
         raise ValueError("a paired test needs at least 2 users")
     ranks, ties = _ranks([abs(d) for d in diffs])
-    r_plus = math.fsum(r for r, d in zip(ranks, diffs) if d > 0) + 0.5 * math.fsum(r for r, d in zip(ranks, diffs) if d == 0)
+    r_plus = (math.fsum(r for r, d in zip(ranks, diffs) if d > 0)
+              + 0.5 * math.fsum(r for r, d in zip(ranks, diffs) if d == 0))
     mn = n * (n + 1) / 4.0
     var = (n * (n + 1) * (2 * n + 1) - 0.5 * sum(t * (t * t - 1) for t in ties)) / 24.0
     mean, se = _mean_se(diffs)

@@ -37,7 +37,8 @@ class StillLearning(Rule):
                 "recent evaluations expects a gain above the noise by the end of the epoch budget, with "
                 "`learning_confidence`; `stop`: also stop once it confidently expects none (docs/still-learning.md)"),
         KeySpec("learning_confidence", number(0.5, 1, low_open=True, high_open=True), 0.9,
-                "one-sided confidence of the still-learning estimate's bounds", only_with=("still_learning", ("hold", "stop"))),
+                "one-sided confidence of the still-learning estimate's bounds",
+                only_with=("still_learning", ("hold", "stop"))),
     )
     reasons = {"STILL_LEARNING": REASON}
     stage = Stage.PLATEAU
