@@ -75,6 +75,14 @@ class Case:
     log: str = ""
     held_out: bool = False
     partial: bool = False
+    rel: float | None = None  # the verdict's statistic: projected level against the bar, relative
+    rel_se: float | None = None
+    rule: str = ""
+    end_level: float | None = None  # full run: mean valid_metric of its last 5 evaluations
+    actual_gain: float | None = None  # end_level minus explain's curve level at the restored epoch
+    expected_gain: float | None = None  # explain's projected gain to the budget's end (None without a projection)
+    gain_lo: float | None = None
+    gain_hi: float | None = None
 
     @property
     def right(self) -> bool:
@@ -112,6 +120,7 @@ def cases_of(name: str, trace: Trace, metrics: Iterable[str], steps: Iterable[in
     for metric in metrics:
         valid = [(r["epoch"], {k.lower(): v for k, v in r["valid"].items()}[metric]) for r in trace.records]
         oracle = max(valid, key=lambda ev: (ev[1], -ev[0]))[0]
+        end_level = sum(v for _, v in valid[-5:]) / len(valid[-5:])
         for step in steps:
             result = stock_replay(trace, metric, step)
             if not result.stopped or result.best_epoch is None:
@@ -121,7 +130,8 @@ def cases_of(name: str, trace: Trace, metrics: Iterable[str], steps: Iterable[in
             case = Case(regime=regime, seed=trace.header.get("seed"), valid_metric=metric, stopping_step=step,
                         budget=int(trace.header["epochs"]), stop_epoch=result.stop_epoch, restored_epoch=restored,
                         oracle_epoch=oracle, restored_test=test[restored], oracle_test=test[oracle], ratio=ratio,
-                        truth=truth(ratio), partial=trace.footer is None, log=stock_log_name(trace))
+                        truth=truth(ratio), partial=trace.footer is None, log=stock_log_name(trace),
+                        end_level=end_level)
             out.append((case, stock_log_text(trace, metric.upper(), step)))
     return out
 
@@ -150,6 +160,14 @@ def judge(cases: list[tuple[Case, str]], logs: Path) -> None:
         report = explain(path)
         case.call, case.confidence = call_of(report)
         case.verdict = report["premature"]["verdict"]
+        evidence = report["premature"].get("evidence") or {}
+        case.rel, case.rel_se, case.rule = evidence.get("rel"), evidence.get("rel_se"), report["premature"].get("rule", "")
+        lost = report.get("lost") or {}
+        if lost:  # the fitted level at the budget's end against the level at the restored epoch, and its bounds
+            case.actual_gain = case.end_level - lost["restored_level"]
+            case.expected_gain = lost["gain_over_restored"]
+            case.gain_lo = lost["gain_over_restored"] - lost["gain"] + lost["gain_lo"]
+            case.gain_hi = lost["gain_over_restored"] - lost["gain"] + lost["gain_hi"]
         case.log = str(path)
 
 
@@ -168,6 +186,49 @@ def confusion(cases: Sequence[Case], title: str) -> list[str]:
               + (f" ({100 * right / n:.0f} %)" if n else "") + f"**, cannot tell on {unsure}/{n}"
               + (f" ({100 * unsure / n:.0f} %)" if n else "") + ".", ""]
     return lines
+
+
+def coverage(cases: Sequence[Case]) -> list[str]:
+    """How often explain's projected gain band held the full run's actual gain (valid_metric, budget's end)."""
+    banded = [c for c in cases if c.gain_lo is not None and c.gain_hi is not None and c.actual_gain is not None]
+    if not banded:
+        return []
+    inside = sum(c.gain_lo <= c.actual_gain <= c.gain_hi for c in banded)
+    above = sum(c.actual_gain > c.gain_hi for c in banded)
+    errors = sorted(abs(c.expected_gain - c.actual_gain) for c in banded if c.expected_gain is not None)
+    return ["### expected gain of continuing", "", f"On {len(banded)} cut logs with a projection, the full run's "
+            f"actual gain (mean of its last 5 evaluations minus the curve's level at the restored epoch) fell inside the estimator's bounds "
+            f"{inside} times, above it {above}, below it {len(banded) - inside - above}; median absolute error of "
+            f"the expected gain {errors[len(errors) // 2]:.4f}.", ""]
+
+
+def tune(cases: Sequence[Case]) -> list[str]:
+    """Right and cannot-tell counts of the projection rule over a grid of (GAIN, SURE), on ``cases`` only.
+
+    Cases the projection rule did not decide (too few evaluations) keep their call."""
+    from statistics import NormalDist
+
+    scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    lines = ["### threshold grid (tuning runs only)", "", "| GAIN \\ SURE | " + " | ".join(
+        f"{s:.2f}" for s in TUNE_SURE) + " |", "|---|" + "---:|" * len(TUNE_SURE)]
+    for gain in TUNE_GAIN:
+        cells = []
+        for sure in TUNE_SURE:
+            right = unsure = 0
+            for c in scored:
+                call = c.call
+                if c.rel is not None and c.rel_se is not None:
+                    p = NormalDist().cdf((c.rel - gain) / c.rel_se) if c.rel_se > 0 else float(c.rel > gain)
+                    call = PREMATURE if p >= sure else NOT_PREMATURE if 1 - p >= sure else CANNOT_TELL
+                right += call == c.truth
+                unsure += call == CANNOT_TELL
+            cells.append(f"{right}/{len(scored)} ({unsure} ?)")
+        lines.append(f"| {gain:.3f} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+TUNE_GAIN = (-0.02, -0.01, 0.0, 0.01, 0.02, 0.03, 0.05, 0.08)
+TUNE_SURE = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
 
 
 def held(name: str, patterns: Sequence[str]) -> bool:
@@ -201,6 +262,9 @@ def bench(args: argparse.Namespace) -> int:
         lines += confusion([c for c in cases if not c.held_out], "runs used to choose the thresholds")
         lines += confusion([c for c in cases if c.held_out], f"held-out runs ({', '.join(args.held_out)})")
     lines += confusion(cases, "all runs")
+    lines += coverage(cases)
+    if args.tune:
+        lines += tune([c for c in cases if not c.held_out])
     wrong = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE) and not c.right]
     if wrong:
         lines += ["### wrong or cannot tell", "", "| run | valid_metric | stopping_step | stop | restored | oracle "
@@ -224,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                    "their truth is only what is recorded so far")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "bench_explain")
     p.add_argument("--logs", type=Path, default=None, help="keep the cut logs here (default: a temp dir)")
+    p.add_argument("--tune", action="store_true", help="also print the threshold grid on the non-held-out runs")
     p.add_argument("--stock-check", action="store_true", help="train stock RecBole and compare its logs")
     args = p.parse_args(argv)
     if args.stock_check:

@@ -5,6 +5,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from rec_es.explain.verdict import BAND
 from rec_es.policy.smoothing import smooth
 
 
@@ -24,6 +25,7 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
     ax.plot(epochs, smoothed, "-", lw=2, alpha=0.8, label=label)
     stop = report["stop"]
     premature = report["premature"]
+    _continuation(ax, premature)
     if stop.get("best_epoch") is not None:
         ax.axvline(stop["best_epoch"], color="tab:green", ls="--", label=f"best epoch {stop['best_epoch']}")
     ax.axvline(stop["stop_epoch"], color="tab:red", ls="-", label=f"{'stop' if stop['ending'] == 'early_stopped' else 'last'} epoch {stop['stop_epoch']}")
@@ -44,6 +46,23 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _continuation(ax: Any, premature: Mapping[str, Any]) -> None:
+    """The verdict's projection of the trend to the budget's end and its band, when the verdict used them."""
+    proj = premature.get("projection") or {}
+    if not premature.get("extrapolated") or not proj.get("epochs"):
+        return
+    xs = list(proj["epochs"])
+    band = round(100 * BAND)
+    ax.fill_between(xs, list(proj["lo"]), list(proj["hi"]), color="tab:purple", alpha=0.15,
+                    label=f"{band} % band of the projection")
+    ax.plot(xs, list(proj["mean"]), "--", color="tab:purple", lw=1.5,
+            label=f"trend projected to epoch {xs[-1]} (slowing down)")
+    fit = (premature.get("estimate") or {}).get("continuation") or []
+    if fit:
+        ax.plot([p["epoch"] for p in fit], [p["mean"] for p in fit], ":", color="tab:brown", lw=1.5,
+                label="learning-curve fit (the expected gain)")
 
 
 def _smoothed_series(report: Mapping[str, Any], evals: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:

@@ -86,7 +86,7 @@ def stock_log_text(trace: Trace, valid_metric: str, stopping_step: int, *, check
     model = trace.header.get("model") or config.get("model") or "Model"
     dataset = trace.header.get("dataset") or config.get("dataset") or "dataset"
     loss_places = int(config["loss_decimal_place"])
-    out = [_stamp(0) + "\n".join(_config_dump(config)),
+    out = [_stamp(0) + "\n" + "\n".join(_config_dump(config)),
            _stamp(0) + f"{dataset}\nThe number of users: (not recorded)",
            _stamp(0) + f"{model}(\n)\nTrainable parameters: (not recorded)"]
     elapsed = 0.0

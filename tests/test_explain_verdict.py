@@ -1,0 +1,174 @@
+"""The "was it premature?" verdict, the lost-gain estimate and the projection on the plot (issue 13).
+
+tests/fixtures/recbole_logs/cut/ holds stock-format logs written by ``rec_es.recbole_log.write`` from long runs
+recorded with stopping disabled (docs/results/long_runs, ml-100k), cut where RecBole's rule stops. What the full
+runs did afterwards (the truth the verdict cannot see; docs/explain_verdict.md):
+  * gru4rec_lr0.005_ss1: stopping_step 1 on NDCG@10 stops at epoch 7 of 100, restoring epoch 5; the full run's
+    best-validation epoch (68) has 29 % more test NDCG@10: premature;
+  * gru4rec_lr0.005_ss20: stopping_step 20 stops at epoch 65, restoring epoch 44; the full run's best-validation
+    epoch (68) has 9 % less test NDCG@10: not premature;
+  * stamp_ss1: STAMP, stopping_step 1 stops at epoch 2 of 100, restoring epoch 0; the full run's best (65) has
+    2.6x its test NDCG@10: premature.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rec_es.explain import explain, main
+from rec_es.explain.verdict import GAIN, MIN_POINTS
+from rec_es.policy.learning import estimate_learning
+from rec_es.recbole_log import parse_recbole_log
+from rec_es.recbole_log.write import stock_log_text
+from rec_es.trace import read_trace
+
+from test_diagnose import write_trace
+
+CUT = Path(__file__).parent / "fixtures" / "recbole_logs" / "cut"
+
+
+def _log_series(path: Path) -> tuple[list[int], list[float], list[float]]:
+    """(epochs, valid_scores, train losses) read from the raw log text with regular expressions."""
+    text = path.read_text()
+    evals = [(int(e), float(s)) for e, s in re.findall(r"epoch (\d+) evaluating \[time: [\d.]+s, valid_score: ([\d.]+)\]", text)]
+    losses = {int(e): float(x) for e, x in re.findall(r"epoch (\d+) training \[time: [\d.]+s, train loss: ([\d.]+)\]", text)}
+    return [e for e, _ in evals], [s for _, s in evals], [losses[e] for e, _ in evals]
+
+
+def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
+    """Three evaluations, too few for a curve: 3 % into the budget with the loss falling decides it."""
+    path = CUT / "stamp_ss1.log"
+    epochs, _, losses = _log_series(path)
+    assert len(epochs) < MIN_POINTS
+    fall = (losses[0] - losses[-1]) / losses[0] / (epochs[-1] - epochs[0])
+    premature = explain(path)["premature"]
+    assert (premature["call"], premature["rule"]) == ("premature", "early stop, loss still falling")
+    assert premature["facts"] == ["it stopped at epoch 2, 3 % into its 100-epoch budget",
+                                  f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2)"]
+    assert premature["verdict"] == ("Premature (80 % confident): it stopped at epoch 2, 3 % into its 100-epoch budget; "
+                                    f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2).")
+
+
+def test_rising_stop_is_premature_on_the_projected_trend() -> None:
+    """Stopped at epoch 7 while NDCG@10 climbs: the estimator's trend, carried on with an exponential slowdown,
+    ends far above the restored best; the facts quote the estimator's own slope and z."""
+    path = CUT / "gru4rec_lr0.005_ss1.log"
+    epochs, values, losses = _log_series(path)
+    est = estimate_learning(epochs, values, "max", 100, losses)
+    report = explain(path)
+    premature = report["premature"]
+    assert premature["call"] == "premature" and premature["confidence"] >= 0.9
+    a, b = est.trend_window
+    assert f"ndcg@10 rose {est.trend_slope * 10:.2g} per 10 epochs over epochs {a}-{b} (z = {est.trend_z:+.1f}" in premature["verdict"]
+    # the projection, derived here from its definition: trend line at the stop + slope * W * (1 - exp(-R / W))
+    window = [(e, v) for e, v in zip(epochs, values) if e >= a]
+    mean_e, mean_v = sum(e for e, _ in window) / len(window), sum(v for _, v in window) / len(window)
+    level = mean_v + est.trend_slope * (epochs[-1] - mean_e)
+    span, left = b - a, 99 - epochs[-1]
+    end = level + est.trend_slope * span * (1 - math.exp(-left / span))
+    best = report["stop"]["best_value"]
+    assert premature["projection"]["mean"][-1] == pytest.approx(end)
+    assert premature["evidence"]["rel"] == pytest.approx((end - best) / best) and (end - best) / best > GAIN
+    assert f"reaches {end:.4g} by epoch 99" in premature["verdict"]
+
+
+def test_late_falling_stop_is_not_premature() -> None:
+    """Stopped at epoch 65 of 100 with the trend falling and the loss flat: not premature."""
+    premature = explain(CUT / "gru4rec_lr0.005_ss20.log")["premature"]
+    assert premature["call"] == "not_premature" and premature["confidence"] >= 0.9
+    assert premature["evidence"]["rel"] < 0
+    assert "fell" in premature["verdict"] and "the training loss had flattened" in premature["verdict"]
+
+
+def test_short_stop_late_in_the_budget_cannot_be_told(tmp_path: Path) -> None:
+    """Four evaluations of a six-epoch budget: no curve, and the budget is nearly used: cannot tell."""
+    run = write_trace(tmp_path / "run", [0.3, 0.35, 0.34, 0.33], {"patience": 2}, epochs=6)
+    premature = explain(run)["premature"]
+    assert premature["call"] == "cannot_tell" and premature["verdict"].startswith("Cannot tell: it stopped at epoch 3")
+
+
+def test_lost_gain_is_the_estimators_and_data_ends_rows_are_simulated() -> None:
+    """The lost estimate restates the shared estimator's gain; every "data ends" policy gets a simulated outcome,
+    the same on every call (seeded)."""
+    path = CUT / "gru4rec_lr0.005_ss1.log"
+    epochs, values, losses = _log_series(path)
+    est = estimate_learning(epochs, values, "max", 100, losses)
+    report = explain(path)
+    lost = report["lost"]
+    assert (lost["gain"], lost["gain_lo"], lost["gain_hi"]) == pytest.approx((est.gain, est.gain_lo, est.gain_hi))
+    assert lost["end_epoch"] == 99 and lost["end_level"] == pytest.approx(est.continuation[-1].mean)
+    ends = [r for r in report["counterfactuals"] if r.get("status") == "data_ends"]
+    assert ends and all(r["extrapolated"]["median_stop_epoch"] > 7 for r in ends)
+    assert all(r["extrapolated"]["simulations"] == 30 for r in ends)
+    assert [r["extrapolated"] for r in ends] == [r["extrapolated"] for r in explain(path)["counterfactuals"]
+                                                 if r.get("status") == "data_ends"]
+    assert lost["captured_by"] and set(lost["captured_by"]) <= {r["policy"] for r in ends}
+    assert "Policies expected to capture at least 50 % of the expected gain: " in lost["sentence"]
+
+
+def test_plot_draws_the_projection_and_its_band(tmp_path: Path, saved_figures: list[Any]) -> None:
+    """When the verdict used the projection, the PNG shows it from the stop to the budget's end with its band."""
+    png = tmp_path / "p.png"
+    assert main([str(CUT / "gru4rec_lr0.005_ss1.log"), "--plot", str(png)]) == 0
+    report = explain(CUT / "gru4rec_lr0.005_ss1.log")
+    proj = report["premature"]["projection"]
+    [(fig, _)] = saved_figures
+    [ax] = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    line = lines["trend projected to epoch 99 (slowing down)"]
+    assert list(line.get_xdata()) == proj["epochs"] and line.get_xdata()[0] == 8
+    assert list(line.get_ydata()) == pytest.approx(proj["mean"])
+    [band] = [c for c in ax.collections if c.get_label() == "90 % band of the projection"]
+    xs = band.get_paths()[0].vertices[:, 0]
+    assert min(xs) == 8 and max(xs) == 99
+    assert "learning-curve fit (the expected gain)" in lines
+
+
+def test_plot_has_no_projection_without_a_stop(tmp_path: Path, saved_figures: list[Any]) -> None:
+    """A run that used its budget has no verdict projection on its plot."""
+    run = write_trace(tmp_path / "run", [0.1 * i for i in range(12)], {"enabled": False}, epochs=12)
+    assert main([str(run), "--plot", str(tmp_path / "p.png")]) == 0
+    [(fig, _)] = saved_figures
+    assert not [line for line in fig.axes[0].get_lines() if "projected" in line.get_label()]
+    assert not fig.axes[0].collections
+
+
+def test_json_report_carries_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    """--json is strict JSON with the call, confidence, deciding facts, projection and lost estimate."""
+    assert main([str(CUT / "gru4rec_lr0.005_ss20.log"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    premature = data["premature"]
+    assert premature["call"] == "not_premature" and 2 <= len(premature["facts"]) <= 3
+    assert premature["verdict"].startswith("Not premature (") and data["lost"]["end_epoch"] == 99
+
+
+def test_written_log_matches_recbole_early_stopping(tmp_path: Path) -> None:
+    """A log written from a recorded trace reads back with the evaluations, 'Saving current' flags and stop that
+    recbole.utils.early_stopping gives on the same scores."""
+    from recbole.utils import early_stopping
+
+    scores = [0.1, 0.2, 0.2, 0.25, 0.24, 0.25, 0.23, 0.22, 0.21, 0.3]
+    run = write_trace(tmp_path / "run", scores, {"enabled": False}, epochs=10, record_test=True)
+    trace = read_trace(run)
+    path = tmp_path / "GRU4Rec-ml-100k-Jan-01-2026_12-00-00.log"
+    path.write_text(stock_log_text(trace, "NDCG@10", 2))
+    best, step, updates, stop_at = -math.inf, 0, [], None
+    for epoch, score in enumerate(scores):
+        best, step, stop, update = early_stopping(score, best, step, max_step=2, bigger=True)
+        updates.append(update)
+        if stop:
+            stop_at = epoch
+            break
+    log = parse_recbole_log(path)
+    assert stop_at == 8 and log.ending == "early_stopped" and log.warnings == []
+    assert log.scores() == list(enumerate(scores[:stop_at + 1]))
+    assert [e.saved for e in log.evaluations] == updates
+    restored = max(i for i, u in enumerate(updates) if u)  # the tie at epoch 5 counts, as in RecBole
+    assert log.finished_best_epoch == restored == 5
+    assert log.test_result == {"ndcg@10": round(scores[restored] / 2, 4)}
+    assert (log.stopping_step, log.epochs, log.valid_metric) == (2, 10, "ndcg@10")
