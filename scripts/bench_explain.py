@@ -75,8 +75,8 @@ class Case:
     log: str = ""
     held_out: bool = False
     partial: bool = False
-    rel: float | None = None  # the verdict's statistic: projected level against the bar, relative
-    rel_se: float | None = None
+    trend_z: float | None = None  # the verdict's evidence: the estimator's trend z-score
+    room: float | None = None  # epochs left in the budget / the trend window's span
     rule: str = ""
     end_level: float | None = None  # full run: mean valid_metric of its last 5 evaluations
     actual_gain: float | None = None  # end_level minus explain's curve level at the restored epoch
@@ -161,7 +161,11 @@ def judge(cases: list[tuple[Case, str]], logs: Path) -> None:
         case.call, case.confidence = call_of(report)
         case.verdict = report["premature"]["verdict"]
         evidence = report["premature"].get("evidence") or {}
-        case.rel, case.rel_se, case.rule = evidence.get("rel"), evidence.get("rel_se"), report["premature"].get("rule", "")
+        case.rule = report["premature"].get("rule", "")
+        window = (report["premature"].get("estimate") or {}).get("trend_window")
+        case.trend_z = (report["premature"].get("estimate") or {}).get("trend_z")
+        if window and evidence.get("epochs_left") is not None:
+            case.room = evidence["epochs_left"] / max(window[1] - window[0], 1)
         lost = report.get("lost") or {}
         if lost:  # the fitted level at the budget's end against the level at the restored epoch, and its bounds
             case.actual_gain = case.end_level - lost["restored_level"]
@@ -196,39 +200,47 @@ def coverage(cases: Sequence[Case]) -> list[str]:
     inside = sum(c.gain_lo <= c.actual_gain <= c.gain_hi for c in banded)
     above = sum(c.actual_gain > c.gain_hi for c in banded)
     errors = sorted(abs(c.expected_gain - c.actual_gain) for c in banded if c.expected_gain is not None)
-    return ["### expected gain of continuing", "", f"On {len(banded)} cut logs with a projection, the full run's "
+    return ["### expected gain of continuing", "", f"On {len(banded)} cut logs with a learning-curve fit, the full run's "
             f"actual gain (mean of its last 5 evaluations minus the curve's level at the restored epoch) fell inside the estimator's bounds "
             f"{inside} times, above it {above}, below it {len(banded) - inside - above}; median absolute error of "
             f"the expected gain {errors[len(errors) // 2]:.4f}.", ""]
 
 
 def tune(cases: Sequence[Case]) -> list[str]:
-    """Right and cannot-tell counts of the projection rule over a grid of (GAIN, SURE), on ``cases`` only.
+    """Right verdicts of rules 2-3 over a grid of (TREND_Z, ROOM), on ``cases`` only.
 
-    Cases the projection rule did not decide (too few evaluations) keep their call."""
-    from statistics import NormalDist
-
+    Cases rule 1 decided (too few evaluations for a curve) keep their call."""
     scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
-    lines = ["### threshold grid (tuning runs only)", "", "| GAIN \\ SURE | " + " | ".join(
-        f"{s:.2f}" for s in TUNE_SURE) + " |", "|---|" + "---:|" * len(TUNE_SURE)]
-    for gain in TUNE_GAIN:
+    lines = ["### threshold grid (tuning runs only): right verdicts", "",
+             "| TREND_Z \\ ROOM | " + " | ".join(f"{r:g}" for r in TUNE_ROOM) + " |", "|---|" + "---:|" * len(TUNE_ROOM)]
+    for z0 in TUNE_Z:
         cells = []
-        for sure in TUNE_SURE:
-            right = unsure = 0
+        for r0 in TUNE_ROOM:
+            right = 0
             for c in scored:
                 call = c.call
-                if c.rel is not None and c.rel_se is not None:
-                    p = NormalDist().cdf((c.rel - gain) / c.rel_se) if c.rel_se > 0 else float(c.rel > gain)
-                    call = PREMATURE if p >= sure else NOT_PREMATURE if 1 - p >= sure else CANNOT_TELL
+                if c.trend_z is not None and c.room is not None:
+                    call = PREMATURE if c.trend_z >= z0 and c.room >= r0 else NOT_PREMATURE
                 right += call == c.truth
-                unsure += call == CANNOT_TELL
-            cells.append(f"{right}/{len(scored)} ({unsure} ?)")
-        lines.append(f"| {gain:.3f} | " + " | ".join(cells) + " |")
+            cells.append(f"{right}/{len(scored)}")
+        lines.append(f"| {z0:g} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
-TUNE_GAIN = (-0.02, -0.01, 0.0, 0.01, 0.02, 0.03, 0.05, 0.08)
-TUNE_SURE = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
+def per_rule(cases: Sequence[Case]) -> list[str]:
+    """Right verdicts per verdict rule, and the share (right + 1) / (n + 2) that explain states as confidence."""
+    scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    lines = ["### per rule (tuning runs only)", "", "| rule | cases | right | (right + 1) / (cases + 2) |",
+             "|---|---:|---:|---:|"]
+    for rule in sorted({c.rule for c in scored}):
+        group = [c for c in scored if c.rule == rule]
+        right = sum(c.right for c in group)
+        lines.append(f"| {rule} | {len(group)} | {right} | {(right + 1) / (len(group) + 2):.2f} |")
+    return lines + [""]
+
+
+TUNE_Z = (1.0, 1.5, 2.0, 2.5, 3.0)
+TUNE_ROOM = (0.25, 0.5, 1.0, 1.5, 2.0)
 
 
 def held(name: str, patterns: Sequence[str]) -> bool:
@@ -264,7 +276,7 @@ def bench(args: argparse.Namespace) -> int:
     lines += confusion(cases, "all runs")
     lines += coverage(cases)
     if args.tune:
-        lines += tune([c for c in cases if not c.held_out])
+        lines += tune([c for c in cases if not c.held_out]) + per_rule([c for c in cases if not c.held_out])
     wrong = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE) and not c.right]
     if wrong:
         lines += ["### wrong or cannot tell", "", "| run | valid_metric | stopping_step | stop | restored | oracle "

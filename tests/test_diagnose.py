@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from rec_es import build_policy
 from rec_es.diagnose import ExplainError, explain, load_run, main, read_policy_file, render_text
+from rec_es.explain.verdict import CONFIDENCE
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.trace import TraceWriter
 
@@ -91,8 +92,10 @@ def test_stock_stop_at_epoch_6_of_500_is_premature_though_the_curve_fell() -> No
     premature = report["premature"]
     assert premature["trend"] == "worsening"
     assert premature["call"] == "premature"
-    assert premature["verdict"] == ("Premature (80 % confident): it stopped at epoch 6, 1.4 % into its 500-epoch "
-                                    "budget; the training loss was still falling 0.46 % per epoch (epochs 2-6).")
+    confidence = CONFIDENCE["early stop, loss still falling"]
+    assert premature["verdict"] == (f"Premature (confidence {100 * confidence:.0f} %): it stopped at epoch 6, 1.4 % "
+                                    "into its 500-epoch budget; the training loss was still falling 0.46 % per epoch "
+                                    "(epochs 2-6).")
     assert premature["spike"]["is_spike"] is False
     assert report["advice"] == []
     assert report["worth_trying"] == [
@@ -112,7 +115,7 @@ def test_noisy_stock_run_flags_gap_and_spike_with_advice() -> None:
     assert premature["longest_recovered_gap"] == {"evaluations": 3, "from_epoch": 14, "improved_at": 17}
     assert premature["gap_close_to_patience"] is True
     assert premature["spike"]["epoch"] == 17 and premature["spike"]["is_spike"] is True
-    # issue 13: was "Possibly premature"; the projected trend ends below the spiky best. The same config trained
+    # issue 13: was "Possibly premature"; the trend over the last half is within noise. The same config trained
     # 100 epochs with stopping disabled never beats epoch 17's valid ndcg@10 (0.0789): not premature.
     assert premature["call"] == "not_premature" and premature["verdict"].startswith("Not premature (")
     assert report["advice"] == []  # the data ends at the stop: no replay can show a better setting
@@ -197,8 +200,8 @@ def test_trace_still_rising_is_likely_premature(tmp_path: Path) -> None:
     assert report["premature"]["trend"] == "improving"
     # issue 13: was "Likely premature: the monitor was still improving when the run stopped."
     assert report["premature"]["call"] == "premature"
-    assert report["premature"]["verdict"].startswith("Premature (99 % confident): that trend, slowing down, reaches 1 "
-                                                     "by epoch 99")
+    assert report["premature"]["verdict"].startswith("Premature (confidence ")
+    assert "ndcg@10 rose 0.76 per 10 epochs over epochs 2-9" in report["premature"]["verdict"]
     assert report["worth_trying"][0].startswith("More patience, since the monitor was still improving at the stop: "
                                                 "early_stopping.patience: 10. The data ends at epoch 9")
     assert "--resume" not in report["worth_trying"][0]  # no last.pth in this run directory

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rec_es.explain import explain, main
-from rec_es.explain.verdict import GAIN, MIN_POINTS
+from rec_es.explain.verdict import CONFIDENCE, MIN_POINTS, TREND_Z
 from rec_es.policy.learning import estimate_learning
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.recbole_log.write import stock_log_text
@@ -47,42 +47,55 @@ def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
     assert len(epochs) < MIN_POINTS
     fall = (losses[0] - losses[-1]) / losses[0] / (epochs[-1] - epochs[0])
     premature = explain(path)["premature"]
-    assert (premature["call"], premature["rule"]) == ("premature", "early stop, loss still falling")
+    rule = "early stop, loss still falling"
+    assert (premature["call"], premature["rule"], premature["confidence"]) == ("premature", rule, CONFIDENCE[rule])
     assert premature["facts"] == ["it stopped at epoch 2, 3 % into its 100-epoch budget",
                                   f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2)"]
-    assert premature["verdict"] == ("Premature (80 % confident): it stopped at epoch 2, 3 % into its 100-epoch budget; "
-                                    f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2).")
+    assert premature["verdict"] == (f"Premature (confidence {100 * CONFIDENCE[rule]:.0f} %): it stopped at epoch 2, "
+                                    "3 % into its 100-epoch budget; the training loss was still falling "
+                                    f"{100 * fall:.2g} % per epoch (epochs 0-2).")
 
 
-def test_rising_stop_is_premature_on_the_projected_trend() -> None:
-    """Stopped at epoch 7 while NDCG@10 climbs: the estimator's trend, carried on with an exponential slowdown,
-    ends far above the restored best; the facts quote the estimator's own slope and z."""
+def test_rising_stop_with_room_is_premature() -> None:
+    """Stopped at epoch 7 of 100 while NDCG@10 climbs: the estimator's trend z beats TREND_Z and 92 epochs are
+    left, more than the trend's window; the facts quote the estimator's own slope, z and expected gain."""
     path = CUT / "gru4rec_lr0.005_ss1.log"
     epochs, values, losses = _log_series(path)
     est = estimate_learning(epochs, values, "max", 100, losses)
-    report = explain(path)
-    premature = report["premature"]
-    assert premature["call"] == "premature" and premature["confidence"] >= 0.9
+    premature = explain(path)["premature"]
+    assert (premature["call"], premature["rule"]) == ("premature", "still rising, with room")
     a, b = est.trend_window
-    assert f"ndcg@10 rose {est.trend_slope * 10:.2g} per 10 epochs over epochs {a}-{b} (z = {est.trend_z:+.1f}" in premature["verdict"]
-    # the projection, derived here from its definition: trend line at the stop + slope * W * (1 - exp(-R / W))
-    window = [(e, v) for e, v in zip(epochs, values) if e >= a]
-    mean_e, mean_v = sum(e for e, _ in window) / len(window), sum(v for _, v in window) / len(window)
-    level = mean_v + est.trend_slope * (epochs[-1] - mean_e)
-    span, left = b - a, 99 - epochs[-1]
-    end = level + est.trend_slope * span * (1 - math.exp(-left / span))
-    best = report["stop"]["best_value"]
-    assert premature["projection"]["mean"][-1] == pytest.approx(end)
-    assert premature["evidence"]["rel"] == pytest.approx((end - best) / best) and (end - best) / best > GAIN
-    assert f"reaches {end:.4g} by epoch 99" in premature["verdict"]
+    assert est.trend_z >= TREND_Z and 99 - epochs[-1] >= b - a
+    assert premature["facts"] == [
+        f"ndcg@10 rose {est.trend_slope * 10:.2g} per 10 epochs over epochs {a}-{b}, z = {est.trend_z:+.1f} against "
+        f"its noise of {est.noise:.2g} (still rising)",
+        f"{99 - epochs[-1]} of its 100 epochs were left, more than the {b - a} the trend was measured over",
+        f"the learning-curve fit expects {est.gain:+.2g} more by epoch 99 (bounds {est.gain_lo:+.2g} to "
+        f"{est.gain_hi:+.2g})"]
+    assert premature["extrapolated"] is True
 
 
 def test_late_falling_stop_is_not_premature() -> None:
-    """Stopped at epoch 65 of 100 with the trend falling and the loss flat: not premature."""
-    premature = explain(CUT / "gru4rec_lr0.005_ss20.log")["premature"]
-    assert premature["call"] == "not_premature" and premature["confidence"] >= 0.9
-    assert premature["evidence"]["rel"] < 0
-    assert "fell" in premature["verdict"] and "the training loss had flattened" in premature["verdict"]
+    """Stopped at epoch 65 of 100 with the trend falling within noise and the loss flat: not premature."""
+    path = CUT / "gru4rec_lr0.005_ss20.log"
+    epochs, values, losses = _log_series(path)
+    est = estimate_learning(epochs, values, "max", 100, losses)
+    premature = explain(path)["premature"]
+    assert est.trend_z < TREND_Z
+    assert (premature["call"], premature["rule"]) == ("not_premature", "trend within noise")
+    assert premature["verdict"].startswith(f"Not premature (confidence {100 * CONFIDENCE['trend within noise']:.0f} %): "
+                                           f"ndcg@10 fell ")
+    assert "the training loss had flattened" in premature["verdict"] and premature["extrapolated"] is False
+
+
+def test_rising_stop_near_the_budget_is_not_premature(tmp_path: Path) -> None:
+    """A curve still rising at epoch 17 of 20: too few epochs are left for the trend to matter."""
+    scores = [0.1 + 0.01 * i + (0.003 if i % 2 else 0.0) for i in range(16)] + [0.24, 0.245]
+    run = write_trace(tmp_path / "run", scores, {"patience": 2, "min_delta": 0.01}, epochs=20)
+    premature = explain(run)["premature"]
+    assert explain(run)["stop"]["stop_epoch"] == 17
+    assert (premature["call"], premature["rule"]) == ("not_premature", "little budget left")
+    assert premature["facts"][0].startswith("2 of its 20 epochs were left, fewer than the ")
 
 
 def test_short_stop_late_in_the_budget_cannot_be_told(tmp_path: Path) -> None:
@@ -111,40 +124,52 @@ def test_lost_gain_is_the_estimators_and_data_ends_rows_are_simulated() -> None:
     assert "Policies expected to capture at least 50 % of the expected gain: " in lost["sentence"]
 
 
-def test_plot_draws_the_projection_and_its_band(tmp_path: Path, saved_figures: list[Any]) -> None:
-    """When the verdict used the projection, the PNG shows it from the stop to the budget's end with its band."""
+def test_plot_draws_the_fitted_continuation_and_its_band(tmp_path: Path, saved_figures: list[Any]) -> None:
+    """When the verdict used the extrapolation, the PNG shows the estimator's curve from after the stop to the
+    budget's end, with its band."""
+    path = CUT / "gru4rec_lr0.005_ss1.log"
+    epochs, values, losses = _log_series(path)
+    est = estimate_learning(epochs, values, "max", 100, losses)
     png = tmp_path / "p.png"
-    assert main([str(CUT / "gru4rec_lr0.005_ss1.log"), "--plot", str(png)]) == 0
-    report = explain(CUT / "gru4rec_lr0.005_ss1.log")
-    proj = report["premature"]["projection"]
+    assert main([str(path), "--plot", str(png)]) == 0
     [(fig, _)] = saved_figures
     [ax] = fig.axes
     lines = {line.get_label(): line for line in ax.get_lines()}
-    line = lines["trend projected to epoch 99 (slowing down)"]
-    assert list(line.get_xdata()) == proj["epochs"] and line.get_xdata()[0] == 8
-    assert list(line.get_ydata()) == pytest.approx(proj["mean"])
-    [band] = [c for c in ax.collections if c.get_label() == "90 % band of the projection"]
-    xs = band.get_paths()[0].vertices[:, 0]
-    assert min(xs) == 8 and max(xs) == 99
-    assert "learning-curve fit (the expected gain)" in lines
+    line = lines["learning-curve fit extrapolated to epoch 99"]
+    assert list(line.get_xdata()) == [p.epoch for p in est.continuation] and line.get_xdata()[0] > 7
+    assert list(line.get_ydata()) == pytest.approx([p.mean for p in est.continuation])
+    [band] = [c for c in ax.collections if c.get_label() == "90 % band of the fitted curve"]
+    xs, ys = band.get_paths()[0].vertices[:, 0], band.get_paths()[0].vertices[:, 1]
+    assert min(xs) == est.continuation[0].epoch and max(xs) == 99
+    assert min(ys) == pytest.approx(min(p.lo for p in est.continuation))
+    assert max(ys) == pytest.approx(max(p.hi for p in est.continuation))
 
 
-def test_plot_has_no_projection_without_a_stop(tmp_path: Path, saved_figures: list[Any]) -> None:
-    """A run that used its budget has no verdict projection on its plot."""
+def test_plot_has_no_extrapolation_when_the_verdict_did_not_use_one(tmp_path: Path,
+                                                                    saved_figures: list[Any]) -> None:
+    """A not-premature verdict decided by the trend draws no fitted continuation."""
+    assert main([str(CUT / "gru4rec_lr0.005_ss20.log"), "--plot", str(tmp_path / "p.png")]) == 0
+    [(fig, _)] = saved_figures
+    assert not [line for line in fig.axes[0].get_lines() if "extrapolated" in line.get_label()]
+    assert not fig.axes[0].collections
+
+
+def test_plot_has_no_extrapolation_without_a_stop(tmp_path: Path, saved_figures: list[Any]) -> None:
+    """A run that used its budget has no extrapolation on its plot."""
     run = write_trace(tmp_path / "run", [0.1 * i for i in range(12)], {"enabled": False}, epochs=12)
     assert main([str(run), "--plot", str(tmp_path / "p.png")]) == 0
     [(fig, _)] = saved_figures
-    assert not [line for line in fig.axes[0].get_lines() if "projected" in line.get_label()]
+    assert not [line for line in fig.axes[0].get_lines() if "extrapolated" in line.get_label()]
     assert not fig.axes[0].collections
 
 
 def test_json_report_carries_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
-    """--json is strict JSON with the call, confidence, deciding facts, projection and lost estimate."""
+    """--json is strict JSON with the call, confidence, deciding facts and the estimator's result."""
     assert main([str(CUT / "gru4rec_lr0.005_ss20.log"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     premature = data["premature"]
     assert premature["call"] == "not_premature" and 2 <= len(premature["facts"]) <= 3
-    assert premature["verdict"].startswith("Not premature (") and data["lost"]["end_epoch"] == 99
+    assert premature["verdict"].startswith("Not premature (") and premature["estimate"]["budget"] == 100
 
 
 def test_written_log_matches_recbole_early_stopping(tmp_path: Path) -> None:

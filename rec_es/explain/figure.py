@@ -5,7 +5,6 @@ import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rec_es.explain.verdict import BAND
 from rec_es.policy.smoothing import smooth
 
 
@@ -49,20 +48,16 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def _continuation(ax: Any, premature: Mapping[str, Any]) -> None:
-    """The verdict's projection of the trend to the budget's end and its band, when the verdict used them."""
-    proj = premature.get("projection") or {}
-    if not premature.get("extrapolated") or not proj.get("epochs"):
+    """The shared estimator's fitted learning curve to the budget's end and its band, when the verdict used it."""
+    estimate = premature.get("estimate") or {}
+    points = estimate.get("continuation") or []
+    if not premature.get("extrapolated") or not points:
         return
-    xs = list(proj["epochs"])
-    band = round(100 * BAND)
-    ax.fill_between(xs, list(proj["lo"]), list(proj["hi"]), color="tab:purple", alpha=0.15,
-                    label=f"{band} % band of the projection")
-    ax.plot(xs, list(proj["mean"]), "--", color="tab:purple", lw=1.5,
-            label=f"trend projected to epoch {xs[-1]} (slowing down)")
-    fit = (premature.get("estimate") or {}).get("continuation") or []
-    if fit:
-        ax.plot([p["epoch"] for p in fit], [p["mean"] for p in fit], ":", color="tab:brown", lw=1.5,
-                label="learning-curve fit (the expected gain)")
+    xs = [p["epoch"] for p in points]
+    ax.fill_between(xs, [p["lo"] for p in points], [p["hi"] for p in points], color="tab:purple", alpha=0.15,
+                    label=f"{round(100 * estimate['level'])} % band of the fitted curve")
+    ax.plot(xs, [p["mean"] for p in points], "--", color="tab:purple", lw=1.5,
+            label=f"learning-curve fit extrapolated to epoch {xs[-1]}")
 
 
 def _smoothed_series(report: Mapping[str, Any], evals: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:

@@ -2,8 +2,7 @@
 
   * **the expected gain of continuing**: the shared estimator's learning-curve fit (``rec_es.policy.learning``:
     a saturating curve with a profile-likelihood interval) from its level at the stop to the budget's last epoch,
-    and the same against the restored best; beside it, the verdict's trend projection (``verdict.project``),
-    which the benchmark found optimistic (docs/explain_verdict.md), as the hopeful scenario;
+    and the same against the curve's level at the restored epoch (the restored value itself is often a lucky draw);
   * **each counterfactual that "would still be running (data ends)"**: replayed over ``SIMULATIONS`` simulated
     continuations (the fitted curve at every later evaluation epoch plus Gaussian noise of the run's own size,
     rounded like the log, seeded, so the report is the same every time): the median stop epoch, how many reach
@@ -112,22 +111,18 @@ def what_was_lost(obs: Observed, stop: Mapping[str, Any], premature: Mapping[str
                 f"{est['gain_lo']:+.2g} and {est['gain_hi']:+.2g}), to about {end_level:.4g}, {over_best:+.2g} "
                 f"against the curve's level at the restored epoch {stop['best_epoch']} ({reference:.4g}; its observed "
                 f"{best:.4g} includes that evaluation's noise)")
-    proj = premature.get("projection") or {}
-    if proj.get("epochs"):
-        sentence += (f"; the verdict's trend projection, the hopeful scenario, reaches {proj['mean'][-1]:.4g} "
-                     f"({(proj['mean'][-1] - reference) * sign:+.2g})")
-    sentence += " (extrapolations, not observations)."
+    sentence += " (an extrapolation, not an observation)."
     if over_best > 0:
         sentence += (f" Policies expected to capture at least {100 * CAPTURED:.0f} % of the expected gain: "
                      + (", ".join(captured) if captured else "none of the replayed ones") + ".")
     return {"gain": est["gain"], "gain_lo": est["gain_lo"], "gain_hi": est["gain_hi"], "stop_level": stop_level,
             "end_epoch": end_epoch, "end_level": end_level, "restored_best": best, "restored_level": reference, "gain_over_restored": over_best,
-            "projected_end_level": proj["mean"][-1] if proj.get("epochs") else None, "captured_by": captured,
+            "captured_by": captured,
             "sentence": sentence}
 
 
 def row_extrapolation_text(r: Mapping[str, Any], monitor: str) -> str | None:
-    """One line for a "data ends" row: what the projection expects it to do."""
+    """One line for a "data ends" row: what the fitted curve expects it to do."""
     sim = r.get("extrapolated")
     if not sim:
         return None

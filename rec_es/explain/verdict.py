@@ -4,24 +4,26 @@ Built on the "still learning" estimator the policy core shares (``rec_es.policy.
 fed what every log holds: the evaluation epochs, the averaged monitor values, the epoch budget and the training
 losses. The evidence, each a fact the plot shows:
 
-  * **budget**: how far into its ``epochs`` the run stopped;
+  * **trend**: the estimator's least-squares slope of the monitor over the last half of the run (its trend
+    window, ``W`` epochs long) and its z-score against the curve's own noise: the long-horizon trend, through
+    the noise, where the last ``patience + 1`` evaluations alone show only a plateau;
+  * **room**: the epochs ``R`` left in the budget after the stop, against ``W``: a rising trend matters when the
+    budget holds at least as many epochs again as the trend was measured over;
   * **training loss**: how fast it was still falling (relative fall per epoch over the last evaluations);
-  * **trend**: the estimator's least-squares slope over the last half of the run and its z-score against the
-    curve's own noise (the long-horizon trend, through the noise);
-  * **the bar**: the restored best value, which any later evaluation had to beat, against the curve's level at
-    the stop, in noise SDs (a lucky evaluation sets a bar the curve may need many epochs to reach);
-  * **projection**: the trend carried on to the end of the budget, slowing down exponentially with the time
-    constant of the window it was measured on: the level at epoch ``now + h`` is
-    ``level + slope * W * (1 - exp(-h / W))``, ``W`` the trend window's span (so the trend gives at most ``W``
-    more epochs' worth of its slope, however large the budget), with a band from the slope's standard error.
-    ``rel`` = (projected level at the budget's last epoch - bar) / bar.
+  * **extrapolation**: the estimator's saturating learning curve, its expected gain by the budget's last epoch
+    with bounds (``rec_es.explain.lost`` turns it into what was lost; the plot draws it with its band).
 
-Rules (thresholds chosen on the benchmark's tuning runs only, docs/explain_verdict.md):
-  1. fewer evaluations than a curve needs (``MIN_POINTS``): premature when the stop came in the first
-     ``EARLY_BUDGET`` of the budget with the training loss still falling more than ``LOSS_FALLING`` per epoch;
-     otherwise cannot tell;
-  2. otherwise ``p`` = P(rel > ``GAIN``) under the projection's normal error: premature when ``p >= SURE``,
-     not premature when ``1 - p >= SURE``, else cannot tell. The stated confidence is that probability.
+Rules, first match wins (chosen on the benchmark's tuning runs only; docs/explain_verdict.md has the numbers):
+  1. fewer evaluations than the estimator fits a curve to (``MIN_POINTS``): premature when the stop came in the
+     first ``EARLY_BUDGET`` of the budget with the training loss still falling more than ``LOSS_FALLING`` per
+     epoch; otherwise cannot tell;
+  2. trend ``z >= TREND_Z`` and ``R >= ROOM * W``: premature (still rising, with room to rise);
+  3. otherwise not premature: the trend does not beat the noise, or too little budget is left for it to matter.
+     (No budget known and a rising trend: cannot tell.)
+
+The stated confidence is each rule's share of right verdicts on the benchmark's tuning runs (``CONFIDENCE``, with
+one right and one wrong verdict added, so a rule right on all of few cases does not claim 100 %): of the stock
+logs the benchmark decided by the same rule, about that share was right.
 """
 from __future__ import annotations
 
@@ -31,35 +33,19 @@ from typing import Any, Mapping
 
 from rec_es.explain.observed import Observed
 from rec_es.policy.learning import MIN_POINTS, LearningEstimate, estimate_learning
-from rec_es.policy.stats import normal_quantile
 
 PREMATURE, NOT_PREMATURE, CANNOT_TELL = "premature", "not_premature", "cannot_tell"
 #: a stop in this first share of the budget, with the loss still falling, is premature even without a curve
 EARLY_BUDGET = 0.25
 #: relative fall of the training loss per epoch above which it counts as still falling
 LOSS_FALLING = 0.0005
-#: the projected level must beat the bar by this share for the stop to count as premature
-GAIN = 0.05
-#: the probability a call needs; between 1 - SURE and SURE the verdict is "cannot tell"
-SURE = 0.75
-#: stated confidence of rule 1 (budget and loss alone, no curve)
-EARLY_CONFIDENCE = 0.8
-#: the band drawn around the projection (two-sided)
-BAND = 0.9
-
-
-@dataclass(frozen=True)
-class Projection:
-    """The trend carried to the budget's end, slowing down exponentially (original monitor units)."""
-
-    epochs: tuple[int, ...]
-    mean: tuple[float, ...]
-    lo: tuple[float, ...]
-    hi: tuple[float, ...]
-    level: float  # trend line at the stop
-    horizon: float  # W * (1 - exp(-R / W)): epochs' worth of the current slope left in the budget
-    gain: float  # oriented: positive = better
-    gain_se: float
+#: a trend this many standard errors above flat is still rising
+TREND_Z = 2.0
+#: ...and matters when at least ROOM times its window's span of epochs is left in the budget
+ROOM = 1.0
+#: the share of right verdicts per rule on the benchmark's tuning runs (docs/explain_verdict.md)
+CONFIDENCE = {"early stop, loss still falling": 1.0, "still rising, with room": 0.9, "trend within noise": 0.8,
+              "little budget left": 1.0}
 
 
 @dataclass(frozen=True)
@@ -69,58 +55,39 @@ class Evidence:
     epoch: int
     budget: int | None
     budget_used: float | None
+    epochs_left: int | None
     evaluations: int
     loss_fall: float | None
     loss_span: tuple[int, int] | None
     bar: float | None  # the restored best value every later evaluation had to beat
     bar_epoch: int | None
-    bar_over_level: float | None  # bar minus the trend line at the stop, oriented
     bar_level: float | None  # the curve's level at the restored epoch: the trend line there, or a local mean
-    projection: Projection | None
-    rel: float | None  # (projected level at the budget's end - bar) / |bar|, oriented
-    rel_se: float | None
     estimate: LearningEstimate
 
+    @property
+    def window_span(self) -> int | None:
+        w = self.estimate.trend_window
+        return None if w is None else max(w[1] - w[0], 1)
 
-def _trend_line(points: list[tuple[int, float]], first: int) -> tuple[float, float, int, int]:
-    """(mean epoch, mean value, first, span) of the estimator's trend window."""
+
+def _trend_line(points: list[tuple[int, float]], first: int) -> tuple[float, float]:
+    """(mean epoch, mean value) of the evaluations in the estimator's trend window."""
     window = [(e, v) for e, v in points if e >= first]
-    mean_e = sum(e for e, _ in window) / len(window)
-    mean_v = sum(v for _, v in window) / len(window)
-    return mean_e, mean_v, first, max(window[-1][0] - first, 1)
+    return sum(e for e, _ in window) / len(window), sum(v for _, v in window) / len(window)
 
 
-def _clamp(x: float, bounds: tuple[float, float] | None) -> float:
-    return x if bounds is None else min(max(x, bounds[0]), bounds[1])
-
-
-def project(est: LearningEstimate, points: list[tuple[int, float]], mode: str, budget: int,
-            bounds: tuple[float, float] | None = None) -> Projection | None:
-    """The estimator's trend carried to epoch ``budget - 1``, slowing down exponentially, with a ``BAND`` band,
-    kept inside ``bounds`` (a top-k metric such as ndcg@10 lies in [0, 1])."""
-    if est.trend_slope is None or est.trend_window is None or est.trend_z is None or not points:
+def _level_at(points: list[tuple[int, float]], est: LearningEstimate, mode: str, epoch: int | None) -> float | None:
+    """The curve's level at ``epoch``: the estimator's trend line inside its window, else the mean of the five
+    evaluations around it (a level, not the one lucky draw a restored best often is)."""
+    epochs = [e for e, _ in points]
+    if epoch not in epochs:
         return None
-    sign = 1.0 if mode == "max" else -1.0
-    mean_e, mean_v, first, span = _trend_line(points, est.trend_window[0])
-    now = points[-1][0]
-    slope = est.trend_slope  # oriented
-    se = abs(slope / est.trend_z) if est.trend_z else (est.noise or 0.0) / math.sqrt(span)
-    level = mean_v + sign * slope * (now - mean_e)
-    z = normal_quantile(0.5 + BAND / 2)
-    left = max(budget - 1 - now, 0)
-    step = max(1, left // 60)
-    epochs = list(range(now + step, budget, step))
-    if left and (not epochs or epochs[-1] != budget - 1):
-        epochs.append(budget - 1)
-    shape = [span * -math.expm1(-(e - now) / span) for e in epochs]
-    mean = [_clamp(level + sign * slope * h, bounds) for h in shape]
-    spread = [z * se * h for h in shape]
-    horizon = span * -math.expm1(-left / span)
-    gain = (mean[-1] - level) * sign if mean else 0.0
-    return Projection(epochs=tuple(epochs), mean=tuple(mean),
-                      lo=tuple(_clamp(m - s, bounds) for m, s in zip(mean, spread)),
-                      hi=tuple(_clamp(m + s, bounds) for m, s in zip(mean, spread)), level=level, horizon=horizon,
-                      gain=gain, gain_se=se * horizon)
+    if est.trend_slope is not None and est.trend_window is not None and epoch >= est.trend_window[0]:
+        mean_e, mean_v = _trend_line(points, est.trend_window[0])
+        return mean_v + (1.0 if mode == "max" else -1.0) * est.trend_slope * (epoch - mean_e)
+    i = epochs.index(epoch)
+    near = [v for _, v in points[max(0, i - 2):i + 3]]
+    return sum(near) / len(near)
 
 
 def gather(obs: Observed, stop: Mapping[str, Any]) -> Evidence:
@@ -131,37 +98,13 @@ def gather(obs: Observed, stop: Mapping[str, Any]) -> Evidence:
     by_epoch = {r["epoch"]: r.get("train_loss") for r in obs.trace.records}
     losses = [by_epoch.get(e) for e in epochs]
     last = obs.last_epoch
-    budget = obs.epochs or last + 1
-    est = estimate_learning(epochs, values, obs.mode, budget, losses if any(x is not None for x in losses) else None,
-                            name=obs.monitor)
-    sign = 1.0 if obs.mode == "max" else -1.0
-    bounds = (0.0, 1.0) if "@" in obs.monitor else None  # RecBole's top-k metrics (ndcg@10, ...) lie in [0, 1]
-    proj = project(est, points, obs.mode, budget, bounds) if len(points) >= MIN_POINTS else None
-    bar = stop.get("best_value")
-    over = rel = rel_se = None
-    if proj is not None and bar is not None and bar != 0:
-        over = (bar - proj.level) * sign
-        rel = (proj.gain - over) / abs(bar)
-        rel_se = proj.gain_se / abs(bar)
+    est = estimate_learning(epochs, values, obs.mode, obs.epochs or last + 1,
+                            losses if any(x is not None for x in losses) else None, name=obs.monitor)
     fall, span = _loss_fall(epochs, losses)
-    bar_level = _level_at(points, est, obs.mode, stop.get("best_epoch"))
     return Evidence(epoch=last, budget=obs.epochs, budget_used=(last + 1) / obs.epochs if obs.epochs else None,
-                    evaluations=len(points), loss_fall=fall, loss_span=span, bar=bar, bar_epoch=stop.get("best_epoch"),
-                    bar_over_level=over, bar_level=bar_level, projection=proj, rel=rel, rel_se=rel_se, estimate=est)
-
-
-def _level_at(points: list[tuple[int, float]], est: LearningEstimate, mode: str, epoch: int | None) -> float | None:
-    """The curve's level at ``epoch``: the estimator's trend line inside its window, else the mean of the five
-    evaluations around it (a level, not the one lucky draw a restored best often is)."""
-    epochs = [e for e, _ in points]
-    if epoch not in epochs:
-        return None
-    if est.trend_slope is not None and est.trend_window is not None and epoch >= est.trend_window[0]:
-        mean_e, mean_v, _, _ = _trend_line(points, est.trend_window[0])
-        return mean_v + (1.0 if mode == "max" else -1.0) * est.trend_slope * (epoch - mean_e)
-    i = epochs.index(epoch)
-    near = [v for _, v in points[max(0, i - 2):i + 3]]
-    return sum(near) / len(near)
+                    epochs_left=max(obs.epochs - 1 - last, 0) if obs.epochs else None, evaluations=len(points),
+                    loss_fall=fall, loss_span=span, bar=stop.get("best_value"), bar_epoch=stop.get("best_epoch"),
+                    bar_level=_level_at(points, est, obs.mode, stop.get("best_epoch")), estimate=est)
 
 
 def _loss_fall(epochs: list[int], losses: list[float | None], strip: int = 5) -> tuple[float | None, tuple[int, int] | None]:
@@ -191,45 +134,42 @@ def facts(ev: Evidence, monitor: str) -> dict[str, str]:
     if est.trend_z is not None and est.trend_slope is not None and est.trend_window is not None:
         a, b = est.trend_window
         word = "rose" if est.trend_slope > 0 else "fell" if est.trend_slope < 0 else "stayed flat"
-        out["trend"] = (f"{monitor} {word} {abs(est.trend_slope) * 10:.2g} per 10 epochs over epochs {a}-{b} "
-                        f"(z = {est.trend_z:+.1f} against its noise of {est.noise:.2g})")
-    if ev.bar_over_level is not None and est.noise and ev.bar_epoch is not None:
-        out["bar"] = (f"the best value to beat ({ev.bar:.4g} at epoch {ev.bar_epoch}) stood "
-                      f"{ev.bar_over_level / est.noise:+.1f} noise SDs from the trend line at the stop")
-    p = ev.projection
-    if p is not None and ev.rel is not None and ev.rel_se is not None and p.epochs:
-        z = normal_quantile(0.5 + BAND / 2)
-        out["projection"] = (f"that trend, slowing down, reaches {p.mean[-1]:.4g} by epoch {p.epochs[-1]} "
-                             f"({_pct(ev.rel)} against that best, {100 * BAND:.0f} % band {_pct(ev.rel - z * ev.rel_se)} "
-                             f"to {_pct(ev.rel + z * ev.rel_se)})")
-    elif p is not None and not p.epochs:
-        out["projection"] = "the budget had no epoch left"
+        out["trend"] = (f"{monitor} {word} {abs(est.trend_slope) * 10:.2g} per 10 epochs over epochs {a}-{b}, "
+                        f"z = {est.trend_z:+.1f} against its noise of {est.noise:.2g}"
+                        + (" (still rising)" if est.trend_z >= TREND_Z else " (within noise)" if est.trend_z > -TREND_Z
+                           else " (falling)"))
+    if ev.epochs_left is not None and ev.window_span is not None and ev.budget:
+        more = "more" if ev.epochs_left >= ROOM * ev.window_span else "fewer"
+        out["room"] = (f"{ev.epochs_left} of its {ev.budget} epochs were left, {more} than the {ev.window_span} "
+                       "the trend was measured over")
+    if est.gain is not None and est.gain_lo is not None and est.gain_hi is not None:
+        out["extrapolation"] = (f"the learning-curve fit expects {est.gain:+.2g} more by epoch {est.budget - 1} "
+                                f"(bounds {est.gain_lo:+.2g} to {est.gain_hi:+.2g})")
     return out
 
 
-def decide(ev: Evidence) -> tuple[str, float, list[str], str]:
-    """(call, confidence, names of the deciding facts, rule) for a run a stopping rule ended."""
+def decide(ev: Evidence) -> tuple[str, list[str], str]:
+    """(call, names of the deciding facts, rule) for a run a stopping rule ended."""
+    est = ev.estimate
     falling = ev.loss_fall is not None and ev.loss_fall > LOSS_FALLING
-    used = ev.budget_used
-    if ev.rel is None or ev.rel_se is None:
-        if used is not None and used <= EARLY_BUDGET and falling:
-            return PREMATURE, EARLY_CONFIDENCE, ["budget", "loss"], "early stop, loss still falling"
-        return CANNOT_TELL, 0.5, ["budget", "loss"], "too few evaluations for a curve"
-    if ev.rel_se > 0:
-        p = 0.5 * math.erfc(-(ev.rel - GAIN) / ev.rel_se / math.sqrt(2.0))
-    else:
-        p = 1.0 if ev.rel > GAIN else 0.0
-    names = ["projection", "trend", "budget" if falling or ev.loss_fall is None else "loss"]
-    if p >= SURE:
-        return PREMATURE, p, names, "projected gain"
-    if 1 - p >= SURE:
-        return NOT_PREMATURE, 1 - p, names, "no projected gain"
-    return CANNOT_TELL, max(p, 1 - p), names, "projected gain uncertain"
+    if ev.evaluations < MIN_POINTS or est.trend_z is None or ev.window_span is None:
+        if ev.budget_used is not None and ev.budget_used <= EARLY_BUDGET and falling:
+            return PREMATURE, ["budget", "loss"], "early stop, loss still falling"
+        return CANNOT_TELL, ["budget", "loss"], "too few evaluations for a curve"
+    rising = est.trend_z >= TREND_Z
+    if rising and ev.epochs_left is None:
+        return CANNOT_TELL, ["trend", "loss"], "rising, budget unknown"
+    room = ev.epochs_left is not None and ev.epochs_left >= ROOM * ev.window_span
+    if rising and room:
+        return PREMATURE, ["trend", "room", "extrapolation"], "still rising, with room"
+    if rising:
+        return NOT_PREMATURE, ["room", "trend", "loss"], "little budget left"
+    return NOT_PREMATURE, ["trend", "room", "loss"], "trend within noise"
 
 
-def _sentence(call: str, confidence: float, clauses: list[str]) -> str:
+def _sentence(call: str, confidence: float | None, clauses: list[str]) -> str:
     head = {PREMATURE: "Premature", NOT_PREMATURE: "Not premature", CANNOT_TELL: "Cannot tell"}[call]
-    sure = f" ({100 * min(confidence, 0.99):.0f} % confident)" if call != CANNOT_TELL else ""
+    sure = f" (confidence {100 * confidence:.0f} %)" if confidence is not None else ""
     body = "; ".join(clauses) if clauses else "the log holds too little to judge"
     return f"{head}{sure}: {body}."
 
@@ -238,14 +178,13 @@ def verdict(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:
     """The verdict of a run a stopping rule ended: call, confidence, deciding facts, one sentence, the evidence."""
     ev = gather(obs, stop)
     by_name = facts(ev, obs.monitor)
-    call, confidence, names, rule = decide(ev)
+    call, names, rule = decide(ev)
     deciding = [by_name[n] for n in names if n in by_name][:3]
-    proj = ev.projection
-    return {"call": call, "confidence": round(min(confidence, 0.99), 3), "rule": rule, "facts": deciding,
-            "all_facts": by_name, "sentence": _sentence(call, confidence, deciding),
-            "estimate": estimate_dict(ev.estimate), "projection": _plain(asdict(proj)) if proj else None,
-            "extrapolated": proj is not None and bool(proj.epochs) and "projection" in names,
-            "evidence": _plain({k: v for k, v in asdict(ev).items() if k not in ("estimate", "projection")})}
+    confidence = CONFIDENCE.get(rule) if call != CANNOT_TELL else None
+    return {"call": call, "confidence": confidence, "rule": rule, "facts": deciding, "all_facts": by_name,
+            "sentence": _sentence(call, confidence, deciding), "estimate": estimate_dict(ev.estimate),
+            "extrapolated": "extrapolation" in names and "extrapolation" in by_name and bool(ev.estimate.continuation),
+            "evidence": _plain({k: v for k, v in asdict(ev).items() if k != "estimate"})}
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
