@@ -138,7 +138,7 @@ def test_plot_draws_the_fitted_continuation_and_its_band(tmp_path: Path, saved_f
     line = lines["learning-curve fit extrapolated to epoch 99"]
     assert list(line.get_xdata()) == [p.epoch for p in est.continuation] and line.get_xdata()[0] > 7
     assert list(line.get_ydata()) == pytest.approx([p.mean for p in est.continuation])
-    [band] = [c for c in ax.collections if c.get_label() == "90 % band of the fitted curve"]
+    [band] = [c for c in ax.collections if c.get_label() == "band of the fitted curve (one-sided 90 % bounds)"]
     xs, ys = band.get_paths()[0].vertices[:, 0], band.get_paths()[0].vertices[:, 1]
     assert min(xs) == est.continuation[0].epoch and max(xs) == 99
     assert min(ys) == pytest.approx(min(p.lo for p in est.continuation))

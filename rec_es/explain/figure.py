@@ -55,7 +55,7 @@ def _continuation(ax: Any, premature: Mapping[str, Any]) -> None:
         return
     xs = [p["epoch"] for p in points]
     ax.fill_between(xs, [p["lo"] for p in points], [p["hi"] for p in points], color="tab:purple", alpha=0.15,
-                    label=f"{round(100 * estimate['level'])} % band of the fitted curve")
+                    label=f"band of the fitted curve (one-sided {round(100 * estimate['level'])} % bounds)")
     ax.plot(xs, [p["mean"] for p in points], "--", color="tab:purple", lw=1.5,
             label=f"learning-curve fit extrapolated to epoch {xs[-1]}")
 
