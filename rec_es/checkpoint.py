@@ -109,17 +109,21 @@ def best_payload(model: torch.nn.Module, epoch: int, state_dict: Mapping[str, to
 def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int, *,
                  policy_state: Mapping[str, Any], schedule_state: Mapping[str, Any] | None,
                  train_data_rng: torch.Tensor | None, trace_lines: int, elapsed_seconds: float,
-                 best: Mapping[str, Any] | None) -> dict[str, Any]:
+                 best: Mapping[str, Any] | None, trace_digests: list[str] | None = None,
+                 policy_settings: Mapping[str, Any] | None = None,
+                 schedule_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``last.pth`` content: everything ``--resume`` needs to continue exactly after ``epoch``.
 
     Model (CPU copy), ``other_parameter``, optimizer, LR schedule and policy state, every RNG state (and
     ``train_data_rng``, the train loader's generator), the count of trace lines written so far, the elapsed
     seconds, and ``best``: the best snapshot so far (``epoch``, ``state_dict``, ``other_parameter``,
-    ``valid_result``, ``score``, ``test_result``) or None before the first evaluation.
+    ``valid_result``, ``score``, ``test_result``) or None before the first evaluation. When given (the trainer
+    always does): ``trace_digests``, one digest per trace line after the header (an edited trace is refused on
+    resume), and ``policy_settings`` / ``schedule_settings``, the settings the two states belong to.
     """
     if best is not None:
         best = {**best, "valid_result": plain(best["valid_result"]), "test_result": plain(best["test_result"])}
-    return {
+    payload = {
         "format": FORMAT, "version": VERSION, "kind": "last", "epoch": epoch,
         "model": cpu_state_dict(model), "other_parameter": plain(model.other_parameter()),
         "optimizer": optimizer.state_dict(),
@@ -129,6 +133,12 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
         "trace_lines": trace_lines, "elapsed_seconds": elapsed_seconds,
         "best": best,
     }
+    if trace_digests is not None:
+        payload["trace_digests"] = list(trace_digests)
+    if policy_settings is not None:  # the settings both states belong to (schedule_settings None: no schedule)
+        payload["policy_settings"] = plain(policy_settings)
+        payload["schedule_settings"] = plain(schedule_settings)
+    return payload
 
 
 # --- random number generators ------------------------------------------------------------------

@@ -7,14 +7,12 @@ was given. No torch or recbole import: `rec-es check` and the tests stay fast.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
-from rec_es.errors import ConfigError
+from rec_es import yamlio
+from rec_es.errors import ConfigError, brief
 from rec_es.policy import StoppingPolicy, build_policy
 from rec_es.policy.monitor import computed_metric_keys
 from rec_es.policy.presets import legacy_mapping
@@ -33,47 +31,40 @@ RECBOLE_DEFAULTS: dict[str, Any] = {
 REC_ES_KEYS = ("early_stopping", "lr_schedule")
 
 
-def _yaml_loader() -> type[yaml.SafeLoader]:
-    """RecBole's loader: a SafeLoader that also reads ``1e-3`` as a float (plain YAML reads a string)."""
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-            |\.[0-9_]+(?:[eE][-+][0-9]+)?
-            |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
-            |[-+]?\.(?:inf|Inf|INF)
-            |\.(?:nan|NaN|NAN))$""", re.X),
-        list("-+0123456789."),
-    )
-    return Loader
+#: RecBole's YAML loader (a SafeLoader that reads ``1e-3`` as a float), from ``rec_es.yamlio``.
+LOADER = yamlio.Loader
+PROPERTY_FILE = "a RecBole property file: a mapping of keys such as `epochs: 50`"
 
 
-LOADER = _yaml_loader()
-
-
-def parse_value(text: str) -> Any:
-    """A ``--set`` value or a YAML scalar, read the way RecBole reads its files."""
-    return yaml.load(text, Loader=LOADER)
+def parse_value(text: str, source: str = "--set") -> Any:
+    """A ``--set`` value or a YAML scalar, read the way RecBole reads its files; ConfigError if it is not YAML."""
+    doc = yamlio.loads(text, source)
+    if doc.duplicates:
+        d = doc.duplicates[0]
+        raise ConfigError(f"key '{d.key}' is given twice in {brief(text)}; give it once", source=source)
+    return doc.data
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """One property file as a mapping; a missing, unreadable or non-mapping file is a ConfigError."""
+    """One property file as a mapping; a missing, unreadable, non-UTF-8 or non-mapping file is a ConfigError.
+
+    Top-level keys must be strings (YAML reads ``1:``, ``on:`` or ``null:`` as a number, boolean or null).
+    """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file not found (looked at {p.resolve()})", source=str(path))
-    try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", source=str(path)) from None
+    doc = yamlio.load_file(p, PROPERTY_FILE)
+    data = doc.data
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"must hold a mapping of keys (got {type(data).__name__})", source=str(path))
+        raise ConfigError(f"must hold a mapping of keys (got {type(data).__name__}); expected {PROPERTY_FILE}",
+                          source=str(path))
+    for odd in doc.odd_keys:
+        if not odd.parent:
+            raise ConfigError(f"line {odd.line}: key {odd.text!r} is read by YAML as {odd.type_name}, not a name; "
+                              f"RecBole keys are names (quote it, e.g. '{odd.text}': ..., if it is meant as one)",
+                              source=str(path), key=str(odd.text))
     return data
 
 
@@ -84,7 +75,11 @@ def parse_set_args(items: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set takes key=value, e.g. --set early_stopping.patience=20 (got {item!r})", source="--set")
-        out[key.strip()] = parse_value(value)
+        try:
+            out[key.strip()] = parse_value(value, source=f"--set {key.strip()}")
+        except ConfigError as exc:
+            raise ConfigError(f"{exc.message} (got {brief(item)}; quote a value YAML cannot read, "
+                              f"e.g. --set '{key.strip()}=\"...\"')", source="--set", key=key.strip()) from None
     return out
 
 

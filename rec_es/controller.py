@@ -56,11 +56,14 @@ class StopController:
             self.policy.grant_patience()
         return step
 
-    def follow(self, records: Iterable[Mapping[str, Any]]) -> None:
+    def follow(self, records: Iterable[Mapping[str, Any]]) -> list[Decision]:
         """Bring the policy up to date with recorded trace records, granting patience where the recorded run's
-        schedule deferred a stop (the schedule itself is not consulted: its state is restored separately)."""
+        schedule deferred a stop (the schedule itself is not consulted: its state is restored separately).
+        Returns the policy's decision for each record."""
+        decisions = []
         for r in records:
-            self.policy.update(r["epoch"], r["valid"], train_loss=r.get("train_loss"),
-                               elapsed_seconds=r.get("elapsed_seconds"))
+            decisions.append(self.policy.update(r["epoch"], r["valid"], train_loss=r.get("train_loss"),
+                                                elapsed_seconds=r.get("elapsed_seconds")))
             if (r.get("lr_action") or {}).get("defer_stop"):
                 self.policy.grant_patience()
+        return decisions

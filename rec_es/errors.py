@@ -1,6 +1,29 @@
 """Exceptions raised by rec_es. Stdlib only: the pure policy core imports this module."""
 from __future__ import annotations
 
+import reprlib
+
+#: Longest message a ConfigError carries: a value printed into it is cut, never the whole of a huge value.
+MAX_MESSAGE = 2000
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 120
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 12
+_REPR.maxlevel = 4
+_REPR.maxlong = 40
+
+
+def brief(value: object) -> str:
+    """``repr(value)`` cut to a readable size (at most 12 items per level, 4 levels, 120-character strings)."""
+    return _REPR.repr(value)
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut in the middle to at most about ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 2 // 3], text[-(limit // 3):]
+    return f"{head} … ({len(text) - len(head) - len(tail):,} characters left out) … {tail}"
+
 
 class RecEsError(Exception):
     """Base class of every error rec_es raises on purpose."""
@@ -15,7 +38,8 @@ class ConfigError(RecEsError, ValueError):
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:
         self.source = source
         self.key = key
-        super().__init__(f"{source}: {message}" if source else message)
+        self.message = bounded(message)  # without the source, for callers that name it themselves
+        super().__init__(f"{source}: {self.message}" if source else self.message)
 
 
 class StateError(RecEsError, ValueError):

@@ -24,18 +24,18 @@ import importlib.util
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
+from rec_es import yamlio
 from rec_es.config import RECBOLE_DEFAULTS, REC_ES_KEYS, RunConfig, load_config, merge_files
 from rec_es.controller import StopController
-from rec_es.errors import ConfigError
+from rec_es.errors import ConfigError, bounded
 from rec_es.policy import StoppingPolicy, rules
 from rec_es.policy.schema import PolicySettings
+from rec_es.shadowing import shadowed_settings
 from rec_es.policy.monitor import TOPK_METRICS, VALUE_METRICS, computed_metric_keys, metric_base, metric_mode
 from rec_es.schedule import LRSchedule
 from rec_es.validate import did_you_mean, integer, is_int, is_number, message
@@ -95,8 +95,8 @@ def recbole_known_keys() -> frozenset[str]:
         return frozenset(keys)
     for path in (root / "properties").rglob("*.yaml"):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+            data = yamlio.load_file(path, "a RecBole property file").data
+        except ConfigError:
             continue
         if isinstance(data, dict):
             keys.update(str(k) for k in data)
@@ -143,6 +143,7 @@ class _Lint:
             self.min_delta(run_config)
             self.warmup(run_config)
             self.unused_stopping_step(run_config)
+        self.findings += [Finding(*row) for row in shadowed_settings(self.files, self.merged, self.sources, run_config)]
         return self.findings
 
     # -- keys
@@ -396,7 +397,7 @@ def _bare(exc: ConfigError) -> str:
 
 def lint_files(files: Sequence[str | Path]) -> list[Finding]:
     """Lint the merged property files; findings in order of the checks, errors first within none."""
-    return _Lint([str(f) for f in files]).run()
+    return [replace(f, message=bounded(f.message)) for f in _Lint([str(f) for f in files]).run()]
 
 
 def format_report(findings: Sequence[Finding], files: Sequence[str]) -> str:

@@ -32,6 +32,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rec_es.errors import StateError
+from rec_es.paths import atomic_write
+from rec_es.textio import TextInputError, read_text
 
 FORMAT = "rec_es.per_user"
 VERSION = 1
@@ -97,21 +99,13 @@ class PerUserWriter:
         """Continue a sidecar with its recorded metrics, cut back to the records of ``keep_epochs`` (the
         evaluations the resumed trace keeps; a torn or unrecorded tail goes). None when the run recorded
         no sidecar for ``split`` (then none is written: its first evaluations would be missing)."""
-        index_path, path = paths(run_dir, split)
-        if not index_path.exists():
+        checked = check_resumable(run_dir, split, keep_epochs)
+        if checked is None:
             return None
-        index = _read_index(index_path, split)
+        index, data = checked
         w = cls(run_dir, split, index["metrics"])
         w._start(np.asarray(index["user_ids"], dtype=np.int64))
-        data = path.read_bytes() if path.exists() else b""
-        epochs = _epochs(_records(path, data, index, len(keep_epochs)), path, w._seed)
-        if list(epochs) != list(keep_epochs):
-            raise StateError(f"{path}: records epochs {list(epochs)}, but the trace keeps evaluations of epochs "
-                             f"{list(keep_epochs)}; it does not belong to this trace")
-        with open(path, "ab") as fh:
-            fh.truncate(len(keep_epochs) * index["record_bytes"])
-            fh.flush()
-            os.fsync(fh.fileno())
+        atomic_write(w.path, data[:len(keep_epochs) * index["record_bytes"]])  # a new file: never cut in place
         w.records = len(keep_epochs)
         return w
 
@@ -144,13 +138,29 @@ class PerUserWriter:
                  "n_users": len(self.user_ids), "layout": LAYOUT,
                  "record_bytes": record_dtype(len(self.metrics), len(self.user_ids)).itemsize,
                  "user_ids": self.user_ids.tolist()}
-        tmp = self.index_path.with_name(f".{self.index_path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(index, separators=(",", ":")) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.index_path)
-        self.path.write_bytes(b"")
+        atomic_write(self.index_path, (json.dumps(index, separators=(",", ":")) + "\n").encode("utf-8"))
+        atomic_write(self.path, b"")
+
+
+def check_resumable(run_dir: str | os.PathLike[str], split: str,
+                    keep_epochs: Sequence[int]) -> tuple[dict[str, Any], bytes] | None:
+    """(index, bytes of ``<split>.bin``) when one split's sidecar can continue the trace's kept evaluations
+    ``keep_epochs``; None when the run recorded none. Writes nothing (``rec_es.resume_check`` calls it before a
+    resume writes anything); StateError naming the file when it is unreadable, short, or of other epochs."""
+    index_path, path = paths(run_dir, split)
+    if not index_path.exists():
+        return None
+    index = _read_index(index_path, split)
+    if not path.exists() and path.with_name(path.name + ".gz").exists():
+        raise StateError(f"{path}: only the archived {path.name}.gz is there; a resume appends to {path.name}: "
+                         f"gunzip it first")
+    data = path.read_bytes() if path.exists() else b""
+    seed = _users_crc(np.asarray(index["user_ids"], dtype=np.int64), index["metrics"])
+    epochs = _epochs(_records(path, data, index, len(keep_epochs)), path, seed)
+    if list(epochs) != list(keep_epochs):
+        raise StateError(f"{path}: records epochs {list(epochs)}, but the trace keeps evaluations of epochs "
+                         f"{list(keep_epochs)}; it does not belong to this trace")
+    return index, data
 
 
 def _first_difference(recorded: np.ndarray, now: np.ndarray) -> str:
@@ -245,15 +255,21 @@ def _read_records_file(path: Path, index_path: Path) -> tuple[Path, bytes]:
 
 def _read_index(index_path: Path, split: str) -> dict[str, Any]:
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StateError(f"{index_path}: not a readable JSON index ({exc})") from exc
+        index = json.loads(read_text(index_path, "a per-user score index (JSON, UTF-8)"))
+    except (TextInputError, ValueError, RecursionError) as exc:
+        raise StateError(f"{index_path}: not a readable JSON index ({exc})") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
         got = (index.get("format"), index.get("version")) if isinstance(index, dict) else type(index).__name__
         raise StateError(f"{index_path}: not a {FORMAT} version {VERSION} index (got {got!r})")
     missing = [k for k in INDEX_KEYS if k not in index]
     if missing:
         raise StateError(f"{index_path}: index lacks {', '.join(missing)}")
+    metrics, users = index["metrics"], index["user_ids"]
+    if not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)
+            and isinstance(users, list) and all(isinstance(u, int) and not isinstance(u, bool) for u in users)
+            and all(isinstance(index[k], int) for k in ("n_users", "record_bytes"))):
+        raise StateError(f"{index_path}: index fields of the wrong type (metrics: names, user_ids: integers, "
+                         "n_users and record_bytes: integers)")
     n_metrics, n_users = len(index["metrics"]), len(index["user_ids"])
     if index["split"] != split or index["n_users"] != n_users or index["layout"] != LAYOUT \
             or index["record_bytes"] != record_dtype(n_metrics, n_users).itemsize:

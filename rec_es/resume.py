@@ -1,9 +1,13 @@
-"""Resuming a run from ``RUN/last.pth``: read the checkpoint, apply its state to the trainer, rewrite the trace.
+"""Resuming a run from ``RUN/last.pth``: validate, restore model and optimizer, then write, in that order.
 
-``EarlyStoppingTrainer.load_resume`` calls ``read_resume`` (model and optimizer restored at once); its ``fit``
-then calls ``begin_resumed``, which keeps the trace lines the checkpoint counted and restores policy, schedule,
-best snapshot, RNG and data order as they were after the saved epoch. Resumed with other settings, the new
-policy is replayed over the recorded evaluations and the trace header names both (``resumed_with_changes``).
+``rec_es.resume_check.check_resume`` validates the run directory and the new config and writes nothing.
+``EarlyStoppingTrainer.load_resume`` calls ``read_resume``, which restores model and optimizer from the checked
+payload (a state that does not fit the model built from the config is refused here, still before any write);
+its ``fit`` then calls ``begin_resumed``, the only place a resume writes: ``config.yaml``, the trace cut back to
+the lines the checkpoint counted (a new file renamed over the old one) and its header, then policy, schedule,
+best snapshot, RNG and data order as they were after the saved epoch. The policy state is loaded when the
+policy is the one the checkpoint was saved with (``policy_settings`` in ``last.pth``); other settings are
+replayed over the recorded evaluations, and the trace header names both (``resumed_with_changes``).
 The ``last.pth`` payload itself is built by ``rec_es.checkpoint.last_payload``.
 """
 from __future__ import annotations
@@ -14,23 +18,32 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from rec_es import checkpoint
 from rec_es.controller import StopController
-from rec_es.errors import StateError
-from rec_es.policy.types import Policy
+from rec_es.errors import StateError, brief
+from rec_es.policy.types import Decision, Policy
+from rec_es.resume_check import ResumePlan, check_resume, refuse
 from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
 
 if TYPE_CHECKING:
     from rec_es.trainer import EarlyStoppingTrainer
 
 
-def read_resume(trainer: EarlyStoppingTrainer, run_dir: str | os.PathLike[str]) -> int:
-    """Read ``RUN/last.pth`` and restore the trainer's model and optimizer now; ``fit`` applies the rest.
+def read_resume(trainer: EarlyStoppingTrainer, run_dir: str | os.PathLike[str], plan: ResumePlan | None = None) -> int:
+    """Restore the trainer's model and optimizer from ``RUN/last.pth`` now; ``fit`` applies the rest and writes.
 
-    Returns the epoch training continues from (0-based).
+    ``plan`` is ``check_resume``'s result (default: checked here, without a new config). Writes nothing; a
+    state that does not fit the model or optimizer is a ConfigError naming last.pth. Returns the epoch
+    training continues from (0-based).
     """
-    data = checkpoint.load(Path(run_dir) / "last.pth", kind="last")
-    trainer.model.load_state_dict(data["model"])
-    trainer.model.load_other_parameter(trainer._on_device(data.get("other_parameter")))
-    trainer.optimizer.load_state_dict(data["optimizer"])
+    plan = plan if plan is not None else check_resume(run_dir)
+    data = plan.checkpoint
+    try:
+        trainer.model.load_state_dict(data["model"])
+        trainer.model.load_other_parameter(trainer._on_device(data.get("other_parameter")))
+        trainer.optimizer.load_state_dict(data["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise refuse(f"its model/optimizer state does not fit the model built from the config ({brief(exc)}); "
+                     "was a model setting (embedding_size, hidden_size, ...) or the learner changed with "
+                     "--config/--set? Resume with the run's own model settings", Path(run_dir) / "last.pth") from None
     trainer.start_epoch = int(data["epoch"]) + 1
     trainer._resume = data
     trainer.logger.info(f"resuming {run_dir} from epoch {trainer.start_epoch} "
@@ -39,17 +52,32 @@ def read_resume(trainer: EarlyStoppingTrainer, run_dir: str | os.PathLike[str]) 
 
 
 def begin_resumed(trainer: EarlyStoppingTrainer, resume: Mapping[str, Any], train_data: Any) -> None:
-    """The start of a resumed ``fit``: keep the trace's first ``trace_lines`` lines, then ``apply_resume``."""
+    """The start of a resumed ``fit``, where a resume first writes: ``config.yaml``, the trace cut back to the
+    checkpoint's ``trace_lines`` (atomically), then ``apply_resume``."""
     if trainer.run_dir is None:
         raise StateError("resuming needs the run_dir the run was written to")
+    if trainer.run_config is not None:
+        from rec_es.training import write_config
+
+        write_config(trainer.run_dir, trainer.run_config)
     trainer.trace_ = TraceWriter(trainer.run_dir / "trace.jsonl", keep_lines=int(resume["trace_lines"]))
     apply_resume(trainer, resume, train_data, read_trace(trainer.run_dir / "trace.jsonl"))
+
+
+def saved_policy_settings(data: Mapping[str, Any], header: Mapping[str, Any]) -> Any:
+    """The policy settings ``last.pth``'s policy state belongs to (older checkpoints: the trace header's)."""
+    return data["policy_settings"] if "policy_settings" in data else header.get("policy")
+
+
+def saved_schedule_settings(data: Mapping[str, Any], header: Mapping[str, Any]) -> Any:
+    """The lr_schedule settings ``last.pth``'s schedule state belongs to (older checkpoints: the header's)."""
+    return data["schedule_settings"] if "schedule_settings" in data else header.get("lr_schedule")
 
 
 def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_data: Any, trace: Any) -> None:
     """Policy, schedule, best snapshot, RNG and data order exactly as they were after ``data['epoch']``.
 
-    With the same policy settings as the trace header, the saved policy state is loaded. With other
+    With the policy settings the checkpoint was saved with, the saved policy state is loaded. With other
     settings (``--resume RUN --config new_policy.yaml``) the new policy is replayed over the recorded
     evaluations instead, and the trace header is rewritten to name both policies.
     """
@@ -57,11 +85,13 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     header = dict(trace.header)
     policy_now = jsonable(trainer.policy.settings_mapping())
     schedule_now = trainer.schedule.settings if trainer.schedule is not None else None
-    if header.get("policy") == policy_now:
+    substituted: dict[str, int] | None = None
+    if saved_policy_settings(data, header) == policy_now:
         trainer.policy.load_state_dict(data["policy"])
     else:
-        replay_policy(trainer.policy, trace.records)
-    if trainer.schedule is not None and data.get("lr_schedule") is not None and header.get("lr_schedule") == schedule_now:
+        substituted = _restorable_best(trainer, data, replay_policy(trainer.policy, trace.records))
+    if trainer.schedule is not None and data.get("lr_schedule") is not None \
+            and saved_schedule_settings(data, header) == schedule_now:
         trainer.schedule.load_state_dict(data["lr_schedule"])
     elif trainer.schedule is not None:
         trainer.schedule.reset()
@@ -71,21 +101,31 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
         changes = list(header.get("resumed_with_changes", []))
         changes.append({"from_epoch": int(data["epoch"]) + 1, "previous_policy": before[0],
                         "previous_lr_schedule": before[1], "previous_config": before[2],
-                        "previous_epochs": before[3]})
+                        "previous_epochs": before[3], **({"best_without_weights": substituted}
+                                                         if substituted else {})})
         header.update(policy=policy_now, lr_schedule=schedule_now, config=config_now, epochs=trainer.epochs,
                       resumed_with_changes=changes)
         rewrite_header(trainer.run_dir / "trace.jsonl", header)
         if before[:2] != (policy_now, schedule_now):
             trainer.logger.info(f"resumed under a changed policy/schedule: replayed {len(trace.records)} recorded "
                                 "evaluations through the new policy")
-    best = data.get("best")
-    if best is not None:
+    best, last = data.get("best"), int(data["epoch"])
+    if best is not None and (trainer.policy.best_epoch in (int(best["epoch"]), None)
+                             or trainer.policy.best_epoch != last):
         trainer.best_state_ = best["state_dict"]
         trainer.best_other_ = best.get("other_parameter")
         trainer.best_epoch_ = int(best["epoch"])
         trainer.best_valid_result = best.get("valid_result")
         trainer.best_valid_score = best.get("score")
         trainer.best_test_result_ = best.get("test_result")
+    elif trainer.policy.best_epoch == last:  # the replayed best is the last saved epoch: the model holds it now
+        record = trace.records[-1]
+        trainer.best_state_ = checkpoint.cpu_state_dict(trainer.model)
+        trainer.best_other_ = checkpoint.plain(trainer.model.other_parameter())
+        trainer.best_epoch_ = last
+        trainer.best_valid_result = record.get("valid")
+        trainer.best_valid_score = trainer.policy.best_score
+        trainer.best_test_result_ = record.get("test")
     trainer.elapsed_offset_ = float(data.get("elapsed_seconds", 0.0))
     trainer.epochs_trained_ = int(data["epoch"]) + 1
     checkpoint.restore_rng_state(data["rng"])
@@ -95,7 +135,24 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     trainer.start_epoch = int(data["epoch"]) + 1
 
 
-def replay_policy(policy: Policy, records: list[dict[str, Any]]) -> None:
-    """Feed recorded evaluations to a fresh policy (deferred stops granted again)."""
+def replay_policy(policy: Policy, records: list[dict[str, Any]]) -> list[Decision]:
+    """Feed recorded evaluations to a fresh policy (deferred stops granted again); returns its decisions."""
     policy.reset()
-    StopController(policy).follow(records)
+    return StopController(policy).follow(records)
+
+
+def _restorable_best(trainer: EarlyStoppingTrainer, data: Mapping[str, Any],
+                     decisions: list[Decision]) -> dict[str, int] | None:
+    """A replayed policy may pick a best epoch whose weights were never kept (the run was recorded under another
+    policy, which snapshotted other epochs). Only the saved best snapshot and the last epoch have weights: the
+    policy then restores the saved snapshot instead, and this says so (returned for the trace header)."""
+    wanted, last = trainer.policy.best_epoch, int(data["epoch"])
+    kept = (data.get("best") or {}).get("epoch")
+    if wanted is None or wanted == last or kept is None or wanted == int(kept):
+        return None
+    stand_in = next(d for d in decisions if d.epoch == int(kept))
+    trainer.policy.restore_instead(stand_in)
+    trainer.logger.warning(f"resumed under another policy: it would restore epoch {wanted}, whose weights this run "
+                           f"never kept (it snapshotted epoch {kept}); epoch {kept} is restored instead unless a "
+                           "later epoch beats it")
+    return {"wanted": wanted, "restored": int(kept)}

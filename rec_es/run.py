@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from rec_es.errors import ConfigError, RecEsError
 from rec_es.training import (  # noqa: F401  (the training API; its names stay importable from here)
     _model_and_trainer_class, _train, _train_in, _write_config, default_run_dir, prepare_run_dir, recbole_scratch_dir,
-    train)
+    train, write_config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _warn_pickle_caches(cfg)
     if run_dir is None:
         run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
-    record_test = args.record_test or (args.resume is not None and _header_record_test(run_dir))
-    return train(cfg, run_dir, resume=args.resume is not None, record_test=record_test,
+    # on resume, train() checks the whole run directory against cfg before it writes anything
+    return train(cfg, run_dir, resume=args.resume is not None, record_test=args.record_test,
                  progress=not args.no_progress, verbose=not args.quiet)
 
 
@@ -135,24 +135,10 @@ def _refuse_recorded_pickle_paths(cfg: Any, recorded: str) -> None:
                               f"pass it again with --set {key}=PATH, else --set {key}=null", source=recorded, key=key)
 
 
-def _header_record_test(run_dir: Path) -> bool:
-    """Whether the run being resumed recorded test metrics (it keeps doing so)."""
-    import json
-
-    with open(run_dir / "trace.jsonl", encoding="utf-8") as fh:
-        first = fh.readline()
-    try:
-        return bool(json.loads(first).get("record_test", False))
-    except (json.JSONDecodeError, AttributeError):
-        raise ConfigError(f"cannot resume: {run_dir / 'trace.jsonl'} has no readable header line",
-                          source="--resume") from None
-
-
 def _check_resumable(run_dir: Path) -> None:
-    for name in ("config.yaml", "last.pth", "trace.jsonl"):
-        if not (run_dir / name).is_file():
-            raise ConfigError(f"cannot resume: {run_dir / name} is missing (a run directory written by rec-es run "
-                              "with saving on holds config.yaml, last.pth and trace.jsonl)", source="--resume")
+    from rec_es.resume_check import check_run_dir
+
+    check_run_dir(run_dir)
 
 
 def _print_result(summary: dict[str, Any]) -> None:

@@ -118,11 +118,12 @@ class EarlyStoppingTrainer(Trainer):
         self.trace_: TraceWriter | None = None
         self._train_data_ref: Any = None
 
-    def load_resume(self, run_dir: str | os.PathLike[str]) -> int:
-        """Read ``RUN/last.pth`` and restore the model and optimizer now; the rest is applied by ``fit``
+    def load_resume(self, run_dir: str | os.PathLike[str], plan: Any = None) -> int:
+        """Restore the model and optimizer from ``RUN/last.pth`` now (``plan``: ``rec_es.resume_check.check_resume``'s
+        result, default: checked here); the rest is applied, and the run directory first written, by ``fit``
         (``rec_es.resume``). Returns the epoch training continues from (0-based).
         """
-        return read_resume(self, run_dir)
+        return read_resume(self, run_dir, plan)
 
     # --- fit -------------------------------------------------------------------------------------
     def fit(self, train_data: Any, valid_data: Any = None, verbose: bool = True, saved: bool = True,
@@ -336,7 +337,9 @@ class EarlyStoppingTrainer(Trainer):
             self.model, self.optimizer, epoch, policy_state=self.policy.state_dict(),
             schedule_state=self.schedule.state_dict() if self.schedule is not None else None,
             train_data_rng=gen.get_state() if gen is not None else None, trace_lines=self.trace_.lines,
-            elapsed_seconds=self.elapsed_offset_ + time.time() - start, best=best)
+            elapsed_seconds=self.elapsed_offset_ + time.time() - start, best=best,
+            trace_digests=self.trace_.digests, policy_settings=jsonable(self.policy.settings_mapping()),
+            schedule_settings=self.schedule.settings if self.schedule is not None else None)
         checkpoint.atomic_save(payload, self.run_dir / "last.pth")
 
     def _end(self, verbose: bool) -> None:
@@ -412,11 +415,10 @@ class EarlyStoppingTrainer(Trainer):
         """Write ``RUN/summary.json`` atomically; returns its path."""
         if self.run_dir is None:
             raise StateError("write_summary needs a run_dir")
-        path = self.run_dir / "summary.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.summary(test_result), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-        return path
+        from rec_es.paths import atomic_write  # never follows a link planted in a received run directory
+
+        return atomic_write(self.run_dir / "summary.json",
+                            (json.dumps(self.summary(test_result), indent=2, allow_nan=False) + "\n").encode())
 
 
 def _reason(decision: Any) -> str:

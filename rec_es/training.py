@@ -1,6 +1,7 @@
 """The library API for one run: ``train`` a ``RunConfig`` into a run directory (what ``rec-es run`` calls).
 
-``train`` checks dataset and model before anything is written, writes ``config.yaml``, trains with
+``train`` checks dataset and model (and a resumed run directory) before anything is written, writes
+``config.yaml``, trains with
 ``EarlyStoppingTrainer`` (RecBole's ``checkpoint_dir`` is a fresh private scratch directory, never the run
 directory), tests the restored best weights and writes ``summary.json``. ``prepare_run_dir`` picks and checks
 the directory (``runs/<Model>-<dataset>-<YYYYmmdd-HHMMSS>`` by default; never overwritten).
@@ -16,7 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
-from rec_es.errors import ConfigError
+from rec_es.errors import ConfigError, brief
 
 
 def default_run_dir(recbole_keys: dict[str, Any]) -> Path:
@@ -26,12 +27,15 @@ def default_run_dir(recbole_keys: dict[str, Any]) -> Path:
 
 
 def prepare_run_dir(output_dir: Path | None, recbole_keys: dict[str, Any]) -> Path:
-    """Create the run directory; an existing non-empty one is an error (never overwritten)."""
+    """Pick and check the run directory (created later, by ``train``); ConfigError if it exists and is not an
+    empty directory (a run is never overwritten) or cannot be created (under a file, not writable)."""
+    from rec_es.paths import check_output_dir
+
     run_dir = output_dir if output_dir is not None else default_run_dir(recbole_keys)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} already exists and is not empty; rec_es never overwrites a run. "
                           f"Pick another --output-dir, or continue it with --resume {run_dir}", source="--output-dir")
-    return run_dir
+    return check_output_dir(run_dir, "--output-dir")
 
 
 def _model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str]) -> tuple[type, type]:
@@ -61,29 +65,52 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
           verbose: bool = True, per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
-    Checks dataset and model before anything is written, writes ``config.yaml``, trains with
+    Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
+    ``cfg``: ``rec_es.resume_check.check_resume``; a run that recorded test metrics keeps doing so), writes
+    ``config.yaml`` (on resume: only once the checkpoint has loaded into the model), trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
     ``per_user_metrics``: top-k keys recorded per user in ``RUN/per_user/`` (default: the monitor's).
     """
     from rec_es import datasets
 
+    check_budget(cfg)
+    plan = None
+    if resume:
+        from rec_es.resume_check import check_resume
+
+        plan = check_resume(run_dir, cfg)
+        record_test = record_test or plan.record_test
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = _model_and_trainer_class(cfg.recbole, cfg.sources)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(run_dir, cfg.to_dict())
-    return _train(cfg, run_dir, location, model_class, resume, record_test, progress, verbose, per_user_metrics)
+    if plan is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, cfg.to_dict())
+    return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics)
 
 
-def _write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
-    import os
+def check_budget(cfg: Any) -> None:
+    """The RecBole keys rec_es's trainer computes with (``epochs``, ``eval_step``, ``learning_rate``), whichever
+    file or ``--set`` gave them, have usable values; ConfigError naming the key and its source, before any write."""
+    rules = (("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+             ("eval_step", lambda v: isinstance(v, int), "an integer (<= 0: never evaluate)"),
+             ("learning_rate", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"))
+    for key, ok, allowed in rules:
+        value = cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not ok(value)):
+            raise ConfigError(f"{key}: must be {allowed} (got {brief(value)})", source=cfg.source_of(key), key=key)
 
-    path = run_dir / "config.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+
+def write_config(run_dir: Path, mapping: dict[str, Any]) -> None:
+    """``RUN/config.yaml`` written atomically (``rec_es.paths.atomic_write``: a planted link is never followed)."""
+    from rec_es.paths import atomic_write
+
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump(mapping, sort_keys=False).encode("utf-8"))
 
 
-def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: bool, record_test: bool,
+_write_config = write_config  # the name run.py re-exports
+
+
+def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
            progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
     from rec_es.compat import quiet_recbole_warnings
 
@@ -111,9 +138,10 @@ def recbole_scratch_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: bool,
+def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: Any,
               record_test: bool, progress: bool, verbose: bool,
               per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """Build RecBole's config, dataset, model and trainer, then fit; ``resume``: a ResumePlan, or None/False."""
     from logging import getLogger
 
     from recbole.data import create_dataset, data_preparation
@@ -142,7 +170,7 @@ def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, mode
                                    record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress,
                                    per_user_metrics=per_user_metrics)
     if resume:
-        trainer.load_resume(run_dir)
+        trainer.load_resume(run_dir, resume)
     trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
                 test_data=test_data if record_test else None)
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))

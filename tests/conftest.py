@@ -44,6 +44,28 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
+def small_trace(path: Path, scores: tuple[float, ...] = (0.2, 0.1, 0.05), patience: int = 1) -> Path:
+    """A finished trace.jsonl at ``path`` with a patience policy's real decisions on ``scores`` (ndcg@10)."""
+    from rec_es import build_policy
+    from rec_es.trace import TraceWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    policy = build_policy({"monitor": "ndcg@10", "patience": patience})
+    w = TraceWriter(path)
+    w.header(config={"metric_decimal_place": 4}, policy=policy.settings_mapping(), lr_schedule=None, versions={},
+             model="GRU4Rec", dataset="tiny", seed=1, epochs=len(scores), eval_step=1, record_test=False)
+    d = None
+    for epoch, score in enumerate(scores):
+        d = policy.update(epoch, {"ndcg@10": score})
+        w.record(epoch=epoch, train_loss=1.0, lr=0.001, valid={"ndcg@10": score}, decision=d.to_dict())
+        if d.stop:
+            break
+    assert d is not None
+    w.footer(stop_epoch=d.epoch, stop_reason=d.reason.value if d.stop else "max_epochs", message=d.message,
+             best_epoch=policy.best_epoch, epochs_trained=d.epoch + 1, wall_seconds=1.0)
+    return path
+
+
 @pytest.fixture
 def tiny_config() -> dict[str, Any]:
     """A fresh copy of the tiny GRU4Rec RecBole config (mutable per test)."""

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from rec_es.config import RunConfig
 from rec_es.errors import RecEsError, StateError
+from rec_es.textio import TextInputError, read_text
 from rec_es.trace import read_trace
 
 #: rec_es modules whose source decides how a recording run trains (hashed into every cache key).
@@ -128,11 +129,13 @@ class TraceCache:
         """Check the sidecar's key and fields, each file's SHA-256, and that the trace reads as a finished run."""
         hint = f"delete {d} or rerun with --refresh-cache to record it again"
         meta_path = d / CACHE_META
+        if not meta_path.exists():
+            raise CacheError(f"cache entry {d} has no {CACHE_META} (an interrupted or foreign directory); {hint}")
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CacheError(f"cache entry {d} has no {CACHE_META} (an interrupted or foreign directory); {hint}") from None
-        except (OSError, json.JSONDecodeError) as exc:
+            meta = json.loads(read_text(meta_path, "a trace cache entry's cache.json (JSON, UTF-8)"))
+        except TextInputError as exc:
+            raise CacheError(f"{meta_path}: {exc.message}; {hint}") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise CacheError(f"{meta_path}: unreadable ({exc}); {hint}") from None
         if not isinstance(meta, dict) or meta.get("key") != key or meta.get("format") != CACHE_FORMAT:
             got = meta.get("key") if isinstance(meta, dict) else None
@@ -150,7 +153,7 @@ class TraceCache:
                                  f"cache.json says {str(sums.get(name))[:12]}…); {hint}")
         try:
             trace = read_trace(d / "trace.jsonl")
-        except StateError as exc:
+        except (StateError, TextInputError) as exc:
             raise CacheError(f"{exc}; {hint}") from None
         if not trace.complete:
             raise CacheError(f"{d / 'trace.jsonl'}: has no footer (the run did not finish); {hint}")

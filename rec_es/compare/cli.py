@@ -16,6 +16,7 @@ from rec_es.compare.figure import plot
 from rec_es.compare.table import markdown, rows, write_runs_csv, write_table_csv
 from rec_es.config import parse_set_args
 from rec_es.errors import ConfigError, RecEsError
+from rec_es.paths import check_output_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``rec-es compare``; returns 0, 2 on bad input, 1 on another rec_es error."""
     args = build_parser().parse_args(argv)
     started = time.time()
+    out = args.output or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         if args.max_epochs is not None and args.max_epochs < 1:
             raise ConfigError(f"--max-epochs must be >= 1 (got {args.max_epochs})", source="--max-epochs")
+        check_output_dir(out, "--output")  # before anything trains: a comparison never ends in a traceback here
+        check_output_dir(args.cache_dir, "--cache-dir")
         c = compare(args.config, args.policies, seeds=args.seeds, max_epochs=args.max_epochs,
                     cache_dir=args.cache_dir, replay_only=args.replay_only, refresh_cache=args.refresh_cache,
                     oracle_monitor=args.oracle_monitor, overrides=parse_set_args(args.overrides),
@@ -64,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except RecEsError as exc:
         print(f"rec-es compare: error: {exc}", file=sys.stderr)
         return 1
-    out = args.output or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    write_outputs(c, out, argv if argv is not None else sys.argv[1:])
+    try:
+        write_outputs(c, out, argv if argv is not None else sys.argv[1:])
+    except OSError as exc:  # e.g. the disk filled up; the recorded traces are cached, a rerun replays them
+        print(f"rec-es compare: error: cannot write the results to {out} ({exc.strerror or exc}); the traces are "
+              f"cached, so running the same command again does not retrain", file=sys.stderr)
+        return 1
     print(markdown(rows(c)))
     print(f"\nbudget {c.budget} epochs, seeds {', '.join(map(str, c.seeds))}; oracle = best valid {c.monitor} epoch. "
           f"Wrote {out}/table.csv, runs.csv, table.md, compare.png in {time.time() - started:.1f} s.")

@@ -13,13 +13,14 @@ from rec_es.compare.specs import PolicySpec, check_quality_metrics, load_policie
 from rec_es.config import RunConfig
 from rec_es.errors import ConfigError
 from rec_es.replay import ReplayResult, check_same_run, oracle, record_seconds, replay
+from rec_es.textio import read_text
 from rec_es.trace import Trace, read_trace
 
 
 def live_result(run_dir: Path, name: str) -> ReplayResult:
     """A live run's outcome in replay terms, from its trace footer and summary.json."""
     trace = read_trace(run_dir / "trace.jsonl")
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads(read_text(run_dir / "summary.json", "a run's summary.json (JSON, UTF-8)"))
     foot = trace.footer or {}
     stop = int(foot.get("stop_epoch", trace.records[-1]["epoch"]))
     seconds: float | None = 0.0

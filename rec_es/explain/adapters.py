@@ -15,7 +15,7 @@ from rec_es.policy import StoppingPolicy, build_policy
 from rec_es.recbole_log import (LogFormatError, RecBoleLog, parse_recbole_log, stock_policy_mapping,
                                 trace_from_recbole_log)
 from rec_es.replay import ReplayResult, replay
-from rec_es.trace import Trace, read_trace
+from rec_es.trace import DECISION_TYPES, Trace, read_trace
 
 
 def load_run(path: str | Path) -> Observed:
@@ -53,6 +53,11 @@ def _from_trace(path: Path) -> Observed:
     except ConfigError as exc:
         raise ExplainError(f"{trace.path}: the trace header's policy cannot be rebuilt: {exc}") from None
     decisions = [dict(r["decision"]) for r in trace.records]
+    for r, d in zip(trace.records, decisions):
+        missing = [k for k in DECISION_TYPES if k not in d]
+        if missing:
+            raise ExplainError(f"{trace.path}: the record of epoch {r['epoch']} has no decision {', '.join(missing)} "
+                               "(a trace written by rec-es run has every field); nothing to explain")
     warnings: list[str] = []
     original = _original_policy(trace, policy, warnings)
     ending = _trace_ending(trace, decisions)

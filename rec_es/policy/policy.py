@@ -148,6 +148,16 @@ class StoppingPolicy:
         for part in self._grants:
             part.grant_patience(self._rules[part.name])
 
+    def restore_instead(self, decision: Decision) -> None:
+        """Make ``decision``'s epoch the weights to restore, scored as ``best_by`` scores it.
+
+        For a run resumed under another policy: the replayed policy may prefer an epoch whose weights were never
+        kept; the caller substitutes the best epoch it does have. Improvement tracking (``best_score``) is kept.
+        """
+        st = self._state
+        st.restore_epoch = decision.epoch
+        st.restore_score = decision.value if self.settings.best_by == "raw" else decision.smoothed
+
     def state_dict(self) -> dict[str, Any]:
         """Versioned, JSON-able state (no settings): ``{"format", "version", "monitor", "mode", "state"}``;
         ``state`` is one flat mapping of the core's keys and every rule's."""

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rec_es.textio import TextInputError, read_text
 from rec_es.recbole_log.model import RECBOLE_DEFAULTS, LogEvaluation, LogFormatError, RecBoleLog
 
 # RecBole's own pattern (recbole.utils.logger.RemoveColorFilter).
@@ -55,10 +56,12 @@ def looks_like_recbole_log(path: str | Path) -> bool:
 def parse_recbole_log(path: str | Path) -> RecBoleLog:
     """Parse a stock RecBole log file; raises LogFormatError if it is not one."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise LogFormatError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    if not path.exists():
+        raise LogFormatError(f"{path}: cannot read the file (no such file)")
+    try:  # lenient: a log may hold a terminal's bytes that are not UTF-8; they become U+FFFD
+        text = read_text(path, "a RecBole log file", lenient=True)
+    except TextInputError as exc:
+        raise LogFormatError(str(exc)) from None
     return parse_recbole_log_text(text, source=str(path))
 
 
