@@ -19,8 +19,8 @@ stops inside the run gives no case. The verdict counts as right when it says pre
 not premature for a not premature one; "cannot tell" is never right. Goal: >= 90 % right, "cannot tell" on at
 most 10 % of the cases.
 
-``--held-out REGIME`` (or ``REGIME/seedN``) reports those runs in a table of their own: the verdict's thresholds
-were chosen on the other runs only, so the held-out table is the honest one.
+``--held-out PATTERN`` (a regime, ``REGIME/seedN`` or a glob such as ``*/seed2021``) reports those runs in a table
+of their own: the verdict's thresholds were chosen on the other runs only, so the held-out table is the honest one.
 
 ``--stock-check`` runs stock RecBole (``recbole.quick_start.run_recbole`` with ``stopping_step``) and a rec_es
 recording (stopping disabled, ``--record-test``) of the same config on datasets/ml-100k-tiny and on ml-100k, and
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -244,7 +245,8 @@ TUNE_ROOM = (0.25, 0.5, 1.0, 1.5, 2.0)
 
 
 def held(name: str, patterns: Sequence[str]) -> bool:
-    return any(name == p or name.split("/")[0] == p for p in patterns)
+    """``name`` (regime/seedN) matches a pattern: the regime, the name, or a glob such as ``*/seed2021``."""
+    return any(name.split("/")[0] == p or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -294,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="*", type=Path, help="directories holding recorded runs (any depth)")
     p.add_argument("--stopping-steps", nargs="+", type=int, default=list(STOPPING_STEPS))
     p.add_argument("--metrics", nargs="+", default=list(METRICS), type=str.lower)
-    p.add_argument("--held-out", nargs="+", default=[], metavar="REGIME", help="regimes (or regime/seedN) "
-                   "not used to choose thresholds, reported apart")
+    p.add_argument("--held-out", nargs="+", default=[], metavar="PATTERN", help="regimes, regime/seedN names or "
+                   "globs (*/seed2021) not used to choose thresholds, reported apart")
     p.add_argument("--include-partial", action="store_true", help="also runs still being recorded (no footer): "
                    "their truth is only what is recorded so far")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "bench_explain")
