@@ -187,9 +187,11 @@ def confusion(cases: Sequence[Case], title: str) -> list[str]:
     right = sum(c.right for c in scored)
     unsure = sum(c.call == CANNOT_TELL for c in scored)
     between = sum(c.truth == "between" for c in cases)
+    decided = n - unsure
     lines += ["", f"{n} scored cases ({between} between 1 % and 5 % left out): **{right}/{n} right"
               + (f" ({100 * right / n:.0f} %)" if n else "") + f"**, cannot tell on {unsure}/{n}"
-              + (f" ({100 * unsure / n:.0f} %)" if n else "") + ".", ""]
+              + (f" ({100 * unsure / n:.0f} %)" if n else "") + f"; of the {decided} verdicts given, {right} right"
+              + (f" ({100 * right / decided:.0f} %)" if decided else "") + ".", ""]
     return lines
 
 

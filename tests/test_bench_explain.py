@@ -38,4 +38,6 @@ def test_cases_truth_and_table(tmp_path: Path) -> None:
     assert f"| not premature | {' | '.join(map(str, fine_row))} | 1 |" in table
     right = (calls[0] == "premature") + (calls[1] == "not premature")
     assert f"2 scored cases (0 between 1 % and 5 % left out): **{right}/2 right" in table
+    decided = sum(c != "cannot tell" for c in calls)
+    assert f"; of the {decided} verdicts given, {right} right" in table
     assert "unfinished" not in table  # a run without a footer is still being recorded: left out

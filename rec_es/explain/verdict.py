@@ -44,7 +44,7 @@ TREND_Z = 2.0
 #: ...and matters when at least ROOM times its window's span of epochs is left in the budget
 ROOM = 1.0
 #: the share of right verdicts per rule on the benchmark's tuning runs (docs/explain_verdict.md)
-CONFIDENCE = {"early stop, loss still falling": 0.67, "still rising, with room": 0.78, "trend within noise": 0.8,
+CONFIDENCE = {"early stop, loss still falling": 0.83, "still rising, with room": 0.85, "trend within noise": 0.8,
               "little budget left": 0.75}
 
 
