@@ -144,30 +144,14 @@ def analyse_premature(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _verdict(obs: Observed, p: Mapping[str, Any]) -> str:
-    trend = p["trend"]
+    """The verdict line of a run no stopping rule ended (a stop gets ``verdict.verdict``'s)."""
     if obs.ending == "budget":
         return ("Not stopped early: the run used its whole budget"
-                + ("; the monitor was still improving at the end, so more epochs may help." if trend == "improving"
+                + ("; the monitor was still improving at the end, so more epochs may help." if p["trend"] == "improving"
                    else "."))
     if obs.ending == "incomplete":
         return "Not stopped by a rule: the data ends before any stop or budget."
-    if obs.ending == "stopped_in_training":
-        return "Not a stopping-rule decision: training itself failed, so patience and smoothing are not the question."
-    if trend == "improving":
-        return "Likely premature: the monitor was still improving when the run stopped."
-    doubts = []
-    if p.get("gap_close_to_patience"):
-        doubts.append("an earlier gap in this run came close to the patience")
-    if p.get("spike") and p["spike"]["is_spike"]:
-        doubts.append("the best value is a single spike")
-    if doubts:
-        return f"Possibly premature: the curve was {trend.replace('worsening', 'getting worse')} at the stop, but " \
-               + " and ".join(doubts) + "."
-    if trend == "worsening":
-        return "Not premature: the monitor was getting worse when the run stopped."
-    if trend == "flat":
-        return "Probably not premature: the monitor was flat within noise at the stop."
-    return "Cannot tell: too few evaluations."
+    return "Not a stopping-rule decision: training itself failed, so patience and smoothing are not the question."
 
 
 def advice(obs: Observed, stop: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[str]:
