@@ -197,3 +197,14 @@ def test_written_log_matches_recbole_early_stopping(tmp_path: Path) -> None:
     assert log.finished_best_epoch == restored == 5
     assert log.test_result == {"ndcg@10": round(scores[restored] / 2, 4)}
     assert (log.stopping_step, log.epochs, log.valid_metric) == (2, 10, "ndcg@10")
+
+
+def test_runs_no_rule_stopped_get_no_call() -> None:
+    """A truncated log and a run that used its budget are not judged premature or not: no call, no lost gain."""
+    logs = CUT.parent
+    truncated = explain(logs / "broken_truncated.log")
+    assert truncated["premature"]["call"] is None and truncated["lost"] is None
+    assert truncated["premature"]["verdict"] == "Not stopped by a rule: the data ends before any stop or budget."
+    budget = explain(logs / "budget_test_crashed.log")
+    assert budget["premature"]["call"] is None and budget["lost"] is None
+    assert budget["premature"]["verdict"].startswith("Not stopped early: the run used its whole budget")
