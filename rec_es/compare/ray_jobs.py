@@ -50,6 +50,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     """
     address = address or LOCAL
     check_reachable(address)
+    if address == LOCAL:  # a local instance listens on loopback only (Ray's switch, read when ray is imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():

@@ -1,0 +1,84 @@
+"""The "still learning" estimator on synthetic learning curves whose remaining gain is known in closed form."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from rec_es.policy.learning import LEARNING, STOPPED, UNKNOWN, estimate_learning
+
+
+def _exp_curve(n: int, a: float = 0.10, b: float = 0.05, tau: float = 20.0, sd: float = 0.0, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [a - b * math.exp(-t / tau) + rng.gauss(0, sd) for t in range(n)]
+
+
+def test_rising_exponential_is_learning_with_the_true_gain() -> None:
+    """0.1 - 0.05 exp(-t/20) seen to epoch 39, budget 200: the gain still to come is 0.05 (e^-39/20 - e^-199/20) = 0.00711."""
+    y = _exp_curve(40)
+    est = estimate_learning(list(range(40)), y, "max", 200, noise=0.0005, noise_source="test")
+    truth = 0.05 * (math.exp(-39 / 20) - math.exp(-199 / 20))
+    assert est.state == LEARNING
+    assert est.gain == pytest.approx(truth, rel=0.15)
+    assert est.gain_lo < truth < est.gain_hi
+    assert est.noise == 0.0005 and est.noise_source == "test"
+    assert est.continuation[-1].epoch == 199
+    assert est.continuation[-1].mean == pytest.approx(0.1 - 0.05 * math.exp(-199 / 20), abs=0.002)
+
+
+def test_min_mode_mirrors_max_mode() -> None:
+    """A falling loss-like curve in min mode gives the same gain (positive = better) as its mirror in max mode."""
+    y = _exp_curve(40, sd=0.001, seed=3)
+    up = estimate_learning(list(range(40)), y, "max", 200)
+    down = estimate_learning(list(range(40)), [-v for v in y], "min", 200)
+    assert (down.state, down.gain, down.gain_lo, down.gain_hi) == pytest.approx((up.state, up.gain, up.gain_lo, up.gain_hi))
+    assert down.continuation[-1].mean == pytest.approx(-up.continuation[-1].mean)
+
+
+def test_saturated_curve_is_stopped() -> None:
+    """tau = 3 seen to epoch 79 (remaining gain 0.05 e^-79/3 ~ 2e-13) with noise 0.002: confidently no gain above the noise."""
+    y = _exp_curve(80, tau=3.0, sd=0.002, seed=1)
+    est = estimate_learning(list(range(80)), y, "max", 120)
+    assert est.state == STOPPED
+    assert est.gain_hi < est.margin
+
+
+def test_falling_curve_is_stopped_with_negative_gain() -> None:
+    """A validation curve falling steadily (overfitting) has a negative expected gain."""
+    y = [0.08 - 0.0004 * t + 0.001 * math.sin(t) for t in range(60)]
+    est = estimate_learning(list(range(60)), y, "max", 200)
+    assert est.state == STOPPED and est.gain < 0
+
+
+def test_stalled_training_loss_is_never_learning() -> None:
+    """Training loss flat (P_5 = 0 < 0.1 per mille, Prechelt): not 'learning' even on a rising curve."""
+    y = _exp_curve(40)
+    est = estimate_learning(list(range(40)), y, "max", 200, train_losses=[1.0] * 40, noise=0.0005)
+    assert est.state != LEARNING and est.loss_progress == 0.0
+    assert any("stalled" in f for f in est.facts)
+
+
+def test_short_history_is_unknown() -> None:
+    """Fewer than 8 finite evaluations: unknown, no gain, one fact saying why; NaNs are skipped, not counted."""
+    est = estimate_learning(list(range(9)), [0.1, 0.2, float("nan"), 0.3, 0.3, 0.4, float("nan"), 0.4, 0.5], "max", 50)
+    assert est.state == UNKNOWN and est.gain is None and est.continuation == ()
+    assert "7 finite evaluations" in est.facts[0]
+
+
+def test_curve_noise_is_measured_when_not_given() -> None:
+    """Without a given noise the estimator measures it from the curve (sd 0.004 white noise -> about 0.004)."""
+    y = _exp_curve(120, tau=10.0, sd=0.004, seed=7)
+    est = estimate_learning(list(range(120)), y, "max", 200)
+    assert est.noise == pytest.approx(0.004, rel=0.35)
+    assert "MAD" in est.noise_source
+
+
+def test_bad_arguments() -> None:
+    """Mode, level and lengths are checked."""
+    with pytest.raises(ValueError, match="mode"):
+        estimate_learning([0], [0.1], "up", 10)
+    with pytest.raises(ValueError, match="level"):
+        estimate_learning([0], [0.1], "max", 10, level=0.4)
+    with pytest.raises(ValueError, match="one entry"):
+        estimate_learning([0, 1], [0.1], "max", 10)
