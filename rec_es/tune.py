@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rec_es.config import RunConfig, load_config, parse_set_args
-from rec_es.errors import ConfigError, RecEsError, StateError
+from rec_es.errors import ConfigError, RecEsError, StateError, report
 from rec_es.trace import TraceWriter, read_trace
 from rec_es.tune_space import Param, grid_size, param_space, read_space
 
@@ -275,12 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rec-es tune: interrupted; finished trials are kept in {where}/trials.csv and {where}/trials/. "
               "Re-run the command with a new --output to search again", file=sys.stderr)
         return 130
-    except ConfigError as exc:
-        print(f"rec-es tune: error: {exc}", file=sys.stderr)
-        return 2
-    except RecEsError as exc:
-        print(f"rec-es tune: error: {exc}", file=sys.stderr)
-        return 1
+    except RecEsError as exc:  # ConfigError: bad input, exit 2
+        return report("rec-es tune", exc)
     for r in table:
         print(f"{r.trial}  {json.dumps(r.params, default=str)}  best {r.best_valid_score}  "
               f"epoch {r.best_epoch}  {r.stopped_by}: {r.stop_reason}")

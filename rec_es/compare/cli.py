@@ -15,7 +15,7 @@ from rec_es.compare.comparison import Comparison, compare
 from rec_es.compare.figure import plot
 from rec_es.compare.table import markdown, rows, write_runs_csv, write_table_csv
 from rec_es.config import parse_set_args
-from rec_es.errors import ConfigError, RecEsError
+from rec_es.errors import ConfigError, RecEsError, report
 from rec_es.paths import check_output_dir
 
 
@@ -65,12 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                     oracle_monitor=args.oracle_monitor, overrides=parse_set_args(args.overrides),
                     progress=not args.no_progress, n_jobs=args.jobs, ray_address=args.ray,
                     log=lambda m: print(m, file=sys.stderr))
-    except ConfigError as exc:
-        print(f"rec-es compare: error: {exc}", file=sys.stderr)
-        return 2
-    except RecEsError as exc:
-        print(f"rec-es compare: error: {exc}", file=sys.stderr)
-        return 1
+    except RecEsError as exc:  # ConfigError: bad input, exit 2
+        return report("rec-es compare", exc)
     try:
         write_outputs(c, out, argv if argv is not None else sys.argv[1:])
     except OSError as exc:  # e.g. the disk filled up; the recorded traces are cached, a rerun replays them
