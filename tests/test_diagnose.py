@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from rec_es import build_policy
 from rec_es.diagnose import ExplainError, explain, load_run, main, read_policy_file, render_text
+from rec_es.explain.verdict import CONFIDENCE
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.trace import TraceWriter
 
@@ -81,14 +82,26 @@ def test_stock_stop_names_stopping_step_misses_and_best_epoch() -> None:
     assert report["warnings"] == []
 
 
-def test_stock_declining_stop_is_not_premature_and_gets_no_advice() -> None:
-    """ndcg@10 fell for 4 evaluations after a peak that is not a spike: no change is advised."""
+def test_stock_stop_at_epoch_6_of_500_is_premature_though_the_curve_fell() -> None:
+    """ndcg@10 fell for 4 evaluations after a peak that is not a spike, but at epoch 6 of 500 with the loss still
+    falling the stop is premature (issue 13: the old verdict said "Not premature" here). The same config trained
+    60 epochs with stopping disabled reaches valid ndcg@10 0.0733 at epoch 57, with test ndcg@10 0.041 against
+    0.0136 at the restored epoch 2. The replay still shows no better setting, so no advice; more patience is
+    worth trying."""
     report = explain(LOGS / "stopped_epochs500.log")
     premature = report["premature"]
     assert premature["trend"] == "worsening"
-    assert premature["verdict"] == "Not premature: the monitor was getting worse when the run stopped."
+    assert premature["call"] == "premature"
+    confidence = CONFIDENCE["early stop, loss still falling"]
+    assert premature["verdict"] == (f"Premature (confidence {100 * confidence:.0f} %): it stopped at epoch 6, 1.4 % "
+                                    "into its 500-epoch budget; the training loss was still falling 0.46 % per epoch "
+                                    "(epochs 2-6).")
     assert premature["spike"]["is_spike"] is False
-    assert report["advice"] == [] and report["worth_trying"] == []
+    assert report["advice"] == []
+    assert report["worth_trying"] == [
+        "More patience, since the verdict found the stop premature (it stopped at epoch 6, 1.4 % into its 500-epoch "
+        "budget): stopping_step: 10 (stock RecBole) or early_stopping.patience: 10 (rec_es). The data ends at epoch 6, "
+        "so only a longer run can show whether a better epoch follows."]
     assert row(report, "observed: stopping_step 3")["stop_epoch"] == 6
     patience10 = row(report, "patience 10")
     assert (patience10["status"], patience10["stop_epoch"], patience10["best_epoch"]) == ("data_ends", 6, 2)
@@ -102,7 +115,9 @@ def test_noisy_stock_run_flags_gap_and_spike_with_advice() -> None:
     assert premature["longest_recovered_gap"] == {"evaluations": 3, "from_epoch": 14, "improved_at": 17}
     assert premature["gap_close_to_patience"] is True
     assert premature["spike"]["epoch"] == 17 and premature["spike"]["is_spike"] is True
-    assert premature["verdict"].startswith("Possibly premature")
+    # issue 13: was "Possibly premature"; the trend over the last half is within noise. The same config trained
+    # 100 epochs with stopping disabled never beats epoch 17's valid ndcg@10 (0.0789): not premature.
+    assert premature["call"] == "not_premature" and premature["verdict"].startswith("Not premature (")
     assert report["advice"] == []  # the data ends at the stop: no replay can show a better setting
     assert any("stopping_step: 10 (stock RecBole) or early_stopping.patience: 10 (rec_es)" in a
                for a in report["worth_trying"])
@@ -183,7 +198,10 @@ def test_trace_still_rising_is_likely_premature(tmp_path: Path) -> None:
     assert report["stop"]["setting"] == {"key": "early_stopping.patience", "value": 2}
     assert "The setting that decided it: early_stopping.patience: 2." in report["stop"]["sentence"]
     assert report["premature"]["trend"] == "improving"
-    assert report["premature"]["verdict"] == "Likely premature: the monitor was still improving when the run stopped."
+    # issue 13: was "Likely premature: the monitor was still improving when the run stopped."
+    assert report["premature"]["call"] == "premature"
+    assert report["premature"]["verdict"].startswith("Premature (confidence ")
+    assert "ndcg@10 rose 0.76 per 10 epochs over epochs 2-9" in report["premature"]["verdict"]
     assert report["worth_trying"][0].startswith("More patience, since the monitor was still improving at the stop: "
                                                 "early_stopping.patience: 10. The data ends at epoch 9")
     assert "--resume" not in report["worth_trying"][0]  # no last.pth in this run directory

@@ -5,18 +5,24 @@ RecBole (``log/<Model>/<Model>-<dataset>-<time>.log``). A stock log is turned in
 ``Trace`` a rec_es run writes, with RecBole's own rule (``recbole_legacy``: ties reset the counter, stop on the
 ``stopping_step + 1``-th miss, counted in evaluations of ``eval_step`` epochs) replayed as the observed policy.
 
-Everything is computed from the observed evaluations only: a counterfactual policy that would not have stopped
-before the data ends is reported as "still running at epoch N (data ends)"; nothing is guessed beyond.
+The stop, the ties and the counterfactual table are computed from the observed evaluations only: a policy that
+would not have stopped before the data ends is reported as "still running at epoch N (data ends)". Two parts look
+beyond, and say so: the verdict (``verdict``: premature / not premature / cannot tell, on the shared "still
+learning" estimator's long-horizon trend, the budget left and the training loss) and what was lost (``lost``:
+the estimator's extrapolated learning curve, and the "data ends" policies replayed on simulated continuations of
+it). docs/explain_verdict.md has the rules and the benchmark that scores them.
 
 Definitions used in the report (all on the raw monitor values, in evaluation order):
   * noise: standard deviation of the evaluation-to-evaluation changes over the whole run;
-  * trend: least-squares slope over the last ``max(5, patience + 1)`` evaluations, times the epochs they span
-    (the change the fitted line makes across that window); "still improving" when it beats the noise;
+  * trend (near the stop): least-squares slope over the last ``max(5, patience + 1)`` evaluations, times the
+    epochs they span (the change the fitted line makes across that window); "still improving" when it beats
+    the noise. The verdict's trend is the estimator's, over the last half of the run;
   * recovered gap: a run of evaluations without improvement that ended with an improvement;
   * tie reset: an evaluation counted as an improvement although it only equalled the best (RecBole does this).
 
-One module per job: ``adapters`` (RUN as an ``Observed``), ``stats``, ``sentences`` (stop, verdict, advice),
-``counterfactual`` (replayed policies), ``report`` (``explain``), ``render`` (text), ``figure`` (PNG), ``cli``.
+One module per job: ``adapters`` (RUN as an ``Observed``), ``stats``, ``sentences`` (stop, premature, advice),
+``verdict`` (the call and its facts), ``lost`` (the expected gain), ``counterfactual`` (replayed policies),
+``report`` (``explain``), ``render`` (text), ``figure`` (PNG), ``cli``.
 """
 from rec_es.explain.adapters import load_run
 from rec_es.explain.cli import main

@@ -24,6 +24,7 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
     ax.plot(epochs, smoothed, "-", lw=2, alpha=0.8, label=label)
     stop = report["stop"]
     premature = report["premature"]
+    _continuation(ax, premature)
     if stop.get("best_epoch") is not None:
         ax.axvline(stop["best_epoch"], color="tab:green", ls="--", label=f"best epoch {stop['best_epoch']}")
     ax.axvline(stop["stop_epoch"], color="tab:red", ls="-", label=f"{'stop' if stop['ending'] == 'early_stopped' else 'last'} epoch {stop['stop_epoch']}")
@@ -44,6 +45,19 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _continuation(ax: Any, premature: Mapping[str, Any]) -> None:
+    """The shared estimator's fitted learning curve to the budget's end and its band, when the verdict used it."""
+    estimate = premature.get("estimate") or {}
+    points = estimate.get("continuation") or []
+    if not premature.get("extrapolated") or not points:
+        return
+    xs = [p["epoch"] for p in points]
+    ax.fill_between(xs, [p["lo"] for p in points], [p["hi"] for p in points], color="tab:purple", alpha=0.15,
+                    label=f"band of the fitted curve (one-sided {round(100 * estimate['level'])} % bounds)")
+    ax.plot(xs, [p["mean"] for p in points], "--", color="tab:purple", lw=1.5,
+            label=f"learning-curve fit extrapolated to epoch {xs[-1]}")
 
 
 def _smoothed_series(report: Mapping[str, Any], evals: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from rec_es.explain.fmt import _fmt, _plural
+from rec_es.explain.lost import row_extrapolation_text
 
 
 def _row_outcome(r: Mapping[str, Any], last_epoch: int) -> str:
@@ -26,6 +27,8 @@ def render_text(report: Mapping[str, Any]) -> str:
              f"eval_step {report['eval_step']}, {_plural(stop['evaluations'], 'evaluation')} observed", "",
              "Why it stopped", f"  {stop['sentence']}", "", "Was it premature?"]
     lines += [f"  {s}" for s in premature["sentences"]]
+    if report.get("lost"):
+        lines += ["", "What continuing would have brought (extrapolated)", f"  {report['lost']['sentence']}"]
     last = report["evaluations"][-1]["epoch"]
     lines += ["", f"What other settings would have done (replayed on the observed evaluations, data ends at epoch {last})"]
     table: list[tuple[str, ...]] = [(r["policy"], _row_outcome(r, last),
@@ -40,6 +43,10 @@ def render_text(report: Mapping[str, Any]) -> str:
     widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     for row in [header, *table]:
         lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    extrapolated = [t for t in (row_extrapolation_text(r, report["monitor"]) for r in report["counterfactuals"]) if t]
+    if extrapolated:
+        lines += ["", "Where the data ends, what the learning-curve fit expects (replayed on simulated continuations, not observed)"]
+        lines += [f"  - {t}" for t in extrapolated]
     lines += ["", "Advice (shown by the replay above)"]
     lines += [f"  - {a}" for a in report["advice"]] or ["  - none: no replayed policy did better on the observed data."]
     if report["worth_trying"]:

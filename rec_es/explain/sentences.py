@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 from rec_es.explain.counterfactual import _tie_sensitivity
 from rec_es.explain.fmt import _fmt, _plural
 from rec_es.explain.observed import Observed
+from rec_es.explain.verdict import verdict
 from rec_es.explain.stats import _better, _gaps, _patience_evaluations, _spike, noise_level, trend_change
 from rec_es.policy import rules
 from rec_es.policy.schema import PolicySettings
@@ -132,36 +133,25 @@ def analyse_premature(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:
         sentences.append(f"The best value (epoch {spike['epoch']}) stands {spike['excess_over_neighbours']:.4g} above "
                          f"the mean of its two neighbours, more than noise alone gives ({spike['threshold']:.4g}, two "
                          "standard deviations): a single lucky evaluation set the bar the following ones had to beat.")
-    out["verdict"] = _verdict(obs, out)
+    if obs.ending == "early_stopped":
+        out.update(verdict(obs, stop))
+        out["verdict"] = out.pop("sentence")
+    else:
+        out.update({"call": None, "confidence": None, "facts": [], "extrapolated": False})
+        out["verdict"] = _verdict(obs, out)
     out["sentences"] = [out["verdict"], *sentences]
     return out
 
 
 def _verdict(obs: Observed, p: Mapping[str, Any]) -> str:
-    trend = p["trend"]
+    """The verdict line of a run no stopping rule ended (a stop gets ``verdict.verdict``'s)."""
     if obs.ending == "budget":
         return ("Not stopped early: the run used its whole budget"
-                + ("; the monitor was still improving at the end, so more epochs may help." if trend == "improving"
+                + ("; the monitor was still improving at the end, so more epochs may help." if p["trend"] == "improving"
                    else "."))
     if obs.ending == "incomplete":
         return "Not stopped by a rule: the data ends before any stop or budget."
-    if obs.ending == "stopped_in_training":
-        return "Not a stopping-rule decision: training itself failed, so patience and smoothing are not the question."
-    if trend == "improving":
-        return "Likely premature: the monitor was still improving when the run stopped."
-    doubts = []
-    if p.get("gap_close_to_patience"):
-        doubts.append("an earlier gap in this run came close to the patience")
-    if p.get("spike") and p["spike"]["is_spike"]:
-        doubts.append("the best value is a single spike")
-    if doubts:
-        return f"Possibly premature: the curve was {trend.replace('worsening', 'getting worse')} at the stop, but " \
-               + " and ".join(doubts) + "."
-    if trend == "worsening":
-        return "Not premature: the monitor was getting worse when the run stopped."
-    if trend == "flat":
-        return "Probably not premature: the monitor was flat within noise at the stop."
-    return "Cannot tell: too few evaluations."
+    return "Not a stopping-rule decision: training itself failed, so patience and smoothing are not the question."
 
 
 def advice(obs: Observed, stop: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -200,10 +190,13 @@ def worth_trying(obs: Observed, premature: Mapping[str, Any], shown: Sequence[st
     out: list[str] = []
     patience = premature.get("patience_evaluations")
     stock = obs.kind == "recbole_log" or obs.policy.settings.preset == "recbole_legacy"
-    if obs.ending == "early_stopped" and patience and (premature["trend"] == "improving"
+    called = premature.get("call") == "premature"
+    if obs.ending == "early_stopped" and patience and (premature["trend"] == "improving" or called
                                                        or premature.get("gap_close_to_patience")):
         target = next(n for n in (10, 20, 30, 50, 100, 200, 10**9) if n >= 2 * patience)
         why = ("the monitor was still improving at the stop" if premature["trend"] == "improving" else
+               "the verdict found the stop premature" + (f" ({premature['facts'][0]})" if premature["facts"] else "")
+               if called else
                f"this run already went {premature['longest_recovered_gap']['evaluations']} evaluations without "
                "improving once and then recovered")
         key = (f"stopping_step: {target} (stock RecBole) or early_stopping.patience: {target} (rec_es)" if stock

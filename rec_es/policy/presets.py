@@ -1,7 +1,7 @@
 """Named policies. ``recbole_legacy`` reproduces ``recbole.utils.early_stopping`` decision for decision:
 patience = stopping_step + 1 evaluations, ties count as improvement, no min_delta, no smoothing, a NaN
 counts as a miss (RecBole compares it and it never wins). RecBole compares ±inf as numbers; here they
-count as misses (see README, "Where rec_es differs")."""
+count as misses (see docs/differences.md)."""
 from __future__ import annotations
 
 from typing import Any

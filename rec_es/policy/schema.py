@@ -2,11 +2,12 @@
 
 The keys are declared by the parts in the registry (``rec_es.policy.rules.PARTS``: the core, the smoothers and
 each rule); ``KEYS`` collects them in docs order and serves validation, ``PolicySettings`` (a frozen dataclass
-with one field per key), the README reference table and ``rec-es check``. Errors are ``ConfigError`` naming the
-file, the key, the allowed values and what was given (``rec_es.validate``).
+with one field per key), the reference table of docs/properties.md and ``rec-es check``. Errors are
+``ConfigError`` naming the file, the key, the allowed values and what was given (``rec_es.validate``).
 
-``python scripts/keys_table.py`` prints the reference table; ``--write README.md`` puts it between the
-``<!-- keys-table:start -->`` / ``<!-- keys-table:end -->`` markers; ``--check README.md`` exits 1 if it differs.
+``python scripts/keys_table.py`` prints the reference table; ``--write docs/properties.md`` puts it between the
+``<!-- keys-table:start -->`` / ``<!-- keys-table:end -->`` markers; ``--check docs/properties.md`` exits 1 if
+it differs.
 """
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def parse_settings(mapping: Mapping[str, Any] | None, source: str | None = None,
 
 
 def reference_table() -> str:
-    """The README's property-file reference: one row per key, from the registry's declarations."""
+    """The property-file reference of docs/properties.md: one row per key, from the registry's declarations."""
     return table(KEYS.values())
 
 

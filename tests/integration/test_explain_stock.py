@@ -7,6 +7,9 @@ with GRU4Rec on datasets/ml-100k-tiny:
     log up to there is real and the crash is part of what the parser must handle.
   * "evalstep": epochs 10, eval_step 2, stopping_step 0, topk [5, 10, 20], saved=False (the test step runs, so
     the log is complete); RecBole stops on the first evaluation that does not reach the best.
+  * "cut": epochs 10, stopping_step 1, learning_rate 0.01, saved=True, beside a rec_es recording of the same
+    config with stopping disabled and test metrics (``scripts/bench_explain.py`` cuts such recordings into stock
+    logs; the stock log must read the same).
 Expected values are read from the raw log text with regular expressions, independently of rec_es's parser.
 """
 from __future__ import annotations
@@ -20,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
+from rec_es.cli import main as cli_main
 from rec_es.diagnose import explain, load_run, main
 from rec_es.recbole_log import parse_recbole_log
 
@@ -29,6 +34,7 @@ from conftest import REPO, tiny_recbole_config
 
 STOCK = """
 import json, sys
+from rec_es.compat import use_numpy2_aliases; use_numpy2_aliases()  # else stock RecBole fails on numpy 2
 from recbole.quick_start import run_recbole
 cfg = json.loads(sys.argv[1])
 run_recbole(model=cfg["model"], dataset=cfg["dataset"], config_dict=cfg, saved=sys.argv[2] == "saved")
@@ -61,8 +67,28 @@ def stock_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
         "stopped": _start_stock(root / "stopped", True, epochs=500, stopping_step=3, learning_rate=0.01),
         "evalstep": _start_stock(root / "evalstep", False, epochs=10, eval_step=2, topk=[5, 10, 20],
                                  stopping_step=0, learning_rate=0.01),
+        "cut": _start_stock(root / "cut", True, **CUT),
     }
-    return {name: _finish(proc, root / name) for name, proc in procs.items()}
+    recording = _start_recording(root / "recording", **CUT)
+    runs = {name: _finish(proc, root / name) for name, proc in procs.items()}
+    out, err = recording.communicate(timeout=600)
+    assert recording.returncode == 0, err[-3000:]
+    runs["recording"] = {"run": root / "recording" / "run"}
+    return runs
+
+
+CUT = {"epochs": 10, "stopping_step": 1, "learning_rate": 0.01}
+
+
+def _start_recording(workdir: Path, **overrides: Any) -> subprocess.Popen[str]:
+    """`rec-es run` of the tiny config with stopping disabled and test metrics at every epoch."""
+    workdir.mkdir(parents=True)
+    cfg = tiny_recbole_config(**{k: v for k, v in overrides.items() if k != "stopping_step"})
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    return subprocess.Popen([sys.executable, "-m", "rec_es.cli", "run", "--config", "tiny.yaml",
+                             str(REPO / "properties" / "policies" / "disabled.yaml"), "--record-test", "--output-dir",
+                             str(workdir / "run"), "--no-progress", "--quiet"], cwd=workdir, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_epochs_500_stopped_early_is_explained_with_recbole_semantics(stock_runs: dict[str, dict[str, Any]]) -> None:
@@ -138,6 +164,27 @@ def test_eval_step_and_topk_log_end_to_end(stock_runs: dict[str, dict[str, Any]]
     assert "(eval_step 2, so 1 miss spans 2 epochs)" in stop["sentence"]
 
 
+def test_log_cut_from_a_recording_reads_like_the_stock_log(stock_runs: dict[str, dict[str, Any]],
+                                                            tmp_path: Path) -> None:
+    """Stock RecBole with stopping_step 1, and the log rec_es writes by cutting a stopping-disabled recording of the
+    same config where RecBole's rule stops: same evaluations, valid results, saves, losses, stop and verdict."""
+    from rec_es.recbole_log.write import stock_log_text
+    from rec_es.trace import read_trace
+
+    real_path = stock_runs["cut"]["log"]
+    assert re.search(r"Finished training, best eval result in epoch \d+", real_path.read_text()), \
+        "stock RecBole must stop early on this config for the comparison to mean anything"
+    cut_path = tmp_path / real_path.name
+    cut_path.write_text(stock_log_text(read_trace(stock_runs["recording"]["run"]), "NDCG@10", CUT["stopping_step"]))
+    real, cut = parse_recbole_log(real_path), parse_recbole_log(cut_path)
+    assert [(e.epoch, e.valid_score, e.valid, e.saved) for e in real.evaluations] == [
+        (e.epoch, e.valid_score, e.valid, e.saved) for e in cut.evaluations]
+    assert real.train_losses == cut.train_losses
+    assert (real.ending, real.finished_best_epoch, real.stopping_step, real.epochs) == (
+        cut.ending, cut.finished_best_epoch, cut.stopping_step, cut.epochs)
+    assert explain(real_path)["premature"]["verdict"] == explain(cut_path)["premature"]["verdict"]
+
+
 @pytest.fixture(scope="module")
 def rec_es_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real `rec-es run` (EarlyStoppingTrainer) with patience 3 on the tiny config."""
@@ -145,10 +192,16 @@ def rec_es_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = tiny_recbole_config(checkpoint_dir=str(root / "saved"), epochs=500, learning_rate=0.01,
                               early_stopping={"patience": 3})
     (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "-m", "rec_es.cli", "run", "--config", "tiny.yaml", "--output-dir",
-                           str(root / "run"), "--no-progress"], cwd=root, env=_env(), capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:  # in this process: a process start costs more than the run
+        mp.chdir(root)
+        mp.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        try:
+            assert cli_main(["run", "--config", "tiny.yaml", "--output-dir", str(root / "run"), "--no-progress",
+                             "--quiet"]) == 0
+        finally:
+            torch.set_num_threads(threads)
     return root / "run"
 
 

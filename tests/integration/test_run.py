@@ -1,4 +1,5 @@
-"""`rec-es run` end to end: run directory contract, resume after a real kill, bad input, BPR with record_test."""
+"""`rec-es run` end to end: run directory contract, resume after a real kill (trace and per-user sidecar), bad
+input, BPR with record_test."""
 from __future__ import annotations
 
 import json
@@ -11,11 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from rec_es import read_per_user
+from rec_es.per_user import paths
 from rec_es.run import main
 from rec_es.trace import read_trace
 
@@ -49,33 +52,62 @@ def wait_for_records(run_dir: Path, n: int, proc: subprocess.Popen[bytes]) -> No
         time.sleep(0.05)
 
 
-def test_resume_after_kill_gives_the_uninterrupted_trace(in_tmp: Path) -> None:
-    """SIGKILL a real run mid-training, --resume it: trace equals an uninterrupted run's (timing excluded)."""
-    cfg = write_config(in_tmp / "tiny.yaml", epochs=9)
-    policy = in_tmp / "policy.yaml"
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One real run SIGKILLed after 4 evaluations, its per-user sidecar's tail torn, then ``--resume``d, beside the
+    same run left uninterrupted (EMA, patience 2, LR warmup and reduce-on-plateau, ``--record-test``); what was
+    observed between the kill and the resume. Shared by the trace and the sidecar checks: three process starts
+    instead of six."""
+    root = tmp_path_factory.mktemp("killed")
+    cfg = write_config(root / "tiny.yaml", epochs=9)
+    policy = root / "policy.yaml"
     policy.write_text(yaml.safe_dump({
         "early_stopping": {"monitor": "ndcg@10", "patience": 2, "smoothing": "ema", "ema_alpha": 0.5},
         "lr_schedule": {"warmup_epochs": 2, "reduce_on_plateau": {"factor": 0.5, "max_reductions": 2}},
     }))
-    full = start_run(in_tmp, "--config", str(cfg), str(policy), "--output-dir", "full")
-    killed = start_run(in_tmp, "--config", str(cfg), str(policy), "--output-dir", "killed")
-    wait_for_records(in_tmp / "killed", 4, killed)
+    args = ("--config", str(cfg), str(policy), "--record-test")
+    full = start_run(root, *args, "--output-dir", "full")
+    killed = start_run(root, *args, "--output-dir", "killed")
+    wait_for_records(root / "killed", 4, killed)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert not read_trace(in_tmp / "killed").complete
+    run = root / "killed"
+    at_kill = read_trace(run)
+    kept_per_user = read_per_user(run, "valid").epochs  # readable as it is: an unfinished tail is ignored
+    _, bin_path = paths(run, "valid")
+    with open(bin_path, "ab") as fh:
+        fh.write(b"\x07" * 21)  # as if killed while appending a record
+    resumed = start_run(root, "--resume", "killed")  # beside the uninterrupted run's last epochs (two cores)
     assert full.wait() == 0, full.stderr.read().decode() if full.stderr else ""
-
-    resumed = start_run(in_tmp, "--resume", "killed")
     assert resumed.wait() == 0, resumed.stderr.read().decode() if resumed.stderr else ""
+    return {"full": root / "full", "killed": run, "complete_at_kill": at_kill.complete,
+            "kept_at_kill": len(at_kill.records), "kept_per_user": kept_per_user}
 
-    expected = records_without_timing(in_tmp / "full")
+
+def test_resume_after_kill_gives_the_uninterrupted_trace(killed_and_resumed: dict[str, Any]) -> None:
+    """SIGKILL a real run mid-training, --resume it: trace equals an uninterrupted run's (timing excluded)."""
+    full, killed = killed_and_resumed["full"], killed_and_resumed["killed"]
+    assert not killed_and_resumed["complete_at_kill"]
+    expected = records_without_timing(full)
     assert len(expected) >= 6
-    assert "resumed_with_changes" not in read_trace(in_tmp / "killed").header  # same policy: state loaded
-    assert records_without_timing(in_tmp / "killed") == expected
-    a = json.loads((in_tmp / "full" / "summary.json").read_text())
-    b = json.loads((in_tmp / "killed" / "summary.json").read_text())
+    assert "resumed_with_changes" not in read_trace(killed).header  # same policy: state loaded
+    assert records_without_timing(killed) == expected
+    a = json.loads((full / "summary.json").read_text())
+    b = json.loads((killed / "summary.json").read_text())
     for key in ("stop_epoch", "best_epoch", "stop_reason", "message", "best_valid_result", "test_result"):
         assert a[key] == b[key], key
+
+
+def test_kill_and_resume_keep_the_sidecar_consistent(killed_and_resumed: dict[str, Any]) -> None:
+    """SIGKILL a real run, tear its sidecar's tail, --resume it: per-user scores equal an uninterrupted run's."""
+    full, run = killed_and_resumed["full"], killed_and_resumed["killed"]
+    assert killed_and_resumed["kept_per_user"] == tuple(range(killed_and_resumed["kept_at_kill"]))
+    epochs = [r["epoch"] for r in read_trace(full).records]
+    assert len(epochs) >= 6 and epochs == list(range(len(epochs)))
+    for split in ("valid", "test"):
+        a, b = read_per_user(full, split), read_per_user(run, split)
+        assert b.epochs == tuple(epochs) and np.array_equal(a.user_ids, b.user_ids)
+        np.testing.assert_array_equal(a.array, b.array)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,199 @@
+"""The verdict of ``rec-es explain``: was the stop premature? premature / not premature / cannot tell.
+
+Built on the "still learning" estimator the policy core shares (``rec_es.policy.learning.estimate_learning``),
+fed what every log holds: the evaluation epochs, the averaged monitor values, the epoch budget and the training
+losses. The evidence, each a fact the plot shows:
+
+  * **trend**: the estimator's least-squares slope of the monitor over the last half of the run (its trend
+    window, ``W`` epochs long) and its z-score against the curve's own noise: the long-horizon trend, through
+    the noise, where the last ``patience + 1`` evaluations alone show only a plateau;
+  * **room**: the epochs ``R`` left in the budget after the stop, against ``W``: a rising trend matters when the
+    budget holds at least as many epochs again as the trend was measured over;
+  * **training loss**: how fast it was still falling (relative fall per epoch over the last evaluations);
+  * **extrapolation**: the estimator's saturating learning curve, its expected gain by the budget's last epoch
+    with bounds (``rec_es.explain.lost`` turns it into what was lost; the plot draws it with its band).
+
+Rules, first match wins (chosen on the benchmark's tuning runs only; docs/explain_verdict.md has the numbers):
+  1. fewer evaluations than the estimator fits a curve to (``MIN_POINTS``): premature when the stop came in the
+     first ``EARLY_BUDGET`` of the budget with the training loss still falling more than ``LOSS_FALLING`` per
+     epoch; otherwise cannot tell;
+  2. trend ``z >= TREND_Z`` and ``R >= ROOM * W``: premature (still rising, with room to rise);
+  3. otherwise not premature: the trend does not beat the noise, or too little budget is left for it to matter.
+     (No budget known and a rising trend: cannot tell.)
+
+The stated confidence is each rule's share of right verdicts on the benchmark's tuning runs (``CONFIDENCE``, with
+one right and one wrong verdict added, so a rule right on all of few cases does not claim 100 %): of the stock
+logs the benchmark decided by the same rule, about that share was right.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from rec_es.explain.observed import Observed
+from rec_es.policy.learning import MIN_POINTS, LearningEstimate, estimate_learning
+
+PREMATURE, NOT_PREMATURE, CANNOT_TELL = "premature", "not_premature", "cannot_tell"
+#: a stop in this first share of the budget, with the loss still falling, is premature even without a curve
+EARLY_BUDGET = 0.25
+#: relative fall of the training loss per epoch above which it counts as still falling
+LOSS_FALLING = 0.0005
+#: a trend this many standard errors above flat is still rising
+TREND_Z = 2.0
+#: ...and matters when at least ROOM times its window's span of epochs is left in the budget
+ROOM = 1.0
+#: the share of right verdicts per rule on the benchmark's tuning runs (docs/explain_verdict.md)
+CONFIDENCE = {"early stop, loss still falling": 0.83, "still rising, with room": 0.85, "trend within noise": 0.8,
+              "little budget left": 0.75}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a stopped run's log says about continuing it (gains oriented: positive = better)."""
+
+    epoch: int
+    budget: int | None
+    budget_used: float | None
+    epochs_left: int | None
+    evaluations: int
+    loss_fall: float | None
+    loss_span: tuple[int, int] | None
+    bar: float | None  # the restored best value every later evaluation had to beat
+    bar_epoch: int | None
+    bar_level: float | None  # the curve's level at the restored epoch: the trend line there, or a local mean
+    estimate: LearningEstimate
+
+    @property
+    def window_span(self) -> int | None:
+        w = self.estimate.trend_window
+        return None if w is None else max(w[1] - w[0], 1)
+
+
+def _trend_line(points: list[tuple[int, float]], first: int) -> tuple[float, float]:
+    """(mean epoch, mean value) of the evaluations in the estimator's trend window."""
+    window = [(e, v) for e, v in points if e >= first]
+    return sum(e for e, _ in window) / len(window), sum(v for _, v in window) / len(window)
+
+
+def _level_at(points: list[tuple[int, float]], est: LearningEstimate, mode: str, epoch: int | None) -> float | None:
+    """The curve's level at ``epoch``: the estimator's trend line inside its window, else the mean of the five
+    evaluations around it (a level, not the one lucky draw a restored best often is)."""
+    epochs = [e for e, _ in points]
+    if epoch not in epochs:
+        return None
+    if est.trend_slope is not None and est.trend_window is not None and epoch >= est.trend_window[0]:
+        mean_e, mean_v = _trend_line(points, est.trend_window[0])
+        return mean_v + (1.0 if mode == "max" else -1.0) * est.trend_slope * (epoch - mean_e)
+    i = epochs.index(epoch)
+    near = [v for _, v in points[max(0, i - 2):i + 3]]
+    return sum(near) / len(near)
+
+
+def gather(obs: Observed, stop: Mapping[str, Any]) -> Evidence:
+    """The evidence of ``obs``'s log, with the shared estimator run on its evaluations and training losses."""
+    points = obs.values()
+    epochs = [e for e, _ in points]
+    values = [v for _, v in points]
+    by_epoch = {r["epoch"]: r.get("train_loss") for r in obs.trace.records}
+    losses = [by_epoch.get(e) for e in epochs]
+    last = obs.last_epoch
+    est = estimate_learning(epochs, values, obs.mode, obs.epochs or last + 1,
+                            losses if any(x is not None for x in losses) else None, name=obs.monitor)
+    fall, span = _loss_fall(epochs, losses)
+    return Evidence(epoch=last, budget=obs.epochs, budget_used=(last + 1) / obs.epochs if obs.epochs else None,
+                    epochs_left=max(obs.epochs - 1 - last, 0) if obs.epochs else None, evaluations=len(points),
+                    loss_fall=fall, loss_span=span, bar=stop.get("best_value"), bar_epoch=stop.get("best_epoch"),
+                    bar_level=_level_at(points, est, obs.mode, stop.get("best_epoch")), estimate=est)
+
+
+def _loss_fall(epochs: list[int], losses: list[float | None], strip: int = 5) -> tuple[float | None, tuple[int, int] | None]:
+    """Relative fall of the training loss per epoch over the last ``strip`` evaluations that have one."""
+    pairs = [(e, x) for e, x in zip(epochs, losses) if x is not None and math.isfinite(x)][-strip:]
+    if len(pairs) < 2 or pairs[-1][0] == pairs[0][0] or pairs[0][1] == 0:
+        return None, None
+    (e0, x0), (e1, x1) = pairs[0], pairs[-1]
+    return (x0 - x1) / abs(x0) / (e1 - e0), (e0, e1)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2g} %" if abs(x) < 0.1 else f"{100 * x:.0f} %"
+
+
+def facts(ev: Evidence, monitor: str) -> dict[str, str]:
+    """Every fact the evidence supports, as a clause a user can check against the plot, by name."""
+    out: dict[str, str] = {}
+    est = ev.estimate
+    if ev.budget:
+        out["budget"] = f"it stopped at epoch {ev.epoch}, {_pct(ev.budget_used or 0)} into its {ev.budget}-epoch budget"
+    if ev.loss_fall is not None and ev.loss_span is not None:
+        a, b = ev.loss_span
+        out["loss"] = (f"the training loss was still falling {_pct(ev.loss_fall)} per epoch (epochs {a}-{b})"
+                       if ev.loss_fall > LOSS_FALLING else
+                       f"the training loss had flattened ({_pct(ev.loss_fall)} per epoch over epochs {a}-{b})")
+    if est.trend_z is not None and est.trend_slope is not None and est.trend_window is not None:
+        a, b = est.trend_window
+        word = "rose" if est.trend_slope > 0 else "fell" if est.trend_slope < 0 else "stayed flat"
+        out["trend"] = (f"{monitor} {word} {abs(est.trend_slope) * 10:.2g} per 10 epochs over epochs {a}-{b}, "
+                        f"z = {est.trend_z:+.1f} against its noise of {est.noise:.2g}"
+                        + (" (still rising)" if est.trend_z >= TREND_Z else " (within noise)" if est.trend_z > -TREND_Z
+                           else " (falling)"))
+    if ev.epochs_left is not None and ev.window_span is not None and ev.budget:
+        more = "more" if ev.epochs_left >= ROOM * ev.window_span else "fewer"
+        out["room"] = (f"{ev.epochs_left} of its {ev.budget} epochs were left, {more} than the {ev.window_span} "
+                       "the trend was measured over")
+    if est.gain is not None and est.gain_lo is not None and est.gain_hi is not None:
+        out["extrapolation"] = (f"the learning-curve fit expects {est.gain:+.2g} more by epoch {est.budget - 1} "
+                                f"(bounds {est.gain_lo:+.2g} to {est.gain_hi:+.2g})")
+    return out
+
+
+def decide(ev: Evidence) -> tuple[str, list[str], str]:
+    """(call, names of the deciding facts, rule) for a run a stopping rule ended."""
+    est = ev.estimate
+    falling = ev.loss_fall is not None and ev.loss_fall > LOSS_FALLING
+    if ev.evaluations < MIN_POINTS or est.trend_z is None or ev.window_span is None:
+        if ev.budget_used is not None and ev.budget_used <= EARLY_BUDGET and falling:
+            return PREMATURE, ["budget", "loss"], "early stop, loss still falling"
+        return CANNOT_TELL, ["budget", "loss"], "too few evaluations for a curve"
+    rising = est.trend_z >= TREND_Z
+    if rising and ev.epochs_left is None:
+        return CANNOT_TELL, ["trend", "loss"], "rising, budget unknown"
+    room = ev.epochs_left is not None and ev.epochs_left >= ROOM * ev.window_span
+    if rising and room:
+        return PREMATURE, ["trend", "room", "extrapolation"], "still rising, with room"
+    if rising:
+        return NOT_PREMATURE, ["room", "trend", "loss"], "little budget left"
+    return NOT_PREMATURE, ["trend", "room", "loss"], "trend within noise"
+
+
+def _sentence(call: str, confidence: float | None, clauses: list[str]) -> str:
+    head = {PREMATURE: "Premature", NOT_PREMATURE: "Not premature", CANNOT_TELL: "Cannot tell"}[call]
+    sure = f" (confidence {100 * confidence:.0f} %)" if confidence is not None else ""
+    body = "; ".join(clauses) if clauses else "the log holds too little to judge"
+    return f"{head}{sure}: {body}."
+
+
+def verdict(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict of a run a stopping rule ended: call, confidence, deciding facts, one sentence, the evidence."""
+    ev = gather(obs, stop)
+    by_name = facts(ev, obs.monitor)
+    call, names, rule = decide(ev)
+    deciding = [by_name[n] for n in names if n in by_name][:3]
+    confidence = CONFIDENCE.get(rule) if call != CANNOT_TELL else None
+    return {"call": call, "confidence": confidence, "rule": rule, "facts": deciding, "all_facts": by_name,
+            "sentence": _sentence(call, confidence, deciding), "estimate": estimate_dict(ev.estimate),
+            "extrapolated": "extrapolation" in names and "extrapolation" in by_name and bool(ev.estimate.continuation),
+            "evidence": _plain({k: v for k, v in asdict(ev).items() if k != "estimate"})}
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    """Tuples as lists, as the report's JSON has them."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def estimate_dict(est: LearningEstimate) -> dict[str, Any]:
+    """The shared estimator's result as plain data (continuation as a list of dicts)."""
+    out = _plain(asdict(est))
+    out["continuation"] = [asdict(p) for p in est.continuation]
+    return out

@@ -1,0 +1,320 @@
+#!/usr/bin/env python
+"""Score ``rec-es explain``'s "was it premature?" verdict on stock RecBole logs whose future is known (issue 13).
+
+    python scripts/bench_explain.py RUNS_DIR [RUNS_DIR ...] [--held-out REGIME ...] [--out DIR] [--logs DIR]
+                                    [--stopping-steps 1 3 5 10 20 50] [--metrics mrr@10 ndcg@10]
+    OMP_NUM_THREADS=1 python scripts/bench_explain.py --stock-check [--out DIR]
+
+Every ``trace.jsonl`` under RUNS_DIR that was recorded with stopping disabled and test metrics at every epoch
+(``scripts/record_runs.py``: ``<regime>/seed<N>/``) is one full run. For each ``valid_metric`` and
+``stopping_step``, RecBole's rule (``recbole_legacy``, the same decision as ``recbole.utils.early_stopping``) is
+replayed on it; where the rule stops, the run is cut there and written as the log stock RecBole 1.2.1 would have
+written (``rec_es.recbole_log.write``), and ``rec_es.explain`` reads that log like any other.
+
+The truth comes from the full run, which the log does not show: the *oracle* is the full run's best-validation
+epoch on that valid_metric (the first one, if tied); the *restored* epoch is where the cut run's rule restored.
+The stop was **premature** when the oracle's test NDCG@10 is at least 5 % higher than the restored epoch's, **not
+premature** when at most 1 % higher (or lower); cases in between are left out of the score. A rule that never
+stops inside the run gives no case. The verdict counts as right when it says premature for a premature stop and
+not premature for a not premature one; "cannot tell" is never right. Goal: >= 90 % right, "cannot tell" on at
+most 10 % of the cases.
+
+``--held-out PATTERN`` (a regime, ``REGIME/seedN`` or a glob such as ``*/seed2021``) reports those runs in a table
+of their own: the verdict's thresholds were chosen on the other runs only, so the held-out table is the honest one.
+
+``--stock-check`` runs stock RecBole (``recbole.quick_start.run_recbole`` with ``stopping_step``) and a rec_es
+recording (stopping disabled, ``--record-test``) of the same config on datasets/ml-100k-tiny and on ml-100k, and
+checks that the log cut from the recording parses as the stock log does: the same evaluation epochs and
+valid scores, the same "Saving current" epochs, the same stop and best epoch, the same train losses.
+
+Writes ``cases.csv`` and ``confusion.md`` into ``--out`` (default docs/results/bench_explain).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay  # noqa: E402
+from rec_es.trace import Trace, read_trace  # noqa: E402
+
+STOPPING_STEPS = (1, 3, 5, 10, 20, 50)
+METRICS = ("mrr@10", "ndcg@10")
+TEST_METRIC = "ndcg@10"
+PREMATURE, NOT_PREMATURE, CANNOT_TELL = "premature", "not premature", "cannot tell"
+PREMATURE_AT, FINE_AT = 1.05, 1.01
+CALLS = (PREMATURE, NOT_PREMATURE, CANNOT_TELL)
+
+
+@dataclass
+class Case:
+    """One cut log: where the rule stopped, what the full run knew, what explain said."""
+
+    regime: str
+    seed: int | None
+    valid_metric: str
+    stopping_step: int
+    budget: int
+    stop_epoch: int
+    restored_epoch: int
+    oracle_epoch: int
+    restored_test: float
+    oracle_test: float
+    ratio: float
+    truth: str  # premature | not premature | between
+    call: str = ""
+    confidence: float | None = None
+    verdict: str = ""
+    log: str = ""
+    held_out: bool = False
+    partial: bool = False
+    trend_z: float | None = None  # the verdict's evidence: the estimator's trend z-score
+    room: float | None = None  # epochs left in the budget / the trend window's span
+    rule: str = ""
+    end_level: float | None = None  # full run: mean valid_metric of its last 5 evaluations
+    actual_gain: float | None = None  # end_level minus explain's curve level at the restored epoch
+    expected_gain: float | None = None  # explain's projected gain to the budget's end (None without a projection)
+    gain_lo: float | None = None
+    gain_hi: float | None = None
+
+    @property
+    def right(self) -> bool:
+        return self.call == self.truth
+
+
+def find_runs(roots: Sequence[Path], include_partial: bool) -> list[tuple[str, Trace]]:
+    """(regime/seed name, trace) of every recorded run with test metrics under ``roots``, sorted by name."""
+    runs = []
+    for root in roots:
+        for path in sorted(Path(root).rglob("trace.jsonl")):
+            trace = read_trace(path)
+            if not trace.header.get("record_test") or not trace.records or "test" not in trace.records[-1]:
+                continue
+            if trace.footer is None and not include_partial:
+                print(f"skipped (still running, no footer): {path}", file=sys.stderr)
+                continue
+            runs.append((f"{path.parent.parent.name}/{path.parent.name}", trace))
+    return sorted(runs, key=lambda r: r[0])
+
+
+def truth(ratio: float) -> str:
+    if ratio >= PREMATURE_AT:
+        return PREMATURE
+    if ratio <= FINE_AT:
+        return NOT_PREMATURE
+    return "between"
+
+
+def cases_of(name: str, trace: Trace, metrics: Iterable[str], steps: Iterable[int]) -> list[tuple[Case, str]]:
+    """Every (case, stock log text) of one full run: one per (valid_metric, stopping_step) whose rule stops."""
+    out = []
+    regime = name.split("/")[0]
+    test = {r["epoch"]: {k.lower(): v for k, v in r["test"].items()}[TEST_METRIC] for r in trace.records}
+    for metric in metrics:
+        valid = [(r["epoch"], {k.lower(): v for k, v in r["valid"].items()}[metric]) for r in trace.records]
+        oracle = max(valid, key=lambda ev: (ev[1], -ev[0]))[0]
+        end_level = sum(v for _, v in valid[-5:]) / len(valid[-5:])
+        for step in steps:
+            result = stock_replay(trace, metric, step)
+            if not result.stopped or result.best_epoch is None:
+                continue
+            restored = result.best_epoch
+            ratio = test[oracle] / test[restored] if test[restored] > 0 else float("inf")
+            case = Case(regime=regime, seed=trace.header.get("seed"), valid_metric=metric, stopping_step=step,
+                        budget=int(trace.header["epochs"]), stop_epoch=result.stop_epoch, restored_epoch=restored,
+                        oracle_epoch=oracle, restored_test=test[restored], oracle_test=test[oracle], ratio=ratio,
+                        truth=truth(ratio), partial=trace.footer is None, log=stock_log_name(trace),
+                        end_level=end_level)
+            out.append((case, stock_log_text(trace, metric.upper(), step)))
+    return out
+
+
+def call_of(report: dict[str, Any]) -> tuple[str, float | None]:
+    """The verdict as premature / not premature / cannot tell, and its stated confidence (None if none)."""
+    premature = report["premature"]
+    if premature.get("call"):
+        return premature["call"].replace("_", " "), premature.get("confidence")
+    verdict = premature["verdict"].lower()  # verdicts before issue 13 have only the sentence
+    if verdict.startswith(("likely premature", "possibly premature")):
+        return PREMATURE, None
+    if verdict.startswith(("not premature", "probably not premature")):
+        return NOT_PREMATURE, None
+    return CANNOT_TELL, None
+
+
+def judge(cases: list[tuple[Case, str]], logs: Path) -> None:
+    from rec_es.explain import explain
+
+    for case, text in cases:
+        folder = logs / f"{case.regime}-seed{case.seed}-{case.valid_metric.replace('@', '')}-ss{case.stopping_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / case.log
+        path.write_text(text, encoding="utf-8")
+        report = explain(path)
+        case.call, case.confidence = call_of(report)
+        case.verdict = report["premature"]["verdict"]
+        evidence = report["premature"].get("evidence") or {}
+        case.rule = report["premature"].get("rule", "")
+        window = (report["premature"].get("estimate") or {}).get("trend_window")
+        case.trend_z = (report["premature"].get("estimate") or {}).get("trend_z")
+        if window and evidence.get("epochs_left") is not None:
+            case.room = evidence["epochs_left"] / max(window[1] - window[0], 1)
+        lost = report.get("lost") or {}
+        if lost:  # the fitted level at the budget's end against the level at the restored epoch, and its bounds
+            case.actual_gain = case.end_level - lost["restored_level"]
+            case.expected_gain = lost["gain_over_restored"]
+            case.gain_lo = lost["gain_over_restored"] - lost["gain"] + lost["gain_lo"]
+            case.gain_hi = lost["gain_over_restored"] - lost["gain"] + lost["gain_hi"]
+        case.log = str(path)
+
+
+def confusion(cases: Sequence[Case], title: str) -> list[str]:
+    """A markdown confusion table (truth x verdict) and the two goal numbers."""
+    scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    lines = [f"### {title}", "", f"| truth \\ verdict | {' | '.join(CALLS)} | total |", "|---|---:|---:|---:|---:|"]
+    for t in (PREMATURE, NOT_PREMATURE):
+        row = [sum(1 for c in scored if c.truth == t and c.call == k) for k in CALLS]
+        lines.append(f"| {t} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
+    n = len(scored)
+    right = sum(c.right for c in scored)
+    unsure = sum(c.call == CANNOT_TELL for c in scored)
+    between = sum(c.truth == "between" for c in cases)
+    decided = n - unsure
+    lines += ["", f"{n} scored cases ({between} between 1 % and 5 % left out): **{right}/{n} right"
+              + (f" ({100 * right / n:.0f} %)" if n else "") + f"**, cannot tell on {unsure}/{n}"
+              + (f" ({100 * unsure / n:.0f} %)" if n else "") + f"; of the {decided} verdicts given, {right} right"
+              + (f" ({100 * right / decided:.0f} %)" if decided else "") + ".", ""]
+    return lines
+
+
+def coverage(cases: Sequence[Case]) -> list[str]:
+    """How often explain's projected gain band held the full run's actual gain (valid_metric, budget's end)."""
+    banded = [c for c in cases if c.gain_lo is not None and c.gain_hi is not None and c.actual_gain is not None]
+    if not banded:
+        return []
+    inside = sum(c.gain_lo <= c.actual_gain <= c.gain_hi for c in banded)
+    above = sum(c.actual_gain > c.gain_hi for c in banded)
+    errors = sorted(abs(c.expected_gain - c.actual_gain) for c in banded if c.expected_gain is not None)
+    return ["### expected gain of continuing", "", f"On {len(banded)} cut logs with a learning-curve fit, the full run's "
+            f"actual gain (mean of its last 5 evaluations minus the curve's level at the restored epoch) fell inside the estimator's bounds "
+            f"{inside} times, above it {above}, below it {len(banded) - inside - above}; median absolute error of "
+            f"the expected gain {errors[len(errors) // 2]:.4f}.", ""]
+
+
+def tune(cases: Sequence[Case]) -> list[str]:
+    """Right verdicts of rules 2-3 over a grid of (TREND_Z, ROOM), on ``cases`` only.
+
+    Cases rule 1 decided (too few evaluations for a curve) keep their call."""
+    scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    lines = ["### threshold grid (tuning runs only): right verdicts", "",
+             "| TREND_Z \\ ROOM | " + " | ".join(f"{r:g}" for r in TUNE_ROOM) + " |", "|---|" + "---:|" * len(TUNE_ROOM)]
+    for z0 in TUNE_Z:
+        cells = []
+        for r0 in TUNE_ROOM:
+            right = 0
+            for c in scored:
+                call = c.call
+                if c.trend_z is not None and c.room is not None:
+                    call = PREMATURE if c.trend_z >= z0 and c.room >= r0 else NOT_PREMATURE
+                right += call == c.truth
+            cells.append(f"{right}/{len(scored)}")
+        lines.append(f"| {z0:g} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def per_rule(cases: Sequence[Case]) -> list[str]:
+    """Right verdicts per verdict rule, and the share (right + 1) / (n + 2) that explain states as confidence."""
+    scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    lines = ["### per rule (tuning runs only)", "", "| rule | cases | right | (right + 1) / (cases + 2) |",
+             "|---|---:|---:|---:|"]
+    for rule in sorted({c.rule for c in scored}):
+        group = [c for c in scored if c.rule == rule]
+        right = sum(c.right for c in group)
+        lines.append(f"| {rule} | {len(group)} | {right} | {(right + 1) / (len(group) + 2):.2f} |")
+    return lines + [""]
+
+
+TUNE_Z = (1.0, 1.5, 2.0, 2.5, 3.0)
+TUNE_ROOM = (0.25, 0.5, 1.0, 1.5, 2.0)
+
+
+def held(name: str, patterns: Sequence[str]) -> bool:
+    """``name`` (regime/seedN) matches a pattern: the regime, the name, or a glob such as ``*/seed2021``."""
+    return any(name.split("/")[0] == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def bench(args: argparse.Namespace) -> int:
+    runs = find_runs(args.runs, args.include_partial)
+    if not runs:
+        print(f"no recorded runs with test metrics under {', '.join(map(str, args.runs))}", file=sys.stderr)
+        return 1
+    all_cases: list[tuple[Case, str]] = []
+    for name, trace in runs:
+        for case, text in cases_of(name, trace, args.metrics, args.stopping_steps):
+            case.held_out = held(name, args.held_out)
+            all_cases.append((case, text))
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = args.logs or Path(tmp)
+        judge(all_cases, logs)
+    cases = [c for c, _ in all_cases]
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "cases.csv", "w", newline="", encoding="utf-8") as fh:
+        fields = [k for k in asdict(cases[0]) if k != "log"] if cases else []
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for c in cases:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in asdict(c).items()})
+    names = ", ".join(n for n, _ in runs)
+    lines = [f"# bench_explain: {len(runs)} runs, {len(cases)} cut logs", "", f"Runs: {names}", ""]
+    if args.held_out:
+        lines += confusion([c for c in cases if not c.held_out], "runs used to choose the thresholds")
+        lines += confusion([c for c in cases if c.held_out], f"held-out runs ({', '.join(args.held_out)})")
+    lines += confusion(cases, "all runs")
+    lines += coverage(cases)
+    if args.tune:
+        lines += tune([c for c in cases if not c.held_out]) + per_rule([c for c in cases if not c.held_out])
+    wrong = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE) and not c.right]
+    if wrong:
+        lines += ["### wrong or cannot tell", "", "| run | valid_metric | stopping_step | stop | restored | oracle "
+                  "| test ratio | truth | verdict |", "|---|---|---:|---:|---:|---:|---:|---|---|"]
+        lines += [f"| {c.regime}/seed{c.seed} | {c.valid_metric} | {c.stopping_step} | {c.stop_epoch} | "
+                  f"{c.restored_epoch} | {c.oracle_epoch} | {c.ratio:.3f} | {c.truth} | {c.verdict} |" for c in wrong]
+    text = "\n".join(lines) + "\n"
+    (args.out / "confusion.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench_explain.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="*", type=Path, help="directories holding recorded runs (any depth)")
+    p.add_argument("--stopping-steps", nargs="+", type=int, default=list(STOPPING_STEPS))
+    p.add_argument("--metrics", nargs="+", default=list(METRICS), type=str.lower)
+    p.add_argument("--held-out", nargs="+", default=[], metavar="PATTERN", help="regimes, regime/seedN names or "
+                   "globs (*/seed2021) not used to choose thresholds, reported apart")
+    p.add_argument("--include-partial", action="store_true", help="also runs still being recorded (no footer): "
+                   "their truth is only what is recorded so far")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "bench_explain")
+    p.add_argument("--logs", type=Path, default=None, help="keep the cut logs here (default: a temp dir)")
+    p.add_argument("--tune", action="store_true", help="also print the threshold grid on the non-held-out runs")
+    p.add_argument("--stock-check", action="store_true", help="train stock RecBole and compare its logs")
+    args = p.parse_args(argv)
+    if args.stock_check:
+        from bench_explain_stock import stock_check
+
+        return stock_check(args.out)
+    if not args.runs:
+        p.error("give RUNS_DIR (or --stock-check)")
+    return bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""scripts/bench_explain.py on recorded runs written here from scripted scores (test NDCG@10 = valid / 2)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from conftest import load_script
+from test_diagnose import write_trace
+
+# valid ndcg@10 per epoch. RecBole's rule on it (ties count as improvements):
+#   stopping_step 1: misses at epochs 2 and 3 -> stops at 3, restores epoch 1 (0.20)
+#   stopping_step 3: best 0.50 at 6, tie at 7 (restored), misses 8-11 -> stops at 11, restores epoch 7
+#   stopping_step 5: never stops -> no case
+# The full run's best-validation epoch is 6 (the first 0.50): test 0.25.
+SCORES = [0.10, 0.20, 0.15, 0.14, 0.30, 0.40, 0.50, 0.50, 0.49, 0.48, 0.47, 0.46]
+
+
+def test_cases_truth_and_table(tmp_path: Path) -> None:
+    """Each stopping rule that fires gives one case; the truth compares test NDCG@10 at the full run's best epoch
+    with the restored one's; the table counts every scored case once."""
+    bench = load_script("bench_explain")
+    runs = tmp_path / "runs"
+    write_trace(runs / "scripted" / "seed2020", SCORES, {"enabled": False}, epochs=len(SCORES), record_test=True)
+    write_trace(runs / "unfinished" / "seed2020", SCORES[:5], {"enabled": False}, epochs=len(SCORES),
+                record_test=True, footer=False)
+    out = tmp_path / "out"
+    assert bench.main([str(runs), "--metrics", "ndcg@10", "--stopping-steps", "1", "3", "5", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "cases.csv", encoding="utf-8")))
+    got = [(r["regime"], r["stopping_step"], r["stop_epoch"], r["restored_epoch"], r["oracle_epoch"], r["ratio"],
+            r["truth"]) for r in rows]
+    assert got == [("scripted", "1", "3", "1", "6", "2.5000", "premature"),
+                   ("scripted", "3", "11", "7", "6", "1.0000", "not premature")]
+    table = (out / "confusion.md").read_text()
+    calls = [r["call"] for r in rows]
+    premature_row = [int(calls[0] == k) for k in bench.CALLS]
+    fine_row = [int(calls[1] == k) for k in bench.CALLS]
+    assert f"| premature | {' | '.join(map(str, premature_row))} | 1 |" in table
+    assert f"| not premature | {' | '.join(map(str, fine_row))} | 1 |" in table
+    right = (calls[0] == "premature") + (calls[1] == "not premature")
+    assert f"2 scored cases (0 between 1 % and 5 % left out): **{right}/2 right" in table
+    decided = sum(c != "cannot tell" for c in calls)
+    assert f"; of the {decided} verdicts given, {right} right" in table
+    assert "unfinished" not in table  # a run without a footer is still being recorded: left out

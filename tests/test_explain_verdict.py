@@ -1,0 +1,210 @@
+"""The "was it premature?" verdict, the lost-gain estimate and the projection on the plot (issue 13).
+
+tests/fixtures/recbole_logs/cut/ holds stock-format logs written by ``rec_es.recbole_log.write`` from long runs
+recorded with stopping disabled (docs/results/long_runs, ml-100k), cut where RecBole's rule stops. What the full
+runs did afterwards (the truth the verdict cannot see; docs/explain_verdict.md):
+  * gru4rec_lr0.005_ss1: stopping_step 1 on NDCG@10 stops at epoch 7 of 100, restoring epoch 5; the full run's
+    best-validation epoch (68) has 29 % more test NDCG@10: premature;
+  * gru4rec_lr0.005_ss20: stopping_step 20 stops at epoch 65, restoring epoch 44; the full run's best-validation
+    epoch (68) has 9 % less test NDCG@10: not premature;
+  * stamp_ss1: STAMP, stopping_step 1 stops at epoch 2 of 100, restoring epoch 0; the full run's best (65) has
+    2.6x its test NDCG@10: premature.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rec_es.explain import explain, main
+from rec_es.explain.verdict import CONFIDENCE, MIN_POINTS, TREND_Z
+from rec_es.policy.learning import estimate_learning
+from rec_es.recbole_log import parse_recbole_log
+from rec_es.recbole_log.write import stock_log_text
+from rec_es.trace import read_trace
+
+from test_diagnose import write_trace
+
+CUT = Path(__file__).parent / "fixtures" / "recbole_logs" / "cut"
+
+
+def _log_series(path: Path) -> tuple[list[int], list[float], list[float]]:
+    """(epochs, valid_scores, train losses) read from the raw log text with regular expressions."""
+    text = path.read_text()
+    evals = [(int(e), float(s)) for e, s in re.findall(r"epoch (\d+) evaluating \[time: [\d.]+s, valid_score: ([\d.]+)\]", text)]
+    losses = {int(e): float(x) for e, x in re.findall(r"epoch (\d+) training \[time: [\d.]+s, train loss: ([\d.]+)\]", text)}
+    return [e for e, _ in evals], [s for _, s in evals], [losses[e] for e, _ in evals]
+
+
+def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
+    """Three evaluations, too few for a curve: 3 % into the budget with the loss falling decides it."""
+    path = CUT / "stamp_ss1.log"
+    epochs, _, losses = _log_series(path)
+    assert len(epochs) < MIN_POINTS
+    fall = (losses[0] - losses[-1]) / losses[0] / (epochs[-1] - epochs[0])
+    premature = explain(path)["premature"]
+    rule = "early stop, loss still falling"
+    assert (premature["call"], premature["rule"], premature["confidence"]) == ("premature", rule, CONFIDENCE[rule])
+    assert premature["facts"] == ["it stopped at epoch 2, 3 % into its 100-epoch budget",
+                                  f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2)"]
+    assert premature["verdict"] == (f"Premature (confidence {100 * CONFIDENCE[rule]:.0f} %): it stopped at epoch 2, "
+                                    "3 % into its 100-epoch budget; the training loss was still falling "
+                                    f"{100 * fall:.2g} % per epoch (epochs 0-2).")
+
+
+def test_rising_stop_with_room_is_premature() -> None:
+    """Stopped at epoch 7 of 100 while NDCG@10 climbs: the estimator's trend z beats TREND_Z and 92 epochs are
+    left, more than the trend's window; the facts quote the estimator's own slope, z and expected gain."""
+    path = CUT / "gru4rec_lr0.005_ss1.log"
+    epochs, values, losses = _log_series(path)
+    est = estimate_learning(epochs, values, "max", 100, losses)
+    premature = explain(path)["premature"]
+    assert (premature["call"], premature["rule"]) == ("premature", "still rising, with room")
+    a, b = est.trend_window
+    assert est.trend_z >= TREND_Z and 99 - epochs[-1] >= b - a
+    assert premature["facts"] == [
+        f"ndcg@10 rose {est.trend_slope * 10:.2g} per 10 epochs over epochs {a}-{b}, z = {est.trend_z:+.1f} against "
+        f"its noise of {est.noise:.2g} (still rising)",
+        f"{99 - epochs[-1]} of its 100 epochs were left, more than the {b - a} the trend was measured over",
+        f"the learning-curve fit expects {est.gain:+.2g} more by epoch 99 (bounds {est.gain_lo:+.2g} to "
+        f"{est.gain_hi:+.2g})"]
+    assert premature["extrapolated"] is True
+
+
+def test_late_falling_stop_is_not_premature() -> None:
+    """Stopped at epoch 65 of 100 with the trend falling within noise and the loss flat: not premature."""
+    path = CUT / "gru4rec_lr0.005_ss20.log"
+    epochs, values, losses = _log_series(path)
+    est = estimate_learning(epochs, values, "max", 100, losses)
+    premature = explain(path)["premature"]
+    assert est.trend_z < TREND_Z
+    assert (premature["call"], premature["rule"]) == ("not_premature", "trend within noise")
+    assert premature["verdict"].startswith(f"Not premature (confidence {100 * CONFIDENCE['trend within noise']:.0f} %): "
+                                           f"ndcg@10 fell ")
+    assert "the training loss had flattened" in premature["verdict"] and premature["extrapolated"] is False
+
+
+def test_rising_stop_near_the_budget_is_not_premature(tmp_path: Path) -> None:
+    """A curve still rising at epoch 17 of 20: too few epochs are left for the trend to matter."""
+    scores = [0.1 + 0.01 * i + (0.003 if i % 2 else 0.0) for i in range(16)] + [0.24, 0.245]
+    run = write_trace(tmp_path / "run", scores, {"patience": 2, "min_delta": 0.01}, epochs=20)
+    premature = explain(run)["premature"]
+    assert explain(run)["stop"]["stop_epoch"] == 17
+    assert (premature["call"], premature["rule"]) == ("not_premature", "little budget left")
+    assert premature["facts"][0].startswith("2 of its 20 epochs were left, fewer than the ")
+
+
+def test_short_stop_late_in_the_budget_cannot_be_told(tmp_path: Path) -> None:
+    """Four evaluations of a six-epoch budget: no curve, and the budget is nearly used: cannot tell."""
+    run = write_trace(tmp_path / "run", [0.3, 0.35, 0.34, 0.33], {"patience": 2}, epochs=6)
+    premature = explain(run)["premature"]
+    assert premature["call"] == "cannot_tell" and premature["verdict"].startswith("Cannot tell: it stopped at epoch 3")
+
+
+def test_lost_gain_is_the_estimators_and_data_ends_rows_are_simulated() -> None:
+    """The lost estimate restates the shared estimator's gain; every "data ends" policy gets a simulated outcome,
+    the same on every call (seeded)."""
+    path = CUT / "gru4rec_lr0.005_ss1.log"
+    epochs, values, losses = _log_series(path)
+    est = estimate_learning(epochs, values, "max", 100, losses)
+    report = explain(path)
+    lost = report["lost"]
+    assert (lost["gain"], lost["gain_lo"], lost["gain_hi"]) == pytest.approx((est.gain, est.gain_lo, est.gain_hi))
+    assert lost["end_epoch"] == 99 and lost["end_level"] == pytest.approx(est.continuation[-1].mean)
+    ends = [r for r in report["counterfactuals"] if r.get("status") == "data_ends"]
+    assert ends and all(r["extrapolated"]["median_stop_epoch"] > 7 for r in ends)
+    assert all(r["extrapolated"]["simulations"] == 30 for r in ends)
+    assert [r["extrapolated"] for r in ends] == [r["extrapolated"] for r in explain(path)["counterfactuals"]
+                                                 if r.get("status") == "data_ends"]
+    assert lost["captured_by"] and set(lost["captured_by"]) <= {r["policy"] for r in ends}
+    assert "Policies expected to capture at least 50 % of the expected gain: " in lost["sentence"]
+
+
+def test_plot_draws_the_fitted_continuation_and_its_band(tmp_path: Path, saved_figures: list[Any]) -> None:
+    """When the verdict used the extrapolation, the PNG shows the estimator's curve from after the stop to the
+    budget's end, with its band."""
+    path = CUT / "gru4rec_lr0.005_ss1.log"
+    epochs, values, losses = _log_series(path)
+    est = estimate_learning(epochs, values, "max", 100, losses)
+    png = tmp_path / "p.png"
+    assert main([str(path), "--plot", str(png)]) == 0
+    [(fig, _)] = saved_figures
+    [ax] = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    line = lines["learning-curve fit extrapolated to epoch 99"]
+    assert list(line.get_xdata()) == [p.epoch for p in est.continuation] and line.get_xdata()[0] > 7
+    assert list(line.get_ydata()) == pytest.approx([p.mean for p in est.continuation])
+    [band] = [c for c in ax.collections if c.get_label() == "band of the fitted curve (one-sided 90 % bounds)"]
+    xs, ys = band.get_paths()[0].vertices[:, 0], band.get_paths()[0].vertices[:, 1]
+    assert min(xs) == est.continuation[0].epoch and max(xs) == 99
+    assert min(ys) == pytest.approx(min(p.lo for p in est.continuation))
+    assert max(ys) == pytest.approx(max(p.hi for p in est.continuation))
+
+
+def test_plot_has_no_extrapolation_when_the_verdict_did_not_use_one(tmp_path: Path,
+                                                                    saved_figures: list[Any]) -> None:
+    """A not-premature verdict decided by the trend draws no fitted continuation."""
+    assert main([str(CUT / "gru4rec_lr0.005_ss20.log"), "--plot", str(tmp_path / "p.png")]) == 0
+    [(fig, _)] = saved_figures
+    assert not [line for line in fig.axes[0].get_lines() if "extrapolated" in line.get_label()]
+    assert not fig.axes[0].collections
+
+
+def test_plot_has_no_extrapolation_without_a_stop(tmp_path: Path, saved_figures: list[Any]) -> None:
+    """A run that used its budget has no extrapolation on its plot."""
+    run = write_trace(tmp_path / "run", [0.1 * i for i in range(12)], {"enabled": False}, epochs=12)
+    assert main([str(run), "--plot", str(tmp_path / "p.png")]) == 0
+    [(fig, _)] = saved_figures
+    assert not [line for line in fig.axes[0].get_lines() if "extrapolated" in line.get_label()]
+    assert not fig.axes[0].collections
+
+
+def test_json_report_carries_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    """--json is strict JSON with the call, confidence, deciding facts and the estimator's result."""
+    assert main([str(CUT / "gru4rec_lr0.005_ss20.log"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    premature = data["premature"]
+    assert premature["call"] == "not_premature" and 2 <= len(premature["facts"]) <= 3
+    assert premature["verdict"].startswith("Not premature (") and premature["estimate"]["budget"] == 100
+
+
+def test_written_log_matches_recbole_early_stopping(tmp_path: Path) -> None:
+    """A log written from a recorded trace reads back with the evaluations, 'Saving current' flags and stop that
+    recbole.utils.early_stopping gives on the same scores."""
+    from recbole.utils import early_stopping
+
+    scores = [0.1, 0.2, 0.2, 0.25, 0.24, 0.25, 0.23, 0.22, 0.21, 0.3]
+    run = write_trace(tmp_path / "run", scores, {"enabled": False}, epochs=10, record_test=True)
+    trace = read_trace(run)
+    path = tmp_path / "GRU4Rec-ml-100k-Jan-01-2026_12-00-00.log"
+    path.write_text(stock_log_text(trace, "NDCG@10", 2))
+    best, step, updates, stop_at = -math.inf, 0, [], None
+    for epoch, score in enumerate(scores):
+        best, step, stop, update = early_stopping(score, best, step, max_step=2, bigger=True)
+        updates.append(update)
+        if stop:
+            stop_at = epoch
+            break
+    log = parse_recbole_log(path)
+    assert stop_at == 8 and log.ending == "early_stopped" and log.warnings == []
+    assert log.scores() == list(enumerate(scores[:stop_at + 1]))
+    assert [e.saved for e in log.evaluations] == updates
+    restored = max(i for i, u in enumerate(updates) if u)  # the tie at epoch 5 counts, as in RecBole
+    assert log.finished_best_epoch == restored == 5
+    assert log.test_result == {"ndcg@10": round(scores[restored] / 2, 4)}
+    assert (log.stopping_step, log.epochs, log.valid_metric) == (2, 10, "ndcg@10")
+
+
+def test_runs_no_rule_stopped_get_no_call() -> None:
+    """A truncated log and a run that used its budget are not judged premature or not: no call, no lost gain."""
+    logs = CUT.parent
+    truncated = explain(logs / "broken_truncated.log")
+    assert truncated["premature"]["call"] is None and truncated["lost"] is None
+    assert truncated["premature"]["verdict"] == "Not stopped by a rule: the data ends before any stop or budget."
+    budget = explain(logs / "budget_test_crashed.log")
+    assert budget["premature"]["call"] is None and budget["lost"] is None
+    assert budget["premature"]["verdict"].startswith("Not stopped early: the run used its whole budget")
