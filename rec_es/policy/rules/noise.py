@@ -20,7 +20,7 @@ signed-rank test with zero_method zsplit (Optuna's ``WilcoxonPruner``) is conser
 here, because most users score 0 in both evaluations. Without per-user scores (a replayed trace that has none)
 the test falls back to a z-test of the difference against the curve's noise above, and the decision says so.
 Repeated testing: every evaluation is tested against the best, so over K evaluations of a model that no longer
-changes the chance of at least one false improvement grows with K (measured: 0.15-0.33 by K = 10 at alpha
+changes the chance of at least one false improvement grows with K (measured: 0.15-0.28 by K = 10 at alpha
 0.05); a false improvement only makes the run wait longer, never stop earlier.
 """
 from __future__ import annotations
