@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("rec_es.compare", "compare stopping policies over seeds (replay and live)"),
     "explain": ("rec_es.explain", "explain why a run (rec_es or stock RecBole log) stopped"),
     "check": ("rec_es.lint", "lint RecBole + rec_es property files before training"),
+    "tune": ("rec_es.tune", "hyper-parameter search on Ray Tune, a rec_es policy in every trial"),
 }
 
 

@@ -1,5 +1,16 @@
-"""What RecBole 1.2.1 needs to run cleanly on torch >= 2.6, numpy < 2 and pandas 2.x.
+"""What RecBole 1.2.1 needs to run cleanly on torch >= 2.6, numpy 1 or 2, pandas 2.x and Python 3.10-3.13.
 
+* RecBole's ``Config.__init__`` calls ``compatibility_settings`` (recbole/config/configurator.py:625-635), which
+  assigns ``np.float = np.float_``, ``np.complex = np.complex_`` and ``np.unicode = np.unicode_``; numpy 2
+  removed those three names, so every ``Config`` raises ``AttributeError: `np.float_` was removed in the NumPy
+  2.0 release``. On numpy 2 ``use_numpy2_aliases`` (part of ``apply_recbole_fixes``) replaces the method with
+  the same eight aliases spelled with names numpy 2 kept (``np.float64``, ``np.complex128``, ``np.str_``: the
+  very objects the old names were), so RecBole's later uses (``np.float`` in evaluator/metrics.py:90 and
+  data/interaction.py:31, ``np.long`` in model/layers.py:932, ``np.bool`` in evaluator/metrics.py:287) see what
+  they saw on numpy 1. On numpy 1 RecBole's own method is left in place. Stock ``run_recbole`` in a numpy-2
+  environment needs ``use_numpy2_aliases()`` called first.
+* Python >= 3.12 has no ``distutils``; RecBole's ``get_flops`` (recbole/utils/utils.py:298) imports thop 0.1.1,
+  which imports ``distutils.version``. No shim: pyproject.toml requires setuptools there, whose copy is found.
 * RecBole's ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` call ``torch.load``
   on a file that pickles RecBole's ``Config``; torch >= 2.6 loads with ``weights_only=True`` by default
   and refuses it. ``EarlyStoppingTrainer`` overrides ``evaluate`` and keeps its own checkpoints
@@ -46,13 +57,40 @@ def quiet_recbole_warnings() -> None:
 
 
 def apply_recbole_fixes() -> None:
-    """Make RecBole 1.2.1 run on this stack: the ``dok_matrix._update`` shim and anomaly detection undone (idempotent)."""
+    """Make RecBole 1.2.1 run here: numpy-2 aliases, ``dok_matrix._update``, anomaly mode undone (idempotent)."""
     import scipy.sparse as sp
 
+    use_numpy2_aliases()
     for cls in (sp.dok_matrix, getattr(sp, "dok_array", None)):
         if cls is not None and not hasattr(cls, "_update"):
             cls._update = _dok_update
     _undo_sine_anomaly_mode()
+
+
+# RecBole's Config.compatibility_settings: alias -> the numpy name it assigns, spelled as numpy 2 still has it
+NUMPY_ALIASES = {"bool": "bool_", "int": "int_", "float": "float64", "complex": "complex128", "object": "object_",
+                 "str": "str_", "long": "int_", "unicode": "str_"}
+
+
+def use_numpy2_aliases() -> None:
+    """On numpy 2, swap RecBole's ``Config.compatibility_settings`` for ``_numpy_aliases`` (numpy 1: RecBole's own).
+
+    The one fix stock RecBole needs to run at all on numpy 2: call it before ``run_recbole`` to run RecBole as
+    shipped otherwise (``apply_recbole_fixes`` also undoes SINE's anomaly mode).
+    """
+    import numpy as np
+    from recbole.config.configurator import Config
+
+    if not hasattr(np, "float_"):
+        Config.compatibility_settings = _numpy_aliases
+
+
+def _numpy_aliases(self: Any) -> None:
+    """What RecBole's ``compatibility_settings`` sets (``np.float = np.float_``, ...), in names numpy 2 has."""
+    import numpy as np
+
+    for alias, name in NUMPY_ALIASES.items():
+        setattr(np, alias, getattr(np, name))
 
 
 SINE_MODULE = "recbole.model.sequential_recommender.sine"
@@ -101,6 +139,7 @@ def recbole_config(model: Any, dataset: str, keys: Mapping[str, Any]) -> Any:
     """``recbole.config.Config(model, dataset, config_dict=keys)`` that ignores ``sys.argv``."""
     from recbole.config import Config
 
+    apply_recbole_fixes()
     argv = sys.argv
     sys.argv = argv[:1]
     try:

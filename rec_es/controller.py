@@ -8,7 +8,7 @@ granted a fresh patience window and the run goes on. The trainer drives a live r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from rec_es.policy.types import Decision, PerUser, Policy
 from rec_es.schedule import LRSchedule, PlateauAction
@@ -56,14 +56,17 @@ class StopController:
             self.policy.grant_patience()
         return step
 
-    def follow(self, records: Iterable[Mapping[str, Any]]) -> list[Decision]:
+    def follow(self, records: Iterable[Mapping[str, Any]],
+               per_user: Callable[[int], PerUser] | None = None) -> list[Decision]:
         """Bring the policy up to date with recorded trace records, granting patience where the recorded run's
         schedule deferred a stop (the schedule itself is not consulted: its state is restored separately).
+        ``per_user``: epoch -> the per-user scores the live run passed (``rec_es.replay.per_user_source``).
         Returns the policy's decision for each record."""
         decisions = []
         for r in records:
             decisions.append(self.policy.update(r["epoch"], r["valid"], train_loss=r.get("train_loss"),
-                                                elapsed_seconds=r.get("elapsed_seconds")))
+                                                elapsed_seconds=r.get("elapsed_seconds"),
+                                                per_user=None if per_user is None else per_user(r["epoch"])))
             if (r.get("lr_action") or {}).get("defer_stop"):
                 self.policy.grant_patience()
         return decisions

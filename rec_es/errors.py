@@ -51,3 +51,11 @@ class MetricMissingError(RecEsError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the whole sentence
         return str(self.args[0]) if self.args else ""
+
+
+def report(command: str, exc: RecEsError) -> int:
+    """Print ``exc`` as ``<command>: error: ...`` on stderr; the exit status: 2 for bad input, 1 otherwise."""
+    import sys
+
+    print(f"{command}: error: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, ConfigError) else 1

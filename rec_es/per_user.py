@@ -158,8 +158,8 @@ def check_resumable(run_dir: str | os.PathLike[str], split: str,
     seed = _users_crc(np.asarray(index["user_ids"], dtype=np.int64), index["metrics"])
     epochs = _epochs(_records(path, data, index, len(keep_epochs)), path, seed)
     if list(epochs) != list(keep_epochs):
-        raise StateError(f"{path}: records epochs {list(epochs)}, but the trace keeps evaluations of epochs "
-                         f"{list(keep_epochs)}; it does not belong to this trace")
+        raise StateError(f"{path}: records epochs {[int(e) for e in epochs]}, but the trace keeps evaluations of "
+                         f"epochs {list(keep_epochs)}; it does not belong to this trace")
     return index, data
 
 
@@ -232,7 +232,7 @@ def read_per_user(run_dir: str | os.PathLike[str], split: str = "valid", *, trac
     epochs = _epochs(records, path, seed)
     want = [r["epoch"] for r in trace.records]
     if list(epochs) != want:
-        raise StateError(f"{path}: records epochs {list(epochs)}, the trace's evaluations are at {want}")
+        raise StateError(f"{path}: records epochs {[int(e) for e in epochs]}, the trace's evaluations are at {want}")
     array = records["values"].copy()
     array.setflags(write=False)
     scores = PerUserScores(path, split, tuple(int(e) for e in epochs), user_ids, tuple(index["metrics"]), array)

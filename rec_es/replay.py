@@ -9,14 +9,23 @@ training. This holds only while the policy does not change training: a run whose
 to the monitor (``reduce_on_plateau``) trains differently once it reacts, so it must be run live
 (``why_not_replayable`` says so).
 
-Pure Python (no torch, numpy or recbole): replaying 20 policies over 5 long traces takes well under a second.
+A policy that reads per-user scores (``improvement: significant``, ``min_delta: auto``: its ``per_user_keys``)
+gets them from the trace's sidecar (``RUN/per_user/valid.*``, read and checked by ``rec_es.read_per_user``,
+so the replay passes the very float32 values the live run passed): a sidecar that is missing while its
+index is there, truncated, of another user order or of another run is a ``ReplayError``. A trace recorded
+without per-user scores (an older trace, a stock RecBole log) is replayed with the rules' documented fallback
+(noise from the curve instead of the users), and the result says so in ``notes``.
+
+Pure Python (no torch, numpy or recbole; numpy only to read a per-user sidecar): replaying 20 policies over
+5 long traces takes well under a second.
 """
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rec_es.controller import StopController
 from rec_es.errors import MetricMissingError, RecEsError, StateError
@@ -61,6 +70,7 @@ class ReplayResult:
     wall_seconds: float | None
     truncated: bool = False
     decisions: tuple[Decision, ...] = field(default=(), repr=False)
+    notes: tuple[str, ...] = ()
 
     def metric(self, key: str, split: str = "test") -> float | None:
         """Metric ``key`` (any case) of the restored epoch in ``split`` ('test' or 'valid'); None if absent."""
@@ -70,12 +80,15 @@ class ReplayResult:
         return {k.lower(): v for k, v in values.items()}.get(key.lower())
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (without the per-evaluation decisions)."""
-        return {"policy": self.policy, "trace": self.trace, "seed": self.seed, "stop_epoch": self.stop_epoch,
-                "stopped": self.stopped, "reason": self.reason, "message": self.message,
-                "best_epoch": self.best_epoch, "best_valid": self.best_valid, "best_test": self.best_test,
-                "epochs_trained": self.epochs_trained, "evaluations": self.evaluations,
-                "wall_seconds": self.wall_seconds, "truncated": self.truncated}
+        """Plain JSON-able dict (without the per-evaluation decisions; ``notes`` only when there are some)."""
+        out = {"policy": self.policy, "trace": self.trace, "seed": self.seed, "stop_epoch": self.stop_epoch,
+               "stopped": self.stopped, "reason": self.reason, "message": self.message,
+               "best_epoch": self.best_epoch, "best_valid": self.best_valid, "best_test": self.best_test,
+               "epochs_trained": self.epochs_trained, "evaluations": self.evaluations,
+               "wall_seconds": self.wall_seconds, "truncated": self.truncated}
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
 
 
 def load_trace(source: str | os.PathLike[str] | Trace) -> Trace:
@@ -127,6 +140,8 @@ def replay(policy: StoppingPolicy, trace: str | os.PathLike[str] | Trace, *, nam
     if need_test and not tr.header.get("record_test") and "test" not in tr.records[0]:
         raise ReplayError(f"{tr.path}: trace has no test metrics (recorded without record_test); "
                           "record it with record_test=True to compare test quality")
+    policy.budget = _budget(tr)
+    scores, notes = per_user_source(policy, tr, label)
     controller = StopController(policy)
     controller.reset()
     decisions: list[Decision] = []
@@ -135,8 +150,9 @@ def replay(policy: StoppingPolicy, trace: str | os.PathLike[str] | Trace, *, nam
     for record in tr.records:
         try:
             last = controller.update(record["epoch"], _metrics(record["valid"]), train_loss=record.get("train_loss"),
-                                     elapsed_seconds=record.get("elapsed_seconds")).decision
-        except MetricMissingError as exc:
+                                     elapsed_seconds=record.get("elapsed_seconds"),
+                                     per_user=None if scores is None else scores(record["epoch"])).decision
+        except (MetricMissingError, RecEsError) as exc:
             raise ReplayError(f"{tr.path}: epoch {record['epoch']}: policy {label!r}: {exc}") from None
         spent = record_seconds(record)
         seconds = None if seconds is None or spent is None else seconds + spent
@@ -145,11 +161,45 @@ def replay(policy: StoppingPolicy, trace: str | os.PathLike[str] | Trace, *, nam
         if last.stop:
             break
     assert last is not None
-    return _result(policy, tr, label, last, seconds, decisions)
+    return _result(policy, tr, label, last, seconds, decisions, notes)
+
+
+PerUserSource = Callable[[int], dict[str, list[float]]]
+
+
+def per_user_source(policy: Any, tr: Trace, label: str = "policy") -> tuple[PerUserSource | None, tuple[str, ...]]:
+    """``(epoch -> per_user argument, notes)`` for a policy that reads per-user scores, from the sidecar next to
+    ``tr`` (``(None, ())`` when it reads none). No sidecar at all: ``(None, (a note that the rules fell back
+    to the curve's noise,))``. A sidecar that cannot serve (missing records file, truncated, other user order,
+    another run's, lacking a metric): ``ReplayError`` naming the file."""
+    keys = tuple(policy.per_user_keys)
+    if not keys:
+        return None, ()
+    run_dir = Path(tr.path).parent if tr.path is not None and Path(tr.path).name == "trace.jsonl" else None
+    if run_dir is None or not (run_dir / "per_user" / "valid.json").is_file():
+        return None, (f"{tr.path}: no per-user validation scores recorded, so {', '.join(keys)} per user were not "
+                      "available: min_delta: auto and improvement: significant used the curve's noise instead "
+                      "(1.4826·MAD of first differences; a z-test for significance), not what a live run decides",)
+    from rec_es.per_user import read_per_user  # numpy: only when a sidecar is read
+
+    try:
+        sidecar = read_per_user(run_dir, "valid", trace=tr)
+    except StateError as exc:
+        raise ReplayError(f"policy {label!r} reads per-user scores: {exc}") from None
+    lacking = [k for k in keys if k not in sidecar.metrics]
+    if lacking:
+        raise ReplayError(f"{sidecar.path}: records per-user {', '.join(sidecar.metrics)}, but policy {label!r} needs "
+                          f"{', '.join(lacking)}; record them (per_user_metrics) or monitor a recorded metric")
+
+    def at(epoch: int) -> dict[str, list[float]]:
+        values = sidecar.at(epoch)
+        return {k: values[k].tolist() for k in keys}
+
+    return at, ()
 
 
 def _result(policy: StoppingPolicy, tr: Trace, label: str, last: Decision, seconds: float | None,
-            decisions: list[Decision]) -> ReplayResult:
+            decisions: list[Decision], notes: tuple[str, ...] = ()) -> ReplayResult:
     budget = _budget(tr)
     stop_epoch = last.epoch
     evaluations = sum(1 for r in tr.records if r["epoch"] <= stop_epoch)
@@ -172,7 +222,7 @@ def _result(policy: StoppingPolicy, tr: Trace, label: str, last: Decision, secon
         best_valid=dict(best["valid"]) if best else None,
         best_test=dict(best["test"]) if best and best.get("test") is not None else None,
         epochs_trained=epochs, evaluations=evaluations, wall_seconds=seconds, truncated=truncated,
-        decisions=tuple(decisions))
+        decisions=tuple(decisions), notes=notes)
 
 
 def replay_many(policies: Mapping[str, StoppingPolicy], traces: Iterable[str | os.PathLike[str] | Trace], *,

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from rec_es import checkpoint
 from rec_es.controller import StopController
 from rec_es.errors import StateError, brief
-from rec_es.policy.types import Decision, Policy
+from rec_es.policy.types import Decision, PerUser, Policy
+from rec_es.replay import per_user_source
 from rec_es.resume_check import ResumePlan, check_resume, refuse
 from rec_es.trace import TraceWriter, jsonable, read_trace, rewrite_header
 
@@ -89,7 +90,10 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     if saved_policy_settings(data, header) == policy_now:
         trainer.policy.load_state_dict(data["policy"])
     else:
-        substituted = _restorable_best(trainer, data, replay_policy(trainer.policy, trace.records))
+        scores, notes = per_user_source(trainer.policy, trace)
+        for note in notes:
+            trainer.logger.warning(note)
+        substituted = _restorable_best(trainer, data, replay_policy(trainer.policy, trace.records, scores))
     if trainer.schedule is not None and data.get("lr_schedule") is not None \
             and saved_schedule_settings(data, header) == schedule_now:
         trainer.schedule.load_state_dict(data["lr_schedule"])
@@ -135,10 +139,12 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
     trainer.start_epoch = int(data["epoch"]) + 1
 
 
-def replay_policy(policy: Policy, records: list[dict[str, Any]]) -> list[Decision]:
-    """Feed recorded evaluations to a fresh policy (deferred stops granted again); returns its decisions."""
+def replay_policy(policy: Policy, records: list[dict[str, Any]],
+                  per_user: Callable[[int], PerUser] | None = None) -> list[Decision]:
+    """Feed recorded evaluations (and their per-user scores, epoch -> scores) to a fresh policy (deferred stops
+    granted again); returns its decisions."""
     policy.reset()
-    return StopController(policy).follow(records)
+    return StopController(policy).follow(records, per_user)
 
 
 def _restorable_best(trainer: EarlyStoppingTrainer, data: Mapping[str, Any],

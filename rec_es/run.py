@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rec_es.errors import ConfigError, RecEsError
+from rec_es.errors import ConfigError, RecEsError, report
 from rec_es.training import (  # noqa: F401  (the training API; its names stay importable from here)
     _model_and_trainer_class, _train, _train_in, _write_config, default_run_dir, prepare_run_dir, recbole_scratch_dir,
     train, write_config)
@@ -54,12 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("rec-es run: interrupted; the run directory keeps every finished epoch - continue it with "
               "rec-es run --resume RUN_DIR", file=sys.stderr)
         return 130
-    except ConfigError as exc:
-        print(f"rec-es run: error: {exc}", file=sys.stderr)
-        return 2
-    except RecEsError as exc:
-        print(f"rec-es run: error: {exc}", file=sys.stderr)
-        return 1
+    except RecEsError as exc:  # ConfigError: bad input, exit 2
+        return report("rec-es run", exc)
     _print_result(summary)
     return 0
 

@@ -28,6 +28,7 @@ from rec_es.compat import apply_recbole_fixes, versions
 from rec_es.controller import StopController
 from rec_es.errors import ConfigError, StateError
 from rec_es.per_user_capture import PerUserRecorder
+from rec_es.policy.policy import StoppingPolicy
 from rec_es.policy.types import Policy
 from rec_es.resume import begin_resumed, read_resume
 from rec_es.schedule import LRSchedule, PlateauAction
@@ -97,6 +98,14 @@ class EarlyStoppingTrainer(Trainer):
             self.saved_model_file = str(self.run_dir / "best.pth")
         self._resume: dict[str, Any] | None = None
         self.per_user_recorder = PerUserRecorder(self, per_user_metrics, getattr(policy, "monitor_keys", ()))
+        wanted = [k for k in policy.per_user_keys if k not in self.per_user_recorder.metrics]
+        if wanted:
+            raise ConfigError(f"early_stopping: the policy reads per-user {', '.join(wanted)} (improvement: significant "
+                              f"or min_delta: auto) but per_user_metrics records only "
+                              f"{', '.join(self.per_user_recorder.metrics) or 'none'}; record them too",
+                              key="per_user_metrics")
+        if isinstance(policy, StoppingPolicy):
+            policy.budget = self.epochs  # a rule may weigh what is left of the budget
         self._clear_run_state()
 
     # --- state of one fit ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
@@ -62,7 +62,8 @@ def _model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, st
 
 
 def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
-          verbose: bool = True, per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
+          verbose: bool = True, per_user_metrics: Sequence[str] | None = None,
+          callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
     Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
@@ -70,6 +71,7 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     ``config.yaml`` (on resume: only once the checkpoint has loaded into the model), trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
     ``per_user_metrics``: top-k keys recorded per user in ``RUN/per_user/`` (default: the monitor's).
+    ``callback_fn(epoch, monitor value)``: RecBole's fit callback, called after each evaluation's trace record.
     """
     from rec_es import datasets
 
@@ -85,7 +87,8 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     if plan is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg.to_dict())
-    return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics)
+    return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics,
+                  callback_fn)
 
 
 def check_budget(cfg: Any) -> None:
@@ -111,7 +114,8 @@ _write_config = write_config  # the name run.py re-exports
 
 
 def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
-           progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
+           progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None,
+           callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
     from rec_es.compat import quiet_recbole_warnings
 
     quiet_recbole_warnings()
@@ -125,7 +129,7 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
         return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose,
-                         per_user_metrics)
+                         per_user_metrics, callback_fn)
 
 
 @contextlib.contextmanager
@@ -140,7 +144,8 @@ def recbole_scratch_dir() -> Iterator[str]:
 
 def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: Any,
               record_test: bool, progress: bool, verbose: bool,
-              per_user_metrics: Sequence[str] | None = None) -> dict[str, Any]:
+              per_user_metrics: Sequence[str] | None = None,
+              callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
     """Build RecBole's config, dataset, model and trainer, then fit; ``resume``: a ResumePlan, or None/False."""
     from logging import getLogger
 
@@ -172,7 +177,7 @@ def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, mode
     if resume:
         trainer.load_resume(run_dir, resume)
     trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
-                test_data=test_data if record_test else None)
+                test_data=test_data if record_test else None, callback_fn=callback_fn)
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))
     trainer.write_summary(test_result)
     return trainer.summary(test_result)

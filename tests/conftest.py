@@ -14,6 +14,9 @@ from typing import Any, Iterator
 
 import pytest
 
+# The tests' local Ray instances listen on loopback only (Ray reads this when it is imported; workers inherit it)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO / "datasets"
 

@@ -41,7 +41,7 @@ README = REPO / "README.md"
 KEYS_PAGE = REPO / "docs" / "properties.md"
 PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
 #: Pages the README links that other work is writing; until they land, a link to them may dangle.
-SLOTS = {REPO / "docs" / "install.md", REPO / "docs" / "choosing_a_policy.md"}
+SLOTS: set[Path] = set()  # pages linked before they are written
 #: Top-level folders whose paths a runnable command may name: each such path must exist.
 REPO_DIRS = ("properties/", "datasets/", "docs/", "tests/", "scripts/", "rec_es/")
 MARKER = re.compile(r"^<!-- (runnable(?:: (?P<kind>output|python|config))?|output) -->$")

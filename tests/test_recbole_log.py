@@ -152,3 +152,13 @@ def test_unreadable_result_dict_is_a_warning() -> None:
     log = parse_recbole_log_text(text, source="mem.log")
     assert log.test_result is None
     assert "mem.log:2: unreadable 'test result' value '<not printed>'" in log.warnings
+
+
+def test_numpy2_scalar_reprs_in_result_dicts() -> None:
+    """Stock RecBole on numpy 2 prints ``np.float64(0.0167)``: read as the number (line as logged here)."""
+    text = ("Tue 01 Dec 2026 18:14:50 INFO  epoch 0 training [time: 1.21s, train loss: 1.5000]\n"
+            "Tue 01 Dec 2026 18:14:56 INFO  test result: OrderedDict([('recall@5', np.float64(0.0167)), "
+            "('recall@10', np.float64(0.025)), ('ndcg@5', np.float64(0.0125))])\n")
+    log = parse_recbole_log_text(text, source="mem.log")
+    assert log.test_result == {"recall@5": 0.0167, "recall@10": 0.025, "ndcg@5": 0.0125}
+    assert not any("test result" in w for w in log.warnings)

@@ -15,7 +15,7 @@ from rec_es.compare.comparison import Comparison, compare
 from rec_es.compare.figure import plot
 from rec_es.compare.table import markdown, rows, write_runs_csv, write_table_csv
 from rec_es.config import parse_set_args
-from rec_es.errors import ConfigError, RecEsError
+from rec_es.errors import ConfigError, RecEsError, report
 from rec_es.paths import check_output_dir
 
 
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a RecBole key for every run (value read as YAML)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N runs at once in worker processes, CPU threads split between them (default 1)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="train runs as Ray tasks: local (the default value: a local instance with --jobs CPUs), "
+                        "auto, HOST:PORT or ray://HOST:PORT of a running cluster; --jobs N runs share its CPUs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -60,14 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         c = compare(args.config, args.policies, seeds=args.seeds, max_epochs=args.max_epochs,
                     cache_dir=args.cache_dir, replay_only=args.replay_only, refresh_cache=args.refresh_cache,
                     oracle_monitor=args.oracle_monitor, overrides=parse_set_args(args.overrides),
-                    progress=not args.no_progress, n_jobs=args.jobs,
+                    progress=not args.no_progress, n_jobs=args.jobs, ray_address=args.ray,
                     log=lambda m: print(m, file=sys.stderr))
-    except ConfigError as exc:
-        print(f"rec-es compare: error: {exc}", file=sys.stderr)
-        return 2
-    except RecEsError as exc:
-        print(f"rec-es compare: error: {exc}", file=sys.stderr)
-        return 1
+    except RecEsError as exc:  # ConfigError: bad input, exit 2
+        return report("rec-es compare", exc)
     try:
         write_outputs(c, out, argv if argv is not None else sys.argv[1:])
     except OSError as exc:  # e.g. the disk filled up; the recorded traces are cached, a rerun replays them

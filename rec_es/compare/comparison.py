@@ -64,13 +64,15 @@ def compare(config_files: Sequence[str], policy_files: Sequence[str], *, seeds: 
             replay_only: bool = False, refresh_cache: bool = False, oracle_monitor: str | None = None,
             overrides: Mapping[str, Any] | None = None, progress: bool = True,
             log: Callable[[str], None] = print,
-            train: Callable[[RunConfig, Path, bool], Any] | None = None, n_jobs: int = 1) -> Comparison:
+            train: Callable[[RunConfig, Path, bool], Any] | None = None, n_jobs: int = 1,
+            ray_address: str | None = None) -> Comparison:
     """Record (or reuse) one full-budget trace per seed, replay every replayable policy, train the rest live.
 
     Everything is validated before the first epoch (policy files, monitors, live policies with
     ``replay_only``, metrics, dataset, model). ``train`` (default: ``rec_es.training.train``, quiet) trains one
     run into a directory. ``n_jobs`` > 1 trains that many runs at once in worker processes, splitting the
-    CPU's threads between them (default 1: one after another in this process).
+    CPU's threads between them (default 1: one after another in this process). ``ray_address``: train as
+    Ray tasks instead (``rec_es.compare.ray_jobs``; connected before anything trains).
     """
     overrides = dict(overrides or {})
     recording = recording_config(config_files, overrides, max_epochs, oracle_monitor)
@@ -85,9 +87,20 @@ def compare(config_files: Sequence[str], policy_files: Sequence[str], *, seeds: 
     _check_data(recording)
     seed_list = seeds_from(seeds, int(recording.get("seed") or 2020))
     cache = TraceCache(cache_dir, refresh=refresh_cache, log=log)
+    started = False
+    if ray_address is not None:
+        from rec_es.compare.ray_jobs import connect
+
+        started = connect(ray_address)
     jobs = [(RECORD_NAME, recording, s, False) for s in seed_list] + [(spec.name, spec.config, s, True)
                                                                       for spec in live for s in seed_list]
-    dirs = run_jobs(cache, jobs, budget, train=train, n_jobs=n_jobs, progress=progress)
+    try:
+        dirs = run_jobs(cache, jobs, budget, train=train, n_jobs=n_jobs, progress=progress, ray_address=ray_address)
+    finally:
+        if started:  # an instance this call started ends with it; one already running is left alone
+            import ray
+
+            ray.shutdown()
     traces = [read_trace(dirs[(RECORD_NAME, s)]) for s in seed_list]
     check_same_run(traces)
     monitor_policy = recording.build_policy()

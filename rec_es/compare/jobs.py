@@ -28,8 +28,11 @@ def run_cached(cache: TraceCache, cfg: RunConfig, seed: int, epochs: int, *, liv
 
 
 def run_jobs(cache: TraceCache, jobs: Sequence[Job], epochs: int, *, train: Callable[[RunConfig, Path, bool], Any] | None,
-             n_jobs: int = 1, progress: bool = True) -> dict[tuple[str, int], Path]:
+             n_jobs: int = 1, progress: bool = True, ray_address: str | None = None) -> dict[tuple[str, int], Path]:
     """Run (or find in the cache) every job; returns (name, seed) -> run directory.
+
+    ``ray_address`` (``local``, ``auto``, ``HOST:PORT``, ``ray://HOST:PORT``): train as Ray tasks there
+    (``rec_es.compare.ray_jobs``), ``n_jobs`` at a time sharing the cluster's CPUs; None: on this machine.
 
     Recordings (``live`` False) evaluate the test set every epoch; live runs do not. Cache keys are computed
     here, in this process, so every job of one comparison is keyed against the same code.
@@ -48,7 +51,11 @@ def run_jobs(cache: TraceCache, jobs: Sequence[Job], epochs: int, *, train: Call
     bar = _bar(len(jobs), progress)
     bar.update(len(jobs) - len(todo))
     try:
-        if n_jobs <= 1 or len(todo) <= 1:
+        if ray_address is not None and todo:
+            from rec_es.compare.ray_jobs import run_ray
+
+            dirs.update(run_ray(cache, todo, epochs, train, n_jobs, bar))
+        elif n_jobs <= 1 or len(todo) <= 1:
             trainer = train or (lambda cfg, d, rt: train_with_rec_es(cfg, d, rt, progress=progress))
             for (name, cfg, seed, live), key, fields, scratch in todo:
                 bar.set_description(f"{'live ' + name if live else 'record'} seed {seed}")
@@ -106,14 +113,16 @@ def _with(cfg: RunConfig, **keys: Any) -> RunConfig:
                      settings=cfg.settings, sources=cfg.sources)
 
 
-def train_with_rec_es(cfg: RunConfig, run_dir: Path, record_test: bool, progress: bool = False) -> Any:
+def train_with_rec_es(cfg: RunConfig, run_dir: Path, record_test: bool, progress: bool = False,
+                      callback_fn: Callable[[int, float | None], Any] | None = None) -> Any:
     """Train one run with ``rec_es.training.train``; RecBole logs warnings only (``state`` is not in the cache key)."""
     from rec_es.training import train
 
     argv = sys.argv
     sys.argv = argv[:1]  # RecBole's Config reads `--key=value` words of sys.argv as config keys
     try:
-        return train(_with(cfg, state="WARNING"), run_dir, record_test=record_test, progress=progress, verbose=False)
+        return train(_with(cfg, state="WARNING"), run_dir, record_test=record_test, progress=progress, verbose=False,
+                     callback_fn=callback_fn)
     finally:
         sys.argv = argv
 

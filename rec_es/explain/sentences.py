@@ -125,7 +125,7 @@ def analyse_premature(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:
     out["ties_decided"] = ties_decide
     if ties_decide is not None:
         sentences.append(ties_decide["sentence"])
-    if s.min_delta and noise is not None and s.min_delta_mode == "abs":
+    if s.min_delta and not isinstance(s.min_delta, str) and noise is not None and s.min_delta_mode == "abs":
         relation = "below" if s.min_delta < noise else "above"
         sentences.append(f"min_delta {s.min_delta:g} is {relation} the noise {noise:.4g}"
                          + (": a noise uptick counts as an improvement." if relation == "below" else "."))

@@ -6,16 +6,22 @@ default, meaning), its stop reasons (members of ``StopReason``), when it is aske
 (a plain JSON-able dict saved in checkpoints) and overrides only the hooks it needs; every hook has a no-op
 default. ``StoppingPolicy`` calls them, in registry order, on every evaluation:
 
-1. ``accepts_improvement`` / ``on_improvement``: the monitor improved; may the wait restart (a rule may ask
+1. ``observe``: see the evaluation before anything is judged (measure the noise of this evaluation);
+2. ``confirms_improvement``: the monitor beat the best by the margin; is it a real improvement (a significance
+   test)? If a rule says no, nothing moves: not the best, not the wait;
+3. ``accepts_improvement`` / ``on_improvement``: the monitor improved; may the wait restart (a rule may ask
    for more, such as beating a fixed value), and what to remember when it does (a patience modifier);
-2. ``update``: advance the rule's state and return what fires now (``[]``: nothing). Inputs are in ``Context``:
+4. ``update``: advance the rule's state and return what fires now (``[]``: nothing). Inputs are in ``Context``:
    the raw and smoothed monitor, the train loss, the elapsed time and optional per-user scores;
-3. ``restate``: reword another rule's stop (a modifier explains the patience stop it caused).
+5. ``restate``: reword another rule's stop (a modifier explains the patience stop it caused);
+6. ``holds``: hold back a plateau stop (the model is still learning); the first rule that holds says why;
+7. ``measured``: what the rule measured at this evaluation (noise, p-value), written to the trace's decision.
 
 ``patience`` and ``min_delta`` fold the effective patience and improvement margin through every rule (a
 modifier changes them, the others pass them on). ``setting`` names the key a user would change for a reason,
 ``describe_wait`` how long the rule lets a run wait (for ``rec-es check``), ``status`` adds to the status line.
 ``per_user`` names the metrics whose per-user scores the rule wants, so callers capture them only when needed.
+A rule holding back stops, or measuring its own margin, says in its sentence what it measured and assumed.
 """
 from __future__ import annotations
 
@@ -73,6 +79,8 @@ class Context:
     monitor: str                      # the monitor as messages name it, e.g. 'ndcg@10 (EMA α=0.6)'
     improves: Callable[[float, float | None], bool]
     patience: int | None = None       # effective patience, set once the improvement bookkeeping is done
+    margin: float = 0.0               # effective min_delta of this evaluation (a measured one with min_delta: auto)
+    budget: int | None = None         # the run's epoch budget (RecBole's epochs) when the caller set it
 
     @property
     def mode(self) -> str:
@@ -133,6 +141,13 @@ class Rule:
         """The effective patience, folded through every rule in registry order."""
         return patience
 
+    def observe(self, ctx: Context, state: dict[str, Any]) -> None:
+        """See this evaluation before improvement is judged (``ctx.improved`` is not known yet)."""
+
+    def confirms_improvement(self, ctx: Context, state: dict[str, Any]) -> bool:
+        """Is an improvement by the margin a real one? False: the best does not move and the wait goes on."""
+        return True
+
     def accepts_improvement(self, ctx: Context, state: dict[str, Any]) -> bool:
         """May this improvement restart the wait? (Must not change the state: every rule is asked.)"""
         return True
@@ -147,6 +162,14 @@ class Rule:
     def restate(self, ctx: Context, state: dict[str, Any], fired: Fired) -> Fired | None:
         """Reword another rule's stop, or None to leave it."""
         return None
+
+    def holds(self, ctx: Context, state: dict[str, Any], fired: Fired) -> str | None:
+        """Hold back the plateau stop ``fired``: a clause saying why (the run goes on), or None to let it stop."""
+        return None
+
+    def measured(self, ctx: Context, state: dict[str, Any]) -> dict[str, Any]:
+        """What this rule measured at this evaluation (JSON-able), recorded in the decision; {}: nothing."""
+        return {}
 
     # ----- explaining ----------------------------------------------------------------------------------
     def status(self, ctx: Context, state: dict[str, Any]) -> str:

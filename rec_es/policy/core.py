@@ -84,14 +84,26 @@ class _Monitor(Rule):
     )
 
 
+def _delta_mode(parsed: Mapping[str, Any]) -> Validator:
+    """``abs | rel``; ``min_delta: auto`` measures an absolute margin, so it takes ``abs`` only."""
+    choice = one_of("abs", "rel")
+
+    def check(value: Any) -> str:
+        mode = choice(value)
+        if mode == "rel" and parsed.get("min_delta") == "auto":
+            raise Invalid("abs with min_delta: auto", value, "min_delta: auto measures an absolute margin")
+        return mode
+
+    return Validator(choice.allowed, choice.doc, check)
+
+
 class _Improvement(Rule):
+    """``min_delta`` itself belongs to rules/noise.py (a number, or ``auto``: measured noise)."""
+
     name = "improvement"
     keys = (
-        KeySpec("min_delta", number(0), 0.0,
-                "an improvement must beat the best by more than this (absolute, or a fraction of |best| with "
-                "`min_delta_mode: rel`)"),
         KeySpec("min_delta_mode", one_of("abs", "rel"), "abs",
-                "how `min_delta` is measured; `rel` uses |best| so it is safe for negative scores"),
+                "how `min_delta` is measured; `rel` uses |best| so it is safe for negative scores", bind=_delta_mode),
         KeySpec("ties_improve", boolean(), False,
                 "count a value equal to best + min_delta as an improvement (RecBole does)"),
     )

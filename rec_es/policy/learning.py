@@ -1,10 +1,10 @@
-"""Is the model still learning? One estimator, shared by the ``still_learning`` rule and ``rec-es explain``.
+"""Is the model still learning? One estimator, shared by the still-learning rule and ``rec-es explain``.
 
 Input: the evaluation epochs, the monitor's values (the averaged metric: stock RecBole logs have nothing else),
 its mode, the epoch budget (RecBole's ``epochs``), optionally the training loss at each evaluation and a
 measured per-evaluation noise (e.g. from per-user paired differences). Output: ``LearningEstimate``.
 
-How it decides (docs/still_learning.md has the measurements behind each choice):
+How it decides (docs/still-learning.md has the measurements behind each choice):
 
 1. **Noise** sigma: the one given (and where it came from), else the curve's own evaluation-to-evaluation
    noise over the fitted window, ``1.4826 * MAD(first differences) / sqrt(2)`` (``stats.difference_noise``).
@@ -20,8 +20,11 @@ How it decides (docs/still_learning.md has the measurements behind each choice):
 4. **Training-loss progress**: Prechelt's P_k over the last ``strip`` evaluations (per mille); below 0.1 the
    training has stalled (Prechelt 1998), so the model is not called "learning" however the curve looks.
 
-State: ``learning`` when the lower bound of the gain is above ``margin`` (default: the noise sigma) and the
-training has not stalled; ``stopped`` when the upper bound is below it; else ``unknown``. ``confidence`` is
+State: ``learning`` when the lower bound of the gain is above ``margin`` (default: sigma, the larger of the
+noise and the fit's residual SD) and the training has not stalled; ``stopped`` when the upper bound is at most
+the margin and the window's trend is not confidently rising (a fast-saturating curve fitted to a window that
+still climbs would claim a certainty the model assumes, not one the data show), or when the training stalled
+and the lower bound is at most the margin; else ``unknown``. ``confidence`` is
 the normal-approximation probability of the side the estimate is on (0.5 = a coin flip).
 """
 from __future__ import annotations
@@ -30,10 +33,11 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from rec_es.policy.rules.prechelt import training_progress
-from rec_es.policy.stats import difference_noise, fit_line, normal_quantile
+from rec_es.policy.stats import difference_noise, fit_line, normal_quantile, training_progress
 
 LEARNING, STOPPED, UNKNOWN = "learning", "stopped", "unknown"
+#: a curve family's shape function g(shape, epoch)
+Basis = Callable[[float, float], float]
 #: fewest evaluations a curve is fitted to
 MIN_POINTS = 8
 #: Prechelt's stalled-training threshold for P_k, in per mille
@@ -106,7 +110,7 @@ class _Fit:
     n: int
 
 
-def _exp_basis(t0: float) -> Callable[[float, float], float]:
+def _exp_basis(t0: float) -> Basis:
     return lambda tau, t: math.exp(-(t - t0) / tau)
 
 
@@ -114,33 +118,41 @@ def _pow_basis(tau: float, t: float) -> float:
     return (t + 1.0) ** -tau
 
 
-def _fit(basis: Callable[[float, float], float], shape: float, t: Sequence[float], y: Sequence[float]) -> _Fit | None:
-    g = [basis(shape, x) for x in t]
+def _fit(basis: Basis, shape: float, t: Sequence[float], y: Sequence[float]) -> _Fit | None:
+    """Least squares of ``y = a + b g(t)`` for one shape, in closed form: b = S_gy / S_gg, SSE = S_yy - b S_gy
+    (the values are centred first, so the sums do not cancel)."""
     n = len(t)
-    gm, ym = math.fsum(g) / n, math.fsum(y) / n
-    sgg = math.fsum((v - gm) ** 2 for v in g)
+    ym = sum(y) / n
+    yc = [w - ym for w in y]
+    g = [basis(shape, x) for x in t]
+    gm = sum(g) / n
+    gc = [v - gm for v in g]
+    sgg = sum(v * v for v in gc)
     if not sgg > 1e-18 * n:
         return None
-    b = math.fsum((v - gm) * (w - ym) for v, w in zip(g, y)) / sgg
-    a = ym - b * gm
-    sse = math.fsum((w - a - b * v) ** 2 for v, w in zip(g, y))
-    return _Fit(shape, a, b, sse, gm, sgg, n)
+    sgy = sum(v * w for v, w in zip(gc, yc))
+    b = sgy / sgg
+    sse = max(0.0, sum(w * w for w in yc) - b * sgy)
+    return _Fit(shape, ym - b * gm, b, sse, gm, sgg, n)
 
 
 def _grid(low: float, high: float, n: int = _GRID) -> list[float]:
     return [low * (high / low) ** (i / (n - 1)) for i in range(n)]
 
 
-def _families(t: Sequence[float]) -> list[tuple[str, Callable[[float, float], float], list[float]]]:
-    """The two curve families and their shape grids: exponential time constants up to twice the window (a
+FAMILIES = ("exponential", "power law")
+
+
+def _families(t: Sequence[float], names: Sequence[str]) -> list[tuple[str, Basis, list[float]]]:
+    """The curve families and their shape grids: exponential time constants up to twice the window (a
     slower one is a straight line, which no learning curve stays), power-law exponents down to 0.02 (nearly
     logarithmic growth: the most optimistic saturating shape)."""
     span = max(t[-1] - t[0], 1.0)
-    return [("exponential", _exp_basis(t[0]), _grid(0.5, 2.0 * span)),
-            ("power law", _pow_basis, _grid(0.02, 4.0))]
+    table = {"exponential": (_exp_basis(t[0]), _grid(0.5, 2.0 * span)), "power law": (_pow_basis, _grid(0.02, 4.0))}
+    return [(name, *table[name]) for name in names]
 
 
-def _refine(basis: Callable[[float, float], float], shapes: list[float], top: _Fit, t: Sequence[float],
+def _refine(basis: Basis, shapes: list[float], top: _Fit, t: Sequence[float],
             y: Sequence[float]) -> _Fit:
     """Golden-section search of log(shape) between the grid neighbours of the best grid shape."""
     i = shapes.index(top.shape)
@@ -171,6 +183,20 @@ def _refine(basis: Callable[[float, float], float], shapes: list[float], top: _F
     return best
 
 
+#: inflate the SEs for residuals correlated from one evaluation to the next (AR(1): sqrt((1 + rho) / (1 - rho)))
+AUTOCORRELATION = True
+
+
+def _lag1(basis: Basis, f: _Fit, t: Sequence[float], y: Sequence[float]) -> float:
+    """Lag-1 autocorrelation of the best fit's residuals, clamped to [0, 0.8] (plateaus and bumps that the
+    curve does not follow make neighbouring residuals alike, so the n residuals hold fewer independent ones)."""
+    r = [w - f.a - f.b * basis(f.shape, x) for x, w in zip(t, y)]
+    den = math.fsum(v * v for v in r)
+    if den <= 0:
+        return 0.0
+    return min(0.8, max(0.0, math.fsum(a * b for a, b in zip(r, r[1:])) / den))
+
+
 def _orient(values: Sequence[float], mode: str) -> list[float]:
     return list(values) if mode == "max" else [-v for v in values]
 
@@ -179,7 +205,8 @@ def _normal_cdf(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
-def _unknown(epoch: int | None, budget: int, noise: float | None, source: str, level: float, why: str) -> LearningEstimate:
+def _unknown(epoch: int | None, budget: int, noise: float | None, source: str, level: float,
+             why: str) -> LearningEstimate:
     return LearningEstimate(UNKNOWN, 0.5, None, None, None, noise, noise, source, None, None, None, None, None,
                             (why,), (), "none", epoch, budget, level)
 
@@ -187,14 +214,15 @@ def _unknown(epoch: int | None, budget: int, noise: float | None, source: str, l
 def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str, budget: int,
                       train_losses: Sequence[float | None] | None = None, noise: float | None = None,
                       noise_source: str = "given", *, level: float = 0.9, window: float = 0.5,
-                      margin: float | None = None, strip: int = 5, name: str = "the monitor") -> LearningEstimate:
+                      margin: float | None = None, strip: int = 5, name: str = "the monitor",
+                      families: Sequence[str] = FAMILIES) -> LearningEstimate:
     """Estimate whether continuing to epoch ``budget - 1`` would still raise the monitor above its noise.
 
     ``epochs``/``values``/``train_losses`` are per evaluation (non-finite values are skipped); ``budget`` is
     RecBole's ``epochs`` (the last epoch is ``budget - 1``); ``noise`` a measured per-evaluation SD (None: the
     curve's own); ``level`` the one-sided confidence of each bound; ``window`` the fraction of the history the
     curve and trend are fitted to; ``margin`` the gain that counts (default: the noise); ``name`` how facts
-    name the monitor.
+    name the monitor; ``families`` the curve families tried (default both).
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min' (got {mode!r})")
@@ -217,9 +245,11 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     if noise is None:
         noise = difference_noise(yw)
     trend = fit_line(tw, yw)
-    best: tuple[str, Callable[[float, float], float], _Fit] | None = None
+    best: tuple[str, Basis, _Fit] | None = None
     fits = []
-    for family, basis, shapes in _families(tw):
+    if not families or set(families) - set(FAMILIES):
+        raise ValueError(f"families must be among {FAMILIES} (got {families!r})")
+    for family, basis, shapes in _families(tw, families):
         found = [f for f in (_fit(basis, shape, tw, yw) for shape in shapes) if f is not None]
         if not found:
             continue
@@ -235,9 +265,11 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     if sigma == 0.0:
         sigma = 1e-12
     plausible = [(fam, bas, f) for fam, bas, f in fits if f.sse <= best[2].sse + z * z * sigma * sigma]
+    rho = _lag1(best[1], best[2], tw, yw) if AUTOCORRELATION else 0.0
+    sigma *= math.sqrt((1.0 + rho) / (1.0 - rho))
     now = tw[-1]
 
-    def gain_se(bas: Callable[[float, float], float], f: _Fit) -> tuple[float, float]:
+    def gain_se(bas: Basis, f: _Fit) -> tuple[float, float]:
         dg = bas(f.shape, end) - bas(f.shape, now)
         return f.b * dg, sigma * abs(dg) / math.sqrt(f.sgg)
 
@@ -245,8 +277,7 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     bounds = [gain_se(bas, f) for _, bas, f in plausible] if now < end else [(0.0, 0.0)]
     lo = min(g - z * s for g, s in bounds)
     hi = max(g + z * s for g, s in bounds)
-    cut = noise if margin is None else margin
-    cut = 0.0 if cut is None else cut
+    cut = sigma if margin is None else margin
     if gain > cut:
         conf = _normal_cdf((gain - cut) / max((gain - lo) / z, 1e-15))
     else:
@@ -262,9 +293,10 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
         if len(wl) >= 2 and wl[0] != 0:
             change = (wl[0] - wl[-1]) / abs(wl[0])
     stalled = progress is not None and progress < STALLED
+    rising = trend_z > z  # the window's slope is confidently positive: a curve saying "saturated" is not trusted
     if lo > cut and not stalled:
         state = LEARNING
-    elif hi < cut or (stalled and lo <= cut):
+    elif (hi <= cut and not rising) or (stalled and lo <= cut):
         state = STOPPED
     else:
         state = UNKNOWN
@@ -272,11 +304,16 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     unit = lambda v: f"{v:+.4f}"  # noqa: E731
     facts = [f"{best[0]} curve on epochs {int(tw[0])}-{int(now)}: {unit(gain)} [{unit(lo)}, {unit(hi)}] {name} "
              f"expected by epoch {int(end)}, against a margin of {cut:.4f}",
-             f"noise {noise or 0.0:.4f} per evaluation ({source})" + (f"; fit residual SD {resid:.4f}" if resid > (noise or 0.0) else "")]
+             f"noise {noise or 0.0:.4f} per evaluation ({source})"
+             + (f"; fit residual SD {resid:.4f}" if resid > (noise or 0.0) else "")]
     if stalled:
         facts.append(f"training loss has stalled: P_{strip} = {progress:.3g}‰ < {STALLED}‰ (Prechelt)")
+    elif rising and hi <= cut:
+        facts.append(f"but the trend over epochs {int(tw[0])}-{int(now)} still rises, {trend.slope * 100:+.4f} per 100 "
+                     f"epochs (z = {trend_z:.1f} > {z:.2f}), so saturation is not taken for granted")
     else:
-        facts.append(f"trend over epochs {int(tw[0])}-{int(now)}: {trend.slope * 100:+.4f} per 100 epochs (z = {trend_z:.1f})"
+        facts.append(f"trend over epochs {int(tw[0])}-{int(now)}: {trend.slope * 100:+.4f} per 100 epochs "
+                     f"(z = {trend_z:.1f})"
                      + (f"; training loss P_{strip} = {progress:.3g}‰" if progress is not None else ""))
     fam, bas, f = best
     continuation = []

@@ -57,6 +57,10 @@ class StoppingPolicy:
     and a fresh policy and a reset one decide identically.
     """
 
+    _observers = _hooked("observe")
+    _confirms = _hooked("confirms_improvement")
+    _holds = _hooked("holds")
+    _measures = _hooked("measured")
     _gates = _hooked("accepts_improvement")
     _on_improvement = _hooked("on_improvement")
     _updates = _hooked("update")
@@ -67,8 +71,11 @@ class StoppingPolicy:
     _grants = _hooked("grant_patience")
     _stages = tuple((stage, tuple(p for p in rules.STOPPING if p.stage is stage)) for stage in Stage)
 
-    def __init__(self, settings: PolicySettings) -> None:
+    def __init__(self, settings: PolicySettings, budget: int | None = None) -> None:
         self.settings = settings
+        #: the run's epoch budget (RecBole's ``epochs``): not a setting, not state; the trainer and replay set it
+        #: so a rule can weigh what is left (the still-learning rule); None: unknown
+        self.budget = budget
         self.monitor = settings.monitor
         self._smoother = smoother(settings)
         self._param = param(settings)
@@ -220,32 +227,54 @@ class StoppingPolicy:
         st.evaluations += 1
         finite = math.isfinite(raw)
         smoothed = None
-        improved = new_best = False
+        new_best = False
         if finite:
             smoothed, st.smoother = self._smoother.step(self._param, st.smoother, raw)
-            improved = self._improves(smoothed, st.best_score)
+        ctx = Context(s, st, epoch, raw, smoothed, finite, False, train_loss, elapsed_seconds, per_user,
+                      self.describe_monitor(), self._improves, budget=self.budget)
+        for part in self._observers:
+            part.observe(ctx, self._rules[part.name])
+        ctx.margin = self._margin()
+        if finite:
+            ctx.improved = self._improves(smoothed, st.best_score) and all(
+                part.confirms_improvement(ctx, self._rules[part.name]) for part in self._confirms)
             candidate = raw if s.best_by == "raw" else smoothed
             new_best = self._improves(candidate, st.restore_score)
             if new_best:
                 st.restore_score, st.restore_epoch = candidate, epoch
-        ctx = Context(s, st, epoch, raw, smoothed, finite, improved, train_loss, elapsed_seconds, per_user,
-                      self.describe_monitor(), self._improves)
+        improved = ctx.improved
         self._count_wait(ctx, gap)
         ctx.patience = self.patience
         fired = {part.name: [self._restated(ctx, f) for f in part.update(ctx, self._rules[part.name])]
                  for part in self._updates}
         stop = self._stop_rule(ctx, fired) if s.enabled else None
+        held = None
+        if stop is not None and stop[0] is Stage.PLATEAU:
+            held = next((why for part in self._holds
+                         if (why := part.holds(ctx, self._rules[part.name], stop[1]))), None)
+        measured: dict[str, Any] = {}
+        for part in self._measures:
+            measured.update(part.measured(ctx, self._rules[part.name]))
+        if stop is not None and held is not None:
+            measured["held"] = {"reason": stop[1].reason, "because": held}
+            return self._decision(epoch, raw, smoothed, improved, new_best, None,
+                                  f"{self._status(ctx)}; {stop[1].reason} would stop, held: {held}", measured)
         if stop is None:
-            return self._decision(epoch, raw, smoothed, improved, new_best, None, self._status(ctx))
-        return self._decision(epoch, raw, smoothed, improved, new_best, stop,
-                              f"stopped at epoch {epoch}: {stop.clause}; {stop.hint}")
+            return self._decision(epoch, raw, smoothed, improved, new_best, None, self._status(ctx), measured)
+        return self._decision(epoch, raw, smoothed, improved, new_best, stop[1],
+                              f"stopped at epoch {epoch}: {stop[1].clause}; {stop[1].hint}", measured)
+
+    def _margin(self) -> float:
+        """The improvement margin of this evaluation: 0 folded through every rule (the ``min_delta`` owner
+        gives the setting, or the noise it measured with ``min_delta: auto``)."""
+        margin = 0.0
+        for part in self._margins:
+            margin = part.min_delta(self.settings, self._rules[part.name], margin)
+        return margin
 
     def _improves(self, value: float, reference: float | None) -> bool:
         s = self.settings
-        margin = s.min_delta
-        for part in self._margins:
-            margin = part.min_delta(s, self._rules[part.name], margin)
-        return is_improvement(value, reference, self.mode, margin, s.min_delta_mode == "rel", s.ties_improve)
+        return is_improvement(value, reference, self.mode, self._margin(), s.min_delta_mode == "rel", s.ties_improve)
 
     def _count_wait(self, ctx: Context, gap: int) -> None:
         """An improvement restarts the wait unless a rule refuses it; anything else adds to it."""
@@ -266,8 +295,9 @@ class StoppingPolicy:
             fired = part.restate(ctx, self._rules[part.name], fired) or fired
         return fired
 
-    def _stop_rule(self, ctx: Context, fired: Mapping[str, list[Fired]]) -> Fired | None:
-        """The first rule that fires in Lightning's order; warmup holds back thresholds and plateau rules."""
+    def _stop_rule(self, ctx: Context, fired: Mapping[str, list[Fired]]) -> tuple[Stage, Fired] | None:
+        """The first rule that fires in Lightning's order, and its stage; warmup holds back thresholds and
+        plateau rules."""
         for stage, parts in self._stages:
             if stage in (Stage.THRESHOLD, Stage.PLATEAU) and ctx.epoch < ctx.settings.warmup:
                 continue
@@ -275,7 +305,7 @@ class StoppingPolicy:
             if said:
                 found = self._combined(said) if stage is Stage.PLATEAU else said[0]
                 if found is not None:
-                    return found
+                    return stage, found
         return None
 
     def _combined(self, fired: list[Fired]) -> Fired | None:
@@ -307,14 +337,17 @@ class StoppingPolicy:
         return line
 
     def _decision(self, epoch: int, raw: float, smoothed: float | None, improved: bool, new_best: bool,
-                  fired: Fired | None, message: str) -> Decision:
+                  fired: Fired | None, message: str, measured: Mapping[str, Any] | None = None) -> Decision:
         st = self._state
         return Decision(epoch=epoch, stop=fired is not None, improved=improved, new_best=new_best,
                         reason=StopReason(fired.reason) if fired else StopReason.NOT_STOPPED, message=message,
                         value=raw, smoothed=smoothed, best_epoch=st.restore_epoch, best_score=st.restore_score,
-                        wait_count=st.wait_count, wait_epochs=st.wait_epochs, patience=self.patience)
+                        wait_count=st.wait_count, wait_epochs=st.wait_epochs, patience=self.patience,
+                        measured=dict(measured or {}))
 
 
-def build_policy(mapping: Mapping[str, Any] | None = None, source: str | None = None) -> StoppingPolicy:
-    """Build a policy from an ``early_stopping:`` mapping (as in a property file); raise ConfigError if invalid."""
-    return StoppingPolicy(parse_settings(mapping, source=source))
+def build_policy(mapping: Mapping[str, Any] | None = None, source: str | None = None,
+                 budget: int | None = None) -> StoppingPolicy:
+    """Build a policy from an ``early_stopping:`` mapping (as in a property file); raise ConfigError if invalid.
+    ``budget``: the run's epoch budget, for rules that weigh what is left (settable later as ``policy.budget``)."""
+    return StoppingPolicy(parse_settings(mapping, source=source), budget=budget)

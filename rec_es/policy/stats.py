@@ -125,7 +125,8 @@ def wilcoxon(diffs: Sequence[float]) -> PairedTest:
     if n < 2:
         raise ValueError("a paired test needs at least 2 users")
     ranks, ties = _ranks([abs(d) for d in diffs])
-    r_plus = math.fsum(r for r, d in zip(ranks, diffs) if d > 0) + 0.5 * math.fsum(r for r, d in zip(ranks, diffs) if d == 0)
+    r_plus = (math.fsum(r for r, d in zip(ranks, diffs) if d > 0)
+              + 0.5 * math.fsum(r for r, d in zip(ranks, diffs) if d == 0))
     mn = n * (n + 1) / 4.0
     var = (n * (n + 1) * (2 * n + 1) - 0.5 * sum(t * (t * t - 1) for t in ties)) / 24.0
     mean, se = _mean_se(diffs)
@@ -155,6 +156,15 @@ def paired_se(new: Sequence[float], old: Sequence[float]) -> float:
     if len(new) != len(old) or len(new) < 2:
         raise ValueError("paired scores need the same users, at least 2")
     return _mean_se([a - b for a, b in zip(new, old)])[1]
+
+
+def training_progress(strip_losses: Sequence[float]) -> float:
+    """Prechelt's training progress P_k(t) = 1000 * (sum of the strip's train losses / (k * min of them) - 1),
+    in per mille."""
+    lowest = min(strip_losses)
+    if lowest <= 0:
+        return math.inf if sum(strip_losses) > lowest * len(strip_losses) else 0.0
+    return 1000.0 * (sum(strip_losses) / (len(strip_losses) * lowest) - 1.0)
 
 
 def median(values: Sequence[float]) -> float:

@@ -2,7 +2,7 @@
 (``StopReason``, assembled from the rules' declarations) and what a policy must offer (``Policy``)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from rec_es.policy.rules import StopReason
@@ -19,6 +19,8 @@ class Decision:
     ``new_best``: this evaluation's weights are now the ones to restore (snapshot them).
     ``message``: a status line while running; one plain sentence naming rule, values and setting when stopping.
     ``wait_count`` counts evaluations since the last improvement, ``wait_epochs`` the epochs they span.
+    ``measured``: what the statistical rules measured at this evaluation (a noise margin, a p-value, a held-back
+    stop), written into the trace's decision only when not empty.
     """
 
     epoch: int
@@ -34,11 +36,14 @@ class Decision:
     wait_count: int
     wait_epochs: int
     patience: int | None
+    measured: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict; ``reason`` becomes its string value, non-finite floats become None."""
         out = asdict(self)
         out["reason"] = self.reason.value
+        if not out["measured"]:
+            del out["measured"]
         for key in ("value", "smoothed", "best_score"):
             v = out[key]
             if v is not None and (v != v or v in (float("inf"), float("-inf"))):

@@ -29,6 +29,7 @@ _FINISHED = re.compile(r"^Finished training, best eval result in epoch (?P<epoch
 _SAVING = re.compile(r"^Saving current(?: best)?\s*: (?P<path>.*)$")
 _BEST_VALID = re.compile(r"^best valid\s*: (?P<value>.*)$")
 _TEST_RESULT = re.compile(r"^test result\s*: (?P<value>.*)$")
+_NUMPY2_SCALAR = re.compile(r"\bnp\.(?:float|int)\d*\((?P<value>[^()]*)\)")
 _CONFIG_HEADER = re.compile(r"^(?P<category>General|Training|Evaluation|Dataset|Other) Hyper Parameters:\s*$")
 _CONFIG_LINE = re.compile(r"^(?P<key>[A-Za-z_][\w\-]*) = ?(?P<value>.*)$")
 _MODEL_RECORD = re.compile(r"^(?P<model>[A-Za-z_]\w*)\($")
@@ -103,8 +104,8 @@ def _literal(text: str) -> Any:
 
 
 def _result_dict(text: str) -> dict[str, float] | None:
-    """``OrderedDict([('recall@10', 0.08), ...])`` or ``{...}`` → plain dict, None if unreadable."""
-    text = text.strip()
+    """``OrderedDict([('recall@10', 0.08)])``, ``{...}``, numpy 2's ``np.float64(0.08)`` → dict; None if unreadable."""
+    text = _NUMPY2_SCALAR.sub(r"\g<value>", text.strip())
     inner = re.fullmatch(r"OrderedDict\((?P<items>.*)\)", text, flags=re.S)
     value = _literal(inner.group("items") if inner else text)
     try:

@@ -34,6 +34,7 @@ from conftest import REPO, tiny_recbole_config
 
 STOCK = """
 import json, sys
+from rec_es.compat import use_numpy2_aliases; use_numpy2_aliases()  # else stock RecBole fails on numpy 2
 from recbole.quick_start import run_recbole
 cfg = json.loads(sys.argv[1])
 run_recbole(model=cfg["model"], dataset=cfg["dataset"], config_dict=cfg, saved=sys.argv[2] == "saved")

@@ -14,7 +14,7 @@ CASES = [
     ({"patience": True}, r"early_stopping\.patience: allowed: an integer >= 1 or null \(got True\)"),
     ({"patience": "10"}, r"early_stopping\.patience: allowed: an integer >= 1 or null \(got '10'\)"),
     ({"mode": "maxx"}, r"early_stopping\.mode: allowed: auto \| max \| min \(got 'maxx'\)"),
-    ({"min_delta": -0.1}, r"early_stopping\.min_delta: allowed: a number >= 0 \(got -0\.1\)"),
+    ({"min_delta": -0.1}, r"early_stopping\.min_delta: allowed: a number >= 0 or auto \(got -0\.1\)"),
     ({"min_delta_mode": "percent"}, r"early_stopping\.min_delta_mode: allowed: abs \| rel \(got 'percent'\)"),
     ({"ties_improve": "yes"}, r"early_stopping\.ties_improve: allowed: true or false \(got 'yes'\)"),
     ({"enabled": 0}, r"early_stopping\.enabled: allowed: true or false \(got 0\)"),

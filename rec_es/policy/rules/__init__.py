@@ -17,13 +17,14 @@ import rec_es.policy.core as core
 import rec_es.policy.smoothing as smoothing
 from rec_es.policy.base import Rule, Stage
 from rec_es.policy.compare import better_than, is_improvement, worse_than
-from rec_es.policy.rules import (baseline, budgets, divergence_threshold, dynamic_patience, non_finite, patience,
-                                 prechelt, stopping_threshold)
+from rec_es.policy.rules import (baseline, budgets, divergence_threshold, dynamic_patience, noise, non_finite,
+                                 patience, prechelt, still_learning, stopping_threshold)
 from rec_es.policy.rules.prechelt import generalization_loss, prechelt_error, progress_quotient, training_progress
 
 PARTS: tuple[Rule, ...] = (
     core.SWITCH,
     core.MONITOR,
+    noise.RULE,
     core.IMPROVEMENT,
     patience.RULE,
     dynamic_patience.RULE,
@@ -36,6 +37,7 @@ PARTS: tuple[Rule, ...] = (
     budgets.MAX_EPOCHS,
     budgets.MAX_MINUTES,
     prechelt.RULE,
+    still_learning.RULE,
     core.COMBINE,
 )
 #: the parts that can stop a run, in the order they are asked

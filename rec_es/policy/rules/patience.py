@@ -51,7 +51,9 @@ class Patience(Rule):
                                   f"for {span}, one more than stopping_step: {s.stopping_step} allows (RecBole counts "
                                   "ties as reaching the best)",
                           "raise stopping_step, or use an early_stopping policy with a larger patience")]
-        if s.min_delta == 0:
+        if isinstance(s.min_delta, str):  # a measured margin (min_delta: auto): its owner adds the value
+            by = f"did not improve by more than the measured noise ({fmt(ctx.margin)})"
+        elif s.min_delta == 0:
             by = "did not reach its best" if s.ties_improve else "did not improve"
         elif s.min_delta_mode == "rel":
             by = f"did not improve by {'at least' if s.ties_improve else 'more than'} {s.min_delta:.3g}×|best|"

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from rec_es.errors import RecEsError, StateError
 from rec_es.policy.base import Context, Fired, Rule, Stage, fmt
+from rec_es.policy.stats import training_progress
 from rec_es.validate import Invalid, KeySpec, Validator, integer, number, within
 
 #: the keys each criterion takes
@@ -30,14 +31,6 @@ def generalization_loss(error: float, best_error: float) -> float:
     if best_error <= 0:
         return 0.0 if error <= best_error else math.inf
     return 100.0 * (error / best_error - 1.0)
-
-
-def training_progress(strip_losses: list[float]) -> float:
-    """P_k(t) = 1000 * (sum of the strip's train losses / (k * min of them) - 1), in per mille."""
-    lowest = min(strip_losses)
-    if lowest <= 0:
-        return math.inf if sum(strip_losses) > lowest * len(strip_losses) else 0.0
-    return 1000.0 * (sum(strip_losses) / (len(strip_losses) * lowest) - 1.0)
 
 
 def progress_quotient(gl: float, progress: float) -> float:

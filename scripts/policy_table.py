@@ -1,0 +1,226 @@
+#!/usr/bin/env python
+"""Every shipped policy on every recorded regime, by replay over the committed long runs (issue 12's table).
+
+    python scripts/policy_table.py [--runs docs/results/long_runs] [--policies FILE.yaml ...] [--partial]
+                                   [--out docs/results/policy_table.md] [--grid] [--select-on REGIME ...]
+
+Reads each ``<regime>/seed<N>/`` run directory (stopping disabled, test metrics and per-user scores at every
+epoch), replays each policy through ``rec_es.replay`` (per-user scores from the sidecars, the budget from the
+trace) and compares the restored epoch's **test** NDCG@10 with the oracle's: the best validation NDCG@10 epoch of
+the full run (``rec_es.replay.oracle``). Also: the hindsight bound (the best test epoch), epochs trained, epochs
+past the oracle epoch, and the budget saved on runs whose oracle comes in the first half. The rows: every
+``properties/policies/*.yaml`` (a policy that changes training, reduce_on_plateau, cannot be replayed and is
+listed as such), ``make run``'s policy (the ``early_stopping:`` of ``properties/gru4rec_ml100k.yaml``) and
+``make run``'s policy before issue 12 (``docs/results/make_run_policy.yaml``).
+
+``--grid`` replays a small grid of candidate settings for the recommended policy, scored only on the regimes of
+``--select-on`` (the others are held out), so the choice is not made on the runs the table reports.
+Pure replay: seconds on a fresh clone.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rec_es import build_policy  # noqa: E402
+from rec_es.replay import oracle, replay, why_not_replayable  # noqa: E402
+from rec_es.trace import Trace, read_trace  # noqa: E402
+
+METRIC = "ndcg@10"
+MAKE_RUN = REPO / "properties" / "gru4rec_ml100k.yaml"
+#: make run's policy before issue 12 (patience 10, min_delta 0.0005), kept for the compare docs
+OLD_MAKE_RUN = REPO / "docs" / "results" / "make_run_policy.yaml"
+GOAL = {"ratio": 0.99, "past": 15.0, "saved": 0.30}
+
+
+def policy_files(paths: list[Path] | None) -> dict[str, dict[str, Any]]:
+    """name -> {"mapping", "file", "live"} for every policy file (and make run's config)."""
+    files = paths or sorted((REPO / "properties" / "policies").glob("*.yaml"))
+    out: dict[str, dict[str, Any]] = {}
+    names = {MAKE_RUN: "make run (gru4rec_ml100k.yaml)", OLD_MAKE_RUN: "make run before issue 12"}
+    for f in [MAKE_RUN, OLD_MAKE_RUN, *files] if paths is None else files:
+        data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+        name = names.get(f, f.stem)
+        live = why_not_replayable(data.get("lr_schedule"), None)
+        out[name] = {"mapping": data.get("early_stopping") or {}, "file": f, "live": live}
+    return out
+
+
+def load_runs(root: Path, partial: bool) -> dict[str, list[Trace]]:
+    runs: dict[str, list[Trace]] = {}
+    for p in sorted(root.glob("*/seed*/trace.jsonl")):
+        tr = read_trace(p)
+        if tr.complete or partial:
+            runs.setdefault(p.parent.parent.name, []).append(tr)
+    return runs
+
+
+def test_at(tr: Trace, epoch: int | None) -> float | None:
+    for r in tr.records:
+        if r["epoch"] == epoch:
+            return (r.get("test") or {}).get(METRIC)
+    return None
+
+
+def measure(mapping: dict[str, Any], tr: Trace, ref: dict[str, Any], name: str) -> dict[str, Any]:
+    res = replay(build_policy(mapping), tr, name=name, need_test=True)
+    budget = int(tr.header.get("epochs") or tr.records[-1]["epoch"] + 1)
+    test = res.metric(METRIC) or 0.0
+    return {"ratio": test / ref["test"], "epochs": res.epochs_trained, "past": res.stop_epoch - ref["epoch"],
+            "saved": 1 - res.epochs_trained / budget, "early_oracle": ref["epoch"] < budget / 2,
+            "stop": res.stop_epoch, "reason": res.reason, "best": res.best_epoch, "notes": res.notes}
+
+
+def reference(tr: Trace) -> dict[str, Any]:
+    orc = oracle(tr, build_policy({"monitor": METRIC, "enabled": False}))
+    tests = [(r.get("test") or {}).get(METRIC) or 0.0 for r in tr.records]
+    return {"epoch": orc.best_epoch, "test": test_at(tr, orc.best_epoch), "hindsight": max(tests) / test_at(tr, orc.best_epoch),
+            "hindsight_epoch": tr.records[tests.index(max(tests))]["epoch"],
+            "budget": int(tr.header.get("epochs") or len(tr.records))}
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    early = [r["saved"] for r in rows if r["early_oracle"]]
+    return {"ratio_mean": statistics.fmean(r["ratio"] for r in rows), "ratio_min": min(r["ratio"] for r in rows),
+            "ratio_max": max(r["ratio"] for r in rows), "epochs": statistics.fmean(r["epochs"] for r in rows),
+            "epochs_min": min(r["epochs"] for r in rows), "epochs_max": max(r["epochs"] for r in rows),
+            "past": statistics.fmean(r["past"] for r in rows),
+            "saved_early": statistics.fmean(early) if early else math.nan, "n_early": len(early), "n": len(rows)}
+
+
+def meets(s: dict[str, float]) -> bool:
+    saved_ok = math.isnan(s["saved_early"]) or s["saved_early"] >= GOAL["saved"]
+    return s["ratio_min"] >= GOAL["ratio"] and s["past"] <= GOAL["past"] and saved_ok
+
+
+def fmt_row(name: str, s: dict[str, float]) -> str:
+    saved = "-" if math.isnan(s["saved_early"]) else f"{s['saved_early']:.0%} ({s['n_early']})"
+    return (f"| {name} | {s['ratio_mean']:.3f} (best {s['ratio_max']:.3f}) | {s['ratio_min']:.3f} | "
+            f"{s['epochs']:.0f} ({s['epochs_min']}-{s['epochs_max']}) | {s['past']:+.0f} | "
+            f"{saved} | {'yes' if meets(s) else 'no'} |")
+
+
+HEAD = ("| policy | test NDCG@10 / oracle's, mean (best run) | worst run | epochs trained, mean (range) | "
+        "epochs past the oracle epoch, mean | budget saved, oracle in first half (runs) | meets the goal |"
+        "\n|---|---|---|---|---|---|---|")
+
+
+def rank(results: dict[str, Any], rows_of: Any) -> list[str]:
+    """Candidates best first: meeting the goal, then the highest worst-run ratio, then the fewest epochs."""
+    def key(name: str) -> tuple[float, float, float]:
+        s = summary(rows_of(name))
+        return (-float(meets(s)), -round(s["ratio_min"], 3), s["epochs"])
+    return sorted(results, key=key)
+
+
+def grid() -> dict[str, dict[str, Any]]:
+    """Candidate recommended policies: patience x what counts as an improvement x still_learning x smoothing."""
+    out = {}
+    improvements = {"min_delta 0": {"min_delta": 0.0}, "min_delta auto": {"min_delta": "auto"},
+                    "significant 0.1": {"improvement": "significant", "alpha": 0.1}}
+    for patience, (label, how), learning, ema in itertools.product(
+            (10, 15, 20, 30, None), improvements.items(), ("off", "hold", "stop"), (None, 0.5)):
+        if patience is None and learning != "stop":
+            continue  # nothing would stop the run
+        m: dict[str, Any] = {"monitor": METRIC, "patience": patience, **how, "still_learning": learning}
+        if ema:
+            m.update(smoothing="ema", ema_alpha=ema)
+        name = f"patience {patience}, {label}, still_learning {learning}" + (f", ema {ema}" if ema else "")
+        out[name] = {"mapping": m, "live": None}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, default=REPO / "docs" / "results" / "long_runs")
+    ap.add_argument("--policies", type=Path, nargs="+", default=None)
+    ap.add_argument("--partial", action="store_true", help="include runs still being recorded")
+    ap.add_argument("--grid", action="store_true", help="replay the candidate grid instead of the shipped policies")
+    ap.add_argument("--select-on", nargs="+", default=None, metavar="REGIME",
+                    help="with --grid: regimes the candidates are scored on (the rest are held out)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    start = time.time()
+    runs = load_runs(args.runs, args.partial)
+    if not runs:
+        print(f"no finished runs under {args.runs}")
+        return 1
+    refs = {id(tr): reference(tr) for trs in runs.values() for tr in trs}
+    policies = grid() if args.grid else policy_files(args.policies)
+    lines = [f"Runs: " + ", ".join(f"{reg} ({len(trs)} seeds)" for reg, trs in runs.items()) + ".", ""]
+    lines += ["## Oracle and hindsight per run", "",
+              "| run | budget | oracle epoch (best valid) | oracle test NDCG@10 | best test epoch | hindsight / oracle |",
+              "|---|---|---|---|---|---|"]
+    for reg, trs in runs.items():
+        for tr in trs:
+            r = refs[id(tr)]
+            lines.append(f"| {reg} seed {tr.header.get('seed')} | {r['budget']} | {r['epoch']} | {r['test']:.4f} | "
+                         f"{r['hindsight_epoch']} | {r['hindsight']:.3f} |")
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for name, p in policies.items():
+        if p["live"]:
+            continue
+        results[name] = {reg: [measure(p["mapping"], tr, refs[id(tr)], name) for tr in trs] for reg, trs in runs.items()}
+    if args.grid:
+        chosen = args.select_on or list(runs)
+        held = [r for r in runs if r not in chosen]
+        pool = lambda n, regs: [x for reg in regs for x in results[n][reg]]  # noqa: E731
+        scored = rank(results, lambda n: pool(n, chosen))
+        lines += ["", f"## Candidates, scored on {', '.join(chosen)}; held out: {', '.join(held) or 'none'}", "", HEAD]
+        for name in scored:
+            sel = summary(pool(name, chosen))
+            out = summary(pool(name, held)) if held else None
+            lines.append(fmt_row(name, sel) + (f" held out: {out['ratio_min']:.3f} worst, {out['epochs']:.0f} epochs, "
+                                               f"{'meets' if meets(out) else 'misses'} |" if out else ""))
+        lines += ["", "## Leave one run out: the candidate ranked first on all other runs, on the run left out", "",
+                  "| run left out | chosen on the others | test / oracle's | epochs trained | past the oracle epoch |",
+                  "|---|---|---|---|---|"]
+        flat = [(reg, i) for reg in runs for i in range(len(runs[reg]))]
+        for reg, i in flat:
+            others = lambda n: [x for r2, j in flat if (r2, j) != (reg, i) for x in [results[n][r2][j]]]  # noqa: E731
+            best = rank(results, others)[0]
+            x = results[best][reg][i]
+            lines.append(f"| {reg} seed {runs[reg][i].header.get('seed')} | {best} | {x['ratio']:.3f} | {x['epochs']} | "
+                         f"{x['past']:+d} |")
+    else:
+        for reg in runs:
+            lines += ["", f"## {reg}", "", HEAD]
+            for name, p in policies.items():
+                if p["live"]:
+                    lines.append(f"| {name} | not replayable: {p['live']} | | | | | |")
+                    continue
+                lines.append(fmt_row(name, summary(results[name][reg])))
+        lines += ["", "## All runs", "", HEAD]
+        for name in results:
+            lines.append(fmt_row(name, summary([x for reg in runs for x in results[name][reg]])))
+        lines += ["", "## Per run (stop epoch / restored epoch / test ratio)", "",
+                  "| policy | " + " | ".join(f"{reg} {tr.header.get('seed')}" for reg, trs in runs.items() for tr in trs)
+                  + " |", "|---|" + "---|" * sum(len(t) for t in runs.values())]
+        for name in results:
+            cells = [f"{x['stop']} / {x['best']} / {x['ratio']:.3f}" for reg in runs for x in results[name][reg]]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        notes = sorted({n for name in results for reg in runs for x in results[name][reg] for n in x["notes"]})
+        if notes:
+            lines += ["", "Notes from replay:", ""] + [f"- {n}" for n in notes]
+    lines += ["", f"({len(results)} policies x {sum(len(t) for t in runs.values())} runs replayed in "
+                  f"{time.time() - start:.1f} s)"]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""min_delta: auto and improvement: significant, driven by scripted scores (and per-user scores) with the
+expected margins, p-values and stops worked out by hand in the comments."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from rec_es import ConfigError, build_policy
+from rec_es.errors import RecEsError
+from rec_es.policy import StopReason
+
+CURVE = [0.10, 0.12, 0.11, 0.13, 0.12, 0.14]
+# the curve noise after 5 values: first differences .02 -.01 .02 -.01, median .005, |d - .005| all .015,
+# so MAD .015 and the margin 1.4826 * .015
+CURVE_MARGIN = 1.482602218505602 * 0.015
+
+
+def run(mapping: dict, scores: list[float], per_user: list[list[float]] | None = None) -> list:
+    policy = build_policy({"monitor": "ndcg@10", **mapping})
+    out = []
+    for epoch, score in enumerate(scores):
+        users = None if per_user is None else {"ndcg@10": per_user[epoch]}
+        d = policy.update(epoch, {"ndcg@10": score}, per_user=users)
+        out.append(d)
+        if d.stop:
+            break
+    return out
+
+
+def test_auto_margin_from_the_curve() -> None:
+    """No per-user scores: margin 0 until 5 values, then 1.4826·MAD(first differences) = 0.02224, so 0.14 does not
+    beat the best 0.13 by it: the wait reaches patience 2 at epoch 5 (with min_delta 0 epoch 5 improves)."""
+    ds = run({"patience": 2, "min_delta": "auto"}, CURVE)
+    assert [d.improved for d in ds] == [True, True, False, True, False, False]
+    assert ds[-1].stop and ds[-1].reason is StopReason.PATIENCE and ds[-1].epoch == 5
+    assert ds[4].measured["min_delta"] == {"value": 0.0, "source": "not measured yet (fewer than 5 values)"}
+    assert ds[5].measured["min_delta"]["value"] == pytest.approx(CURVE_MARGIN)
+    assert "did not improve by more than the measured noise (0.022239)" in ds[-1].message
+    assert "(min_delta: auto, curve: 1.4826·MAD(first differences))" in ds[-1].message
+    assert run({"patience": 2}, CURVE)[5].improved
+
+
+# per-user scores of 4 users; evaluation 1 - evaluation 0 = (.1, 0, 0, .1): mean .05, sd sqrt(4 * .05^2 / 3)
+# = .057735, SE = sd / 2 = .028868 < .05: improves. Evaluation 2 - evaluation 1 = (.1, -.02, 0, 0): mean .02,
+# squared deviations .0064 + .0016 + .0004 + .0004 = .0088, sd sqrt(.0088 / 3) = .054160, SE .027080 > .02.
+USERS = [[0.1, 0.2, 0.3, 0.4], [0.2, 0.2, 0.3, 0.5], [0.3, 0.18, 0.3, 0.5]]
+MEANS = [0.25, 0.3, 0.32]
+
+
+def test_auto_margin_from_per_user_scores() -> None:
+    """With per-user scores the margin is the SE of the paired difference to the best: epoch 1 improves by .05 >
+    .028868, epoch 2 by .02 < .027080 does not, so patience 1 stops at epoch 2."""
+    ds = run({"patience": 1, "min_delta": "auto"}, MEANS, USERS)
+    assert [d.improved for d in ds] == [True, True, False]
+    assert ds[1].measured["min_delta"]["value"] == pytest.approx(0.05773503 / 2)
+    assert ds[2].measured["min_delta"] == {"value": pytest.approx(0.02708013), "source": "per-user paired SE vs epoch 1"}
+    assert ds[-1].stop and "per-user paired SE vs epoch 1" in ds[-1].message
+
+
+# evaluation 1 - evaluation 0 = (.1, 0, 0, .1): t = .05 / .028868 = sqrt(3), df 3. Student's t with 3 degrees of
+# freedom has F(t) = 1/2 + (1/pi) (u / (1 + u^2) + atan u), u = t / sqrt(3) = 1: F = 1/2 + (1/2 + pi/4) / pi, so
+# the one-sided p = 1/2 - 1/(2 pi) - 1/4 = 0.090845.
+P_T3 = 0.25 - 1 / (2 * math.pi)
+
+
+@pytest.mark.parametrize("alpha,improved,stop", [(0.05, False, True), (0.1, True, False)])
+def test_significant_improvement_is_a_paired_t_test(alpha: float, improved: bool, stop: bool) -> None:
+    """p = 0.0908 for epoch 1 against epoch 0: refused at alpha 0.05 (patience 1 stops, naming the test and p),
+    accepted at alpha 0.1."""
+    ds = run({"patience": 1, "improvement": "significant", "alpha": alpha}, MEANS[:2], USERS[:2])
+    sig = ds[1].measured["significance"]
+    assert sig["p_value"] == pytest.approx(P_T3) and sig["confirmed"] is improved
+    assert sig["test"] == "paired t over 4 users vs epoch 0"
+    assert ds[1].improved is improved and ds[1].stop is stop
+    if stop:
+        assert ds[1].reason is StopReason.PATIENCE
+        assert f"paired t-test at alpha {alpha:g}; last p = 0.0908" in ds[1].message
+        assert "raise early_stopping.alpha" in ds[1].message
+
+
+def test_refused_improvement_does_not_move_the_best() -> None:
+    """A refused improvement leaves the best (and the test's reference) where it was: epoch 2 is tested against
+    epoch 0, not epoch 1 (diff (.2, -.02, 0, .1))."""
+    ds = run({"patience": 3, "improvement": "significant", "alpha": 0.05}, MEANS, USERS)
+    assert not ds[1].improved and ds[2].measured["significance"]["test"].endswith("vs epoch 0")
+    assert ds[2].wait_count == 2
+
+
+def test_significance_without_per_user_scores_falls_back_to_the_curve() -> None:
+    """No per-user scores (a replayed stock log): a z-test of the gain against the curve noise; 0.14 - 0.13 = 0.01
+    is z = 0.01 / 0.02224 = 0.4497, p = 0.3265 at epoch 5, so no improvement; the decision says which test."""
+    ds = run({"patience": 5, "improvement": "significant"}, CURVE)
+    sig = ds[5].measured["significance"]
+    assert sig["test"] == "z against the curve noise (no per-user scores)"
+    assert sig["p_value"] == pytest.approx(0.5 * math.erfc(0.01 / CURVE_MARGIN / math.sqrt(2)))
+    assert not ds[5].improved and ds[3].improved  # before 5 values there is no noise to test against: accepted
+
+
+def test_per_user_keys_and_composites() -> None:
+    """The policy asks for the monitor's per-user scores only when a noise rule needs them; a composite monitor is
+    tested on the weighted per-user sum."""
+    assert build_policy({"monitor": "ndcg@10"}).per_user_keys == ()
+    assert build_policy({"monitor": "ndcg@10", "min_delta": "auto"}).per_user_keys == ("ndcg@10",)
+    assert build_policy({"monitor": "auc", "min_delta": "auto"}).per_user_keys == ()  # the curve's noise instead
+    p = build_policy({"monitor": {"ndcg@10": 0.5, "recall@10": 0.5}, "improvement": "significant", "patience": 1})
+    assert p.per_user_keys == ("ndcg@10", "recall@10")
+    p.update(0, {"ndcg@10": 0.2, "recall@10": 0.4}, per_user={"ndcg@10": [0.1, 0.3], "recall@10": [0.2, 0.6]})
+    # composite per user: (.15, .45) then (.25, .45): diff (.1, 0), mean .05, SE .05, t = 1, df 1: p = 1/4
+    d = p.update(1, {"ndcg@10": 0.25, "recall@10": 0.45}, per_user={"ndcg@10": [0.2, 0.3], "recall@10": [0.3, 0.6]})
+    assert d.measured["significance"]["p_value"] == pytest.approx(0.25)
+
+
+def test_bad_per_user_input_is_refused() -> None:
+    """Per-user scores lacking the monitor, or of another number of users than the best's, are errors."""
+    p = build_policy({"monitor": "ndcg@10", "improvement": "significant"})
+    with pytest.raises(RecEsError, match="per-user scores of ndcg@10 are needed"):
+        p.update(0, {"ndcg@10": 0.1}, per_user={"recall@10": [0.1, 0.2]})
+    p.reset()
+    p.update(0, {"ndcg@10": 0.15}, per_user={"ndcg@10": [0.1, 0.2]})
+    with pytest.raises(RecEsError, match="3 per-user scores, the best .epoch 0. had 2"):
+        p.update(1, {"ndcg@10": 0.2}, per_user={"ndcg@10": [0.1, 0.2, 0.3]})
+
+
+@pytest.mark.parametrize("mapping,pattern", [
+    ({"improvement": "significant", "monitor": "auc"},
+     r"early_stopping\.improvement: the monitor's auc has no per-user values .*allowed: threshold \(a significance "
+     r"test needs per-user scores\) \(got 'significant'\)"),
+    ({"improvement": "significant", "monitor": {"ndcg@10": 0.5, "itemcoverage@10": 0.5}, "mode": "max"},
+     r"early_stopping\.improvement: the monitor's itemcoverage@10 has no per-user values"),
+    ({"improvement": "sometimes"}, r"early_stopping\.improvement: allowed: threshold \| significant \(got 'sometimes'\)"),
+    ({"improvement": "significant", "alpha": 0}, r"early_stopping\.alpha: allowed: a number in \(0, 0\.5\] \(got 0\)"),
+    ({"improvement": "significant", "alpha": 0.6}, r"early_stopping\.alpha: allowed: a number in \(0, 0\.5\] \(got 0\.6\)"),
+    ({"alpha": 0.1}, r"early_stopping\.alpha: alpha is set but improvement is 'threshold'"),
+    ({"min_delta": "big"}, r"early_stopping\.min_delta: allowed: a number >= 0 or auto \(got 'big'\)"),
+    ({"min_delta": "auto", "min_delta_mode": "rel"},
+     r"early_stopping\.min_delta_mode: min_delta: auto measures an absolute margin; allowed: abs with min_delta: auto"),
+])
+def test_bad_settings_are_named(mapping: dict, pattern: str) -> None:
+    """Each bad noise setting is a ConfigError naming the file, key, allowed values and what was given."""
+    with pytest.raises(ConfigError, match=f"^policy.yaml: {pattern}"):
+        build_policy({"monitor": "ndcg@10", **mapping}, source="policy.yaml")
+
+
+def test_version_1_state_loads_with_a_fresh_noise_state() -> None:
+    """A state saved before the noise rule existed (version 1, no noise_* keys) loads; the rule starts afresh."""
+    p = build_policy({"monitor": "ndcg@10", "min_delta": "auto"})
+    p.update(0, {"ndcg@10": 0.1})
+    state = json.loads(json.dumps(p.state_dict()))
+    old = {**state, "version": 1, "state": {k: v for k, v in state["state"].items()
+                                            if not k.startswith(("noise_", "learning_"))}}
+    q = build_policy({"monitor": "ndcg@10", "min_delta": "auto"})
+    q.load_state_dict(old)
+    assert q.state_dict()["state"]["noise_values"] == [] and q.best_epoch == 0
