@@ -12,7 +12,6 @@ users at once: they have no per-user values.
 """
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 from logging import getLogger
@@ -157,15 +156,6 @@ class _CapturingEvaluator:
         return getattr(self._inner, name)
 
 
-def accepts_per_user(policy: Any) -> bool:
-    """Whether ``policy.update`` takes a ``per_user`` keyword (policies without it are called as before)."""
-    try:
-        params = inspect.signature(policy.update).parameters
-    except (TypeError, ValueError):
-        return False
-    return "per_user" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 class PerUserRecorder:
     """The trainer's side: capture per-user values, append them to the run's sidecars, hand them to the policy.
 
@@ -231,8 +221,6 @@ class PerUserRecorder:
             writer.append(epoch, scores.user_ids, scores.values)
         return scores
 
-    def policy_kwargs(self, scores: UserScores | None) -> dict[str, Any]:
-        """``{"per_user": {metric: [float, ...]}}`` for a policy that takes it, else ``{}``."""
-        if scores is None or not accepts_per_user(self._trainer.policy):
-            return {}
-        return {"per_user": for_policy(scores.values)}
+    def policy_values(self, scores: UserScores | None) -> dict[str, list[float]] | None:
+        """``{metric: [float, ...]}`` for ``policy.update(per_user=...)`` (every ``Policy`` takes it), or None."""
+        return None if scores is None else for_policy(scores.values)

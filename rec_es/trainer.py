@@ -262,7 +262,7 @@ class EarlyStoppingTrainer(Trainer):
             test_s = time.time() - t1
         elapsed = self.elapsed_offset_ + time.time() - start
         step = self.controller.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed,
-                                      **self.per_user_recorder.policy_kwargs(per_user))
+                                      per_user=self.per_user_recorder.policy_values(per_user))
         decision, action, stop = step.decision, step.action, step.stop
         if decision.new_best:
             self._snapshot_best(epoch, valid, test, decision, saved)
