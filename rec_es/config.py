@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 from rec_es import yamlio
 from rec_es.errors import ConfigError, brief
 from rec_es.policy import StoppingPolicy, build_policy
-from rec_es.policy.monitor import computed_metric_keys
+from rec_es.policy.monitor import TARGET_CE, computed_metric_keys
 from rec_es.policy.presets import legacy_mapping
 from rec_es.policy.schema import PolicySettings, parse_settings
 
@@ -142,6 +142,12 @@ def _check_monitor(settings: PolicySettings, recbole: Mapping[str, Any], source:
     metrics = recbole.get("metrics", RECBOLE_DEFAULTS["metrics"])
     topk = recbole.get("topk", RECBOLE_DEFAULTS["topk"])
     computed = computed_metric_keys(metrics, topk)
+    if TARGET_CE in settings.monitor.keys:
+        from rec_es.target_ce import require  # torch: only for a monitor that reads it
+
+        require(recbole.get("eval_args"), f"early_stopping.monitor ({TARGET_CE})",
+                sources.get("eval_args", "RecBole's defaults"))
+        computed.append(TARGET_CE)
     missing = [k for k in settings.monitor.keys if k not in computed]
     if missing:
         where = sources.get("metrics", "RecBole's defaults")

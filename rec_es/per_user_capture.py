@@ -5,7 +5,8 @@ compute a ``[n_rows, max(topk)]`` array of per-row values and hand it to ``topk_
 ``PerUserCapture`` wraps one trainer's ``evaluator`` (and that evaluator's metric objects' ``topk_result``) to keep
 those arrays, and the trainer's ``eval_collector.eval_batch_collect`` to note each row's user id. Value metrics
 (AUC, GAUC, LogLoss, MAE, RMSE) and the aggregate ones (ItemCoverage, GiniIndex, ...) are computed over all
-users at once: they have no per-user values.
+users at once: they have no per-user values. rec_es's own ``target_ce`` (``rec_es.target_ce``, full-sort
+evaluation only) has one per row too, and is recorded like a top-k key.
 
 ``PerUserRecorder`` is what ``EarlyStoppingTrainer`` calls: it picks the metrics, writes the sidecars
 (``rec_es.per_user``) and passes the values to a policy whose ``update`` accepts ``per_user``.
@@ -25,6 +26,8 @@ from recbole.evaluator.register import metrics_dict
 
 from rec_es.errors import ConfigError, StateError
 from rec_es.per_user import PerUserWriter, for_policy
+from rec_es.policy.monitor import TARGET_CE
+from rec_es.target_ce import TargetCE, unavailable
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,11 @@ def topk_keys(config: Any) -> tuple[str, ...]:
     return tuple(f"{n}@{k}" for n in names if _is_topk(n) for k in ks)
 
 
+def per_user_keys(config: Any) -> tuple[str, ...]:
+    """Every key with per-user values under ``config``: its top-k keys, plus ``target_ce`` under full ranking."""
+    return topk_keys(config) + (() if unavailable(config["eval_args"]) else (TARGET_CE,))
+
+
 def _is_topk(name: str) -> bool:
     cls = metrics_dict.get(name)
     return isinstance(cls, type) and issubclass(cls, TopkMetric)
@@ -50,10 +58,10 @@ def _is_topk(name: str) -> bool:
 def choose_metrics(config: Any, requested: Sequence[str] | None, monitor_keys: Sequence[str]) -> tuple[str, ...]:
     """The metrics to capture: ``requested`` (each must be a computed top-k key, else ``ConfigError``), or by
     default the monitor's keys that have per-user values (the others are named in a log line)."""
-    available = topk_keys(config)
+    available = per_user_keys(config)
     if requested is None:
         keys = [k.lower() for k in monitor_keys]
-        dropped = [k for k in keys if k not in available]
+        dropped = [k for k in keys if k not in available and k != TARGET_CE]  # TargetCE refuses that one
         if dropped:
             one = len(dropped) == 1
             getLogger().info(f"per-user scores: {', '.join(dropped)} {'has' if one else 'have'} none "
@@ -63,6 +71,8 @@ def choose_metrics(config: Any, requested: Sequence[str] | None, monitor_keys: S
     chosen = []
     for key in requested:
         k = str(key).lower()
+        if k == TARGET_CE and k not in available:
+            raise ConfigError(f"per_user_metrics: {key!r}: {unavailable(config['eval_args'])}", key="eval_args")
         if k not in available:
             name = k.partition("@")[0]
             why = ("it is not a top-k metric, so it has no per-user values (only RecBole's top-k metrics average "
@@ -76,9 +86,12 @@ def choose_metrics(config: Any, requested: Sequence[str] | None, monitor_keys: S
 
 
 class PerUserCapture:
-    """Keeps the per-user values of ``metrics`` from every ``trainer.evaluate`` call; ``take()`` hands them out."""
+    """Keeps the per-user values of ``metrics`` from every ``trainer.evaluate`` call; ``take()`` hands them out.
 
-    def __init__(self, trainer: Any, metrics: Sequence[str]) -> None:
+    ``target_ce``: the ``TargetCE`` whose rows are the values of the key ``target_ce`` (needed if it is recorded).
+    """
+
+    def __init__(self, trainer: Any, metrics: Sequence[str], target_ce: TargetCE | None = None) -> None:
         self.uid_field = trainer.config["USER_ID_FIELD"]
         self.metrics: tuple[str, ...] = ()
         self._evaluator = trainer.evaluator
@@ -86,6 +99,7 @@ class PerUserCapture:
         self._uids: list[torch.Tensor] = []
         self._rows: dict[str, np.ndarray] = {}
         self._last: UserScores | None = None
+        self.target_ce = target_ce
         self.want(metrics)
         collector = trainer.eval_collector
         collector.eval_batch_collect = self._keep_users(collector.eval_batch_collect)
@@ -93,7 +107,7 @@ class PerUserCapture:
 
     def want(self, metrics: Sequence[str]) -> None:
         """Capture ``metrics`` (top-k keys RecBole computes) from the next evaluation on."""
-        for name in {m.partition("@")[0] for m in metrics} - self._wrapped:
+        for name in {m.partition("@")[0] for m in metrics} - self._wrapped - {TARGET_CE}:
             metric = self._evaluator.metric_class[name]
             metric.topk_result = self._keep_rows(metric.topk_result)
             self._wrapped.add(name)
@@ -127,12 +141,23 @@ class PerUserCapture:
                              "per-user capture cannot pair them (pass per_user_metrics=() to switch it off)")
         values = {}
         for key in self.metrics:
+            if key == TARGET_CE:
+                values[key] = self._target_rows(n)
+                continue
             name, _, k = key.partition("@")
             if name not in rows:
                 raise StateError(f"per-user scores: metric {name} did not pass its per-user values through "
                                  "TopkMetric.topk_result (pass per_user_metrics without it)")
             values[key] = np.asarray(rows[name][:, int(k) - 1], dtype=np.float32)
         self._last = UserScores(uids, values)
+
+    def _target_rows(self, n: int) -> np.ndarray:
+        if self.target_ce is None:
+            raise StateError("per-user scores: target_ce is recorded but no TargetCE computes it")
+        rows = self.target_ce.rows()
+        if len(rows) != n:
+            raise StateError(f"per-user scores: RecBole scored {n} rows but target_ce has {len(rows)}")
+        return rows
 
     def take(self) -> UserScores | None:
         """The values of the latest evaluation (None if none since the last ``take``)."""
@@ -166,7 +191,10 @@ class PerUserRecorder:
     def __init__(self, trainer: Any, metrics: Sequence[str] | None, monitor_keys: Sequence[str]) -> None:
         self._trainer = trainer
         self.metrics = choose_metrics(trainer.config, metrics, monitor_keys)
-        self.capture = PerUserCapture(trainer, self.metrics) if self.metrics else None
+        asked = [f"early_stopping.monitor ({k})" for k in monitor_keys if k.lower() == TARGET_CE]
+        self.target_ce = (TargetCE(trainer, asked[0] if asked else "per_user_metrics")
+                          if asked or TARGET_CE in self.metrics else None)
+        self.capture = PerUserCapture(trainer, self.metrics, self.target_ce) if self.metrics else None
         self.writers: dict[str, PerUserWriter] = {}
 
     def begin(self, run_dir: str | os.PathLike[str] | None, *, resumed: bool, record_test: bool) -> None:
@@ -189,15 +217,18 @@ class PerUserRecorder:
         resumed = {s: PerUserWriter.resume(run_dir, s, kept) for s in splits}
         recorded = next((w.metrics for w in resumed.values() if w is not None), None)
         if recorded is not None and recorded != self.metrics:
-            missing = [m for m in recorded if m not in topk_keys(self._trainer.config)]
+            missing = [m for m in recorded if m not in per_user_keys(self._trainer.config)]
             if missing:
                 raise StateError(f"{Path(run_dir) / 'per_user'}: records per-user {', '.join(missing)}, which this "
                                  "config no longer computes; add them back to RecBole's metrics/topk to resume")
             getLogger().info(f"per-user scores: recording {', '.join(recorded)} as this run did so far")
             self.metrics = recorded
+            if TARGET_CE in recorded and self.target_ce is None:
+                self.target_ce = TargetCE(self._trainer, f"{Path(run_dir) / 'per_user'} (records target_ce)")
             if self.capture is None:
-                self.capture = PerUserCapture(self._trainer, recorded)
+                self.capture = PerUserCapture(self._trainer, recorded, self.target_ce)
             else:
+                self.capture.target_ce = self.target_ce
                 self.capture.want(recorded)
         for split, writer in resumed.items():
             if writer is None and kept:

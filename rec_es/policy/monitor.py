@@ -20,6 +20,9 @@ TOPK_METRICS = frozenset(
 VALUE_METRICS = frozenset({"auc", "gauc", "mae", "rmse", "logloss"})
 #: Metrics where smaller is better (RecBole's ``smaller = True``); every other metric is bigger-is-better.
 SMALLER_METRICS = frozenset({"mae", "rmse", "logloss", "averagepopularity", "giniindex"})
+#: rec_es's own metric: the mean cross-entropy at the target item, -log softmax(full-ranking scores)[target]
+#: (computed by ``rec_es.target_ce`` beside RecBole's metrics, under full-sort evaluation only); smaller is better.
+TARGET_CE = "target_ce"
 
 
 def metric_base(key: str) -> str:
@@ -29,7 +32,8 @@ def metric_base(key: str) -> str:
 
 def metric_mode(key: str) -> str:
     """``'min'`` for RecBole's smaller-is-better metrics, else ``'max'``."""
-    return "min" if metric_base(key) in SMALLER_METRICS else "max"
+    base = metric_base(key)
+    return "min" if base in SMALLER_METRICS or base == TARGET_CE else "max"
 
 
 def computed_metric_keys(metrics: list[str] | str, topk: list[int] | int | None) -> list[str]:
