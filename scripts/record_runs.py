@@ -2,7 +2,7 @@
 """Record long runs with stopping disabled, test metrics and per-user scores at every epoch (issue 12's evidence).
 
     OMP_NUM_THREADS=1 python scripts/record_runs.py [--regimes NAME ...] [--seeds 2020 2021 2022]
-                      [--output docs/results/long_runs] [--epochs N] [--list]
+                      [--output docs/results/long_runs] [--epochs N] [--target-ce] [--list]
 
 Each regime x seed trains the full epoch budget (``properties/policies/disabled.yaml``: no rule stops) with
 ``--record-test`` and per-user ndcg@10, recall@10 and mrr@10, into ``OUTPUT/<regime>/seed<N>/``, a rec_es run
@@ -10,7 +10,8 @@ directory. When a run has finished, its checkpoints (best.pth, last.pth) are del
 gzipped (``read_per_user`` reads ``.bin.gz``); what stays is what replay needs: trace.jsonl, summary.json,
 config.yaml, per_user/. Runs go one after another, in one thread; a finished run is skipped, an interrupted one
 is resumed from its last.pth, so the same command continues after a kill. ``--epochs`` overrides every budget
-(to time an epoch: ``--epochs 1 --output /tmp/x``).
+(to time an epoch: ``--epochs 1 --output /tmp/x``). ``--target-ce`` also records ``target_ce`` (the cross-entropy
+at the target item, ``rec_es.target_ce``) per user and averaged in the trace, valid and test.
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="seeds (default 2020 2021 2022)")
     p.add_argument("--output", type=Path, default=REPO / "docs" / "results" / "long_runs", help="root directory")
     p.add_argument("--epochs", type=int, default=None, help="override every regime's epoch budget")
+    p.add_argument("--target-ce", action="store_true",
+                   help="also record target_ce (cross-entropy at the target item) per user and in the trace")
     p.add_argument("--list", action="store_true", help="print each run's state and exit")
     return p
 
@@ -84,7 +87,7 @@ def archive(run_dir: Path) -> None:
         path.unlink()
 
 
-def record(regime: str, seed: int, output: Path, epochs: int | None) -> None:
+def record(regime: str, seed: int, output: Path, epochs: int | None, target_ce: bool = False) -> None:
     """Train (or resume) one regime x seed into ``output/<regime>/seed<N>`` and archive it."""
     from rec_es.per_user import read_per_user
     from rec_es.training import prepare_run_dir, train
@@ -101,7 +104,7 @@ def record(regime: str, seed: int, output: Path, epochs: int | None) -> None:
     print(f"{time.strftime('%H:%M:%S')} {regime} seed {seed}: {'resuming' if now == 'partial' else 'recording'} "
           f"{cfg.recbole['epochs']} epochs into {run_dir}", flush=True)
     summary = train(cfg, run_dir, resume=now == "partial", record_test=True, verbose=False,
-                    per_user_metrics=PER_USER_METRICS)
+                    per_user_metrics=PER_USER_METRICS + (("target_ce",) if target_ce else ()))
     archive(run_dir)
     for split in ("valid", "test"):
         read_per_user(run_dir, split)  # the archived sidecars read back and match the trace
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rec_es_record_") as scratch:
         os.chdir(scratch)  # RecBole writes log/ and log_tensorboard/ into the working directory
         for r, s in runs:
-            record(r, s, output, args.epochs)
+            record(r, s, output, args.epochs, args.target_ce)
     return 0
 
 
