@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 
 from rec_es.errors import RecEsError
 from rec_es.policy.base import Context, Fired, Rule, fmt
-from rec_es.policy.monitor import metric_base
+from rec_es.policy.monitor import TARGET_CE, metric_base
 from rec_es.policy.rules.patience import REASON as PATIENCE
 from rec_es.policy.stats import MAD_SCALE, median, normal_sf, paired_se, paired_t
 from rec_es.validate import Invalid, KeySpec, Validator, number, one_of
@@ -55,8 +55,9 @@ def _min_delta(raw: Any) -> Any:
 
 
 def without_per_user(terms: Sequence[tuple[str, float]]) -> list[str]:
-    """The monitor's metric keys that have no per-user values (value metrics, coverage-like aggregates)."""
-    return [k for k, _ in terms if "@" not in k or metric_base(k) not in PER_USER_METRICS]
+    """The monitor's metric keys that have no per-user values (value metrics, coverage-like aggregates; rec_es's
+    own ``target_ce`` has one per user)."""
+    return [k for k, _ in terms if k != TARGET_CE and ("@" not in k or metric_base(k) not in PER_USER_METRICS)]
 
 
 def _improvement(parsed: Mapping[str, Any]) -> Validator:
@@ -114,8 +115,8 @@ class Noise(Rule):
                 dump=lambda v: v),
         KeySpec("improvement", one_of("threshold", "significant"), "threshold",
                 "`threshold`: beating the best by `min_delta` is an improvement; `significant`: it must also pass a "
-                "one-sided paired t-test over the validation users at `alpha` (needs a top-k monitor, whose "
-                "per-user scores rec_es records)", bind=_improvement),
+                "one-sided paired t-test over the validation users at `alpha` (needs a top-k or target_ce "
+                "monitor, whose per-user scores rec_es records)", bind=_improvement),
         KeySpec("alpha", number(0, 0.5, low_open=True), 0.05,
                 "with `improvement: significant`: the test's level; an evaluation improves only if p < alpha",
                 only_with=("improvement", ("significant",))),
