@@ -77,7 +77,8 @@ class _Monitor(Rule):
     keys = (
         KeySpec("monitor", Validator(_MONITOR_ALLOWED, "str | {metric: weight}", _terms), "mrr@10",
                 "a RecBole result key (`ndcg@10`, any case) or a weighted sum `{ndcg@10: 0.5, recall@10: 0.5}`; "
-                "in a property file the default is RecBole's `valid_metric`", dump=plain_monitor),
+                "in a property file the default is RecBole's `valid_metric`; `target_ce` (rec_es's cross-entropy at the "
+                "target item, full ranking only, smaller is better) is one too", dump=plain_monitor),
         KeySpec("mode", one_of("auto", "max", "min"), "auto",
                 "`auto` takes the direction from RecBole's metric definitions; a composite mixing directions "
                 "needs an explicit mode and negative weights for the other direction", bind=_mode),
