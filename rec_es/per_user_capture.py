@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from recbole.evaluator.base_metric import TopkMetric
 from recbole.evaluator.register import metrics_dict
+from recbole.utils import EvaluatorType
 
 from rec_es.errors import ConfigError, StateError
 from rec_es.per_user import PerUserWriter, for_policy
@@ -46,8 +47,15 @@ def topk_keys(config: Any) -> tuple[str, ...]:
 
 
 def per_user_keys(config: Any) -> tuple[str, ...]:
-    """Every key with per-user values under ``config``: its top-k keys, plus ``target_ce`` under full ranking."""
-    return topk_keys(config) + (() if unavailable(config["eval_args"]) else (TARGET_CE,))
+    """Every key with per-user values under ``config``: its top-k keys, plus ``target_ce`` under full ranking (which
+    RecBole never runs with value metrics: they score sampled pairs)."""
+    value = any(getattr(metrics_dict.get(str(m).lower()), "metric_type", None) == EvaluatorType.VALUE
+                for m in config["metrics"])
+    return topk_keys(config) + (() if value or unavailable(_eval_args(config)) else (TARGET_CE,))
+
+
+def _eval_args(config: Any) -> Any:
+    return config["eval_args"] if "eval_args" in config else None  # RecBole's Config or a plain mapping
 
 
 def _is_topk(name: str) -> bool:
@@ -72,7 +80,7 @@ def choose_metrics(config: Any, requested: Sequence[str] | None, monitor_keys: S
     for key in requested:
         k = str(key).lower()
         if k == TARGET_CE and k not in available:
-            raise ConfigError(f"per_user_metrics: {key!r}: {unavailable(config['eval_args'])}", key="eval_args")
+            raise ConfigError(f"per_user_metrics: {key!r}: {unavailable(_eval_args(config))}", key="eval_args")
         if k not in available:
             name = k.partition("@")[0]
             why = ("it is not a top-k metric, so it has no per-user values (only RecBole's top-k metrics average "

@@ -80,7 +80,7 @@ def test_metrics_without_per_user_values_are_refused_or_skipped(in_tmp: Path, ca
                                                                   checkpoint_dir=str(in_tmp / "s")))
     policy = build_policy({"monitor": "gauc", "patience": 2})
     with pytest.raises(ConfigError, match=r"per_user_metrics: 'gauc': it is not a top-k metric, so it has no "
-                                          r"per-user values .*; allowed: ndcg@10$"):
+                                          r"per-user values .*; allowed: ndcg@10, target_ce$"):
         EarlyStoppingTrainer(config, model, policy, per_user_metrics=["gauc"])
     with pytest.raises(ConfigError, match=r"'NDCG@20': RecBole does not compute it with these metrics/topk"):
         EarlyStoppingTrainer(config, model, policy, per_user_metrics=["NDCG@20"])
