@@ -92,3 +92,24 @@ def test_target_ce_is_refused_under_negative_sampling(in_tmp: Path, tmp_path: Pa
                              per_user_metrics=["ndcg@10", "target_ce"])
     assert err.value.key == "eval_args"
     assert not (in_tmp / "run").exists()  # refused before anything is written
+
+
+def test_resumed_run_keeps_recording_target_ce(in_tmp: Path) -> None:
+    """A run recording target_ce, resumed with the default per_user_metrics, goes on computing and recording it."""
+    import yaml
+
+    from rec_es.training import train
+
+    props = in_tmp / "tiny.yaml"
+    props.write_text(yaml.safe_dump(tiny_recbole_config(epochs=3, metric_decimal_place=12)))
+    run = in_tmp / "run"
+    train(load_config([props]), run, record_test=True, verbose=False, per_user_metrics=METRICS)
+    summary = train(load_config([props], {"epochs": 5}), run, resume=True, verbose=False)
+    trace = read_trace(run)
+    assert [r["epoch"] for r in trace.records] == [0, 1, 2, 3, 4]
+    assert all("target_ce" in r["valid"] and "target_ce" in r["test"] for r in trace.records)
+    assert "target_ce" in summary["test_result"]
+    for split in ("valid", "test"):
+        scores = read_per_user(run, split)  # checks each evaluation's per-user mean against the trace
+        assert scores.metrics == tuple(METRICS) and scores.epochs == (0, 1, 2, 3, 4)
+        assert np.isfinite(scores.values("target_ce")).all()
