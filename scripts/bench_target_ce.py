@@ -95,8 +95,8 @@ def measure(tr: Trace) -> dict[str, Any]:
 
 
 def spread(values: list[float], fmt: str = ".3f") -> str:
-    """``mean (min-max)``."""
-    return f"{statistics.fmean(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+    """``mean (min to max)``."""
+    return f"{statistics.fmean(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
 
 
 def report(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -115,7 +115,7 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
                 lines.append(f"| {reg} seed {r['seed']} | {r['oracle_epoch']} | {key} | {m['sigma']:.2g} | "
                              f"{m['signal']:.3g} | {m['ns']:.3f} | {z} | {m['pick_epoch']} ({m['pick_ratio']:.3f}) | "
                              f"{pol} |")
-    lines += ["", "## Summary per regime: mean (min-max) over seeds", "",
+    lines += ["", "## Summary per regime: mean (min to max) over seeds", "",
               "| regime | monitor | noise/signal | trend z @" + " / @".join(map(str, TREND_AT))
               + " | best-valid pick ratio | recommended ratio | recommended epochs | recbole_legacy ratio | "
               "recbole_legacy epochs |", "|---|---|---|---|---|---|---|---|---|"]
@@ -129,6 +129,21 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
                          f"{spread([p['epochs'] for p in get('recommended')], '.0f')} | "
                          f"{spread([p['ratio'] for p in get('recbole_legacy')])} | "
                          f"{spread([p['epochs'] for p in get('recbole_legacy')], '.0f')} |")
+    every = [r for rs in runs.values() for r in rs]
+    lines += ["", "## Paired per run: target_ce minus ndcg@10, mean (min to max); runs where target_ce is better", "",
+              "| what | test ratio difference | target_ce better / worse / same | epochs trained difference |",
+              "|---|---|---|---|"]
+    for what in ("best-valid pick", *POLICIES):
+        def ratio(r: dict[str, Any], key: str, w: str = what) -> float:
+            return r[key]["pick_ratio"] if w == "best-valid pick" else r[key][w]["ratio"]
+        d = [ratio(r, "target_ce") - ratio(r, "ndcg@10") for r in every]
+        e = ([r["target_ce"]["pick_epoch"] - r["ndcg@10"]["pick_epoch"] for r in every] if what == "best-valid pick"
+             else [r["target_ce"][what]["epochs"] - r["ndcg@10"][what]["epochs"] for r in every])
+        better, worse = sum(x > 1e-9 for x in d), sum(x < -1e-9 for x in d)
+        lines.append(f"| {what} | {spread(d, '+.3f')} | {better} / {worse} / {len(d) - better - worse} | "
+                     f"{spread(e, '+.0f')}{' (picked epoch)' if what == 'best-valid pick' else ''} |")
+    lines += ["", "Hindsight (best test epoch's NDCG@10 over the oracle's), per run: "
+              + ", ".join(f"{reg} seed {r['seed']} {r['hindsight']:.3f}" for reg, rs in runs.items() for r in rs) + "."]
     return lines
 
 
