@@ -78,6 +78,7 @@ class Case:
     partial: bool = False
     trend_z: float | None = None  # the verdict's evidence: the estimator's trend z-score
     room: float | None = None  # epochs left in the budget / the trend window's span
+    headroom: float | None = None  # the verdict's loss headroom (rec_es.explain.verdict.Evidence.loss_headroom)
     rule: str = ""
     end_level: float | None = None  # full run: mean valid_metric of its last 5 evaluations
     actual_gain: float | None = None  # end_level minus explain's curve level at the restored epoch
@@ -167,6 +168,7 @@ def judge(cases: list[tuple[Case, str]], logs: Path) -> None:
         case.trend_z = (report["premature"].get("estimate") or {}).get("trend_z")
         if window and evidence.get("epochs_left") is not None:
             case.room = evidence["epochs_left"] / max(window[1] - window[0], 1)
+        case.headroom = evidence.get("loss_headroom")
         lost = report.get("lost") or {}
         if lost:  # the fitted level at the budget's end against the level at the restored epoch, and its bounds
             case.actual_gain = case.end_level - lost["restored_level"]
@@ -210,30 +212,29 @@ def coverage(cases: Sequence[Case]) -> list[str]:
 
 
 def tune(cases: Sequence[Case]) -> list[str]:
-    """Right verdicts of rules 2-3 over a grid of (TREND_Z, ROOM), on ``cases`` only.
+    """Right verdicts of the loss-headroom rule over a grid of ``LOSS_HEADROOM``, on ``cases`` only.
 
-    Cases rule 1 decided (too few evaluations for a curve) keep their call."""
+    Cases another rule decided (a falling monitor, no training loss) keep their call."""
     scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
-    lines = ["### threshold grid (tuning runs only): right verdicts", "",
-             "| TREND_Z \\ ROOM | " + " | ".join(f"{r:g}" for r in TUNE_ROOM) + " |", "|---|" + "---:|" * len(TUNE_ROOM)]
-    for z0 in TUNE_Z:
-        cells = []
-        for r0 in TUNE_ROOM:
-            right = 0
-            for c in scored:
-                call = c.call
-                if c.trend_z is not None and c.room is not None:
-                    call = PREMATURE if c.trend_z >= z0 and c.room >= r0 else NOT_PREMATURE
-                right += call == c.truth
-            cells.append(f"{right}/{len(scored)}")
-        lines.append(f"| {z0:g} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    lines = ["### threshold grid (runs used to choose it): right verdicts", "",
+             "| LOSS_HEADROOM | " + " | ".join(f"{100 * h:g} %" for h in TUNE_HEADROOM) + " |",
+             "|---|" + "---:|" * len(TUNE_HEADROOM)]
+    cells = []
+    for h0 in TUNE_HEADROOM:
+        right = 0
+        for c in scored:
+            call = c.call
+            if c.headroom is not None and c.rule.startswith("training loss"):
+                call = PREMATURE if c.headroom > h0 else NOT_PREMATURE
+            right += call == c.truth
+        cells.append(f"{right}/{len(scored)}")
+    return lines + ["| right | " + " | ".join(cells) + " |", ""]
 
 
 def per_rule(cases: Sequence[Case]) -> list[str]:
     """Right verdicts per verdict rule, and the share (right + 1) / (n + 2) that explain states as confidence."""
     scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
-    lines = ["### per rule (tuning runs only)", "", "| rule | cases | right | (right + 1) / (cases + 2) |",
+    lines = ["### per rule (runs used to choose the thresholds)", "", "| rule | cases | right | (right + 1) / (cases + 2) |",
              "|---|---:|---:|---:|"]
     for rule in sorted({c.rule for c in scored}):
         group = [c for c in scored if c.rule == rule]
@@ -242,8 +243,7 @@ def per_rule(cases: Sequence[Case]) -> list[str]:
     return lines + [""]
 
 
-TUNE_Z = (1.0, 1.5, 2.0, 2.5, 3.0)
-TUNE_ROOM = (0.25, 0.5, 1.0, 1.5, 2.0)
+TUNE_HEADROOM = (0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.15, 0.2)
 
 
 def held(name: str, patterns: Sequence[str]) -> bool:
