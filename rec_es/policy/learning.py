@@ -216,8 +216,6 @@ _Spread = Callable[[float], float]
 
 def _discrepancy(sigma: float, span: float, k: tuple[float, float]) -> tuple[_Spread, _Spread]:
     """The discrepancy SDs below and above the fit at ``h`` epochs past the last evaluation (``DISCREPANCY``)."""
-    if len(k) != 2 or min(k) < 0:
-        raise ValueError(f"discrepancy must be two non-negative factors, (below, above) (got {k!r})")
     span = max(span, 1.0)
 
     def spread(factor: float) -> _Spread:
@@ -259,6 +257,8 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
         raise ValueError(f"mode must be 'max' or 'min' (got {mode!r})")
     if not 0.5 < level < 1:
         raise ValueError(f"level must be in (0.5, 1) (got {level!r})")
+    if len(discrepancy) != 2 or min(discrepancy) < 0:
+        raise ValueError(f"discrepancy must be two non-negative factors, (below, above) (got {discrepancy!r})")
     if len(epochs) != len(values) or (train_losses is not None and len(train_losses) != len(values)):
         raise ValueError("epochs, values and train_losses must have one entry per evaluation")
     keep = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]

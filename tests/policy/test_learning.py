@@ -117,6 +117,8 @@ def test_discrepancy_grows_with_the_horizon_up_to_the_cap() -> None:
     assert down(1000.0) == down(10.0 * HORIZON_CAP)
     with pytest.raises(ValueError, match="non-negative"):
         estimate_learning(list(range(10)), [0.1] * 10, "max", 50, discrepancy=(-1.0, 0.5))
+    with pytest.raises(ValueError, match="non-negative"):  # checked before the history is found too short
+        estimate_learning([0], [0.1], "max", 50, discrepancy=(0.5,))  # type: ignore[arg-type]
 
 
 RUNS = Path(__file__).resolve().parents[2] / "docs" / "results" / "long_runs"
