@@ -14,9 +14,9 @@ losses. The evidence, each a fact the plot shows:
     with bounds (``rec_es.explain.lost`` turns it into what was lost; the plot draws it with its band).
 
 Rules, first match wins (chosen on the benchmark's runs; docs/explain_verdict.md has the numbers):
-  1. the monitor's trend ``z <= -FALLING_Z``: not premature. The validation curve was heading down over the last
-     half of the run (at least half a standard error: a weak sign, but on the benchmark no premature stop had
-     one, and a model whose training loss still falls while its validation falls is overfitting);
+  1. the monitor's trend ``z <= -FALLING_Z``: not premature. The validation curve was falling through its noise
+     over the last half of the run; a model whose training loss still falls while its validation falls is
+     overfitting;
   2. with the training loss and the budget known, the **loss headroom** decides: the loss's current relative fall
      per epoch (over the last evaluations) compounded over the ``R`` epochs left. Above ``LOSS_HEADROOM`` the model
      was still fitting its training data with room to do so: premature; at or below it, training had as good as
@@ -47,13 +47,13 @@ PREMATURE, NOT_PREMATURE, CANNOT_TELL = "premature", "not_premature", "cannot_te
 LOSS_HEADROOM = 0.06
 #: a trend this many standard errors above flat is still rising
 TREND_Z = 2.0
-#: ...and this many below flat is heading down
-FALLING_Z = 0.5
+#: ...and this many below flat is falling (0.5 was tried first and refuted by held-out runs: docs/explain_verdict.md)
+FALLING_Z = 2.0
 #: ...and matters when at least ROOM times its window's span of epochs is left in the budget
 ROOM = 1.0
 #: the share of right verdicts per rule on the benchmark's tuning runs (docs/explain_verdict.md)
-CONFIDENCE = {"training loss still falling": 0.83, "training loss flat for the budget left": 0.95,
-              "monitor falling": 0.91, "still rising, with room": 0.85, "trend within noise": 0.8,
+CONFIDENCE = {"training loss still falling": 0.87, "training loss flat for the budget left": 0.96,
+              "monitor falling": 0.90, "still rising, with room": 0.85, "trend within noise": 0.8,
               "little budget left": 0.75}
 
 
@@ -164,7 +164,7 @@ def facts(ev: Evidence, monitor: str) -> dict[str, str]:
         word = "rose" if est.trend_slope > 0 else "fell" if est.trend_slope < 0 else "stayed flat"
         out["trend"] = (f"{monitor} {word} {abs(est.trend_slope) * 10:.2g} per 10 epochs over epochs {a}-{b}, "
                         f"z = {est.trend_z:+.1f} against its noise of {est.noise:.2g}"
-                        + (" (still rising)" if est.trend_z >= TREND_Z else " (heading down)" if est.trend_z <= -FALLING_Z
+                        + (" (still rising)" if est.trend_z >= TREND_Z else " (falling)" if est.trend_z <= -FALLING_Z
                            else " (within noise)"))
     if ev.epochs_left is not None and ev.window_span is not None and ev.budget:
         more = "more" if ev.epochs_left >= ROOM * ev.window_span else "fewer"
