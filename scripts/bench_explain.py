@@ -211,24 +211,43 @@ def coverage(cases: Sequence[Case]) -> list[str]:
             f"the expected gain {errors[len(errors) // 2]:.4f}.", ""]
 
 
-def tune(cases: Sequence[Case]) -> list[str]:
-    """Right verdicts of the loss-headroom rule over a grid of ``LOSS_HEADROOM``, on ``cases`` only.
+def call_with(c: Case, headroom: float, trend_z: float) -> str:
+    """The call the verdict's loss-headroom rules give ``c`` with thresholds ``headroom`` and ``trend_z`` (cases
+    another rule decided keep their call)."""
+    if c.headroom is None or not (c.rule.startswith("training loss") or c.rule.startswith("loss falling")
+                                  or c.rule.startswith("early stop")):
+        return c.call
+    if c.headroom <= headroom:
+        return NOT_PREMATURE
+    return PREMATURE if c.trend_z is None or c.trend_z >= trend_z else NOT_PREMATURE
 
-    Cases another rule decided (a falling monitor, no training loss) keep their call."""
+
+def tune(cases: Sequence[Case]) -> list[str]:
+    """Right verdicts over a grid of (``LOSS_HEADROOM``, ``TREND_Z``) on ``cases``, and leave one regime out: the
+    grid point best on the other regimes, scored on the one left out (how the rule does on a regime it has not
+    seen)."""
     scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    right = lambda pts, h, z: sum(call_with(c, h, z) == c.truth for c in pts)  # noqa: E731
     lines = ["### threshold grid (runs used to choose it): right verdicts", "",
-             "| LOSS_HEADROOM | " + " | ".join(f"{100 * h:g} %" for h in TUNE_HEADROOM) + " |",
-             "|---|" + "---:|" * len(TUNE_HEADROOM)]
-    cells = []
-    for h0 in TUNE_HEADROOM:
-        right = 0
-        for c in scored:
-            call = c.call
-            if c.headroom is not None and c.rule.startswith("training loss"):
-                call = PREMATURE if c.headroom > h0 else NOT_PREMATURE
-            right += call == c.truth
-        cells.append(f"{right}/{len(scored)}")
-    return lines + ["| right | " + " | ".join(cells) + " |", ""]
+             "| LOSS_HEADROOM \\ TREND_Z | " + " | ".join(f"{z:g}" for z in TUNE_Z) + " |",
+             "|---|" + "---:|" * len(TUNE_Z)]
+    for h in TUNE_HEADROOM:
+        lines.append(f"| {100 * h:g} % | " + " | ".join(f"{right(scored, h, z)}/{len(scored)}" for z in TUNE_Z) + " |")
+    regimes = sorted({c.regime for c in scored})
+    if len(regimes) > 1:
+        lines += ["", "### leave one regime out: thresholds chosen on the other regimes", "",
+                  "| regime left out | chosen (LOSS_HEADROOM, TREND_Z) | right on the others | right on it |",
+                  "|---|---|---:|---:|"]
+        total = 0
+        for reg in regimes:
+            train = [c for c in scored if c.regime != reg]
+            test = [c for c in scored if c.regime == reg]
+            h, z = max(((h, z) for h in TUNE_HEADROOM for z in TUNE_Z), key=lambda p: right(train, *p))
+            total += right(test, h, z)
+            lines.append(f"| {reg} | {100 * h:g} %, {z:g} | {right(train, h, z)}/{len(train)} | "
+                         f"{right(test, h, z)}/{len(test)} |")
+        lines.append(f"| all | | | **{total}/{len(scored)} ({100 * total / len(scored):.0f} %)** |")
+    return lines + [""]
 
 
 def per_rule(cases: Sequence[Case]) -> list[str]:
@@ -243,7 +262,8 @@ def per_rule(cases: Sequence[Case]) -> list[str]:
     return lines + [""]
 
 
-TUNE_HEADROOM = (0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.15, 0.2)
+TUNE_HEADROOM = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)
+TUNE_Z = (-9.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # -9: the loss alone decides
 
 
 def held(name: str, patterns: Sequence[str]) -> bool:

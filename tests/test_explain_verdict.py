@@ -56,7 +56,7 @@ def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
     fall, headroom = _headroom(epochs, losses, 100)
     assert headroom > LOSS_HEADROOM
     premature = explain(path)["premature"]
-    rule = "training loss still falling"
+    rule = "early stop, loss still falling"
     assert (premature["call"], premature["rule"], premature["confidence"]) == ("premature", rule, CONFIDENCE[rule])
     assert premature["facts"] == [
         f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2): at that pace "
@@ -67,15 +67,15 @@ def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
 
 
 def test_stop_with_the_loss_still_falling_quotes_the_extrapolation() -> None:
-    """Stopped at epoch 7 of 100 with the loss still falling fast: premature, and the third fact is the shared
-    estimator's expected gain with its bounds, which the plot then draws."""
+    """Stopped at epoch 7 of 100 with the loss still falling fast and NDCG@10 rising through its noise: premature,
+    and the third fact is the shared estimator's expected gain with its bounds, which the plot then draws."""
     path = CUT / "gru4rec_lr0.005_ss1.log"
     epochs, values, losses = _log_series(path)
     est = estimate_learning(epochs, values, "max", 100, losses)
     fall, headroom = _headroom(epochs, losses, 100)
     premature = explain(path)["premature"]
-    assert headroom > LOSS_HEADROOM
-    assert (premature["call"], premature["rule"]) == ("premature", "training loss still falling")
+    assert headroom > LOSS_HEADROOM and est.trend_z >= TREND_Z
+    assert (premature["call"], premature["rule"]) == ("premature", "loss falling, monitor rising")
     assert premature["facts"][0].startswith(f"the training loss was still falling {100 * fall:.2g} % per epoch")
     assert premature["facts"][2] == (f"the learning-curve fit expects {est.gain:+.2g} more by epoch 99 (bounds "
                                      f"{est.gain_lo:+.2g} to {est.gain_hi:+.2g})")
@@ -110,8 +110,25 @@ def test_the_loss_headroom_threshold_decides(tmp_path: Path) -> None:
                           losses=losses)
         premature = explain(run)["premature"]
         calls.append((premature["call"], premature["rule"], explain(run)["stop"]["stop_epoch"]))
-    assert calls == [("premature", "training loss still falling", 28),
+    assert calls == [("premature", "loss falling, monitor rising", 28),
                      ("not_premature", "training loss flat for the budget left", 28)]
+
+
+def test_falling_loss_without_a_rising_monitor_is_not_premature(tmp_path: Path) -> None:
+    """The loss falls 1 % per epoch (well above LOSS_HEADROOM) but NDCG@10 only wobbles within its noise: one
+    piece of evidence is not enough for "premature" (on the benchmark the loss alone was wrong on a whole
+    regime), so not premature, at the confidence that rule measured."""
+    scores = [0.2 + (0.004 if i % 3 == 0 else -0.003 if i % 3 == 1 else 0.0) for i in range(20)]
+    losses = [5.0 * 0.99 ** n for n in range(20)]
+    run = write_trace(tmp_path / "run", scores, {"patience": 19}, epochs=100, losses=losses)
+    premature = explain(run)["premature"]
+    est = premature["estimate"]
+    rule = "loss falling, monitor within noise"
+    assert -FALLING_Z < est["trend_z"] < TREND_Z
+    assert (premature["call"], premature["rule"], premature["confidence"]) == ("not_premature", rule, CONFIDENCE[rule])
+    assert "(within noise)" in premature["facts"][0]
+    assert premature["facts"][1].startswith("the training loss still fell 0.99 % per epoch (epochs 15-19), but on the "
+                                            "benchmark a falling training loss alone was wrong on a whole regime")
 
 
 def test_falling_monitor_is_not_premature_whatever_the_loss(tmp_path: Path) -> None:
