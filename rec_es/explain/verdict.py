@@ -9,7 +9,8 @@ losses. The evidence, each a fact the plot shows:
     the noise, where the last ``patience + 1`` evaluations alone show only a plateau;
   * **room**: the epochs ``R`` left in the budget after the stop, against ``W``: a rising trend matters when the
     budget holds at least as many epochs again as the trend was measured over;
-  * **training loss**: how fast it was still falling (relative fall per epoch over the last evaluations);
+  * **training loss**: how fast it was still falling (relative fall per epoch over the last evaluations), and
+    its *headroom*: the share of the loss still to shed at that pace over the epochs left;
   * **extrapolation**: the estimator's saturating learning curve, its expected gain by the budget's last epoch
     with bounds (``rec_es.explain.lost`` turns it into what was lost; the plot draws it with its band).
 
@@ -50,11 +51,11 @@ PREMATURE, NOT_PREMATURE, CANNOT_TELL = "premature", "not_premature", "cannot_te
 LOSS_HEADROOM = 0.06
 #: a trend this many standard errors above flat is still rising
 TREND_Z = 2.0
-#: ...and this many below flat is falling (0.5 was tried first and refuted by held-out runs: docs/explain_verdict.md)
-FALLING_Z = 2.0
-#: ...and matters when at least ROOM times its window's span of epochs is left in the budget
+#: ...and, without training losses, matters when at least ROOM times its window's span of epochs is left
 ROOM = 1.0
-#: the share of right verdicts per rule on the benchmark's tuning runs (docs/explain_verdict.md)
+#: a trend this many standard errors below flat is falling (0.5 was tried first and refuted by held-out runs)
+FALLING_Z = 2.0
+#: the share of right verdicts per rule on the benchmark's 12 runs (docs/explain_verdict.md)
 CONFIDENCE = {"early stop, loss still falling": 0.94, "loss falling, monitor rising": 0.92,
               "loss falling, monitor within noise": 0.64, "training loss flat for the budget left": 0.97,
               "monitor falling": 0.92, "still rising, with room": 0.85, "trend within noise": 0.8,
