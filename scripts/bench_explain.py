@@ -78,6 +78,7 @@ class Case:
     partial: bool = False
     trend_z: float | None = None  # the verdict's evidence: the estimator's trend z-score
     room: float | None = None  # epochs left in the budget / the trend window's span
+    headroom: float | None = None  # the verdict's loss headroom (rec_es.explain.verdict.Evidence.loss_headroom)
     rule: str = ""
     end_level: float | None = None  # full run: mean valid_metric of its last 5 evaluations
     actual_gain: float | None = None  # end_level minus explain's curve level at the restored epoch
@@ -167,6 +168,7 @@ def judge(cases: list[tuple[Case, str]], logs: Path) -> None:
         case.trend_z = (report["premature"].get("estimate") or {}).get("trend_z")
         if window and evidence.get("epochs_left") is not None:
             case.room = evidence["epochs_left"] / max(window[1] - window[0], 1)
+        case.headroom = evidence.get("loss_headroom")
         lost = report.get("lost") or {}
         if lost:  # the fitted level at the budget's end against the level at the restored epoch, and its bounds
             case.actual_gain = case.end_level - lost["restored_level"]
@@ -209,31 +211,49 @@ def coverage(cases: Sequence[Case]) -> list[str]:
             f"the expected gain {errors[len(errors) // 2]:.4f}.", ""]
 
 
-def tune(cases: Sequence[Case]) -> list[str]:
-    """Right verdicts of rules 2-3 over a grid of (TREND_Z, ROOM), on ``cases`` only.
+def call_with(c: Case, headroom: float, trend_z: float) -> str:
+    """The call the verdict's loss-headroom rules give ``c`` with thresholds ``headroom`` and ``trend_z`` (cases
+    another rule decided keep their call)."""
+    if c.headroom is None or not (c.rule.startswith("training loss") or c.rule.startswith("loss falling")
+                                  or c.rule.startswith("early stop")):
+        return c.call
+    if c.headroom <= headroom:
+        return NOT_PREMATURE
+    return PREMATURE if c.trend_z is None or c.trend_z >= trend_z else NOT_PREMATURE
 
-    Cases rule 1 decided (too few evaluations for a curve) keep their call."""
+
+def tune(cases: Sequence[Case]) -> list[str]:
+    """Right verdicts over a grid of (``LOSS_HEADROOM``, ``TREND_Z``) on ``cases``, and leave one regime out: the
+    grid point best on the other regimes, scored on the one left out (how the rule does on a regime it has not
+    seen)."""
     scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
-    lines = ["### threshold grid (tuning runs only): right verdicts", "",
-             "| TREND_Z \\ ROOM | " + " | ".join(f"{r:g}" for r in TUNE_ROOM) + " |", "|---|" + "---:|" * len(TUNE_ROOM)]
-    for z0 in TUNE_Z:
-        cells = []
-        for r0 in TUNE_ROOM:
-            right = 0
-            for c in scored:
-                call = c.call
-                if c.trend_z is not None and c.room is not None:
-                    call = PREMATURE if c.trend_z >= z0 and c.room >= r0 else NOT_PREMATURE
-                right += call == c.truth
-            cells.append(f"{right}/{len(scored)}")
-        lines.append(f"| {z0:g} | " + " | ".join(cells) + " |")
+    right = lambda pts, h, z: sum(call_with(c, h, z) == c.truth for c in pts)  # noqa: E731
+    lines = ["### threshold grid (runs used to choose it): right verdicts", "",
+             "| LOSS_HEADROOM \\ TREND_Z | " + " | ".join(f"{z:g}" for z in TUNE_Z) + " |",
+             "|---|" + "---:|" * len(TUNE_Z)]
+    for h in TUNE_HEADROOM:
+        lines.append(f"| {100 * h:g} % | " + " | ".join(f"{right(scored, h, z)}/{len(scored)}" for z in TUNE_Z) + " |")
+    regimes = sorted({c.regime for c in scored})
+    if len(regimes) > 1:
+        lines += ["", "### leave one regime out: thresholds chosen on the other regimes", "",
+                  "| regime left out | chosen (LOSS_HEADROOM, TREND_Z) | right on the others | right on it |",
+                  "|---|---|---:|---:|"]
+        total = 0
+        for reg in regimes:
+            train = [c for c in scored if c.regime != reg]
+            test = [c for c in scored if c.regime == reg]
+            h, z = max(((h, z) for h in TUNE_HEADROOM for z in TUNE_Z), key=lambda p: right(train, *p))
+            total += right(test, h, z)
+            lines.append(f"| {reg} | {100 * h:g} %, {z:g} | {right(train, h, z)}/{len(train)} | "
+                         f"{right(test, h, z)}/{len(test)} |")
+        lines.append(f"| all | | | **{total}/{len(scored)} ({100 * total / len(scored):.0f} %)** |")
     return lines + [""]
 
 
 def per_rule(cases: Sequence[Case]) -> list[str]:
     """Right verdicts per verdict rule, and the share (right + 1) / (n + 2) that explain states as confidence."""
     scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
-    lines = ["### per rule (tuning runs only)", "", "| rule | cases | right | (right + 1) / (cases + 2) |",
+    lines = ["### per rule (runs used to choose the thresholds)", "", "| rule | cases | right | (right + 1) / (cases + 2) |",
              "|---|---:|---:|---:|"]
     for rule in sorted({c.rule for c in scored}):
         group = [c for c in scored if c.rule == rule]
@@ -242,8 +262,8 @@ def per_rule(cases: Sequence[Case]) -> list[str]:
     return lines + [""]
 
 
-TUNE_Z = (1.0, 1.5, 2.0, 2.5, 3.0)
-TUNE_ROOM = (0.25, 0.5, 1.0, 1.5, 2.0)
+TUNE_HEADROOM = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)
+TUNE_Z = (-9.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # -9: the loss alone decides
 
 
 def held(name: str, patterns: Sequence[str]) -> bool:

@@ -20,7 +20,9 @@ Modes: ``stock`` (recbole.trainer.Trainer.fit, saved=True as run_recbole does), 
 stock trainer: its ratio to ``stock`` shows the resolution of the method), ``stock subclass`` (a Trainer
 subclass whose ``fit`` only calls ``Trainer.fit``: what the harness charges a trainer for being another class,
 with no work added), ``rec_es default`` (the config's
-own policy, without its time budget) and ``rec_es richest`` (composite monitor + EMA + Prechelt GL + dynamic
+own policy, without its time budget, recording per-user scores of its monitor as ``rec-es run`` does),
+``rec_es default, no per-user`` (the same with ``per_user_metrics: []``: its ratio to ``rec_es default`` is
+the cost of the per-user capture and sidecars, issue 12) and ``rec_es richest`` (composite monitor + EMA + Prechelt GL + dynamic
 patience + warmup/cosine/reduce-on-plateau LR schedule). Both rec_es modes write the full run directory as
 ``rec-es run`` does (trace.jsonl, best.pth on each improvement, last.pth every epoch) and keep the best
 weights in memory. Each run's first epoch (set-up) is left out.
@@ -320,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     for mode, (settings, schedule) in rec_es_settings.items():
         builders[mode] = lambda attach, d, settings=settings, schedule=schedule: make_fit(
             setup, args.epochs, attach, EarlyStoppingTrainer, build_policy(settings), lr_schedule=schedule, run_dir=d)
+    default_policy, default_schedule = rec_es_settings["rec_es default"]
+    builders["rec_es default, no per-user"] = lambda attach, d: make_fit(  # the per-user sidecars' share
+        setup, args.epochs, attach, EarlyStoppingTrainer, build_policy(default_policy), lr_schedule=default_schedule,
+        run_dir=d, per_user_metrics=())
     names = list(builders)
     wall: dict[str, list[float]] = {m: [] for m in names}
     round_wall: dict[str, list[float]] = {m: [] for m in names}  # per round: the mode's total / stock's
@@ -350,19 +356,19 @@ def main(argv: list[str] | None = None) -> int:
                 for clock, ratios in (("wall", round_wall), ("cpu", round_cpu)):
                     ratios[turns.name].append(sum(getattr(turns, clock)[1:]) / sum(getattr(by_name["stock"], clock)[1:]))
             for turns in sorted(fits, key=lambda t: names.index(t.name)):
-                print(f"  round {r + 1} {turns.name:<16} wall s/epoch: " + " ".join(f"{t:.3f}" for t in turns.wall[1:]),
+                print(f"  round {r + 1} {turns.name:<28} wall s/epoch: " + " ".join(f"{t:.3f}" for t in turns.wall[1:]),
                       flush=True)
         added = added_work_ms(setup, tmp)
     print(f"\nratio of each round's total epoch time to stock's in the same round; mean over the {args.rounds} "
           "rounds with its 95 % t-interval (a round is the unit: a fit's epochs share its thread and run together)")
-    print(f"{'mode':<17}{'median s/epoch':>15}" + "".join(f"{f'round {r + 1}':>9}" for r in range(args.rounds))
+    print(f"{'mode':<29}{'median s/epoch':>15}" + "".join(f"{f'round {r + 1}':>9}" for r in range(args.rounds))
           + f"{'mean':>9}{'95 % interval':>17}{'cpu mean':>10}")
     worst = 0.0
     for mode in names:
         mean, lo, hi = mean_interval(round_wall[mode])
         if mode.startswith("rec_es"):
             worst = max(worst, hi if args.rounds > 1 else mean)
-        print(f"{mode:<17}{median(wall[mode]):>15.3f}" + "".join(f"{x:>9.4f}" for x in round_wall[mode])
+        print(f"{mode:<29}{median(wall[mode]):>15.3f}" + "".join(f"{x:>9.4f}" for x in round_wall[mode])
               + f"{mean:>9.4f}{f'{lo:.4f}-{hi:.4f}':>17}{statistics.fmean(round_cpu[mode]):>10.4f}")
     print(f"target <= 1.01: {'met' if worst <= 1.01 else 'NOT met'} "
           f"(highest {'upper bound' if args.rounds > 1 else 'mean'} of a rec_es mode: {worst:.4f})")
@@ -370,16 +376,19 @@ def main(argv: list[str] | None = None) -> int:
         print("ratio to the stock subclass instead (both are Trainer subclasses, so only rec_es's own work differs): "
               + "; ".join(f"{m} {_interval_text([a / b for a, b in zip(round_wall[m], round_wall['stock subclass'])])}"
                           for m in names if m.startswith("rec_es")))
+    with_users, without = round_wall["rec_es default"], round_wall["rec_es default, no per-user"]
+    print("per-user scores' share (rec_es default against the same without per-user capture and sidecars, issue "
+          f"12's target <= 1.01): {_interval_text([a / b for a, b in zip(with_users, without)])}")
     base = median(wall["stock"])
     print("\nwhere the time goes, median ms per epoch (start: epoch start to first batch; train: RecBole's training "
           "loop; to eval: end of the training epoch and scoring; end: last scoring batch to the callback, where the "
           "stopping decision, trace and checkpoints are)")
-    print(f"{'mode':<17}" + "".join(f"{p:>12}" for p in PARTS) + f"{'start+end minus stock':>24}{'% of an epoch':>15}")
+    print(f"{'mode':<29}" + "".join(f"{p:>12}" for p in PARTS) + f"{'start+end minus stock':>24}{'% of an epoch':>15}")
     own = {m: median([e["start"] + e["end"] for e in parts[m]]) for m in names}
     for mode in names:
         cells = "".join(f"{median([e[p] for e in parts[mode]]) * 1000:>12.1f}" for p in PARTS)
         extra = own[mode] - own["stock"]
-        print(f"{mode:<17}{cells}{extra * 1000:>+24.1f}{extra / base * 100:>+15.3f}")
+        print(f"{mode:<29}{cells}{extra * 1000:>+24.1f}{extra / base * 100:>+15.3f}")
     print("\nwork rec_es adds per epoch, timed alone (median ms):")
     for name, ms in added.items():
         print(f"  {name:<40}{ms:>9.2f} ms")

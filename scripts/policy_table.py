@@ -125,7 +125,8 @@ def rank(results: dict[str, Any], rows_of: Any) -> list[str]:
 
 
 def grid() -> dict[str, dict[str, Any]]:
-    """Candidate recommended policies: patience x what counts as an improvement x still_learning x smoothing."""
+    """Candidate recommended policies: patience x what counts as an improvement x still_learning x smoothing, and
+    Prechelt's GL x still_learning x smoothing."""
     out = {}
     improvements = {"min_delta 0": {"min_delta": 0.0}, "min_delta auto": {"min_delta": "auto"},
                     "significant 0.1": {"improvement": "significant", "alpha": 0.1}}
@@ -138,6 +139,14 @@ def grid() -> dict[str, dict[str, Any]]:
             m.update(smoothing="ema", ema_alpha=ema)
         name = f"patience {patience}, {label}, still_learning {learning}" + (f", ema {ema}" if ema else "")
         out[name] = {"mapping": m, "live": None}
+    # Prechelt's GL (stop once the monitor's error 1 - value is alpha % above its best): a drop rule, which a
+    # plateau does not trigger, with the shipped prechelt_gl's warmup
+    for alpha, learning, ema in itertools.product((0.3, 0.5, 0.75, 1.0), ("off", "hold"), (None, 0.5)):
+        m = {"monitor": METRIC, "patience": None, "prechelt": {"criterion": "GL", "alpha": alpha},
+             "error_offset": 1.0, "warmup": 10, "still_learning": learning}
+        if ema:
+            m.update(smoothing="ema", ema_alpha=ema)
+        out[f"GL {alpha}, still_learning {learning}" + (f", ema {ema}" if ema else "")] = {"mapping": m, "live": None}
     return out
 
 

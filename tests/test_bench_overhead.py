@@ -77,8 +77,10 @@ def test_bench_overhead_runs_on_real_recbole(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert "one shared model" in text and "pinned to CPU" in text
-    for mode in ("stock", "stock (control)", "stock subclass", "rec_es default", "rec_es richest"):
-        assert f"round 1 {mode:<16} wall s/epoch: " in text
+    for mode in ("stock", "stock (control)", "stock subclass", "rec_es default", "rec_es default, no per-user",
+                 "rec_es richest"):
+        assert f"round 1 {mode:<28} wall s/epoch: " in text
+    assert "per-user scores' share (rec_es default against the same without per-user capture" in text
     assert "ratio to the stock subclass instead" in text and "rec_es richest " in text.split("subclass instead")[1]
     assert "target <= 1.01:" in text and "where the time goes" in text and "last.pth atomic save" in text
 

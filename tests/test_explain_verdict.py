@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rec_es.explain import explain, main
-from rec_es.explain.verdict import CONFIDENCE, MIN_POINTS, TREND_Z
+from rec_es.explain.verdict import CONFIDENCE, FALLING_Z, LOSS_HEADROOM, MIN_POINTS, TREND_Z
 from rec_es.policy.learning import estimate_learning
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.recbole_log.write import stock_log_text
@@ -40,67 +40,125 @@ def _log_series(path: Path) -> tuple[list[int], list[float], list[float]]:
     return [e for e, _ in evals], [s for _, s in evals], [losses[e] for e, _ in evals]
 
 
+def _headroom(epochs: list[int], losses: list[float], budget: int) -> tuple[float, float]:
+    """(relative fall per epoch over the last five evaluations, the share of the loss that pace sheds over the
+    epochs left), by hand."""
+    e0, e1, x0, x1 = epochs[-5:][0], epochs[-1], losses[-5:][0], losses[-1]
+    fall = (x0 - x1) / x0 / (e1 - e0)
+    return fall, 1 - (1 - max(fall, 0.0)) ** (budget - 1 - e1)
+
+
 def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
-    """Three evaluations, too few for a curve: 3 % into the budget with the loss falling decides it."""
+    """Three evaluations, too few for a curve: the loss falling fast, with 97 epochs left, decides it."""
     path = CUT / "stamp_ss1.log"
     epochs, _, losses = _log_series(path)
     assert len(epochs) < MIN_POINTS
-    fall = (losses[0] - losses[-1]) / losses[0] / (epochs[-1] - epochs[0])
+    fall, headroom = _headroom(epochs, losses, 100)
+    assert headroom > LOSS_HEADROOM
     premature = explain(path)["premature"]
     rule = "early stop, loss still falling"
     assert (premature["call"], premature["rule"], premature["confidence"]) == ("premature", rule, CONFIDENCE[rule])
-    assert premature["facts"] == ["it stopped at epoch 2, 3 % into its 100-epoch budget",
-                                  f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2)"]
-    assert premature["verdict"] == (f"Premature (confidence {100 * CONFIDENCE[rule]:.0f} %): it stopped at epoch 2, "
-                                    "3 % into its 100-epoch budget; the training loss was still falling "
-                                    f"{100 * fall:.2g} % per epoch (epochs 0-2).")
+    assert premature["facts"] == [
+        f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2): at that pace "
+        f"{100 * headroom:.0f} % more over the 97 epochs left, above the 6 % below which training counts as finished",
+        "it stopped at epoch 2, 3 % into its 100-epoch budget"]
+    assert premature["verdict"] == f"Premature (confidence {100 * CONFIDENCE[rule]:.0f} %): " + "; ".join(
+        premature["facts"]) + "."
 
 
-def test_rising_stop_with_room_is_premature() -> None:
-    """Stopped at epoch 7 of 100 while NDCG@10 climbs: the estimator's trend z beats TREND_Z and 92 epochs are
-    left, more than the trend's window; the facts quote the estimator's own slope, z and expected gain."""
+def test_stop_with_the_loss_still_falling_quotes_the_extrapolation() -> None:
+    """Stopped at epoch 7 of 100 with the loss still falling fast and NDCG@10 rising through its noise: premature,
+    and the third fact is the shared estimator's expected gain with its bounds, which the plot then draws."""
     path = CUT / "gru4rec_lr0.005_ss1.log"
     epochs, values, losses = _log_series(path)
     est = estimate_learning(epochs, values, "max", 100, losses)
+    fall, headroom = _headroom(epochs, losses, 100)
     premature = explain(path)["premature"]
-    assert (premature["call"], premature["rule"]) == ("premature", "still rising, with room")
-    a, b = est.trend_window
-    assert est.trend_z >= TREND_Z and 99 - epochs[-1] >= b - a
-    assert premature["facts"] == [
-        f"ndcg@10 rose {est.trend_slope * 10:.2g} per 10 epochs over epochs {a}-{b}, z = {est.trend_z:+.1f} against "
-        f"its noise of {est.noise:.2g} (still rising)",
-        f"{99 - epochs[-1]} of its 100 epochs were left, more than the {b - a} the trend was measured over",
-        f"the learning-curve fit expects {est.gain:+.2g} more by epoch 99 (bounds {est.gain_lo:+.2g} to "
-        f"{est.gain_hi:+.2g})"]
+    assert headroom > LOSS_HEADROOM and est.trend_z >= TREND_Z
+    assert (premature["call"], premature["rule"]) == ("premature", "loss falling, monitor rising")
+    assert premature["facts"][0].startswith(f"the training loss was still falling {100 * fall:.2g} % per epoch")
+    assert premature["facts"][2] == (f"the learning-curve fit expects {est.gain:+.2g} more by epoch 99 (bounds "
+                                     f"{est.gain_lo:+.2g} to {est.gain_hi:+.2g})")
     assert premature["extrapolated"] is True
 
 
-def test_late_falling_stop_is_not_premature() -> None:
-    """Stopped at epoch 65 of 100 with the trend falling within noise and the loss flat: not premature."""
+def test_late_stop_with_a_flat_loss_is_not_premature() -> None:
+    """Stopped at epoch 65 of 100: at the loss's last pace it would shed about 1 % more in the 34 epochs left, under
+    LOSS_HEADROOM: not premature; ndcg@10 drifts down within its noise (z above -FALLING_Z), the second fact."""
     path = CUT / "gru4rec_lr0.005_ss20.log"
     epochs, values, losses = _log_series(path)
     est = estimate_learning(epochs, values, "max", 100, losses)
+    fall, headroom = _headroom(epochs, losses, 100)
     premature = explain(path)["premature"]
-    assert est.trend_z < TREND_Z
-    assert (premature["call"], premature["rule"]) == ("not_premature", "trend within noise")
-    assert premature["verdict"].startswith(f"Not premature (confidence {100 * CONFIDENCE['trend within noise']:.0f} %): "
-                                           f"ndcg@10 fell ")
-    assert "the training loss had flattened" in premature["verdict"] and premature["extrapolated"] is False
+    assert 0 < headroom <= LOSS_HEADROOM and -FALLING_Z < est.trend_z < 0
+    rule = "training loss flat for the budget left"
+    assert (premature["call"], premature["rule"]) == ("not_premature", rule)
+    assert premature["verdict"].startswith(f"Not premature (confidence {100 * CONFIDENCE[rule]:.0f} %): the "
+                                           f"training loss had flattened ({100 * fall:.2g} % per epoch")
+    assert premature["facts"][1].startswith("ndcg@10 fell ") and "(within noise)" in premature["facts"][1]
+    assert premature["extrapolated"] is False
+
+
+def test_the_loss_headroom_threshold_decides(tmp_path: Path) -> None:
+    """The same rising scores, the loss falling at two paces: 0.1 % per epoch with 71 epochs left is 6.9 % of
+    headroom (premature), 0.05 % is 3.5 % (not premature)."""
+    scores = [0.1 + 0.004 * i for i in range(25)] + [0.19] * 5
+    calls = []
+    for pace in (0.001, 0.0005):
+        losses = [5.0 * (1 - pace) ** n for n in range(len(scores))]
+        run = write_trace(tmp_path / f"run{pace}", scores, {"patience": 4, "min_delta": 0.01}, epochs=100,
+                          losses=losses)
+        premature = explain(run)["premature"]
+        calls.append((premature["call"], premature["rule"], explain(run)["stop"]["stop_epoch"]))
+    assert calls == [("premature", "loss falling, monitor rising", 28),
+                     ("not_premature", "training loss flat for the budget left", 28)]
+
+
+def test_falling_loss_without_a_rising_monitor_is_not_premature(tmp_path: Path) -> None:
+    """The loss falls 1 % per epoch (well above LOSS_HEADROOM) but NDCG@10 only wobbles within its noise: one
+    piece of evidence is not enough for "premature" (on the benchmark the loss alone was wrong on a whole
+    regime), so not premature, at the confidence that rule measured."""
+    scores = [0.2 + (0.004 if i % 3 == 0 else -0.003 if i % 3 == 1 else 0.0) for i in range(20)]
+    losses = [5.0 * 0.99 ** n for n in range(20)]
+    run = write_trace(tmp_path / "run", scores, {"patience": 19}, epochs=100, losses=losses)
+    premature = explain(run)["premature"]
+    est = premature["estimate"]
+    rule = "loss falling, monitor within noise"
+    assert -FALLING_Z < est["trend_z"] < TREND_Z
+    assert (premature["call"], premature["rule"], premature["confidence"]) == ("not_premature", rule, CONFIDENCE[rule])
+    assert "(within noise)" in premature["facts"][0]
+    assert premature["facts"][1].startswith("the training loss still fell 0.99 % per epoch (epochs 15-19), but on the "
+                                            "benchmark a falling training loss alone was wrong on a whole regime")
+
+
+def test_falling_monitor_is_not_premature_whatever_the_loss(tmp_path: Path) -> None:
+    """Validation falling through its noise while the training loss still falls fast (overfitting): not
+    premature, decided by the trend."""
+    scores = [0.3 - 0.004 * i + (0.002 if i % 2 else 0.0) for i in range(20)]
+    losses = [5.0 * 0.98 ** n for n in range(20)]
+    run = write_trace(tmp_path / "run", scores, {"patience": 19}, epochs=100, losses=losses)
+    premature = explain(run)["premature"]
+    assert explain(run)["stop"]["stop_epoch"] == 19
+    assert (premature["call"], premature["rule"]) == ("not_premature", "monitor falling")
+    assert premature["facts"][0].startswith("ndcg@10 fell ") and "(falling)" in premature["facts"][0]
+    assert premature["facts"][1].startswith("the training loss still fell 1.9 % per epoch (epochs 15-19), so the model")
 
 
 def test_rising_stop_near_the_budget_is_not_premature(tmp_path: Path) -> None:
-    """A curve still rising at epoch 17 of 20: too few epochs are left for the trend to matter."""
+    """Without training losses the trend decides: a curve still rising at epoch 17 of 20 has too few epochs left
+    for the trend to matter."""
     scores = [0.1 + 0.01 * i + (0.003 if i % 2 else 0.0) for i in range(16)] + [0.24, 0.245]
-    run = write_trace(tmp_path / "run", scores, {"patience": 2, "min_delta": 0.01}, epochs=20)
+    run = write_trace(tmp_path / "run", scores, {"patience": 2, "min_delta": 0.01}, epochs=20,
+                      losses=[None] * len(scores))
     premature = explain(run)["premature"]
     assert explain(run)["stop"]["stop_epoch"] == 17
     assert (premature["call"], premature["rule"]) == ("not_premature", "little budget left")
     assert premature["facts"][0].startswith("2 of its 20 epochs were left, fewer than the ")
 
 
-def test_short_stop_late_in_the_budget_cannot_be_told(tmp_path: Path) -> None:
-    """Four evaluations of a six-epoch budget: no curve, and the budget is nearly used: cannot tell."""
-    run = write_trace(tmp_path / "run", [0.3, 0.35, 0.34, 0.33], {"patience": 2}, epochs=6)
+def test_short_stop_without_losses_cannot_be_told(tmp_path: Path) -> None:
+    """Four evaluations and no training losses: no curve and no loss headroom: cannot tell."""
+    run = write_trace(tmp_path / "run", [0.3, 0.35, 0.34, 0.33], {"patience": 2}, epochs=6, losses=[None] * 4)
     premature = explain(run)["premature"]
     assert premature["call"] == "cannot_tell" and premature["verdict"].startswith("Cannot tell: it stopped at epoch 3")
 
