@@ -192,7 +192,8 @@ class _CapturingEvaluator:
 class PerUserRecorder:
     """The trainer's side: capture per-user values, append them to the run's sidecars, hand them to the policy.
 
-    ``metrics``: keys to record (default None: the policy's monitor keys that are top-k metrics; ``()``: off).
+    ``metrics``: keys to record (default None: the policy's monitor keys that are top-k metrics or ``target_ce``;
+    ``()``: off). ``target_ce`` is computed (and averaged into every result) when recorded or monitored.
     A resumed run keeps recording the metrics its sidecar holds, whatever is asked now.
     """
 

@@ -64,9 +64,9 @@ class EarlyStoppingTrainer(Trainer):
         lr_schedule: an ``lr_schedule:`` mapping, an ``LRSchedule`` or None (default: LR never touched).
         run_dir: run directory for trace.jsonl, best.pth, last.pth, summary.json (default None: nothing on disk).
         record_test: also evaluate the test set at every evaluation and store it in the trace (default False).
-        per_user_metrics: top-k metric keys whose per-user values are kept at every evaluation, written to
-            ``RUN/per_user/`` and passed to a policy whose ``update`` takes ``per_user`` (default None: the
-            monitor's keys that have per-user values; ``()``: none).
+        per_user_metrics: top-k metric keys (or ``target_ce``, rec_es.target_ce) whose per-user values are kept at
+            every evaluation, written to ``RUN/per_user/`` and passed to a policy whose ``update`` takes
+            ``per_user`` (default None: the monitor's keys that have per-user values; ``()``: none).
         run_config: plain mapping written to the trace header as the run's config (default: RecBole's keys).
         epoch_progress: show a tqdm bar over epochs on a terminal, and per-batch bars once an epoch
             took longer than 30 s (default False).

@@ -70,7 +70,7 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     ``cfg``: ``rec_es.resume_check.check_resume``; a run that recorded test metrics keeps doing so), writes
     ``config.yaml`` (on resume: only once the checkpoint has loaded into the model), trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
-    ``per_user_metrics``: top-k keys recorded per user in ``RUN/per_user/`` (default: the monitor's).
+    ``per_user_metrics``: top-k keys (or ``target_ce``) recorded per user in ``RUN/per_user/`` (default: the monitor's).
     ``callback_fn(epoch, monitor value)``: RecBole's fit callback, called after each evaluation's trace record.
     """
     from rec_es import datasets
