@@ -43,6 +43,7 @@ from typing import Any, Iterable, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from rec_es.explain.verdict import loss_rule  # noqa: E402
 from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
 
@@ -212,14 +213,11 @@ def coverage(cases: Sequence[Case]) -> list[str]:
 
 
 def call_with(c: Case, headroom: float, trend_z: float) -> str:
-    """The call the verdict's loss-headroom rules give ``c`` with thresholds ``headroom`` and ``trend_z`` (cases
-    another rule decided keep their call)."""
-    if c.headroom is None or not (c.rule.startswith("training loss") or c.rule.startswith("loss falling")
-                                  or c.rule.startswith("early stop")):
+    """The call the verdict's loss-headroom rules (``rec_es.explain.verdict.loss_rule``) give ``c`` with thresholds
+    ``headroom`` and ``trend_z``; cases another rule decided keep their call."""
+    if c.headroom is None or c.rule == "monitor falling":
         return c.call
-    if c.headroom <= headroom:
-        return NOT_PREMATURE
-    return PREMATURE if c.trend_z is None or c.trend_z >= trend_z else NOT_PREMATURE
+    return loss_rule(c.headroom, c.trend_z, headroom_at=headroom, rising_z=trend_z)[0].replace("_", " ")
 
 
 def tune(cases: Sequence[Case]) -> list[str]:

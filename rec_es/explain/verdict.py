@@ -157,16 +157,15 @@ def facts(ev: Evidence, monitor: str) -> dict[str, str]:
             out["loss"] = (f"the training loss was still falling {_pct(ev.loss_fall)} per epoch (epochs {a}-{b}): "
                            f"at that pace {_pct(room)} more over the {ev.epochs_left} epochs left, above the "
                            f"{_pct(LOSS_HEADROOM)} below which training counts as finished")
+            still = f"the training loss still fell {_pct(ev.loss_fall)} per epoch (epochs {a}-{b})"
+            out["loss_alone"] = (f"{still}, but on the benchmark a falling training loss alone was wrong on a whole "
+                                 "regime (it keeps falling while a model overfits)")
+            out["overfit"] = (f"{still}, so the model was fitting its training data better without helping the "
+                              "validation users")
         else:
             out["loss"] = (f"the training loss had flattened ({_pct(ev.loss_fall)} per epoch over epochs {a}-{b}): "
                            f"at that pace {_pct(room)} more over the {ev.epochs_left} epochs left, not above the "
                            f"{_pct(LOSS_HEADROOM)} below which training counts as finished")
-        if room is not None and room > LOSS_HEADROOM:
-            out["loss_alone"] = (f"the training loss still fell {_pct(ev.loss_fall)} per epoch (epochs {a}-{b}), "
-                                 "but on the benchmark a falling training loss alone was wrong on a whole regime "
-                                 "(it keeps falling while a model overfits)")
-            out["overfit"] = (f"the training loss still fell {_pct(ev.loss_fall)} per epoch (epochs {a}-{b}), so the "
-                              "model was fitting its training data better without helping the validation users")
     if est.trend_z is not None and est.trend_slope is not None and est.trend_window is not None:
         a, b = est.trend_window
         word = "rose" if est.trend_slope > 0 else "fell" if est.trend_slope < 0 else "stayed flat"
@@ -184,6 +183,27 @@ def facts(ev: Evidence, monitor: str) -> dict[str, str]:
     return out
 
 
+def loss_rule(headroom: float, trend_z: float | None, *, headroom_at: float = LOSS_HEADROOM,
+              rising_z: float = TREND_Z) -> tuple[str, str]:
+    """(call, rule) of the loss-headroom rules, for a monitor not falling: premature needs the loss's headroom
+    above ``headroom_at`` and the trend at least ``rising_z`` (or no trend yet). ``scripts/bench_explain.py``
+    scores other thresholds through this same function."""
+    if headroom <= headroom_at:
+        return NOT_PREMATURE, "training loss flat for the budget left"
+    if trend_z is None:
+        return PREMATURE, "early stop, loss still falling"
+    if trend_z >= rising_z:
+        return PREMATURE, "loss falling, monitor rising"
+    return NOT_PREMATURE, "loss falling, monitor within noise"
+
+
+#: the deciding facts of each loss-headroom rule, in the order the sentence gives them
+_LOSS_FACTS = {"training loss flat for the budget left": ["loss", "trend", "budget"],
+               "early stop, loss still falling": ["loss", "budget"],
+               "loss falling, monitor rising": ["loss", "trend", "extrapolation"],
+               "loss falling, monitor within noise": ["trend", "loss_alone", "budget"]}
+
+
 def decide(ev: Evidence) -> tuple[str, list[str], str]:
     """(call, names of the deciding facts, rule) for a run a stopping rule ended."""
     est = ev.estimate
@@ -192,14 +212,11 @@ def decide(ev: Evidence) -> tuple[str, list[str], str]:
         loss = "overfit" if headroom is not None and headroom > LOSS_HEADROOM else "loss"
         return NOT_PREMATURE, ["trend", loss, "budget"], "monitor falling"
     if headroom is not None:
-        if headroom <= LOSS_HEADROOM:
-            return NOT_PREMATURE, ["loss", "trend", "budget"], "training loss flat for the budget left"
-        if est.trend_z is None:
-            return PREMATURE, ["loss", "budget"], "early stop, loss still falling"
-        if est.trend_z >= TREND_Z:
-            return PREMATURE, ["loss", "trend", "extrapolation" if est.gain is not None else "budget"], \
-                "loss falling, monitor rising"
-        return NOT_PREMATURE, ["trend", "loss_alone", "budget"], "loss falling, monitor within noise"
+        call, rule = loss_rule(headroom, est.trend_z)
+        names = list(_LOSS_FACTS[rule])
+        if "extrapolation" in names and est.gain is None:
+            names[names.index("extrapolation")] = "budget"
+        return call, names, rule
     if ev.evaluations < MIN_POINTS or est.trend_z is None or ev.window_span is None:
         return CANNOT_TELL, ["budget", "loss"], "too few evaluations for a curve"
     rising = est.trend_z >= TREND_Z
