@@ -11,11 +11,10 @@ import pytest
 
 from rec_es import ConfigError, StoppingPolicy, build_policy, read_per_user
 from rec_es.per_user_capture import choose_metrics
-from rec_es.trace import read_trace
 from rec_es.trainer import EarlyStoppingTrainer
 
 from conftest import tiny_recbole_config
-from test_trainer import build
+from test_trainer import build, fit_recorded
 
 METRICS = ["ndcg@10", "recall@10", "mrr@10"]
 
@@ -35,12 +34,7 @@ class PerUserPolicy(StoppingPolicy):
 
 def test_per_user_means_are_the_trace_metrics(in_tmp: Path) -> None:
     """Every evaluation's per-user mean equals RecBole's average in the trace (valid and test), row by user."""
-    keys = tiny_recbole_config(epochs=5, metric_decimal_place=12, checkpoint_dir=str(in_tmp / "s"))
-    config, train, valid, test, model = build(keys)
-    trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10", "patience": None}),
-                                   run_dir=in_tmp / "run", record_test=True, per_user_metrics=METRICS)
-    trainer.fit(train, valid, verbose=False, test_data=test)
-    trace = read_trace(in_tmp / "run")
+    config, valid, test, trainer, trace = fit_recorded(in_tmp, 5, METRICS)
     uid = config["USER_ID_FIELD"]
     for split, loader in (("valid", valid), ("test", test)):
         scores = read_per_user(in_tmp / "run", split)

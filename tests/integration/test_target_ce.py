@@ -14,7 +14,7 @@ from rec_es.trace import read_trace
 from rec_es.trainer import EarlyStoppingTrainer
 
 from conftest import tiny_recbole_config
-from test_trainer import build
+from test_trainer import build, fit_recorded
 
 METRICS = ["ndcg@10", "target_ce"]
 
@@ -34,12 +34,7 @@ def reference_ce(trainer: EarlyStoppingTrainer, loader: object) -> np.ndarray:
 
 def test_target_ce_is_the_cross_entropy_at_the_target(in_tmp: Path) -> None:
     """Sidecar rows are -log softmax at each user's target; the trace holds their mean, valid and test."""
-    keys = tiny_recbole_config(epochs=3, metric_decimal_place=12, checkpoint_dir=str(in_tmp / "s"))
-    config, train, valid, test, model = build(keys)
-    trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10", "patience": None}),
-                                   run_dir=in_tmp / "run", record_test=True, per_user_metrics=METRICS)
-    trainer.fit(train, valid, verbose=False, test_data=test)
-    trace = read_trace(in_tmp / "run")
+    config, valid, test, trainer, trace = fit_recorded(in_tmp, 3, METRICS)
     for split in ("valid", "test"):
         scores = read_per_user(in_tmp / "run", split)
         assert scores.metrics == tuple(METRICS)

@@ -33,6 +33,17 @@ def build(keys: dict[str, Any]) -> tuple[Any, Any, Any, Any, torch.nn.Module]:
     return config, train, valid, test, model
 
 
+def fit_recorded(tmp: Path, epochs: int, per_user_metrics: list[str]) -> tuple[Any, Any, Any, Any, Any]:
+    """(config, valid, test, trainer, trace) of a run on the tiny set that no rule stops, with test metrics and
+    ``per_user_metrics`` recorded every epoch at 12 decimals into ``tmp / "run"``."""
+    keys = tiny_recbole_config(epochs=epochs, metric_decimal_place=12, checkpoint_dir=str(tmp / "s"))
+    config, train, valid, test, model = build(keys)
+    trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10", "patience": None}),
+                                   run_dir=tmp / "run", record_test=True, per_user_metrics=per_user_metrics)
+    trainer.fit(train, valid, verbose=False, test_data=test)
+    return config, valid, test, trainer, read_trace(tmp / "run")
+
+
 def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
 
