@@ -52,6 +52,8 @@ COMPOSITE = st.fixed_dictionaries({"ndcg@10": st.sampled_from([0.3, 0.5, 1.0]),
 def prechelt(draw) -> dict:
     """One Prechelt criterion: GL (alpha), PQ (alpha, strip) or UP (s, strip)."""
     crit = draw(st.sampled_from(["GL", "PQ", "UP"]))
+    if crit == "GL" and draw(st.booleans()):
+        return {"criterion": "GL", "alpha": "auto", "noise_multiple": draw(st.floats(0.1, 4))}
     if crit == "GL":
         return {"criterion": "GL", "alpha": draw(st.floats(0.1, 20))}
     if crit == "PQ":

@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""What the shipped policies do on a smaller validation set: replay over recorded runs with the validation
+metrics averaged over a random subset of the validation users (issue 12: "a policy a user does not have to tune").
+
+    python scripts/bench_val_size.py [--runs docs/results/long_runs] [--sizes 943 471 236 118] [--subsets 10]
+                                     [--policies recommended recbole_legacy ...] [--auto-multiples 1.8 2.5 3]
+                                     [--null] [--out docs/results/val_size.md]
+
+Every recorded run holds each validation user's NDCG@10, Recall@10 and MRR@10 at every epoch (``per_user/``), so
+the run a smaller validation set would have produced is known without training: the same weights at every epoch,
+the validation metrics averaged over ``n`` users drawn without replacement (a validation set of n users from the
+same population; hit@10 = recall@10 and precision@10 = recall@10 / 10 under leave-one-out). Test metrics stay
+those of the full test set. Each policy is replayed over ``--subsets`` such draws per run and size, and scored two
+ways:
+
+- **/ oracle**: the restored epoch's test NDCG@10 over the full-validation oracle's (the best validation NDCG@10
+  epoch with all users, as in docs/results/policy_table.md): what the user gets;
+- **/ subset oracle**: over the test NDCG@10 of the best *subset*-validation epoch of the whole run: the best any
+  stopping rule could do with that validation set, so the stopping decision is scored apart from the noisier pick.
+
+Policies that read per-user scores (``improvement: significant``, ``min_delta: auto``) are skipped: a subset has
+no sidecar of its own. ``--auto-multiples`` adds ``recommended`` with GL ``alpha: auto`` at other noise multiples;
+``--null`` adds how often GL alpha auto fires on a flat curve of pure noise. Pure replay; under a minute.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rec_es import build_policy, read_per_user  # noqa: E402
+from rec_es.replay import oracle, replay  # noqa: E402
+from rec_es.trace import Trace, read_trace  # noqa: E402
+
+METRIC = "ndcg@10"
+POLICIES = ("recommended", "noise_scaled_gl", "recbole_legacy", "patience_min_delta", "composite_ema_warmup")
+
+
+def subset_trace(tr: Trace, values: dict[str, np.ndarray], users: np.ndarray) -> Trace:
+    """``tr`` with each record's validation metrics averaged over ``users`` (column indices into the sidecar)."""
+    means = {m: v[:, users].astype(np.float64).mean(axis=1) for m, v in values.items()}
+    records = []
+    for i, r in enumerate(tr.records):
+        valid = {"ndcg@10": means["ndcg@10"][i], "recall@10": means["recall@10"][i], "mrr@10": means["mrr@10"][i],
+                 "hit@10": means["recall@10"][i], "precision@10": means["recall@10"][i] / 10}
+        records.append({**r, "valid": {k: round(float(x), 6) for k, x in valid.items()}})
+    return Trace(tr.path.with_name("subset-has-no-sidecar.jsonl"), tr.header, records, tr.footer)
+
+
+def test_at(tr: Trace, epoch: int | None) -> float:
+    return next(float(r["test"][METRIC]) for r in tr.records if r["epoch"] == epoch)
+
+
+def mapping(name: str) -> dict[str, Any]:
+    path = REPO / "properties" / "policies" / f"{name}.yaml"
+    return dict(yaml.safe_load(path.read_text(encoding="utf-8"))["early_stopping"])
+
+
+def score(policy_map: dict[str, Any], sub: Trace, full_test: float) -> dict[str, float]:
+    res = replay(build_policy(policy_map), sub, need_test=True)
+    best = oracle(sub, build_policy({"monitor": METRIC, "enabled": False}))
+    got = test_at(sub, res.best_epoch)
+    return {"oracle": got / full_test, "subset": got / test_at(sub, best.best_epoch),
+            "past": res.stop_epoch - best.best_epoch, "epochs": res.epochs_trained}
+
+
+def spread(xs: list[float]) -> str:
+    xs = sorted(xs)
+    return f"{statistics.fmean(xs):.3f} ({xs[max(0, int(0.1 * len(xs)) - 1)]:.3f})"
+
+
+def null_table(multiples: list[float], seed: int, reps: int = 4000) -> str:
+    """How often GL alpha auto on an EMA-0.5 monitor fires on a flat curve of unit white noise within T
+    evaluations: the margin is ``k`` times the SD of a difference of two evaluations, sqrt(2)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(reps, 90))
+    ema = np.empty_like(x)
+    ema[:, 0] = x[:, 0]
+    for t in range(1, x.shape[1]):
+        ema[:, t] = 0.5 * x[:, t] + 0.5 * ema[:, t - 1]
+    fall = np.maximum.accumulate(ema, axis=1) - ema
+    lines = ["| noise_multiple | fires within 30 evaluations | within 90 |", "|---:|---:|---:|"]
+    for k in sorted(set(multiples) | {1.8, 2.5, 3.0}):
+        hit = fall > k * np.sqrt(2)
+        lines.append(f"| {k:g} | {hit[:, :30].any(axis=1).mean():.3f} | {hit.any(axis=1).mean():.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, default=REPO / "docs" / "results" / "long_runs")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[943, 471, 236, 118])
+    ap.add_argument("--subsets", type=int, default=10, help="random user subsets per run and size (default 10)")
+    ap.add_argument("--policies", nargs="+", default=list(POLICIES))
+    ap.add_argument("--auto-multiples", type=float, nargs="*", default=[],
+                    help="also replay recommended with GL alpha: auto at these noise_multiple values")
+    ap.add_argument("--null", action="store_true",
+                    help="print how often GL alpha auto fires on a flat curve of white noise, per noise_multiple")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    start = time.time()
+    rng = random.Random(args.seed)
+    maps = {}
+    for name in args.policies:
+        m = mapping(name)
+        if build_policy(m).per_user_keys:
+            print(f"{name}: skipped (reads per-user scores)")
+            continue
+        maps[name] = m
+    for k in args.auto_multiples:
+        maps[f"recommended, GL alpha auto x{k:g}"] = {**mapping("recommended"),
+                                                      "prechelt": {"criterion": "GL", "alpha": "auto",
+                                                                   "noise_multiple": k}}
+    runs = [read_trace(p) for p in sorted(args.runs.glob("*/seed*/trace.jsonl"))]
+    runs = [tr for tr in runs if tr.complete]
+    rows: dict[tuple[str, int], list[dict[str, float]]] = {(n, s): [] for n in maps for s in args.sizes}
+    for tr in runs:
+        pu = read_per_user(tr.path.parent, "valid", trace=tr)
+        values = {m: pu.values(m) for m in ("ndcg@10", "recall@10", "mrr@10")}
+        full = oracle(tr, build_policy({"monitor": METRIC, "enabled": False}))
+        full_test = test_at(tr, full.best_epoch)
+        n_users = len(pu.user_ids)
+        for size in args.sizes:
+            draws = 1 if size >= n_users else args.subsets
+            for _ in range(draws):
+                users = np.array(sorted(rng.sample(range(n_users), min(size, n_users))))
+                sub = subset_trace(tr, values, users)
+                for name, m in maps.items():
+                    rows[(name, size)].append(score(m, sub, full_test))
+    lines = [f"Runs: {len(runs)} ({', '.join(sorted({p.parent.parent.name for p in (t.path for t in runs)}))}); "
+             f"{args.subsets} random validation-user subsets per run and size (the full set once); test metrics on "
+             f"the full test set. Cells: mean (10th percentile) over runs x subsets.", "",
+             "| policy | validation users | test NDCG@10 / oracle's | / subset oracle's | worst | "
+             "epochs past the subset oracle, mean | epochs trained, mean | cases |",
+             "|---|---:|---|---|---:|---:|---:|---:|"]
+    for name in maps:
+        for size in args.sizes:
+            xs = rows[(name, size)]
+            lines.append(f"| {name} | {size} | {spread([x['oracle'] for x in xs])} | "
+                         f"{spread([x['subset'] for x in xs])} | {min(x['subset'] for x in xs):.3f} | "
+                         f"{statistics.fmean(x['past'] for x in xs):+.1f} | "
+                         f"{statistics.fmean(x['epochs'] for x in xs):.0f} | {len(xs)} |")
+    if args.null:
+        lines += ["", "GL alpha: auto on a flat curve of white noise under an EMA of 0.5 (4000 curves): how often it "
+                  "stops, by noise_multiple", "", null_table(args.auto_multiples, args.seed)]
+    lines += ["", f"({sum(len(v) for v in rows.values())} replays in {time.time() - start:.0f} s)"]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
