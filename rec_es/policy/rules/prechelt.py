@@ -228,7 +228,8 @@ class Prechelt(Rule):
     def describe_wait(self, s: Any, eval_step: int) -> tuple[str, str] | None:
         if not s.prechelt:
             return None
-        names = ", ".join(p.criterion for p in s.prechelt)
+        names = ", ".join(f"{p.criterion} (alpha: auto, {p.noise_multiple:g} x the measured curve noise)"
+                          if p.alpha == AUTO else p.criterion for p in s.prechelt)
         return "early_stopping.prechelt", (f"the patience rule is off (patience: null); Prechelt {names} "
                                            f"decide{'s' * (len(s.prechelt) == 1)}")
 
