@@ -44,11 +44,13 @@ from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rec_es.policy import learning  # noqa: E402
 from rec_es.policy.learning import DISCREPANCY, MIN_POINTS, LearningEstimate, estimate_learning  # noqa: E402
 from rec_es.policy.stats import normal_quantile  # noqa: E402
 from rec_es.trace import read_trace  # noqa: E402
+from _report import emit  # noqa: E402
 
 METRIC = "ndcg@10"
 HALF = 4  # the smoothed "truth": a centred moving average of 2 * HALF + 1 evaluations
@@ -342,11 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    f"after (discrepancy {DISCREPANCY})": DISCREPANCY})
     if args.calibrate:
         lines += fit_discrepancy(runs, args.every)
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -37,10 +37,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rec_es import build_policy, read_per_user  # noqa: E402
 from rec_es.replay import oracle, replay  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
+from _report import emit  # noqa: E402
 
 METRIC = "ndcg@10"
 POLICIES = ("recommended", "noise_scaled_gl", "recbole_legacy", "patience_min_delta", "composite_ema_warmup")
@@ -155,11 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "GL alpha: auto on a flat curve of white noise under an EMA of 0.5 (4000 curves): how often it "
                   "stops, by noise_multiple", "", null_table(args.auto_multiples, args.seed)]
     lines += ["", f"({sum(len(v) for v in rows.values())} replays in {time.time() - start:.0f} s)"]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":

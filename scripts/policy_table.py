@@ -32,10 +32,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rec_es import build_policy  # noqa: E402
 from rec_es.replay import oracle, replay, why_not_replayable  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
+from _report import emit  # noqa: E402
 
 METRIC = "ndcg@10"
 MAKE_RUN = REPO / "properties" / "gru4rec_ml100k.yaml"
@@ -224,11 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             lines += ["", "Notes from replay:", ""] + [f"- {n}" for n in notes]
     lines += ["", f"({len(results)} policies x {sum(len(t) for t in runs.values())} runs replayed in "
                   f"{time.time() - start:.1f} s)"]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":
