@@ -19,7 +19,7 @@ ways:
   stopping rule could do with that validation set, so the stopping decision is scored apart from the noisier pick.
 
 Policies that read per-user scores (``improvement: significant``, ``min_delta: auto``) are skipped: a subset has
-no sidecar of its own. ``--auto-multiples`` adds ``recommended`` with GL ``alpha: auto`` at other noise multiples;
+no sidecar of its own. ``--auto-multiples`` adds ``recommended`` at other noise multiples of its GL ``alpha: auto``;
 ``--null`` adds how often GL alpha auto fires on a flat curve of pure noise. Pure replay; under a minute.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ from rec_es.trace import Trace, read_trace  # noqa: E402
 from _report import emit  # noqa: E402
 
 METRIC = "ndcg@10"
-POLICIES = ("recommended", "noise_scaled_gl", "recbole_legacy", "patience_min_delta", "composite_ema_warmup")
+POLICIES = ("recommended", "prechelt_gl", "recbole_legacy", "patience_min_delta", "composite_ema_warmup")
 
 
 def subset_trace(tr: Trace, values: dict[str, np.ndarray], users: np.ndarray) -> Trace:
@@ -81,6 +81,34 @@ def spread(xs: list[float]) -> str:
     return f"{statistics.fmean(xs):.3f} ({xs[max(0, int(0.1 * len(xs)) - 1)]:.3f})"
 
 
+def plot(rows: dict[tuple[str, int], list[dict[str, float]]], maps: dict[str, Any], sizes: list[int],
+         path: Path) -> None:
+    """Test NDCG@10 over the oracle's against the validation users: the mean (line) and the 10th percentile
+    (dashed) per policy, sizes on a log axis."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = sorted(sizes)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, name in enumerate(maps):
+        ratios = [sorted(x["oracle"] for x in rows[(name, n)]) for n in xs]
+        colour = f"C{i}"
+        ax.plot(xs, [statistics.fmean(r) for r in ratios], "o-", color=colour, label=name)
+        ax.plot(xs, [r[max(0, int(0.1 * len(r)) - 1)] for r in ratios], "--", color=colour, alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [str(n) for n in xs])
+    ax.minorticks_off()
+    ax.axhline(0.99, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("validation users (random subsets of ml-100k's 943)")
+    ax.set_ylabel("test NDCG@10 / oracle's")
+    ax.set_title("Stopping on a smaller validation set: mean (solid), 10th percentile (dashed)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def null_table(multiples: list[float], seed: int, reps: int = 4000) -> str:
     """How often GL alpha auto on an EMA-0.5 monitor fires on a flat curve of unit white noise within T
     evaluations: the margin is ``k`` times the SD of a difference of two evaluations, sqrt(2)."""
@@ -105,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subsets", type=int, default=10, help="random user subsets per run and size (default 10)")
     ap.add_argument("--policies", nargs="+", default=list(POLICIES))
     ap.add_argument("--auto-multiples", type=float, nargs="*", default=[],
-                    help="also replay recommended with GL alpha: auto at these noise_multiple values")
+                    help="also replay recommended at these noise_multiple values of its GL alpha: auto")
     ap.add_argument("--null", action="store_true",
                     help="print how often GL alpha auto fires on a flat curve of white noise, per noise_multiple")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--plot", type=Path, default=None, help="also draw test NDCG@10 / oracle's against the "
+                    "validation users, per policy (mean and 10th percentile), into this PNG")
     args = ap.parse_args(argv)
     start = time.time()
     rng = random.Random(args.seed)
@@ -121,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         maps[name] = m
     for k in args.auto_multiples:
-        maps[f"recommended, GL alpha auto x{k:g}"] = {**mapping("recommended"),
+        maps[f"recommended, noise_multiple {k:g}"] = {**mapping("recommended"),
                                                       "prechelt": {"criterion": "GL", "alpha": "auto",
                                                                    "noise_multiple": k}}
     runs = [read_trace(p) for p in sorted(args.runs.glob("*/seed*/trace.jsonl"))]
@@ -153,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"{spread([x['subset'] for x in xs])} | {min(x['subset'] for x in xs):.3f} | "
                          f"{statistics.fmean(x['past'] for x in xs):+.1f} | "
                          f"{statistics.fmean(x['epochs'] for x in xs):.0f} | {len(xs)} |")
+    if args.plot:
+        plot(rows, maps, args.sizes, args.plot)
+        lines += ["", f"Plot: {args.plot.name}"]
     if args.null:
         lines += ["", "GL alpha: auto on a flat curve of white noise under an EMA of 0.5 (4000 curves): how often it "
                   "stops, by noise_multiple", "", null_table(args.auto_multiples, args.seed)]

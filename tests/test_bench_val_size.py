@@ -43,7 +43,7 @@ def test_subset_averages_the_chosen_users() -> None:
 
 def test_full_size_row_is_the_policy_table_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """At the full 943 users the recommended policy scores what plain replay gives on the run (1.000 of the
-    oracle, as docs/results/policy_table.md has it for stamp-lr0.005 seed 2020), and the null table's rate
+    oracle, stop 34, restored 17, as docs/results/policy_table.md has it for stamp-lr0.005 seed 2020), and the null table's rate
     falls as the noise multiple grows."""
     (tmp_path / "stamp-lr0.005").mkdir()
     (tmp_path / "stamp-lr0.005" / "seed2020").symlink_to(RUN)
@@ -51,6 +51,6 @@ def test_full_size_row_is_the_policy_table_result(tmp_path: Path, capsys: pytest
     assert bench.main(["--runs", str(tmp_path), "--sizes", "943", "--policies", "recommended", "--null",
                        "--auto-multiples", "1.8", "3"]) == 0
     out = capsys.readouterr().out
-    assert "| recommended | 943 | 1.000 (1.000) | 1.000 (1.000) | 1.000 | +6.0 | 24 | 1 |" in out
+    assert "| recommended | 943 | 1.000 (1.000) | 1.000 (1.000) | 1.000 | +17.0 | 35 | 1 |" in out
     rates = [float(line.split("|")[3]) for line in out.splitlines() if line.startswith(("| 1.8 |", "| 2.5 |", "| 3 |"))]
     assert len(rates) == 3 and rates[0] > rates[1] > rates[2]

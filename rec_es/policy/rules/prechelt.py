@@ -10,9 +10,10 @@ monitor may fall ``noise_multiple`` times the curve noise below its best, ``alph
 noise(t) / E_opt(t)``, where ``noise(t)`` is ``rules.noise.curve_noise`` of the raw monitor (1.4826·MAD of the
 first differences of the last 20 evaluations: the SD of the difference of two evaluations). A fixed alpha is a
 fixed NDCG drop, which is one evaluation's noise on 943 validation users but a fraction of it on 236
-(docs/results/val_size.md). The default multiple, 2.5, is where a flat curve of white noise, smoothed by an EMA
-of 0.5, fires within 90 evaluations with probability 0.03 (1.8 gives 0.60; scripts/bench_val_size.py
-``--null``). It does not fire before 5 raw values are there to measure the noise from.
+(docs/results/val_size.md). The default multiple, 3, is where a flat curve of white noise, smoothed by an EMA
+of 0.5, fires within 90 evaluations with probability 0.002 (2.5: 0.03, 1.8: 0.60; scripts/bench_val_size.py
+``--null``); it is the recommended policy's. It does not fire before 5 raw values are there to measure the
+noise from.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ CRITERIA = {"GL": {"criterion", "alpha", "noise_multiple"}, "PQ": {"criterion", 
             "UP": {"criterion", "s", "strip"}}
 _ALLOWED = "{criterion: GL|PQ|UP, ...} or a list of them"
 #: GL alpha auto: how many curve-noise SDs the monitor may fall below its best (module docstring)
-NOISE_MULTIPLE = 2.5
+NOISE_MULTIPLE = 3.0
 _ALPHA = number(0, low_open=True)
 
 
@@ -141,7 +142,7 @@ class Prechelt(Rule):
                                       _specs), None,
                 "Prechelt (1998) criteria: `GL` (alpha), `PQ` (alpha, strip), `UP` (s, strip); error E = "
                 "error_offset - score for max-mode monitors, E = score for min-mode; GL `alpha: auto` measures "
-                "its threshold: a fall of `noise_multiple` (2.5) times the curve noise below the best", dump=_plain),
+                "its threshold: a fall of `noise_multiple` (3) times the curve noise below the best", dump=_plain),
         KeySpec("error_offset", number(), 1.0,
                 "for Prechelt criteria on a max-mode monitor: E = error_offset - score (1.0 suits metrics bounded "
                 "by 1 such as NDCG/Recall)"),
