@@ -45,6 +45,8 @@ from rec_es.trace import Trace, read_trace  # noqa: E402
 from _report import emit  # noqa: E402
 
 METRIC = "ndcg@10"
+#: name prefix of the --auto-multiples variants of recommended (tables only, not the plot)
+VARIANT = "recommended, noise_multiple "
 POLICIES = ("recommended", "prechelt_gl", "recbole_legacy", "patience_min_delta", "composite_ema_warmup")
 
 
@@ -84,14 +86,14 @@ def spread(xs: list[float]) -> str:
 def plot(rows: dict[tuple[str, int], list[dict[str, float]]], maps: dict[str, Any], sizes: list[int],
          path: Path) -> None:
     """Test NDCG@10 over the oracle's against the validation users: the mean (line) and the 10th percentile
-    (dashed) per policy, sizes on a log axis."""
+    (dashed) per shipped policy (not the --auto-multiples variants), sizes on a log axis."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     xs = sorted(sizes)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, name in enumerate(maps):
+    for i, name in enumerate(n for n in maps if not n.startswith(VARIANT)):
         ratios = [sorted(x["oracle"] for x in rows[(name, n)]) for n in xs]
         colour = f"C{i}"
         ax.plot(xs, [statistics.fmean(r) for r in ratios], "o-", color=colour, label=name)
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         maps[name] = m
     for k in args.auto_multiples:
-        maps[f"recommended, noise_multiple {k:g}"] = {**mapping("recommended"),
+        maps[f"{VARIANT}{k:g}"] = {**mapping("recommended"),
                                                       "prechelt": {"criterion": "GL", "alpha": "auto",
                                                                    "noise_multiple": k}}
     runs = [read_trace(p) for p in sorted(args.runs.glob("*/seed*/trace.jsonl"))]

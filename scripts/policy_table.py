@@ -127,8 +127,8 @@ def rank(results: dict[str, Any], rows_of: Any) -> list[str]:
 
 
 def grid() -> dict[str, dict[str, Any]]:
-    """Candidate recommended policies: patience x what counts as an improvement x still_learning x smoothing, and
-    Prechelt's GL x still_learning x smoothing."""
+    """Candidate recommended policies: patience x what counts as an improvement x still_learning x smoothing,
+    Prechelt's GL x still_learning x smoothing, and GL alpha auto x noise multiple x smoothing."""
     out = {}
     improvements = {"min_delta 0": {"min_delta": 0.0}, "min_delta auto": {"min_delta": "auto"},
                     "significant 0.1": {"improvement": "significant", "alpha": 0.1}}
@@ -149,6 +149,13 @@ def grid() -> dict[str, dict[str, Any]]:
         if ema:
             m.update(smoothing="ema", ema_alpha=ema)
         out[f"GL {alpha}, still_learning {learning}" + (f", ema {ema}" if ema else "")] = {"mapping": m, "live": None}
+    # GL with the threshold measured from the curve noise (alpha: auto): noise_multiple x EMA or raw
+    for k, ema in itertools.product((2.0, 2.5, 3.0, 4.0), (None, 0.5)):
+        m = {"monitor": METRIC, "patience": None, "prechelt": {"criterion": "GL", "alpha": "auto", "noise_multiple": k},
+             "error_offset": 1.0, "warmup": 10, "still_learning": "hold"}
+        if ema:
+            m.update(smoothing="ema", ema_alpha=ema)
+        out[f"GL auto x{k:g}, still_learning hold" + (f", ema {ema}" if ema else "")] = {"mapping": m, "live": None}
     return out
 
 
