@@ -141,6 +141,8 @@ def one_of(*options: str, ignore_case: bool = True) -> Validator:
 
     def check(value: Any) -> str:
         folded = value.lower() if isinstance(value, str) and ignore_case else value
+        if isinstance(value, bool) and ("on" if value else "off") in options:
+            return "on" if value else "off"  # YAML 1.1 reads an unquoted on/off as a boolean
         if folded not in options:
             raise Invalid(text, value)
         return folded

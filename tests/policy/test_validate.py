@@ -41,6 +41,23 @@ def test_values_are_normalised() -> None:
     assert optional(number())(None) is None
 
 
+def test_yaml_off_read_as_false_is_the_choice_off(tmp_path) -> None:
+    """An unquoted `still_learning: off` in a property file reaches the policy as False (YAML 1.1): it means
+    `off`; True means `on` only where `on` is a choice, and a boolean stays an error elsewhere."""
+    import yaml
+
+    from rec_es import build_policy
+    raw = yaml.safe_load("early_stopping: {monitor: ndcg@10, still_learning: off}")["early_stopping"]
+    assert raw["still_learning"] is False
+    assert build_policy(raw).settings.still_learning == "off"
+    assert one_of("on", "off")(True) == "on"
+    for value in (True, False):
+        with pytest.raises(Invalid):
+            one_of("abs", "rel")(value)
+    with pytest.raises(Invalid):
+        one_of("off", "hold", "stop")(True)
+
+
 def test_and_applies_each_in_turn() -> None:
     """and_() feeds each validator the previous one's result and joins their descriptions."""
     even = custom("an even number", "even", lambda v: v % 2 == 0)
