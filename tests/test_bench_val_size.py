@@ -43,8 +43,8 @@ def test_subset_averages_the_chosen_users() -> None:
 
 def test_full_size_row_is_the_policy_table_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """At the full 943 users the recommended policy scores what plain replay gives on the run (1.000 of the
-    oracle, stop 34, restored 17, as docs/results/policy_table.md has it for stamp-lr0.005 seed 2020), and the null table's rate
-    falls as the noise multiple grows."""
+    oracle, stop 34, restored 17, as docs/results/policy_table.md has it for stamp-lr0.005 seed 2020), and the
+    null table's rate falls as the noise multiple grows."""
     (tmp_path / "stamp-lr0.005").mkdir()
     (tmp_path / "stamp-lr0.005" / "seed2020").symlink_to(RUN)
     bench = load_script()

@@ -48,7 +48,8 @@ def test_a_larger_multiple_waits_and_a_fixed_alpha_stops_on_the_first_dip() -> N
 
 
 def test_default_multiple_and_written_settings() -> None:
-    """The default noise_multiple is 3 (the recommended policy's) and the settings mapping writes it back; a fixed GL writes no multiple."""
+    """The default noise_multiple is 3 (the recommended policy's) and the settings mapping writes it back; a fixed
+    GL writes no multiple."""
     auto = build_policy({"monitor": "ndcg@10", "prechelt": {"criterion": "GL", "alpha": "auto"}})
     assert auto.settings_mapping()["prechelt"] == [{"alpha": "auto", "criterion": "GL", "noise_multiple": 3.0}]
     fixed = build_policy({"monitor": "ndcg@10", "prechelt": {"criterion": "GL", "alpha": 0.5}})
