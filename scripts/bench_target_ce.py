@@ -23,16 +23,17 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rec_es import build_policy  # noqa: E402
 from rec_es.policy.learning import estimate_learning  # noqa: E402
 from rec_es.policy.stats import difference_noise  # noqa: E402
 from rec_es.replay import replay  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
+from _report import shipped_policy  # noqa: E402
 
 QUALITY = "ndcg@10"
 MONITORS = {"ndcg@10": "max", "target_ce": "min"}
@@ -42,9 +43,7 @@ TREND_AT = (20, 40)
 
 def policy_mapping(name: str, monitor: str) -> dict[str, Any]:
     """The shipped policy ``name`` with its monitor replaced (mode auto: min for target_ce)."""
-    path = REPO / "properties" / "policies" / f"{name}.yaml"
-    mapping = dict(yaml.safe_load(path.read_text(encoding="utf-8"))["early_stopping"])
-    return {**mapping, "monitor": monitor}
+    return {**shipped_policy(name), "monitor": monitor}
 
 
 def curve(tr: Trace, key: str, split: str = "valid") -> list[float]:

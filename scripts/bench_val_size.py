@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rec_es import build_policy, read_per_user  # noqa: E402
 from rec_es.replay import oracle, replay  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
-from _report import emit  # noqa: E402
+from _report import emit, shipped_policy, test_at  # noqa: E402
 
 METRIC = "ndcg@10"
 #: name prefix of the --auto-multiples variants of recommended (tables only, not the plot)
@@ -61,26 +60,29 @@ def subset_trace(tr: Trace, values: dict[str, np.ndarray], users: np.ndarray) ->
     return Trace(tr.path.with_name("subset-has-no-sidecar.jsonl"), tr.header, records, tr.footer)
 
 
-def test_at(tr: Trace, epoch: int | None) -> float:
-    return next(float(r["test"][METRIC]) for r in tr.records if r["epoch"] == epoch)
+def best_valid(tr: Trace) -> tuple[int, float]:
+    """(epoch, test NDCG@10) of ``tr``'s best validation NDCG@10 epoch: its oracle."""
+    epoch = oracle(tr, build_policy({"monitor": METRIC, "enabled": False})).best_epoch
+    return epoch, test_at(tr, epoch, METRIC)
 
 
-def mapping(name: str) -> dict[str, Any]:
-    path = REPO / "properties" / "policies" / f"{name}.yaml"
-    return dict(yaml.safe_load(path.read_text(encoding="utf-8"))["early_stopping"])
-
-
-def score(policy_map: dict[str, Any], sub: Trace, full_test: float) -> dict[str, float]:
+def score(policy_map: dict[str, Any], sub: Trace, sub_oracle: tuple[int, float],
+          full_test: float) -> dict[str, float]:
+    """One policy on one subset run, against the full-set oracle's test value and the subset's own oracle."""
     res = replay(build_policy(policy_map), sub, need_test=True)
-    best = oracle(sub, build_policy({"monitor": METRIC, "enabled": False}))
-    got = test_at(sub, res.best_epoch)
-    return {"oracle": got / full_test, "subset": got / test_at(sub, best.best_epoch),
-            "past": res.stop_epoch - best.best_epoch, "epochs": res.epochs_trained}
+    got = test_at(sub, res.best_epoch, METRIC)
+    return {"oracle": got / full_test, "subset": got / sub_oracle[1], "past": res.stop_epoch - sub_oracle[0],
+            "epochs": res.epochs_trained}
+
+
+def p10(xs: list[float]) -> float:
+    """The 10th percentile of ``xs`` as the tables give it (the lowest tenth's largest value)."""
+    xs = sorted(xs)
+    return xs[max(0, int(0.1 * len(xs)) - 1)]
 
 
 def spread(xs: list[float]) -> str:
-    xs = sorted(xs)
-    return f"{statistics.fmean(xs):.3f} ({xs[max(0, int(0.1 * len(xs)) - 1)]:.3f})"
+    return f"{statistics.fmean(xs):.3f} ({p10(xs):.3f})"
 
 
 def plot(rows: dict[tuple[str, int], list[dict[str, float]]], maps: dict[str, Any], sizes: list[int],
@@ -94,10 +96,10 @@ def plot(rows: dict[tuple[str, int], list[dict[str, float]]], maps: dict[str, An
     xs = sorted(sizes)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, name in enumerate(n for n in maps if not n.startswith(VARIANT)):
-        ratios = [sorted(x["oracle"] for x in rows[(name, n)]) for n in xs]
+        ratios = [[x["oracle"] for x in rows[(name, n)]] for n in xs]
         colour = f"C{i}"
         ax.plot(xs, [statistics.fmean(r) for r in ratios], "o-", color=colour, label=name)
-        ax.plot(xs, [r[max(0, int(0.1 * len(r)) - 1)] for r in ratios], "--", color=colour, alpha=0.6)
+        ax.plot(xs, [p10(r) for r in ratios], "--", color=colour, alpha=0.6)
     ax.set_xscale("log")
     ax.set_xticks(xs, [str(n) for n in xs])
     ax.minorticks_off()
@@ -147,13 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     maps = {}
     for name in args.policies:
-        m = mapping(name)
+        m = shipped_policy(name)
         if build_policy(m).per_user_keys:
             print(f"{name}: skipped (reads per-user scores)")
             continue
         maps[name] = m
     for k in args.auto_multiples:
-        maps[f"{VARIANT}{k:g}"] = {**mapping("recommended"),
+        maps[f"{VARIANT}{k:g}"] = {**shipped_policy("recommended"),
                                                       "prechelt": {"criterion": "GL", "alpha": "auto",
                                                                    "noise_multiple": k}}
     runs = [read_trace(p) for p in sorted(args.runs.glob("*/seed*/trace.jsonl"))]
@@ -162,16 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     for tr in runs:
         pu = read_per_user(tr.path.parent, "valid", trace=tr)
         values = {m: pu.values(m) for m in ("ndcg@10", "recall@10", "mrr@10")}
-        full = oracle(tr, build_policy({"monitor": METRIC, "enabled": False}))
-        full_test = test_at(tr, full.best_epoch)
+        full_test = best_valid(tr)[1]
         n_users = len(pu.user_ids)
         for size in args.sizes:
             draws = 1 if size >= n_users else args.subsets
             for _ in range(draws):
                 users = np.array(sorted(rng.sample(range(n_users), min(size, n_users))))
                 sub = subset_trace(tr, values, users)
+                sub_oracle = best_valid(sub)
                 for name, m in maps.items():
-                    rows[(name, size)].append(score(m, sub, full_test))
+                    rows[(name, size)].append(score(m, sub, sub_oracle, full_test))
     lines = [f"Runs: {len(runs)} ({', '.join(sorted({p.parent.parent.name for p in (t.path for t in runs)}))}); "
              f"{args.subsets} random validation-user subsets per run and size (the full set once); test metrics on "
              f"the full test set. Cells: mean (10th percentile) over runs x subsets.", "",

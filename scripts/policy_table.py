@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rec_es import build_policy  # noqa: E402
 from rec_es.replay import oracle, replay, why_not_replayable  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
-from _report import emit  # noqa: E402
+from _report import emit, test_at  # noqa: E402
 
 METRIC = "ndcg@10"
 MAKE_RUN = REPO / "properties" / "gru4rec_ml100k.yaml"
@@ -68,13 +68,6 @@ def load_runs(root: Path, partial: bool) -> dict[str, list[Trace]]:
     return runs
 
 
-def test_at(tr: Trace, epoch: int | None) -> float | None:
-    for r in tr.records:
-        if r["epoch"] == epoch:
-            return (r.get("test") or {}).get(METRIC)
-    return None
-
-
 def measure(mapping: dict[str, Any], tr: Trace, ref: dict[str, Any], name: str) -> dict[str, Any]:
     res = replay(build_policy(mapping), tr, name=name, need_test=True)
     budget = int(tr.header.get("epochs") or tr.records[-1]["epoch"] + 1)
@@ -87,7 +80,7 @@ def measure(mapping: dict[str, Any], tr: Trace, ref: dict[str, Any], name: str) 
 def reference(tr: Trace) -> dict[str, Any]:
     orc = oracle(tr, build_policy({"monitor": METRIC, "enabled": False}))
     tests = [(r.get("test") or {}).get(METRIC) or 0.0 for r in tr.records]
-    return {"epoch": orc.best_epoch, "test": test_at(tr, orc.best_epoch), "hindsight": max(tests) / test_at(tr, orc.best_epoch),
+    return {"epoch": orc.best_epoch, "test": test_at(tr, orc.best_epoch, METRIC), "hindsight": max(tests) / test_at(tr, orc.best_epoch, METRIC),
             "hindsight_epoch": tr.records[tests.index(max(tests))]["epoch"],
             "budget": int(tr.header.get("epochs") or len(tr.records))}
 

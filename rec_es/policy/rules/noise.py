@@ -26,7 +26,7 @@ changes the chance of at least one false improvement grows with K (measured: 0.1
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rec_es.errors import RecEsError
 from rec_es.policy.base import Context, Fired, Rule, fmt
@@ -45,13 +45,20 @@ MIN_VALUES = 5
 _NUMBER = number(0)
 
 
-def _min_delta(raw: Any) -> Any:
-    if isinstance(raw, str) and raw.strip().lower() == AUTO:
-        return AUTO
-    try:
-        return _NUMBER(raw)
-    except Invalid:
-        raise Invalid("a number >= 0 or auto", raw) from None
+def number_or_auto(check: Validator, allowed: str, key: str | None = None) -> Callable[[Any], Any]:
+    """A parser of ``auto`` (any case, as ``AUTO``) or a number passing ``check``; else Invalid with ``allowed``."""
+    def parse(raw: Any) -> Any:
+        if isinstance(raw, str) and raw.strip().lower() == AUTO:
+            return AUTO
+        try:
+            return check(raw)
+        except Invalid:
+            raise Invalid(allowed, raw, key=key) from None
+
+    return parse
+
+
+_min_delta = number_or_auto(_NUMBER, "a number >= 0 or auto")
 
 
 def without_per_user(terms: Sequence[tuple[str, float]]) -> list[str]:

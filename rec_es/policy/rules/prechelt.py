@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from rec_es.errors import RecEsError, StateError
 from rec_es.policy.base import Context, Fired, Rule, Stage, fmt
-from rec_es.policy.rules.noise import AUTO, NOISE_WINDOW, curve_noise
+from rec_es.policy.rules.noise import AUTO, NOISE_WINDOW, curve_noise, number_or_auto
 from rec_es.policy.stats import training_progress
 from rec_es.validate import Invalid, KeySpec, Validator, integer, number, within
 
@@ -66,13 +66,7 @@ class PrecheltSpec:
     noise_multiple: float | None = None  # with GL alpha auto
 
 
-def _gl_alpha(raw: Any) -> float | str:
-    if isinstance(raw, str) and raw.strip().lower() == AUTO:
-        return AUTO
-    try:
-        return _ALPHA(raw)
-    except Invalid:
-        raise Invalid("a number > 0 or auto", raw, key="prechelt.alpha") from None
+_gl_alpha = number_or_auto(_ALPHA, "a number > 0 or auto", key="prechelt.alpha")
 
 
 def _spec(item: Any) -> PrecheltSpec:
