@@ -3,6 +3,7 @@
 
     python scripts/policy_table.py [--runs docs/results/long_runs] [--policies FILE.yaml ...] [--partial]
                                    [--out docs/results/policy_table.md] [--grid] [--select-on REGIME ...]
+                                   [--frontier docs/results/policy_frontier.png]
 
 Reads each ``<regime>/seed<N>/`` run directory (stopping disabled, test metrics and per-user scores at every
 epoch), replays each policy through ``rec_es.replay`` (per-user scores from the sidecars, the budget from the
@@ -15,6 +16,8 @@ listed as such), ``make run``'s policy (the ``early_stopping:`` of ``properties/
 
 ``--grid`` replays a small grid of candidate settings for the recommended policy, scored only on the regimes of
 ``--select-on`` (the others are held out), so the choice is not made on the runs the table reports.
+``--frontier PNG`` (with ``--grid``) plots every candidate's worst-run test ratio against its mean epochs past the
+oracle epoch, with the goal's corner shaded: the trade-off the goal asks to beat, as one picture.
 Pure replay: seconds on a fresh clone.
 """
 from __future__ import annotations
@@ -44,6 +47,10 @@ MAKE_RUN = REPO / "properties" / "gru4rec_ml100k.yaml"
 #: make run's policy before issue 12 (patience 10, min_delta 0.0005), kept for the compare docs
 OLD_MAKE_RUN = REPO / "docs" / "results" / "make_run_policy.yaml"
 GOAL = {"ratio": 0.99, "past": 15.0, "saved": 0.30}
+#: the grid candidate that is properties/policies/recommended.yaml (tests/test_recommended.py checks it is)
+RECOMMENDED = "GL auto x3, still_learning hold, ema 0.5"
+#: the candidate ranked first on the full-size runs, which smaller validation sets refute (docs/results/val_size.md)
+FASTEST_SAFE = "GL 1.0, still_learning off"
 
 
 def policy_files(paths: list[Path] | None) -> dict[str, dict[str, Any]]:
@@ -149,7 +156,58 @@ def grid() -> dict[str, dict[str, Any]]:
         if ema:
             m.update(smoothing="ema", ema_alpha=ema)
         out[f"GL auto x{k:g}, still_learning hold" + (f", ema {ema}" if ema else "")] = {"mapping": m, "live": None}
+    # the recommended GL with a plateau cap as well: a patience rule on the raw best, which shortens the long
+    # stays past the oracle (the miss of the epochs goal) and cuts the plateaus that precede a later best
+    for k, patience in itertools.product((3.0,), (30, 40, 50, 60)):
+        m = {"monitor": METRIC, "patience": patience, "min_delta": 0.0,
+             "prechelt": {"criterion": "GL", "alpha": "auto", "noise_multiple": k}, "error_offset": 1.0,
+             "warmup": 10, "still_learning": "hold", "smoothing": "ema", "ema_alpha": 0.5, "best_by": "raw"}
+        out[f"GL auto x{k:g}, ema 0.5, patience {patience}"] = {"mapping": m, "live": None}
     return out
+
+
+#: the families of the frontier plot, by how a grid candidate's name starts
+FAMILIES = (("GL auto", "GL alpha auto (noise-scaled)", "o"), ("GL 0", "GL, fixed alpha", "s"),
+            ("GL 1", "GL, fixed alpha", "s"), ("patience", "patience rules", "^"))
+
+
+def frontier(summaries: dict[str, dict[str, float]], path: Path, chosen: str) -> None:
+    """Worst-run test ratio against mean epochs past the oracle epoch, one marker per candidate (filled when it
+    also saves the budget goal's share on early-oracle runs), the goal's corner shaded, ``chosen`` labelled."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    lo_y = min(0.65, min(s["ratio_min"] for s in summaries.values()) - 0.02)
+    ax.fill_between([-200, GOAL["past"]], GOAL["ratio"], 1.02, color="tab:green", alpha=0.15, lw=0,
+                    label=f"goal: worst run >= {GOAL['ratio']}, <= {GOAL['past']:g} epochs past")
+    seen = set()
+    for name, s in summaries.items():
+        fam = next((f for f in FAMILIES if name.startswith(f[0])), ("", "other", "x"))
+        colour = {"o": "tab:blue", "s": "tab:orange", "^": "tab:grey", "x": "tab:red"}[fam[2]]
+        saved = math.isnan(s["saved_early"]) or s["saved_early"] >= GOAL["saved"]
+        label = fam[1] if fam[1] not in seen else None
+        seen.add(fam[1])
+        ax.scatter(s["past"], min(s["ratio_min"], 1.015), marker=fam[2], s=28, label=label,
+                   facecolors=colour if saved else "none", edgecolors=colour, linewidths=1.0)
+    for name, text, offset in ((chosen, "recommended", (12, -22)), (FASTEST_SAFE, "GL 1.0 raw (0.80 at 236 "
+                               "validation users)", (-60, -38))):
+        if name in summaries:
+            s = summaries[name]
+            ax.annotate(text, (s["past"], s["ratio_min"]), xytext=offset, textcoords="offset points",
+                        fontsize=8, arrowprops={"arrowstyle": "-", "lw": 0.6})
+    xs = [s["past"] for s in summaries.values()]
+    ax.set_xlim(min(xs) - 5, max(xs) + 5)
+    ax.set_ylim(lo_y, 1.02)
+    ax.set_xlabel("epochs past the oracle epoch, mean over the runs (negative: stopped before it)")
+    ax.set_ylabel("worst run: test NDCG@10 / oracle's")
+    ax.set_title(f"{len(summaries)} candidate policies on {summaries[chosen]['n'] if chosen in summaries else ''} "
+                 "recorded runs (hollow: saves < 30 % on early-oracle runs)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--select-on", nargs="+", default=None, metavar="REGIME",
                     help="with --grid: regimes the candidates are scored on (the rest are held out)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--frontier", type=Path, default=None, metavar="PNG",
+                    help="with --grid: plot worst-run ratio against epochs past the oracle for every candidate")
     args = ap.parse_args(argv)
+    if args.frontier and not args.grid:
+        ap.error("--frontier plots the candidate grid: give --grid as well")
     start = time.time()
     runs = load_runs(args.runs, args.partial)
     if not runs:
@@ -204,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             x = results[best][reg][i]
             lines.append(f"| {reg} seed {runs[reg][i].header.get('seed')} | {best} | {x['ratio']:.3f} | {x['epochs']} | "
                          f"{x['past']:+d} |")
+        if args.frontier:
+            frontier({n: summary(pool(n, chosen)) for n in results}, args.frontier, RECOMMENDED)
+            lines += ["", f"Frontier plot: {args.frontier}"]
     else:
         for reg in runs:
             lines += ["", f"## {reg}", "", HEAD]
