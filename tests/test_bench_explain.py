@@ -41,3 +41,27 @@ def test_cases_truth_and_table(tmp_path: Path) -> None:
     decided = sum(c != "cannot tell" for c in calls)
     assert f"; of the {decided} verdicts given, {right} right" in table
     assert "unfinished" not in table  # a run without a footer is still being recorded: left out
+    assert "how often the truth itself reproduces" not in table  # no per-user test scores: nothing to resample
+
+
+def test_truth_reproducibility_on_a_committed_run() -> None:
+    """Resampling the test users of a committed long run: a stop that restored the oracle's own epoch is "not
+    premature" in every resample, and a stop at epoch 3 whose oracle has 3.7x its test NDCG@10 is premature in
+    (nearly) every one; the report's mean is the cases' mean."""
+    bench = load_script("bench_explain")
+    repo = Path(__file__).resolve().parents[1]
+    run = repo / "docs" / "results" / "long_runs" / "gru4rec-lr0.001" / "seed2020"
+    (name, trace, run_dir), = [r for r in bench.find_runs([run.parent], False) if r[2] == run]
+    cases = [c for c, _ in bench.cases_of(name, trace, ["mrr@10", "ndcg@10"], [1, 3, 5, 10, 20, 50])]
+    bench.reproducibility(cases, run_dir, resamples=300)
+    scored = [c for c in cases if c.truth in (bench.PREMATURE, bench.NOT_PREMATURE)]
+    assert scored and all(c.reproduces is not None and 0.0 <= c.reproduces <= 1.0 for c in scored)
+    assert all(c.reproduces is None for c in cases if c not in scored)
+    early = [c for c in scored if c.stop_epoch <= 3]
+    assert early and all(c.truth == bench.PREMATURE and c.reproduces > 0.99 for c in early)
+    same = [c for c in scored if c.restored_epoch == c.oracle_epoch]
+    assert same and all(c.reproduces == 1.0 for c in same)
+    lines = bench.ceiling(scored)
+    assert lines[0] == "### how often the truth itself reproduces"
+    mean = sum(c.reproduces for c in scored) / len(scored)
+    assert f"**{100 * mean:.1f} %**" in lines[2]
