@@ -21,13 +21,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from recbole.evaluator.base_metric import TopkMetric
-from recbole.evaluator.register import metrics_dict
-from recbole.utils import EvaluatorType
 
 from rec_es.errors import ConfigError, StateError
 from rec_es.per_user import PerUserWriter, for_policy
-from rec_es.policy.monitor import TARGET_CE
+from rec_es.policy.monitor import PER_USER_METRICS, TARGET_CE, TOPK_METRICS, VALUE_METRICS
+from rec_es.policy.monitor import per_user_keys as monitor_keys_of
 from rec_es.target_ce import TargetCE, unavailable
 
 
@@ -39,28 +37,21 @@ class UserScores:
     values: dict[str, np.ndarray]
 
 
-def topk_keys(config: Any) -> tuple[str, ...]:
-    """The ``name@k`` keys of the top-k metrics RecBole computes with ``config`` (they have per-user values)."""
-    names = [m.lower() for m in config["metrics"]]
-    ks = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
-    return tuple(f"{n}@{k}" for n in names if _is_topk(n) for k in ks)
-
-
 def per_user_keys(config: Any) -> tuple[str, ...]:
-    """Every key with per-user values under ``config``: its top-k keys, plus ``target_ce`` under full ranking (which
-    RecBole never runs with value metrics: they score sampled pairs)."""
-    value = any(getattr(metrics_dict.get(str(m).lower()), "metric_type", None) == EvaluatorType.VALUE
-                for m in config["metrics"])
-    return topk_keys(config) + (() if value or unavailable(_eval_args(config)) else (TARGET_CE,))
+    """Every key with per-user values under ``config`` (RecBole's Config or a plain mapping):
+    ``rec_es.policy.monitor.per_user_keys`` of its metrics, topk and evaluation mode."""
+    return monitor_keys_of(config["metrics"], config["topk"], unavailable(_eval_args(config)) is None)
 
 
 def _eval_args(config: Any) -> Any:
     return config["eval_args"] if "eval_args" in config else None  # RecBole's Config or a plain mapping
 
 
-def _is_topk(name: str) -> bool:
-    cls = metrics_dict.get(name)
-    return isinstance(cls, type) and issubclass(cls, TopkMetric)
+def _no_target_ce(config: Any) -> str:
+    """Why ``target_ce`` has no per-user values under ``config``."""
+    return unavailable(_eval_args(config)) or (
+        f"target_ce needs full-ranking scores, and the metrics {list(config['metrics'])} include a value metric, "
+        "which RecBole scores on sampled pairs")
 
 
 def choose_metrics(config: Any, requested: Sequence[str] | None, monitor_keys: Sequence[str]) -> tuple[str, ...]:
@@ -80,12 +71,13 @@ def choose_metrics(config: Any, requested: Sequence[str] | None, monitor_keys: S
     for key in requested:
         k = str(key).lower()
         if k == TARGET_CE and k not in available:
-            raise ConfigError(f"per_user_metrics: {key!r}: {unavailable(_eval_args(config))}", key="eval_args")
+            raise ConfigError(f"per_user_metrics: {key!r}: {_no_target_ce(config)}", key="eval_args")
         if k not in available:
             name = k.partition("@")[0]
             why = ("it is not a top-k metric, so it has no per-user values (only RecBole's top-k metrics average "
                    "one value per user; value metrics such as AUC use all scores at once)"
-                   if name in metrics_dict and not _is_topk(name) else "RecBole does not compute it with these "
+                   if name in TOPK_METRICS | VALUE_METRICS and name not in PER_USER_METRICS
+                   else "RecBole does not compute it with these "
                    f"metrics/topk ({list(config['metrics'])} at {config['topk']})")
             raise ConfigError(f"per_user_metrics: {key!r}: {why}; allowed: {', '.join(available) or 'none'}",
                               key="per_user_metrics")

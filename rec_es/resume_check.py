@@ -231,7 +231,7 @@ def check_sidecars(plan: ResumePlan, cfg: Any = None) -> None:
         if entry.is_symlink() or not entry.is_file():
             raise refuse("per_user holds something other than regular files", entry)
     from rec_es import per_user
-    from rec_es.policy.monitor import TARGET_CE, TOPK_METRICS, computed_metric_keys, metric_base
+    from rec_es.policy.monitor import per_user_keys
     from rec_es.target_ce import unavailable
 
     keep = [r["epoch"] for r in plan.trace.records]
@@ -242,9 +242,7 @@ def check_sidecars(plan: ResumePlan, cfg: Any = None) -> None:
             raise refuse(str(exc), side) from None
         if checked is None or cfg is None:
             continue
-        computed = [k for k in computed_metric_keys(cfg.get("metrics"), cfg.get("topk")) if metric_base(k) in TOPK_METRICS]
-        if unavailable(cfg.get("eval_args")) is None:
-            computed.append(TARGET_CE)
+        computed = per_user_keys(cfg.get("metrics"), cfg.get("topk"), unavailable(cfg.get("eval_args")) is None)
         missing = [m for m in checked[0]["metrics"] if m not in computed]
         if missing:
             raise refuse(f"the run records per-user {', '.join(missing)}, which the config no longer computes "

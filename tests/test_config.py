@@ -8,7 +8,7 @@ import yaml
 
 from rec_es import ConfigError
 from rec_es.config import RECBOLE_DEFAULTS, load_config, parse_set_args
-from rec_es.policy.monitor import SMALLER_METRICS, TOPK_METRICS, VALUE_METRICS
+from rec_es.policy.monitor import PAIR_METRICS, PER_USER_METRICS, SMALLER_METRICS, TOPK_METRICS, VALUE_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,4 +120,8 @@ def test_recbole_defaults_and_metric_tables_match_recbole() -> None:
     assert set(smaller_metrics) == set(SMALLER_METRICS)
     ranking_topk = {m for m in metric_types if m not in VALUE_METRICS}
     assert ranking_topk == set(TOPK_METRICS)
-    assert {m for m, t in metric_types.items() if t == EvaluatorType.VALUE} <= VALUE_METRICS
+    assert {m for m, t in metric_types.items() if t == EvaluatorType.VALUE} == PAIR_METRICS <= VALUE_METRICS
+    from recbole.evaluator.base_metric import TopkMetric
+    from recbole.evaluator.register import metrics_dict
+
+    assert {m for m, cls in metrics_dict.items() if issubclass(cls, TopkMetric)} == set(PER_USER_METRICS)

@@ -16,8 +16,13 @@ TOPK_METRICS = frozenset(
     {"hit", "mrr", "map", "recall", "ndcg", "precision", "itemcoverage", "averagepopularity",
      "giniindex", "shannonentropy", "tailpercentage"}
 )
+#: The top-k metrics RecBole averages from one value per user (``recbole.evaluator.base_metric.TopkMetric``);
+#: the other top-k ones (coverage, popularity, entropy, ...) are computed over all users at once.
+PER_USER_METRICS = frozenset({"hit", "mrr", "map", "recall", "ndcg", "precision"})
 #: RecBole metrics with no cut-off (value / loss metrics and GAUC).
 VALUE_METRICS = frozenset({"auc", "gauc", "mae", "rmse", "logloss"})
+#: The metrics RecBole computes from scored (user, item) pairs (``EvaluatorType.VALUE``); GAUC ranks.
+PAIR_METRICS = frozenset({"auc", "mae", "rmse", "logloss"})
 #: Metrics where smaller is better (RecBole's ``smaller = True``); every other metric is bigger-is-better.
 SMALLER_METRICS = frozenset({"mae", "rmse", "logloss", "averagepopularity", "giniindex"})
 #: rec_es's own metric: the mean cross-entropy at the target item, -log softmax(full-ranking scores)[target]
@@ -48,6 +53,17 @@ def computed_metric_keys(metrics: list[str] | str, topk: list[int] | int | None)
         else:
             keys.extend(f"{base}@{k}" for k in ks)
     return keys
+
+
+def per_user_keys(metrics: list[str] | str, topk: list[int] | int | None, full_ranking: bool) -> tuple[str, ...]:
+    """Every result key with one value per user: each ``PER_USER_METRICS`` metric at each ``k`` (RecBole's
+    order), and ``target_ce`` when evaluation ranks all items (``full_ranking``) and no value metric is configured
+    (``PAIR_METRICS``: RecBole scores them on sampled pairs). The one answer for capturing and for resuming per-user
+    scores (``rec_es.per_user_capture``, ``rec_es.resume_check``)."""
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    keys = tuple(k for k in computed_metric_keys(names, topk) if metric_base(k) in PER_USER_METRICS)
+    value = any(str(m).lower() in PAIR_METRICS for m in names)
+    return keys + ((TARGET_CE,) if full_ranking and not value else ())
 
 
 def _fmt_weight(w: float) -> str:

@@ -153,3 +153,15 @@ def test_version_1_state_loads_with_a_fresh_noise_state() -> None:
     q = build_policy({"monitor": "ndcg@10", "min_delta": "auto"})
     q.load_state_dict(old)
     assert q.state_dict()["state"]["noise_values"] == [] and q.best_epoch == 0
+
+
+def test_per_user_keys_of_a_config() -> None:
+    """The keys with one value per user: per-user top-k metrics at each k in RecBole's order (not the aggregate
+    top-k ones), target_ce only under full ranking and without a pair-scored value metric (GAUC ranks)."""
+    from rec_es.policy.monitor import per_user_keys
+
+    assert per_user_keys(["Recall", "NDCG", "ItemCoverage"], [10, 20], True) == (
+        "recall@10", "recall@20", "ndcg@10", "ndcg@20", "target_ce")
+    assert per_user_keys("MRR", 10, False) == ("mrr@10",)
+    assert per_user_keys(["NDCG", "GAUC"], [10], True) == ("ndcg@10", "target_ce")
+    assert per_user_keys(["AUC", "LogLoss"], [10], True) == ()
