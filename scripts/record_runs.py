@@ -42,6 +42,10 @@ REGIMES: dict[str, dict[str, Any]] = {
     # recorded after the explain verdict's thresholds and the recommended policy were fixed: a held-out regime
     # (a second learning rate for the second model, where training fits faster and overfits sooner)
     "stamp-lr0.005": {"model": "STAMP", "embedding_size": 32, "learning_rate": 0.005, "epochs": 100},
+    # recorded after every choice of sessions 1-7 was committed (the recommended policy, the verdict's
+    # thresholds): a fourth model (GRU with attention) at a learning rate between the two recorded ones
+    "narm-lr0.002": {"model": "NARM", "embedding_size": 32, "hidden_size": 32, "learning_rate": 0.002,
+                     "epochs": 100},
 }
 SEEDS = (2020, 2021, 2022)
 
