@@ -178,7 +178,7 @@ def ceiling(cases: Sequence[Case]) -> list[str]:
     shaky = sum(c.reproduces < 0.8 for c in known)
     return ["### how often the truth itself reproduces", "",
             f"The truth of a case is one draw: {TEST_METRIC} of the run's test users at two epochs. Resampling them "
-            f"users (1000 bootstrap resamples per case, per-user test scores from the run's sidecar) gives the same "
+            f"(1000 bootstrap resamples per case, per-user test scores from the run's sidecar) gives the same "
             f"truth in **{100 * mean([c.reproduces for c in known]):.1f} %** of resamples on average over "
             f"{len(known)} scored cases ({shaky} below 80 %): a verdict that always named the truth a fresh test "
             f"set would most often give would agree with the recorded truth about that often, so the goal of 90 % "
@@ -310,14 +310,20 @@ def tune(cases: Sequence[Case]) -> list[str]:
 
 
 def per_rule(cases: Sequence[Case]) -> list[str]:
-    """Right verdicts per verdict rule, and the share (right + 1) / (n + 2) that explain states as confidence."""
+    """Per verdict rule: its cases, how many were premature in truth, the right verdicts, and the share
+    (right + 1) / (n + 2) that explain states as that rule's confidence (``verdict.CONFIDENCE``; none for a
+    rule that cannot tell, whose premature share ``verdict.UNDECIDED`` states instead)."""
     scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
-    lines = ["### per rule (runs used to choose the thresholds)", "", "| rule | cases | right | (right + 1) / (cases + 2) |",
-             "|---|---:|---:|---:|"]
+    lines = ["### per rule (all runs: the confidence explain states)", "",
+             "| rule | call | cases | premature in truth | right | (right + 1) / (cases + 2) |",
+             "|---|---|---:|---:|---:|---:|"]
     for rule in sorted({c.rule for c in scored}):
         group = [c for c in scored if c.rule == rule]
         right = sum(c.right for c in group)
-        lines.append(f"| {rule} | {len(group)} | {right} | {(right + 1) / (len(group) + 2):.2f} |")
+        call = group[0].call
+        share = "-" if call == CANNOT_TELL else f"{(right + 1) / (len(group) + 2):.2f}"
+        lines.append(f"| {rule} | {call} | {len(group)} | {sum(c.truth == PREMATURE for c in group)} | {right} | "
+                     f"{share} |")
     return lines + [""]
 
 
@@ -362,7 +368,7 @@ def bench(args: argparse.Namespace) -> int:
     lines += per_regime(cases) + ceiling(cases)
     lines += coverage(cases)
     if args.tune:
-        lines += tune([c for c in cases if not c.held_out]) + per_rule([c for c in cases if not c.held_out])
+        lines += tune([c for c in cases if not c.held_out]) + per_rule(cases)
     wrong = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE) and not c.right]
     if wrong:
         lines += ["### wrong or cannot tell", "", "| run | valid_metric | stopping_step | stop | restored | oracle "

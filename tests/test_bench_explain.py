@@ -65,3 +65,23 @@ def test_truth_reproducibility_on_a_committed_run() -> None:
     assert lines[0] == "### how often the truth itself reproduces"
     mean = sum(c.reproduces for c in scored) / len(scored)
     assert f"**{100 * mean:.1f} %**" in lines[2]
+
+
+def test_stated_confidences_are_the_committed_benchmark_shares() -> None:
+    """explain's stated confidence per rule and the premature share its cannot-tell rule names are what the
+    committed benchmark (docs/results/bench_explain/cases.csv, all runs) measured for that rule."""
+    from rec_es.explain.verdict import CONFIDENCE, UNDECIDED
+
+    repo = Path(__file__).resolve().parents[1]
+    rows = [r for r in csv.DictReader(open(repo / "docs" / "results" / "bench_explain" / "cases.csv", encoding="utf-8"))
+            if r["truth"] in ("premature", "not premature")]
+    rules = {r["rule"] for r in rows}
+    assert {"loss falling, monitor within noise", "monitor falling", "loss falling, monitor rising"} <= rules
+    for rule in rules:
+        group = [r for r in rows if r["rule"] == rule]
+        if rule == "loss falling, monitor within noise":
+            assert {r["call"] for r in group} == {"cannot tell"}
+            assert UNDECIDED == (sum(r["truth"] == "premature" for r in group), len(group))
+            continue
+        right = sum(r["call"] == r["truth"] for r in group)
+        assert CONFIDENCE[rule] == round((right + 1) / (len(group) + 2), 2), rule

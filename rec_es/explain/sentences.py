@@ -191,12 +191,15 @@ def worth_trying(obs: Observed, premature: Mapping[str, Any], shown: Sequence[st
     patience = premature.get("patience_evaluations")
     stock = obs.kind == "recbole_log" or obs.policy.settings.preset == "recbole_legacy"
     called = premature.get("call") == "premature"
-    if obs.ending == "early_stopped" and patience and (premature["trend"] == "improving" or called
+    undecided = premature.get("call") == "cannot_tell"
+    if obs.ending == "early_stopped" and patience and (premature["trend"] == "improving" or called or undecided
                                                        or premature.get("gap_close_to_patience")):
         target = next(n for n in (10, 20, 30, 50, 100, 200, 10**9) if n >= 2 * patience)
         why = ("the monitor was still improving at the stop" if premature["trend"] == "improving" else
                "the verdict found the stop premature" + (f" ({premature['facts'][0]})" if premature["facts"] else "")
                if called else
+               "the verdict could not tell whether the stop was premature, and more epochs are what tells"
+               if undecided else
                f"this run already went {premature['longest_recovered_gap']['evaluations']} evaluations without "
                "improving once and then recovered")
         key = (f"stopping_step: {target} (stock RecBole) or early_stopping.patience: {target} (rec_es)" if stock
