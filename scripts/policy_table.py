@@ -53,6 +53,18 @@ RECOMMENDED = "GL auto x3, still_learning hold, ema 0.5"
 FASTEST_SAFE = "GL 1.0, still_learning off"
 
 
+MODELS = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "stamp": "STAMP", "narm": "NARM"}
+
+
+def pretty(regime: str) -> str:
+    """``gru4rec-bpr-lr0.005`` -> ``GRU4Rec BPR lr 0.005``: a regime directory's name as the README writes it."""
+    words = regime.split("-")
+    out = [MODELS.get(words[0], words[0])]
+    for w in words[1:]:
+        out.append(f"lr {w[2:]}" if w.startswith("lr") else w.upper())
+    return " ".join(out)
+
+
 def policy_files(paths: list[Path] | None) -> dict[str, dict[str, Any]]:
     """name -> {"mapping", "file", "live"} for every policy file (and make run's config)."""
     files = paths or sorted((REPO / "properties" / "policies").glob("*.yaml"))
@@ -277,6 +289,16 @@ def main(argv: list[str] | None = None) -> int:
                     lines.append(f"| {name} | not replayable: {p['live']} | | | | | |")
                     continue
                 lines.append(fmt_row(name, summary(results[name][reg])))
+        lines += ["", "## Summary (the README's table): worst run / mean epochs trained, per regime", "",
+                  "| policy | " + " | ".join(pretty(reg) for reg in runs) + f" | all {sum(len(t) for t in runs.values())} "
+                  "runs: worst, epochs past the oracle, budget saved | goal |",
+                  "|---|" + "---|" * (len(runs) + 2)]
+        for name in results:
+            per = [summary(results[name][reg]) for reg in runs]
+            s = summary([x for reg in runs for x in results[name][reg]])
+            saved = "-" if math.isnan(s["saved_early"]) else f"{s['saved_early']:.0%}"
+            lines.append(f"| {name} | " + " | ".join(f"{p['ratio_min']:.3f} / {p['epochs']:.0f} ep" for p in per)
+                         + f" | {s['ratio_min']:.3f}, {s['past']:+.0f}, {saved} | {'yes' if meets(s) else 'no'} |")
         lines += ["", "## All runs", "", HEAD]
         for name in results:
             lines.append(fmt_row(name, summary([x for reg in runs for x in results[name][reg]])))
