@@ -71,7 +71,8 @@ def choose_metrics(config: Any, requested: Sequence[str] | None, monitor_keys: S
     for key in requested:
         k = str(key).lower()
         if k == TARGET_CE and k not in available:
-            raise ConfigError(f"per_user_metrics: {key!r}: {_no_target_ce(config)}", key="eval_args")
+            raise ConfigError(f"per_user_metrics: {key!r}: {_no_target_ce(config)}",
+                              key="eval_args" if unavailable(_eval_args(config)) else "metrics")
         if k not in available:
             name = k.partition("@")[0]
             why = ("it is not a top-k metric, so it has no per-user values (only RecBole's top-k metrics average "

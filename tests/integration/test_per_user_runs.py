@@ -89,3 +89,6 @@ def test_metrics_without_per_user_values_are_refused_or_skipped(in_tmp: Path, ca
     with pytest.raises(ConfigError, match=r"'target_ce': target_ce needs full-ranking scores, and the metrics "
                                           r"\['AUC'\] include a value metric"):
         choose_metrics({"metrics": ["AUC"], "topk": [10]}, ["target_ce"], ())
+    with pytest.raises(ConfigError) as err:
+        choose_metrics({"metrics": ["AUC"], "topk": [10]}, ["target_ce"], ())
+    assert err.value.key == "metrics"
