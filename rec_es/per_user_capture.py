@@ -47,11 +47,13 @@ def _eval_args(config: Any) -> Any:
     return config["eval_args"] if "eval_args" in config else None  # RecBole's Config or a plain mapping
 
 
-def _no_target_ce(config: Any) -> str:
-    """Why ``target_ce`` has no per-user values under ``config``."""
-    return unavailable(_eval_args(config)) or (
-        f"target_ce needs full-ranking scores, and the metrics {list(config['metrics'])} include a value metric, "
-        "which RecBole scores on sampled pairs")
+def _no_target_ce(config: Any) -> tuple[str, str]:
+    """Why ``target_ce`` has no per-user values under ``config``, and the key to change."""
+    why = unavailable(_eval_args(config))
+    if why:
+        return why, "eval_args"
+    return (f"target_ce needs full-ranking scores, and the metrics {list(config['metrics'])} include a value "
+            "metric, which RecBole scores on sampled pairs"), "metrics"
 
 
 def choose_metrics(config: Any, requested: Sequence[str] | None, monitor_keys: Sequence[str]) -> tuple[str, ...]:
@@ -71,8 +73,8 @@ def choose_metrics(config: Any, requested: Sequence[str] | None, monitor_keys: S
     for key in requested:
         k = str(key).lower()
         if k == TARGET_CE and k not in available:
-            raise ConfigError(f"per_user_metrics: {key!r}: {_no_target_ce(config)}",
-                              key="eval_args" if unavailable(_eval_args(config)) else "metrics")
+            why, bad_key = _no_target_ce(config)
+            raise ConfigError(f"per_user_metrics: {key!r}: {why}", key=bad_key)
         if k not in available:
             name = k.partition("@")[0]
             why = ("it is not a top-k metric, so it has no per-user values (only RecBole's top-k metrics average "

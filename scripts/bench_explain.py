@@ -92,6 +92,11 @@ class Case:
     def right(self) -> bool:
         return self.call == self.truth
 
+    @property
+    def scored(self) -> bool:
+        """The truth is premature or not premature (a case between 1 % and 5 % is left out of every score)."""
+        return self.truth in (PREMATURE, NOT_PREMATURE)
+
 
 def find_runs(roots: Sequence[Path], include_partial: bool) -> list[tuple[str, Trace, Path]]:
     """(regime/seed name, trace, run directory) of every recorded run with test metrics under ``roots``, sorted by
@@ -141,7 +146,11 @@ def cases_of(name: str, trace: Trace, metrics: Iterable[str], steps: Iterable[in
     return out
 
 
-def reproducibility(cases: Sequence[Case], run_dir: Path, resamples: int = 1000, seed: int = 0) -> None:
+#: bootstrap resamples of the test users per case (``reproducibility``)
+RESAMPLES = 1000
+
+
+def reproducibility(cases: Sequence[Case], run_dir: Path, resamples: int = RESAMPLES, seed: int = 0) -> None:
     """Set each scored case's ``reproduces``: the share of ``resamples`` bootstrap resamples of the test users in
     which the truth (premature / not premature, from the oracle's and the restored epoch's mean test NDCG@10) is
     the one observed; None for every case when the run has no per-user test scores (``per_user/test.*``)."""
@@ -156,7 +165,7 @@ def reproducibility(cases: Sequence[Case], run_dir: Path, resamples: int = 1000,
         return
     rng = np.random.default_rng(seed)
     for case in cases:
-        if case.truth not in (PREMATURE, NOT_PREMATURE):
+        if not case.scored:
             continue
         oracle = np.asarray(scores.at(case.oracle_epoch)[TEST_METRIC], dtype=np.float64)
         restored = np.asarray(scores.at(case.restored_epoch)[TEST_METRIC], dtype=np.float64)
@@ -178,7 +187,7 @@ def ceiling(cases: Sequence[Case]) -> list[str]:
     shaky = sum(c.reproduces < 0.8 for c in known)
     return ["### how often the truth itself reproduces", "",
             f"The truth of a case is one draw: {TEST_METRIC} of the run's test users at two epochs. Resampling them "
-            f"(1000 bootstrap resamples per case, per-user test scores from the run's sidecar) gives the same "
+            f"({RESAMPLES} bootstrap resamples per case, per-user test scores from the run's sidecar) gives the same "
             f"truth in **{100 * mean([c.reproduces for c in known]):.1f} %** of resamples on average over "
             f"{len(known)} scored cases ({shaky} below 80 %): a verdict that always named the truth a fresh test "
             f"set would most often give would agree with the recorded truth about that often, so the goal of 90 % "
@@ -189,7 +198,7 @@ def ceiling(cases: Sequence[Case]) -> list[str]:
 
 def per_regime(cases: Sequence[Case]) -> list[str]:
     """Right verdicts per regime."""
-    scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    scored = [c for c in cases if c.scored]
     lines = ["### per regime", "", "| regime | premature | not premature | right |", "|---|---:|---:|---:|"]
     for reg in sorted({c.regime for c in scored}):
         group = [c for c in scored if c.regime == reg]
@@ -242,7 +251,7 @@ def judge(cases: list[tuple[Case, str]], logs: Path) -> None:
 
 def confusion(cases: Sequence[Case], title: str) -> list[str]:
     """A markdown confusion table (truth x verdict) and the two goal numbers."""
-    scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    scored = [c for c in cases if c.scored]
     lines = [f"### {title}", "", f"| truth \\ verdict | {' | '.join(CALLS)} | total |", "|---|---:|---:|---:|---:|"]
     for t in (PREMATURE, NOT_PREMATURE):
         row = [sum(1 for c in scored if c.truth == t and c.call == k) for k in CALLS]
@@ -285,7 +294,7 @@ def tune(cases: Sequence[Case]) -> list[str]:
     """Right verdicts over a grid of (``LOSS_HEADROOM``, ``TREND_Z``) on ``cases``, and leave one regime out: the
     grid point best on the other regimes, scored on the one left out (how the rule does on a regime it has not
     seen)."""
-    scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    scored = [c for c in cases if c.scored]
     right = lambda pts, h, z: sum(call_with(c, h, z) == c.truth for c in pts)  # noqa: E731
     lines = ["### threshold grid (runs used to choose it): right verdicts", "",
              "| LOSS_HEADROOM \\ TREND_Z | " + " | ".join(f"{z:g}" for z in TUNE_Z) + " |",
@@ -313,7 +322,7 @@ def per_rule(cases: Sequence[Case]) -> list[str]:
     """Per verdict rule: its cases, how many were premature in truth, the right verdicts, and the share
     (right + 1) / (n + 2) that explain states as that rule's confidence (``verdict.CONFIDENCE``; none for a
     rule that cannot tell, whose premature share ``verdict.UNDECIDED`` states instead)."""
-    scored = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE)]
+    scored = [c for c in cases if c.scored]
     lines = ["### per rule (all runs: the confidence explain states)", "",
              "| rule | call | cases | premature in truth | right | (right + 1) / (cases + 2) |",
              "|---|---|---:|---:|---:|---:|"]
@@ -369,7 +378,7 @@ def bench(args: argparse.Namespace) -> int:
     lines += coverage(cases)
     if args.tune:
         lines += tune([c for c in cases if not c.held_out]) + per_rule(cases)
-    wrong = [c for c in cases if c.truth in (PREMATURE, NOT_PREMATURE) and not c.right]
+    wrong = [c for c in cases if c.scored and not c.right]
     if wrong:
         lines += ["### wrong or cannot tell", "", "| run | valid_metric | stopping_step | stop | restored | oracle "
                   "| test ratio | truth | verdict |", "|---|---|---:|---:|---:|---:|---:|---|---|"]

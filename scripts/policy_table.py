@@ -294,15 +294,16 @@ def main(argv: list[str] | None = None) -> int:
                   "| policy | " + " | ".join(pretty(reg) for reg in runs) + f" | all {sum(len(t) for t in runs.values())} "
                   "runs: worst, epochs past the oracle, budget saved | goal |",
                   "|---|" + "---|" * (len(runs) + 2)]
+        overall = {name: summary([x for reg in runs for x in results[name][reg]]) for name in results}
         for name in results:
             per = [summary(results[name][reg]) for reg in runs]
-            s = summary([x for reg in runs for x in results[name][reg]])
+            s = overall[name]
             saved = "-" if math.isnan(s["saved_early"]) else f"{s['saved_early']:.0%}"
             lines.append(f"| {name} | " + " | ".join(f"{p['ratio_min']:.3f} / {p['epochs']:.0f} ep" for p in per)
                          + f" | {s['ratio_min']:.3f}, {s['past']:+.0f}, {saved} | {'yes' if meets(s) else 'no'} |")
         lines += ["", "## All runs", "", HEAD]
         for name in results:
-            lines.append(fmt_row(name, summary([x for reg in runs for x in results[name][reg]])))
+            lines.append(fmt_row(name, overall[name]))
         lines += ["", "## Per run (stop epoch / restored epoch / test ratio)", "",
                   "| policy | " + " | ".join(f"{reg} {tr.header.get('seed')}" for reg, trs in runs.items() for tr in trs)
                   + " |", "|---|" + "---|" * sum(len(t) for t in runs.values())]
