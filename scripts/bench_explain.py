@@ -290,31 +290,58 @@ def call_with(c: Case, headroom: float, trend_z: float) -> str:
     return loss_rule(c.headroom, c.trend_z, headroom_at=headroom, rising_z=trend_z)[0].replace("_", " ")
 
 
+#: ``tune``'s objective counts a wrong verdict as this many right ones lost: Chow's reject rule with a "cannot
+#: tell" costing c = 1 / (1 + WRONG_WEIGHT) = 1/3 of a wrong verdict, so a call is worth giving when it is right at
+#: least 1 - c = 2 times in 3, and a coin flip is left undecided
+WRONG_WEIGHT = 2
+
+
+def tally(cases: Sequence[Case], headroom: float, trend_z: float) -> tuple[int, int, int]:
+    """(right, wrong, cannot tell) of the verdicts with thresholds ``headroom`` and ``trend_z`` on ``cases``."""
+    calls = [call_with(c, headroom, trend_z) for c in cases]
+    right = sum(call == c.truth for call, c in zip(calls, cases))
+    undecided = sum(call == CANNOT_TELL for call in calls)
+    return right, len(cases) - right - undecided, undecided
+
+
+def utility(counts: tuple[int, int, int]) -> float:
+    """``tune``'s objective: right verdicts minus ``WRONG_WEIGHT`` x wrong ones; maximising it minimises
+    wrong + c x cannot tell, so "cannot tell" is neither free nor as bad as a wrong call."""
+    right, wrong, _ = counts
+    return right - WRONG_WEIGHT * wrong
+
+
 def tune(cases: Sequence[Case]) -> list[str]:
-    """Right verdicts over a grid of (``LOSS_HEADROOM``, ``TREND_Z``) on ``cases``, and leave one regime out: the
-    grid point best on the other regimes, scored on the one left out (how the rule does on a regime it has not
-    seen)."""
+    """Verdicts over a grid of (``LOSS_HEADROOM``, ``TREND_Z``) on ``cases``, and leave one regime out: the grid
+    point best on the other regimes by ``utility``, scored on the one left out (how the rule does on a regime it
+    has not seen)."""
     scored = [c for c in cases if c.scored]
-    right = lambda pts, h, z: sum(call_with(c, h, z) == c.truth for c in pts)  # noqa: E731
-    lines = ["### threshold grid (runs used to choose it): right verdicts", "",
+    fmt = lambda t: f"{t[0]}/{t[1]}/{t[2]}"  # noqa: E731
+    lines = ["### threshold grid (runs used to choose it): right / wrong / cannot tell", "",
+             f"Chosen by right - {WRONG_WEIGHT} x wrong (a \"cannot tell\" costs 1/{WRONG_WEIGHT + 1} of a wrong "
+             f"verdict: a call is worth giving when it is right {WRONG_WEIGHT} times in {WRONG_WEIGHT + 1}); "
+             f"{len(scored)} scored logs.", "",
              "| LOSS_HEADROOM \\ TREND_Z | " + " | ".join(f"{z:g}" for z in TUNE_Z) + " |",
              "|---|" + "---:|" * len(TUNE_Z)]
     for h in TUNE_HEADROOM:
-        lines.append(f"| {100 * h:g} % | " + " | ".join(f"{right(scored, h, z)}/{len(scored)}" for z in TUNE_Z) + " |")
+        lines.append(f"| {100 * h:g} % | " + " | ".join(fmt(tally(scored, h, z)) for z in TUNE_Z) + " |")
     regimes = sorted({c.regime for c in scored})
     if len(regimes) > 1:
         lines += ["", "### leave one regime out: thresholds chosen on the other regimes", "",
-                  "| regime left out | chosen (LOSS_HEADROOM, TREND_Z) | right on the others | right on it |",
+                  "| regime left out | chosen (LOSS_HEADROOM, TREND_Z) | on the others | on it |",
                   "|---|---|---:|---:|"]
-        total = 0
+        total = [0, 0, 0]
         for reg in regimes:
             train = [c for c in scored if c.regime != reg]
             test = [c for c in scored if c.regime == reg]
-            h, z = max(((h, z) for h in TUNE_HEADROOM for z in TUNE_Z), key=lambda p: right(train, *p))
-            total += right(test, h, z)
-            lines.append(f"| {reg} | {100 * h:g} %, {z:g} | {right(train, h, z)}/{len(train)} | "
-                         f"{right(test, h, z)}/{len(test)} |")
-        lines.append(f"| all | | | **{total}/{len(scored)} ({100 * total / len(scored):.0f} %)** |")
+            h, z = max(((h, z) for h in TUNE_HEADROOM for z in TUNE_Z), key=lambda p: utility(tally(train, *p)))
+            got = tally(test, h, z)
+            total = [a + b for a, b in zip(total, got)]
+            lines.append(f"| {reg} | {100 * h:g} %, {z:g} | {fmt(tally(train, h, z))} | {fmt(got)} |")
+        given = total[0] + total[1]
+        lines.append(f"| all | | | **{fmt(total)}: {100 * total[0] / len(scored):.0f} % right, "
+                     f"{100 * total[2] / len(scored):.0f} % cannot tell, {100 * total[0] / max(given, 1):.0f} % "
+                     f"of the calls given right** |")
     return lines + [""]
 
 

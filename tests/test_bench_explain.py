@@ -85,3 +85,12 @@ def test_stated_confidences_are_the_committed_benchmark_shares() -> None:
             continue
         right = sum(r["call"] == r["truth"] for r in group)
         assert CONFIDENCE[rule] == round((right + 1) / (len(group) + 2), 2), rule
+
+
+def test_tune_objective_leaves_a_coin_flip_undecided() -> None:
+    """``tune`` chooses by right - 2 x wrong: abstaining beats a call right 55 % of the time, and a call right
+    70 % of the time beats abstaining (Chow's rule with a "cannot tell" worth a third of a wrong verdict)."""
+    bench = load_script("bench_explain")
+    assert bench.utility((0, 0, 100)) > bench.utility((55, 45, 0))
+    assert bench.utility((70, 30, 0)) > bench.utility((0, 0, 100))
+    assert bench.utility((67, 33, 0)) == 1
