@@ -220,8 +220,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def calibration(runs: list[dict[str, Any]], every: int, settings: dict[str, tuple[float, float]]) -> list[str]:
-    """Coverage of the gain interval and the band per setting: overall and per regime, with the spread over runs."""
+def calibration(runs: list[dict[str, Any]], every: int, settings: dict[str, tuple[float, float]],
+                held_out: tuple[str, ...] = ()) -> list[str]:
+    """Coverage of the gain interval and the band per setting: overall, on the ``held_out`` regimes together (runs
+    recorded after the shipped factors were fitted) and per regime, with the spread over runs."""
     lines = ["## Calibration of the bounds", "",
              f"Cuts every {every} evaluations from the {MIN_POINTS}th; truth: the full run's end level (mean of its last "
              "5 evaluations) minus the fitted level at the cut. The bounds are for the level, the truth is a mean of 5 "
@@ -235,6 +237,9 @@ def calibration(runs: list[dict[str, Any]], every: int, settings: dict[str, tupl
     for label, k in settings.items():
         per = {r["name"]: summarize(calibration_cuts(r, every, k)) for r in runs}
         groups = [("all", list(per))] + [(g, [n for n in per if regime(n) == g]) for g in sorted({regime(n) for n in per})]
+        if held_out:
+            groups.insert(1, ("held out", [n for n in per if regime(n) in held_out]))
+            groups.insert(1, ("fitting runs", [n for n in per if regime(n) not in held_out]))
         for group, names in groups:
             rs = [per[n] for n in names]
             cells = [spread([r[key] for r in rs], 4 if "width" in key else 2)
@@ -296,11 +301,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partial", action="store_true", help="also measure runs still being recorded (cut at their end)")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     ap.add_argument("--calibrate", action="store_true", help="also fit the discrepancy factors (about a minute)")
+    ap.add_argument("--held-out", nargs="+", default=[], metavar="REGIME",
+                    help="regimes recorded after the shipped factors were fitted: also scored together")
     args = ap.parse_args(argv)
     runs = [r for r in (load(p.parent, args.partial) for p in sorted(args.runs.glob("*/seed*/trace.jsonl"))) if r]
     if not runs:
         print(f"no finished runs under {args.runs}")
         return 1
+    unknown = sorted(set(args.held_out) - {regime(r["name"]) for r in runs})
+    if unknown:
+        ap.error(f"--held-out: no finished runs of {', '.join(unknown)} under {args.runs}; regimes there: "
+                 f"{', '.join(sorted({regime(r['name']) for r in runs}))}")
     results = {r["name"]: res for r in runs if (res := measure(r, args.every))}
     lines = [f"# Still-learning estimator: predicted vs delivered gain ({len(runs)} runs, cut every {args.every} "
              "evaluations)", "",
@@ -341,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{sum(p['worth'] for p in held)} / {len(held)}")
         lines.append(f"| {patience} | {len(pts)} | {worth} | {cells[0]} | {cells[1]} |")
     lines += [""] + calibration(runs, args.every, {"before (fit uncertainty only)": (0.0, 0.0),
-                                                   f"after (discrepancy {DISCREPANCY})": DISCREPANCY})
+                                                   f"after (discrepancy {DISCREPANCY})": DISCREPANCY},
+                              tuple(args.held_out))
     if args.calibrate:
         lines += fit_discrepancy(runs, args.every)
     return emit(lines, args.out)

@@ -3,8 +3,8 @@
 ``tests/fixtures/stack_parity.json`` was recorded once on the stack rec_es shipped before numpy 2 and current
 Ray were allowed (Python 3.11.7, numpy 1.26.4, pandas 2.2.3, scipy 1.17.1, ray 2.6.3, torch 2.13.0+cpu) with
 ``python tests/test_stack_parity.py --record``. Each case is a short real run (`rec-es run`) on the tiny
-ml-100k slice, metrics at 12 decimals instead of RecBole's 4: per-epoch training loss, validation metrics,
-and the test metrics of the best epoch. A sequential model (GRU4Rec: pandas/numpy data pipeline, numpy
+ml-100k slice, metrics at 12 decimals instead of RecBole's 4: validation metrics and the test metrics of the
+best epoch exactly, per-epoch training loss to float32 precision (``FLOAT32_EPS``). A sequential model (GRU4Rec: pandas/numpy data pipeline, numpy
 metrics), a general model with negative sampling (BPR: numpy's RNG in RecBole's sampler) and a graph model
 (LightGCN: scipy.sparse adjacency).
 """
@@ -30,6 +30,7 @@ CASES: dict[str, dict[str, Any]] = {
     "BPR": {"model": "BPR", "epochs": 3, "learning_rate": 0.01, "train_neg_sample_args": NEG_SAMPLING},
     "LightGCN": {"model": "LightGCN", "epochs": 2, "learning_rate": 0.01, "train_neg_sample_args": NEG_SAMPLING},
 }
+FLOAT32_EPS = 1e-6  # float32 has 24 bits of mantissa: 6e-8 per operation, a few ulps over a short run
 POLICY = {"early_stopping": {"monitor": "ndcg@10", "patience": 50}}  # never stops: every epoch is compared
 
 
@@ -72,7 +73,11 @@ def test_same_losses_and_metrics_as_the_numpy1_stack(case: str, recorded: dict[s
     assert got["best_epoch"] == want["best_epoch"]
     assert got["valid"] == want["valid"]
     assert got["test"] == want["test"]
-    assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-12, abs=0)
+    # each batch's loss is a float32 reduction whose summation order the CPU's kernels choose (MKL dispatches by
+    # the CPU's instruction set): the fixture has 38.919756889 for GRU4Rec's third epoch, and the same torch
+    # build on a later machine (AVX-512) gives 38.919758320, 3.7e-8 apart, one float32 ulp, with every metric
+    # equal at 12 decimals. A different data pipeline (other batches or negatives) moves the loss by far more.
+    assert got["train_loss"] == pytest.approx(want["train_loss"], rel=FLOAT32_EPS, abs=0)
 
 
 def record() -> None:
