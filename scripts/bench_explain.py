@@ -346,20 +346,23 @@ def tune(cases: Sequence[Case]) -> list[str]:
 
 
 def per_rule(cases: Sequence[Case]) -> list[str]:
-    """Per verdict rule: its cases, how many were premature in truth, the right verdicts, and the share
+    """Per verdict rule: its cases, how many were premature in truth, the right verdicts, the share
     (right + 1) / (n + 2) that explain states as that rule's confidence (``verdict.CONFIDENCE``; none for a
-    rule that cannot tell, whose premature share ``verdict.UNDECIDED`` states instead)."""
+    rule that cannot tell, whose premature share ``verdict.UNDECIDED`` states instead), and its right verdicts on
+    the held-out regimes, which explain states beside it (``verdict.HELD_OUT``)."""
     scored = [c for c in cases if c.scored]
     lines = ["### per rule (all runs: the confidence explain states)", "",
-             "| rule | call | cases | premature in truth | right | (right + 1) / (cases + 2) |",
-             "|---|---|---:|---:|---:|---:|"]
+             "| rule | call | cases | premature in truth | right | (right + 1) / (cases + 2) | right on held-out regimes |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for rule in sorted({c.rule for c in scored}):
         group = [c for c in scored if c.rule == rule]
         right = sum(c.right for c in group)
+        held = [c for c in group if c.held_out]
         call = group[0].call
         share = "-" if call == CANNOT_TELL else f"{(right + 1) / (len(group) + 2):.2f}"
+        untuned = "-" if call == CANNOT_TELL or not held else f"{sum(c.right for c in held)}/{len(held)}"
         lines.append(f"| {rule} | {call} | {len(group)} | {sum(c.truth == PREMATURE for c in group)} | {right} | "
-                     f"{share} |")
+                     f"{share} | {untuned} |")
     return lines + [""]
 
 

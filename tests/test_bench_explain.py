@@ -68,9 +68,9 @@ def test_truth_reproducibility_on_a_committed_run() -> None:
 
 
 def test_stated_confidences_are_the_committed_benchmark_shares() -> None:
-    """explain's stated confidence per rule and the premature share its cannot-tell rule names are what the
-    committed benchmark (docs/results/bench_explain/cases.csv, all runs) measured for that rule."""
-    from rec_es.explain.verdict import CONFIDENCE, UNDECIDED
+    """explain's stated confidence per rule, its right verdicts on the held-out regimes and the premature share its
+    cannot-tell rule names are what the committed benchmark (docs/results/bench_explain/cases.csv) measured."""
+    from rec_es.explain.verdict import CONFIDENCE, HELD_OUT, UNDECIDED
 
     repo = Path(__file__).resolve().parents[1]
     rows = [r for r in csv.DictReader(open(repo / "docs" / "results" / "bench_explain" / "cases.csv", encoding="utf-8"))
@@ -85,6 +85,8 @@ def test_stated_confidences_are_the_committed_benchmark_shares() -> None:
             continue
         right = sum(r["call"] == r["truth"] for r in group)
         assert CONFIDENCE[rule] == round((right + 1) / (len(group) + 2), 2), rule
+        held = [r for r in group if r["held_out"] == "True"]
+        assert HELD_OUT[rule] == (sum(r["call"] == r["truth"] for r in held), len(held)), rule
 
 
 def test_tune_objective_leaves_a_coin_flip_undecided() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rec_es.explain import explain, main
-from rec_es.explain.verdict import CONFIDENCE, FALLING_Z, LOSS_HEADROOM, MIN_POINTS, TREND_Z, UNDECIDED
+from rec_es.explain.verdict import CONFIDENCE, FALLING_Z, HELD_OUT, LOSS_HEADROOM, MIN_POINTS, TREND_Z, UNDECIDED
 from rec_es.policy.learning import estimate_learning
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.recbole_log.write import stock_log_text
@@ -62,8 +62,11 @@ def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
         f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2): at that pace "
         f"{100 * headroom:.0f} % more over the 97 epochs left, above the 6 % below which training counts as finished",
         "it stopped at epoch 2, 3 % into its 100-epoch budget"]
-    assert premature["verdict"] == f"Premature (confidence {100 * CONFIDENCE[rule]:.0f} %): " + "; ".join(
-        premature["facts"]) + "."
+    right, cases = HELD_OUT[rule]
+    assert premature["held_out"] == [right, cases]
+    assert premature["verdict"] == (f"Premature (confidence {100 * CONFIDENCE[rule]:.0f} %; right {right} of {cases} "
+                                    "times on models and settings it was not tuned on): "
+                                    + "; ".join(premature["facts"]) + ".")
 
 
 def test_stop_with_the_loss_still_falling_quotes_the_extrapolation() -> None:
@@ -93,7 +96,9 @@ def test_late_stop_with_a_flat_loss_is_not_premature() -> None:
     assert 0 < headroom <= LOSS_HEADROOM and -FALLING_Z < est.trend_z < 0
     rule = "training loss flat for the budget left"
     assert (premature["call"], premature["rule"]) == ("not_premature", rule)
-    assert premature["verdict"].startswith(f"Not premature (confidence {100 * CONFIDENCE[rule]:.0f} %): the "
+    right, cases = HELD_OUT[rule]
+    assert premature["verdict"].startswith(f"Not premature (confidence {100 * CONFIDENCE[rule]:.0f} %; right {right} "
+                                           f"of {cases} times on models and settings it was not tuned on): the "
                                            f"training loss had flattened ({100 * fall:.2g} % per epoch")
     assert premature["facts"][1].startswith("ndcg@10 fell ") and "(within noise)" in premature["facts"][1]
     assert premature["extrapolated"] is False
