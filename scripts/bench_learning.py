@@ -54,6 +54,9 @@ from _report import emit  # noqa: E402
 
 METRIC = "ndcg@10"
 HALF = 4  # the smoothed "truth": a centred moving average of 2 * HALF + 1 evaluations
+#: the discrepancy factors fitted on the first nine runs (GRU4Rec lr 0.001 and 0.005, STAMP lr 0.001) and shipped
+#: until session 8, scored beside the shipped ones on the runs recorded after them
+FIRST_NINE = (1.5, 0.5)
 
 
 def level(values: list[float]) -> list[float]:
@@ -85,6 +88,8 @@ def trend_baseline(est: LearningEstimate, budget: int, z: float) -> tuple[float,
 
 VARIANTS: dict[str, Callable[..., LearningEstimate]] = {
     "default (both families, window 0.5)": lambda e, v, b, l: estimate_learning(e, v, "max", b, l),
+    f"bounds fitted on the first nine runs {FIRST_NINE}":
+        lambda e, v, b, l: estimate_learning(e, v, "max", b, l, discrepancy=FIRST_NINE),
     "fit uncertainty only (discrepancy 0: the bounds before calibration)":
         lambda e, v, b, l: estimate_learning(e, v, "max", b, l, discrepancy=(0.0, 0.0)),
     "window 0.3": lambda e, v, b, l: estimate_learning(e, v, "max", b, l, window=0.3),
@@ -352,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{sum(p['worth'] for p in held)} / {len(held)}")
         lines.append(f"| {patience} | {len(pts)} | {worth} | {cells[0]} | {cells[1]} |")
     lines += [""] + calibration(runs, args.every, {"before (fit uncertainty only)": (0.0, 0.0),
-                                                   f"after (discrepancy {DISCREPANCY})": DISCREPANCY},
+                                                   f"fitted on the first nine runs {FIRST_NINE}": FIRST_NINE,
+                                                   f"shipped (discrepancy {DISCREPANCY})": DISCREPANCY},
                               tuple(args.held_out))
     if args.calibrate:
         lines += fit_discrepancy(runs, args.every)

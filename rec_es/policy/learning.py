@@ -206,7 +206,7 @@ def _lag1(basis: Basis, f: _Fit, t: Sequence[float], y: Sequence[float]) -> floa
 #: ``k * sigma * sqrt(1 + min(h / span, HORIZON_CAP))`` on that side at ``h`` epochs past the last evaluation
 #: (``span``: the fitted window's epochs; ``sigma``: the larger of the noise and the fit's residual SD),
 #: measured on the recorded long runs (scripts/bench_learning.py --calibrate)
-DISCREPANCY = (1.5, 0.5)
+DISCREPANCY = (1.0, 1.0)
 #: the discrepancy grows with the horizon up to this many window spans, then stays: no further growth is
 #: measured, and a 500-epoch budget after a 10-epoch window would otherwise give bounds wider than the metric
 HORIZON_CAP = 3.0

@@ -5,6 +5,7 @@ The drawn policies cover every rule and setting (test_strategy_reaches_every_pat
 from __future__ import annotations
 
 import json
+import itertools
 import math
 import os
 import subprocess
@@ -366,13 +367,14 @@ def test_held_stops_roundtrip_and_reset(m, values, cut) -> None:
 
 
 def test_held_stops_are_reached() -> None:
-    """Rising curves of the strategy above (a grid of lengths and time constants) reach a held stop, a
-    still_learning stop (given a budget near the data's end: with the calibrated bounds the upper one stays
-    above the noise while the horizon is much longer than the fitted window) and a patience stop."""
+    """Curves of the strategy above (a grid of lengths and time constants; rising, and rising then falling as an
+    overfitting model's do) reach a held stop, a still_learning stop (on a falling curve: with the calibrated
+    bounds a plateau keeps its upper bound above the noise while epochs are left) and a patience stop."""
     seen: set[str] = set()
-    for n in (10, 25, 40):
+    for n, fall in itertools.product((10, 25, 40), (0.0, 0.004)):
         for tau in (2.0, 4.0, 10.0, 30.0, 60.0):
-            values = [round(0.1 + 0.5 * (1 - math.exp(-i / tau)) + 0.005 * (i % 3), 4) for i in range(n)]
+            values = [round(0.1 + 0.5 * (1 - math.exp(-i / tau)) - fall * max(0, i - n // 2) + 0.005 * (i % 3), 4)
+                      for i in range(n)]
             for mode, patience, budget in (("hold", 2, {}), ("stop", 2, {}), ("stop", None, {"max_epochs": n + 5})):
                 ds = decisions(build_policy({"monitor": "ndcg@10", "patience": patience, "min_delta": 0.01,
                                              "still_learning": mode, **budget}), values)

@@ -40,12 +40,15 @@ def test_min_mode_mirrors_max_mode() -> None:
     assert down.continuation[-1].mean == pytest.approx(-up.continuation[-1].mean)
 
 
-def test_saturated_curve_is_stopped() -> None:
-    """tau = 3 seen to epoch 79 (remaining gain 0.05 e^-79/3 ~ 2e-13) with noise 0.002: confidently no gain above the noise."""
+def test_saturated_curve_keeps_room_for_a_later_rise() -> None:
+    """tau = 3 seen to epoch 79 (remaining gain 0.05 e^-79/3 ~ 2e-13) with noise 0.002 and 40 epochs left: the
+    expected gain is 0, but the upper bound stays above the noise margin (the calibrated discrepancy: recorded
+    plateaus rose again), so the state is unknown, not stopped; once the budget is used up it is stopped."""
     y = _exp_curve(80, tau=3.0, sd=0.002, seed=1)
     est = estimate_learning(list(range(80)), y, "max", 120)
-    assert est.state == STOPPED
-    assert est.gain_hi < est.margin
+    assert est.state == UNKNOWN and est.gain == pytest.approx(0.0, abs=1e-6)
+    assert est.gain_hi > est.margin
+    assert estimate_learning(list(range(80)), y, "max", 80).state == STOPPED
 
 
 def test_falling_curve_is_stopped_with_negative_gain() -> None:
@@ -92,7 +95,8 @@ def test_bounds_allow_the_model_discrepancy() -> None:
     """A flat plateau (wiggle 2e-5) seen to epoch 39 with a given noise of 0.002, budget 60: each bound leaves at least
     z * k * sigma * sqrt(1 + h / span) of room on its side (the discrepancy alone; k = DISCREPANCY, h = 20 epochs
     left, span = 19 fitted epochs), and so does the continuation band one epoch ahead; on the fit's own SE
-    (discrepancy 0, the bounds before calibration) the room is a fifth of that and the plateau reads 'stopped'."""
+    (discrepancy 0, the bounds before calibration) the room is under a third of that and the plateau reads
+    'stopped'."""
     y = [0.07 + 1e-5 * ((t * 7) % 5 - 2) for t in range(40)]
     z = normal_quantile(0.9)
     est = estimate_learning(list(range(40)), y, "max", 60, noise=0.002)
@@ -105,7 +109,7 @@ def test_bounds_allow_the_model_discrepancy() -> None:
     assert first.mean - first.lo >= DISCREPANCY[0] * z * 0.002 and first.hi - first.mean >= DISCREPANCY[1] * z * 0.002
     assert est.state == UNKNOWN
     old = estimate_learning(list(range(40)), y, "max", 60, noise=0.002, discrepancy=(0.0, 0.0))
-    assert old.gain - old.gain_lo < 0.25 * DISCREPANCY[0] * room and old.state == STOPPED
+    assert old.gain - old.gain_lo < (est.gain - est.gain_lo) / 3 and old.state == STOPPED
 
 
 def test_discrepancy_grows_with_the_horizon_up_to_the_cap() -> None:
