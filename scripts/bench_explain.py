@@ -43,7 +43,7 @@ from typing import Any, Iterable, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rec_es.explain.verdict import loss_rule  # noqa: E402
+from rec_es.explain.verdict import LOSS_HEADROOM, TREND_Z, loss_rule  # noqa: E402
 from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
 
@@ -311,13 +311,13 @@ def utility(counts: tuple[int, int, int]) -> float:
     return right - WRONG_WEIGHT * wrong
 
 
-def tune(cases: Sequence[Case]) -> list[str]:
+def tune(cases: Sequence[Case], which: str = "runs used to choose it") -> list[str]:
     """Verdicts over a grid of (``LOSS_HEADROOM``, ``TREND_Z``) on ``cases``, and leave one regime out: the grid
     point best on the other regimes by ``utility``, scored on the one left out (how the rule does on a regime it
-    has not seen)."""
+    has not seen), against the shipped thresholds on the same cases."""
     scored = [c for c in cases if c.scored]
     fmt = lambda t: f"{t[0]}/{t[1]}/{t[2]}"  # noqa: E731
-    lines = ["### threshold grid (runs used to choose it): right / wrong / cannot tell", "",
+    lines = [f"### threshold grid ({which}): right / wrong / cannot tell", "",
              f"Chosen by right - {WRONG_WEIGHT} x wrong (a \"cannot tell\" costs 1/{WRONG_WEIGHT + 1} of a wrong "
              f"verdict: a call is worth giving when it is right {WRONG_WEIGHT} times in {WRONG_WEIGHT + 1}); "
              f"{len(scored)} scored logs.", "",
@@ -342,6 +342,10 @@ def tune(cases: Sequence[Case]) -> list[str]:
         lines.append(f"| all | | | **{fmt(total)}: {100 * total[0] / len(scored):.0f} % right, "
                      f"{100 * total[2] / len(scored):.0f} % cannot tell, {100 * total[0] / max(given, 1):.0f} % "
                      f"of the calls given right** |")
+        shipped = tally(scored, LOSS_HEADROOM, TREND_Z)
+        lines += ["", f"Objective, right - {WRONG_WEIGHT} x wrong: {utility(tuple(total)):g} with the thresholds "
+                  f"chosen on the other regimes, {utility(shipped):g} with the shipped ones ({100 * LOSS_HEADROOM:g} %, "
+                  f"{TREND_Z:g}: {fmt(shipped)})."]
     return lines + [""]
 
 
@@ -407,7 +411,9 @@ def bench(args: argparse.Namespace) -> int:
     lines += per_regime(cases) + ceiling(cases)
     lines += coverage(cases)
     if args.tune:
-        lines += tune([c for c in cases if not c.held_out]) + per_rule(cases)
+        lines += (tune([c for c in cases if not c.held_out])
+                  + tune(cases, "every regime, held-out ones included: the grid a next change would start from")
+                  + per_rule(cases))
     wrong = [c for c in cases if c.scored and not c.right]
     if wrong:
         lines += ["### wrong or cannot tell", "", "| run | valid_metric | stopping_step | stop | restored | oracle "

@@ -58,6 +58,12 @@ REGIMES: dict[str, dict[str, Any]] = {
     # from the log; if not, the split was GRU4Rec's and STAMP's, not the learning rate's
     "narm-lr0.005": {"model": "NARM", "embedding_size": 32, "hidden_size": 32, "learning_rate": 0.005,
                      "epochs": 100},
+    # registered in session 8 before it was recorded, and recorded into a directory the benchmarks do not read
+    # until the verdict's thresholds were re-chosen on the eight regimes above: a fifth model, convolutional
+    # (Caser, Tang & Wang 2018; history L = 5 as in the paper: at 20 it takes 40 s per epoch here), held out for
+    # that choice and for the recommended policy
+    "caser-lr0.001": {"model": "Caser", "embedding_size": 32, "n_h": 8, "n_v": 4, "dropout_prob": 0.4,
+                      "reg_weight": 1e-4, "MAX_ITEM_LIST_LENGTH": 5, "learning_rate": 0.001, "epochs": 100},
 }
 SEEDS = (2020, 2021, 2022)
 
