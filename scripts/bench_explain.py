@@ -411,9 +411,10 @@ def bench(args: argparse.Namespace) -> int:
     lines += per_regime(cases) + ceiling(cases)
     lines += coverage(cases)
     if args.tune:
-        lines += (tune([c for c in cases if not c.held_out])
-                  + tune(cases, "every regime, held-out ones included: the grid a next change would start from")
-                  + per_rule(cases))
+        lines += tune([c for c in cases if not c.held_out])
+        if any(c.held_out for c in cases):  # else the grid above already covers every regime
+            lines += tune(cases, "every regime, held-out ones included: the grid a next change would start from")
+        lines += per_rule(cases)
     wrong = [c for c in cases if c.scored and not c.right]
     if wrong:
         lines += ["### wrong or cannot tell", "", "| run | valid_metric | stopping_step | stop | restored | oracle "

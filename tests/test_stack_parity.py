@@ -1,12 +1,12 @@
 """Stack parity: RecBole 1.2.1 under rec_es trains the same numbers on every supported stack.
 
-``tests/fixtures/stack_parity.json`` was recorded once on the stack rec_es shipped before numpy 2 and current
-Ray were allowed (Python 3.11.7, numpy 1.26.4, pandas 2.2.3, scipy 1.17.1, ray 2.6.3, torch 2.13.0+cpu) with
-``python tests/test_stack_parity.py --record``. Each case is a short real run (`rec-es run`) on the tiny
-ml-100k slice, metrics at 12 decimals instead of RecBole's 4: validation metrics and the test metrics of the
-best epoch exactly, per-epoch training loss to float32 precision (``FLOAT32_EPS``). A sequential model (GRU4Rec: pandas/numpy data pipeline, numpy
-metrics), a general model with negative sampling (BPR: numpy's RNG in RecBole's sampler) and a graph model
-(LightGCN: scipy.sparse adjacency).
+``tests/fixtures/stack_parity.json`` was recorded once on the stack rec_es shipped before numpy 2 and current Ray
+were allowed (Python 3.11.7, numpy 1.26.4, pandas 2.2.3, scipy 1.17.1, ray 2.6.3, torch 2.13.0+cpu) with ``python
+tests/test_stack_parity.py --record``. Each case is a short real run (`rec-es run`) on the tiny ml-100k slice,
+metrics at 12 decimals instead of RecBole's 4: validation metrics and the test metrics of the best epoch exactly,
+per-epoch training loss to float32 precision (``FLOAT32_EPS``). A sequential model (GRU4Rec: pandas/numpy data
+pipeline, numpy metrics), a general model with negative sampling (BPR: numpy's RNG in RecBole's sampler) and a
+graph model (LightGCN: scipy.sparse adjacency).
 """
 from __future__ import annotations
 

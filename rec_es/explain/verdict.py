@@ -267,7 +267,8 @@ def verdict(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:
     confidence = CONFIDENCE.get(rule) if call != CANNOT_TELL else None
     held = HELD_OUT.get(rule) if confidence is not None else None
     return {"call": call, "confidence": confidence, "held_out": list(held) if held else None, "rule": rule,
-            "facts": deciding, "all_facts": by_name, "sentence": _sentence(call, confidence, held, deciding), "estimate": estimate_dict(ev.estimate),
+            "facts": deciding, "all_facts": by_name, "sentence": _sentence(call, confidence, held, deciding),
+            "estimate": estimate_dict(ev.estimate),
             "extrapolated": "extrapolation" in names and "extrapolation" in by_name and bool(ev.estimate.continuation),
             "evidence": _plain({**{k: v for k, v in asdict(ev).items() if k != "estimate"},
                                 "loss_headroom": ev.loss_headroom})}

@@ -4,8 +4,8 @@ The drawn policies cover every rule and setting (test_strategy_reaches_every_pat
 """
 from __future__ import annotations
 
-import json
 import itertools
+import json
 import math
 import os
 import subprocess
