@@ -43,7 +43,7 @@ from typing import Any, Iterable, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rec_es.explain.verdict import LOSS_HEADROOM, TREND_Z, loss_rule  # noqa: E402
+from rec_es.explain.verdict import LEANING_Z, LOSS_HEADROOM, loss_rule  # noqa: E402
 from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
 
@@ -282,12 +282,13 @@ def coverage(cases: Sequence[Case]) -> list[str]:
             f"the expected gain {errors[len(errors) // 2]:.4f}.", ""]
 
 
-def call_with(c: Case, headroom: float, trend_z: float) -> str:
-    """The call the verdict's loss-headroom rules (``rec_es.explain.verdict.loss_rule``) give ``c`` with thresholds
-    ``headroom`` and ``trend_z``; cases another rule decided keep their call."""
+def rule_with(c: Case, headroom: float, trend_z: float) -> tuple[str, str]:
+    """(call, rule) the verdict's loss-headroom rules (``rec_es.explain.verdict.loss_rule``) give ``c`` with
+    thresholds ``headroom`` and ``trend_z``; cases another rule decided keep their call and rule."""
     if c.headroom is None or c.rule == "monitor falling":
-        return c.call
-    return loss_rule(c.headroom, c.trend_z, headroom_at=headroom, rising_z=trend_z)[0].replace("_", " ")
+        return c.call, c.rule
+    call, rule = loss_rule(c.headroom, c.trend_z, headroom_at=headroom, leaning_z=trend_z)
+    return call.replace("_", " "), rule
 
 
 #: ``tune``'s objective counts a wrong verdict as this many right ones lost: Chow's reject rule with a "cannot
@@ -298,7 +299,7 @@ WRONG_WEIGHT = 2
 
 def tally(cases: Sequence[Case], headroom: float, trend_z: float) -> tuple[int, int, int]:
     """(right, wrong, cannot tell) of the verdicts with thresholds ``headroom`` and ``trend_z`` on ``cases``."""
-    calls = [call_with(c, headroom, trend_z) for c in cases]
+    calls = [rule_with(c, headroom, trend_z)[0] for c in cases]
     right = sum(call == c.truth for call, c in zip(calls, cases))
     undecided = sum(call == CANNOT_TELL for call in calls)
     return right, len(cases) - right - undecided, undecided
@@ -311,8 +312,33 @@ def utility(counts: tuple[int, int, int]) -> float:
     return right - WRONG_WEIGHT * wrong
 
 
+def choose(cases: Sequence[Case]) -> tuple[float, float]:
+    """The grid point (``LOSS_HEADROOM``, ``LEANING_Z``) with the best ``utility`` on ``cases`` (the first in grid
+    order on a tie)."""
+    return max(((h, z) for h in TUNE_HEADROOM for z in TUNE_Z), key=lambda p: utility(tally(cases, *p)))
+
+
+def leave_one_regime_out(scored: Sequence[Case]) -> dict[str, tuple[float, float]]:
+    """Per regime, the thresholds ``choose`` picks on the other regimes' cases."""
+    regimes = sorted({c.regime for c in scored})
+    return {reg: choose([c for c in scored if c.regime != reg]) for reg in regimes}
+
+
+def untuned(scored: Sequence[Case]) -> dict[str, tuple[int, int]]:
+    """Per rule, (right, cases) when every case is decided with the thresholds chosen without its regime: what
+    the verdict states as the rule's record on regimes left out of its tuning (``verdict.UNTUNED``)."""
+    chosen = leave_one_regime_out(scored)
+    out: dict[str, list[int]] = {}
+    for c in scored:
+        call, rule = rule_with(c, *chosen[c.regime])
+        got = out.setdefault(rule, [0, 0])
+        got[0] += call == c.truth
+        got[1] += 1
+    return {rule: (r, n) for rule, (r, n) in out.items()}
+
+
 def tune(cases: Sequence[Case], which: str = "runs used to choose it") -> list[str]:
-    """Verdicts over a grid of (``LOSS_HEADROOM``, ``TREND_Z``) on ``cases``, and leave one regime out: the grid
+    """Verdicts over a grid of (``LOSS_HEADROOM``, ``LEANING_Z``) on ``cases``, and leave one regime out: the grid
     point best on the other regimes by ``utility``, scored on the one left out (how the rule does on a regime it
     has not seen), against the shipped thresholds on the same cases."""
     scored = [c for c in cases if c.scored]
@@ -320,53 +346,55 @@ def tune(cases: Sequence[Case], which: str = "runs used to choose it") -> list[s
     lines = [f"### threshold grid ({which}): right / wrong / cannot tell", "",
              f"Chosen by right - {WRONG_WEIGHT} x wrong (a \"cannot tell\" costs 1/{WRONG_WEIGHT + 1} of a wrong "
              f"verdict: a call is worth giving when it is right {WRONG_WEIGHT} times in {WRONG_WEIGHT + 1}); "
-             f"{len(scored)} scored logs.", "",
-             "| LOSS_HEADROOM \\ TREND_Z | " + " | ".join(f"{z:g}" for z in TUNE_Z) + " |",
+             f"{len(scored)} scored logs; best: {'%g %%, %g' % tuple(x * k for x, k in zip(choose(scored), (100, 1)))}.",
+             "", "| LOSS_HEADROOM \\ LEANING_Z | " + " | ".join(f"{z:g}" for z in TUNE_Z) + " |",
              "|---|" + "---:|" * len(TUNE_Z)]
     for h in TUNE_HEADROOM:
         lines.append(f"| {100 * h:g} % | " + " | ".join(fmt(tally(scored, h, z)) for z in TUNE_Z) + " |")
-    regimes = sorted({c.regime for c in scored})
-    if len(regimes) > 1:
+    chosen = leave_one_regime_out(scored)
+    if len(chosen) > 1:
         lines += ["", "### leave one regime out: thresholds chosen on the other regimes", "",
-                  "| regime left out | chosen (LOSS_HEADROOM, TREND_Z) | on the others | on it |",
+                  "| regime left out | chosen (LOSS_HEADROOM, LEANING_Z) | on the others | on it |",
                   "|---|---|---:|---:|"]
         total = [0, 0, 0]
-        for reg in regimes:
-            train = [c for c in scored if c.regime != reg]
-            test = [c for c in scored if c.regime == reg]
-            h, z = max(((h, z) for h in TUNE_HEADROOM for z in TUNE_Z), key=lambda p: utility(tally(train, *p)))
-            got = tally(test, h, z)
+        for reg, (h, z) in chosen.items():
+            got = tally([c for c in scored if c.regime == reg], h, z)
             total = [a + b for a, b in zip(total, got)]
-            lines.append(f"| {reg} | {100 * h:g} %, {z:g} | {fmt(tally(train, h, z))} | {fmt(got)} |")
+            lines.append(f"| {reg} | {100 * h:g} %, {z:g} | {fmt(tally([c for c in scored if c.regime != reg], h, z))} "
+                         f"| {fmt(got)} |")
         given = total[0] + total[1]
         lines.append(f"| all | | | **{fmt(total)}: {100 * total[0] / len(scored):.0f} % right, "
                      f"{100 * total[2] / len(scored):.0f} % cannot tell, {100 * total[0] / max(given, 1):.0f} % "
                      f"of the calls given right** |")
-        shipped = tally(scored, LOSS_HEADROOM, TREND_Z)
+        shipped = tally(scored, LOSS_HEADROOM, LEANING_Z)
         lines += ["", f"Objective, right - {WRONG_WEIGHT} x wrong: {utility(tuple(total)):g} with the thresholds "
                   f"chosen on the other regimes, {utility(shipped):g} with the shipped ones ({100 * LOSS_HEADROOM:g} %, "
-                  f"{TREND_Z:g}: {fmt(shipped)})."]
+                  f"{LEANING_Z:g}: {fmt(shipped)})."]
     return lines + [""]
 
 
 def per_rule(cases: Sequence[Case]) -> list[str]:
     """Per verdict rule: its cases, how many were premature in truth, the right verdicts, the share
     (right + 1) / (n + 2) that explain states as that rule's confidence (``verdict.CONFIDENCE``; none for a
-    rule that cannot tell, whose premature share ``verdict.UNDECIDED`` states instead), and its right verdicts on
-    the held-out regimes, which explain states beside it (``verdict.HELD_OUT``)."""
+    rule that cannot tell, whose premature share ``verdict.UNDECIDED`` states instead), its right verdicts on the
+    held-out regimes, and its right verdicts leaving one regime out (``untuned``), which explain states beside the
+    confidence (``verdict.UNTUNED``)."""
     scored = [c for c in cases if c.scored]
+    loro = untuned(scored)
     lines = ["### per rule (all runs: the confidence explain states)", "",
-             "| rule | call | cases | premature in truth | right | (right + 1) / (cases + 2) | right on held-out regimes |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for rule in sorted({c.rule for c in scored}):
+             "| rule | call | cases | premature in truth | right | (right + 1) / (cases + 2) | right on held-out "
+             "regimes | right leaving one regime out |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for rule in sorted({c.rule for c in scored} | set(loro)):
         group = [c for c in scored if c.rule == rule]
         right = sum(c.right for c in group)
         held = [c for c in group if c.held_out]
-        call = group[0].call
-        share = "-" if call == CANNOT_TELL else f"{(right + 1) / (len(group) + 2):.2f}"
-        untuned = "-" if call == CANNOT_TELL or not held else f"{sum(c.right for c in held)}/{len(held)}"
+        call = group[0].call if group else CANNOT_TELL
+        share = "-" if call == CANNOT_TELL or not group else f"{(right + 1) / (len(group) + 2):.2f}"
+        on_held = "-" if call == CANNOT_TELL or not held else f"{sum(c.right for c in held)}/{len(held)}"
+        r, n = loro.get(rule, (0, 0))
+        left_out = "-" if call == CANNOT_TELL or not n else f"{r}/{n}"
         lines.append(f"| {rule} | {call} | {len(group)} | {sum(c.truth == PREMATURE for c in group)} | {right} | "
-                     f"{share} | {untuned} |")
+                     f"{share} | {on_held} | {left_out} |")
     return lines + [""]
 
 

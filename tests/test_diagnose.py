@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from rec_es import build_policy
 from rec_es.diagnose import ExplainError, explain, load_run, main, read_policy_file, render_text
-from rec_es.explain.verdict import CONFIDENCE, HELD_OUT
+from rec_es.explain.verdict import CONFIDENCE, UNTUNED
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.trace import TraceWriter
 
@@ -93,17 +93,17 @@ def test_stock_stop_at_epoch_6_of_500_is_premature_though_the_curve_fell() -> No
     assert premature["trend"] == "worsening"
     assert premature["call"] == "premature"
     confidence = CONFIDENCE["early stop, loss still falling"]
-    right, cases = HELD_OUT["early stop, loss still falling"]
+    right, cases = UNTUNED["early stop, loss still falling"]
     assert premature["verdict"] == (f"Premature (confidence {100 * confidence:.0f} %; right {right} of {cases} times "
-                                    "on models and settings it was not tuned on): the training loss was still "
+                                    "on regimes left out of its tuning): the training loss was still "
                                     "falling 0.46 % per epoch (epochs 2-6): at that pace 90 % more over the 493 epochs "
-                                    "left, above the 6 % below which training counts as finished; it stopped at epoch "
+                                    "left, above the 4 % below which training counts as finished; it stopped at epoch "
                                     "6, 1.4 % into its 500-epoch budget.")
     assert premature["spike"]["is_spike"] is False
     assert report["advice"] == []
     assert report["worth_trying"] == [
         "More patience, since the verdict found the stop premature (the training loss was still falling 0.46 % per "
-        "epoch (epochs 2-6): at that pace 90 % more over the 493 epochs left, above the 6 % below which training "
+        "epoch (epochs 2-6): at that pace 90 % more over the 493 epochs left, above the 4 % below which training "
         "counts as finished): stopping_step: 10 (stock RecBole) or early_stopping.patience: 10 (rec_es). The data ends at epoch 6, "
         "so only a longer run can show whether a better epoch follows."]
     assert row(report, "observed: stopping_step 3")["stop_epoch"] == 6
@@ -119,7 +119,7 @@ def test_high_learning_rate_stop_whose_run_never_improved_cannot_tell() -> None:
     (z -0.7), which is also what a plateau before a second rise looks like, so the verdict cannot tell (it said
     "not premature" until two held-out regimes made that call right on 27 of 60 such stops)."""
     premature = explain(LOGS / "noisy_stopped.log")["premature"]
-    assert (premature["call"], premature["rule"]) == ("cannot_tell", "loss falling, monitor within noise")
+    assert (premature["call"], premature["rule"]) == ("cannot_tell", "loss falling, monitor flat")
 
 
 def test_noisy_stock_run_flags_gap_and_spike_with_advice() -> None:

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from rec_es.explain import explain, main
-from rec_es.explain.verdict import CONFIDENCE, FALLING_Z, HELD_OUT, LOSS_HEADROOM, MIN_POINTS, TREND_Z, UNDECIDED
+from rec_es.explain.verdict import (CONFIDENCE, FALLING_Z, LEANING_Z, LOSS_HEADROOM, MIN_POINTS, TREND_Z,
+                                    UNDECIDED, UNTUNED)
 from rec_es.policy.learning import estimate_learning
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.recbole_log.write import stock_log_text
@@ -60,12 +61,12 @@ def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
     assert (premature["call"], premature["rule"], premature["confidence"]) == ("premature", rule, CONFIDENCE[rule])
     assert premature["facts"] == [
         f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2): at that pace "
-        f"{100 * headroom:.0f} % more over the 97 epochs left, above the 6 % below which training counts as finished",
+        f"{100 * headroom:.0f} % more over the 97 epochs left, above the {100 * LOSS_HEADROOM:g} % below which training counts as finished",
         "it stopped at epoch 2, 3 % into its 100-epoch budget"]
-    right, cases = HELD_OUT[rule]
-    assert premature["held_out"] == [right, cases]
+    right, cases = UNTUNED[rule]
+    assert premature["untuned"] == [right, cases]
     assert premature["verdict"] == (f"Premature (confidence {100 * CONFIDENCE[rule]:.0f} %; right {right} of {cases} "
-                                    "times on models and settings it was not tuned on): "
+                                    "times on regimes left out of its tuning): "
                                     + "; ".join(premature["facts"]) + ".")
 
 
@@ -96,9 +97,9 @@ def test_late_stop_with_a_flat_loss_is_not_premature() -> None:
     assert 0 < headroom <= LOSS_HEADROOM and -FALLING_Z < est.trend_z < 0
     rule = "training loss flat for the budget left"
     assert (premature["call"], premature["rule"]) == ("not_premature", rule)
-    right, cases = HELD_OUT[rule]
+    right, cases = UNTUNED[rule]
     assert premature["verdict"].startswith(f"Not premature (confidence {100 * CONFIDENCE[rule]:.0f} %; right {right} "
-                                           f"of {cases} times on models and settings it was not tuned on): the "
+                                           f"of {cases} times on regimes left out of its tuning): the "
                                            f"training loss had flattened ({100 * fall:.2g} % per epoch")
     assert premature["facts"][1].startswith("ndcg@10 fell ") and "(within noise)" in premature["facts"][1]
     assert premature["extrapolated"] is False
@@ -130,9 +131,9 @@ def test_falling_loss_without_a_rising_monitor_cannot_tell(tmp_path: Path) -> No
     report = explain(run)
     premature = report["premature"]
     est = premature["estimate"]
-    assert -FALLING_Z < est["trend_z"] < TREND_Z
+    assert -FALLING_Z < est["trend_z"] < LEANING_Z
     assert (premature["call"], premature["rule"], premature["confidence"]) == (
-        "cannot_tell", "loss falling, monitor within noise", None)
+        "cannot_tell", "loss falling, monitor flat", None)
     assert "(within noise)" in premature["facts"][0]
     premature_share, cases = UNDECIDED
     assert premature["facts"][1].startswith(
@@ -142,6 +143,26 @@ def test_falling_loss_without_a_rising_monitor_cannot_tell(tmp_path: Path) -> No
     assert premature["verdict"].startswith("Cannot tell: ")
     assert any(a.startswith("More patience, since the verdict could not tell whether the stop was premature")
                for a in report["worth_trying"])
+
+
+def test_a_monitor_leaning_up_within_noise_beside_a_falling_loss_is_premature(tmp_path: Path) -> None:
+    """The same wobble and the same falling loss as above, on a slope that grows from z = 0.4 (under LEANING_Z: cannot
+    tell) to z = 1.7 (above LEANING_Z, under TREND_Z): premature, and the trend fact says it is within noise,
+    leaning up, so the user sees that the loss carried the call."""
+    calls = []
+    for slope in (0.0001, 0.0006):
+        scores = [0.22] + [0.2 + slope * i + (0.004 if i % 3 == 0 else -0.003 if i % 3 == 1 else 0.0)
+                           for i in range(19)]
+        losses = [5.0 * 0.99 ** n for n in range(20)]
+        premature = explain(write_trace(tmp_path / f"run{slope}", scores, {"patience": 19}, epochs=100,
+                                        losses=losses))["premature"]
+        calls.append((premature["call"], premature["rule"], premature["estimate"]["trend_z"]))
+    (flat, flat_rule, flat_z), (leaning, leaning_rule, leaning_z) = calls
+    assert flat_z < LEANING_Z <= leaning_z < TREND_Z
+    assert (flat, flat_rule) == ("cannot_tell", "loss falling, monitor flat")
+    assert (leaning, leaning_rule) == ("premature", "loss falling, monitor leaning up")
+    assert premature["facts"][1] == ("ndcg@10 rose 0.0065 per 10 epochs over epochs 10-19, z = +1.7 against its "
+                                     "noise of 0.001 (leaning up, within noise)")
 
 
 def test_falling_monitor_is_not_premature_whatever_the_loss(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def analyse_premature(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:
         out.update(verdict(obs, stop))
         out["verdict"] = out.pop("sentence")
     else:
-        out.update({"call": None, "confidence": None, "held_out": None, "facts": [], "extrapolated": False})
+        out.update({"call": None, "confidence": None, "untuned": None, "facts": [], "extrapolated": False})
         out["verdict"] = _verdict(obs, out)
     out["sentences"] = [out["verdict"], *sentences]
     return out
