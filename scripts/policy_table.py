@@ -54,7 +54,7 @@ RECOMMENDED = "GL auto x3, still_learning hold, ema 0.5"
 FASTEST_SAFE = "GL 1.0, still_learning off"
 
 
-MODELS = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "stamp": "STAMP", "narm": "NARM"}
+MODELS = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "stamp": "STAMP", "narm": "NARM", "caser": "Caser"}
 
 
 def pretty(regime: str) -> str:
