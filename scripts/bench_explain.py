@@ -43,7 +43,7 @@ from typing import Any, Iterable, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rec_es.explain.verdict import LEANING_Z, LOSS_HEADROOM, loss_rule  # noqa: E402
+from rec_es.explain.verdict import LEANING_Z, LOSS_HEADROOM, SLOW_LOSS, loss_rule  # noqa: E402
 from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
 
@@ -80,6 +80,7 @@ class Case:
     trend_z: float | None = None  # the verdict's evidence: the estimator's trend z-score
     room: float | None = None  # epochs left in the budget / the trend window's span
     headroom: float | None = None  # the verdict's loss headroom (rec_es.explain.verdict.Evidence.loss_headroom)
+    window_loss_fall: float | None = None  # the training loss's relative fall over the trend window
     rule: str = ""
     end_level: float | None = None  # full run: mean valid_metric of its last 5 evaluations
     actual_gain: float | None = None  # end_level minus explain's curve level at the restored epoch
@@ -240,6 +241,7 @@ def judge(cases: list[tuple[Case, str]], logs: Path) -> None:
         if window and evidence.get("epochs_left") is not None:
             case.room = evidence["epochs_left"] / max(window[1] - window[0], 1)
         case.headroom = evidence.get("loss_headroom")
+        case.window_loss_fall = evidence.get("window_loss_fall")
         lost = report.get("lost") or {}
         if lost:  # the fitted level at the budget's end against the level at the restored epoch, and its bounds
             case.actual_gain = case.end_level - lost["restored_level"]
@@ -276,18 +278,24 @@ def coverage(cases: Sequence[Case]) -> list[str]:
     inside = sum(c.gain_lo <= c.actual_gain <= c.gain_hi for c in banded)
     above = sum(c.actual_gain > c.gain_hi for c in banded)
     errors = sorted(abs(c.expected_gain - c.actual_gain) for c in banded if c.expected_gain is not None)
-    return ["### expected gain of continuing", "", f"On {len(banded)} cut logs with a learning-curve fit, the full run's "
-            f"actual gain (mean of its last 5 evaluations minus the curve's level at the restored epoch) fell inside the estimator's bounds "
+    return ["### expected gain of continuing", "", f"On {len(banded)} cut logs with a learning-curve fit, the full "
+            "run's actual gain (mean of its last 5 evaluations minus the curve's level at the restored epoch) fell "
+            "inside the estimator's bounds "
             f"{inside} times, above it {above}, below it {len(banded) - inside - above}; median absolute error of "
             f"the expected gain {errors[len(errors) // 2]:.4f}.", ""]
 
 
-def rule_with(c: Case, headroom: float, trend_z: float) -> tuple[str, str]:
+Point = tuple[float, float, float]  # (LOSS_HEADROOM, LEANING_Z, SLOW_LOSS)
+
+
+def rule_with(c: Case, headroom: float, trend_z: float, slow: float) -> tuple[str, str]:
     """(call, rule) the verdict's loss-headroom rules (``rec_es.explain.verdict.loss_rule``) give ``c`` with
-    thresholds ``headroom`` and ``trend_z``; cases another rule decided keep their call and rule."""
+    thresholds ``headroom``, ``trend_z`` (``LEANING_Z``) and ``slow`` (``SLOW_LOSS``); cases another rule decided
+    keep their call and rule."""
     if c.headroom is None or c.rule == "monitor falling":
         return c.call, c.rule
-    call, rule = loss_rule(c.headroom, c.trend_z, headroom_at=headroom, leaning_z=trend_z)
+    call, rule = loss_rule(c.headroom, c.trend_z, c.window_loss_fall, headroom_at=headroom, leaning_z=trend_z,
+                           slow_at=slow)
     return call.replace("_", " "), rule
 
 
@@ -297,9 +305,10 @@ def rule_with(c: Case, headroom: float, trend_z: float) -> tuple[str, str]:
 WRONG_WEIGHT = 2
 
 
-def tally(cases: Sequence[Case], headroom: float, trend_z: float) -> tuple[int, int, int]:
-    """(right, wrong, cannot tell) of the verdicts with thresholds ``headroom`` and ``trend_z`` on ``cases``."""
-    calls = [rule_with(c, headroom, trend_z)[0] for c in cases]
+def tally(cases: Sequence[Case], headroom: float, trend_z: float, slow: float) -> tuple[int, int, int]:
+    """(right, wrong, cannot tell) of the verdicts with thresholds ``headroom``, ``trend_z`` and ``slow`` on
+    ``cases``."""
+    calls = [rule_with(c, headroom, trend_z, slow)[0] for c in cases]
     right = sum(call == c.truth for call, c in zip(calls, cases))
     undecided = sum(call == CANNOT_TELL for call in calls)
     return right, len(cases) - right - undecided, undecided
@@ -312,64 +321,83 @@ def utility(counts: tuple[int, int, int]) -> float:
     return right - WRONG_WEIGHT * wrong
 
 
-def choose(cases: Sequence[Case]) -> tuple[float, float]:
-    """The grid point (``LOSS_HEADROOM``, ``LEANING_Z``) with the best ``utility`` on ``cases`` (the first in grid
-    order on a tie)."""
-    return max(((h, z) for h in TUNE_HEADROOM for z in TUNE_Z), key=lambda p: utility(tally(cases, *p)))
+def choose(cases: Sequence[Case]) -> Point:
+    """The grid point (``LOSS_HEADROOM``, ``LEANING_Z``, ``SLOW_LOSS``) with the best ``utility`` on ``cases``; on a
+    tie the one with fewer wrong verdicts (the trade is at its break-even there, and a wrong call costs the user
+    more than a "cannot tell"), then the first in grid order."""
+    def key(p: Point) -> tuple[float, int]:
+        counts = tally(cases, *p)
+        return utility(counts), -counts[1]
+
+    return max(((h, z, w) for w in TUNE_SLOW for h in TUNE_HEADROOM for z in TUNE_Z), key=key)
 
 
-def leave_one_regime_out(scored: Sequence[Case]) -> dict[str, tuple[float, float]]:
+def leave_one_regime_out(scored: Sequence[Case]) -> dict[str, Point]:
     """Per regime, the thresholds ``choose`` picks on the other regimes' cases."""
     regimes = sorted({c.regime for c in scored})
     return {reg: choose([c for c in scored if c.regime != reg]) for reg in regimes}
 
 
-def untuned(scored: Sequence[Case]) -> dict[str, tuple[int, int]]:
+def loro_calls(scored: Sequence[Case]) -> list[tuple[Case, str, str]]:
+    """(case, call, rule) of every scored case decided with the thresholds chosen without its regime."""
+    chosen = leave_one_regime_out(scored)
+    return [(c, *rule_with(c, *chosen[c.regime])) for c in scored]
+
+
+def untuned(scored: Sequence[Case],
+            decided: list[tuple[Case, str, str]] | None = None) -> dict[str, tuple[int, int]]:
     """Per rule, (right, cases) when every case is decided with the thresholds chosen without its regime: what
     the verdict states as the rule's record on regimes left out of its tuning (``verdict.UNTUNED``)."""
-    chosen = leave_one_regime_out(scored)
     out: dict[str, list[int]] = {}
-    for c in scored:
-        call, rule = rule_with(c, *chosen[c.regime])
+    for c, call, rule in decided if decided is not None else loro_calls(scored):
         got = out.setdefault(rule, [0, 0])
         got[0] += call == c.truth
         got[1] += 1
     return {rule: (r, n) for rule, (r, n) in out.items()}
 
 
+def _point(p: Point) -> str:
+    return f"{100 * p[0]:g} %, {p[1]:g}, " + ("off" if p[2] < 0 else f"{100 * p[2]:g} %")
+
+
 def tune(cases: Sequence[Case], which: str = "runs used to choose it") -> list[str]:
-    """Verdicts over a grid of (``LOSS_HEADROOM``, ``LEANING_Z``) on ``cases``, and leave one regime out: the grid
-    point best on the other regimes by ``utility``, scored on the one left out (how the rule does on a regime it
-    has not seen), against the shipped thresholds on the same cases."""
+    """Verdicts over a grid of (``LOSS_HEADROOM``, ``LEANING_Z``, ``SLOW_LOSS``) on ``cases``, and leave one regime
+    out: the grid point best on the other regimes by ``utility``, scored on the one left out (how the rule does on
+    a regime it has not seen), against the shipped thresholds on the same cases."""
     scored = [c for c in cases if c.scored]
     fmt = lambda t: f"{t[0]}/{t[1]}/{t[2]}"  # noqa: E731
+    best = choose(scored)
     lines = [f"### threshold grid ({which}): right / wrong / cannot tell", "",
              f"Chosen by right - {WRONG_WEIGHT} x wrong (a \"cannot tell\" costs 1/{WRONG_WEIGHT + 1} of a wrong "
              f"verdict: a call is worth giving when it is right {WRONG_WEIGHT} times in {WRONG_WEIGHT + 1}); "
-             f"{len(scored)} scored logs; best: {'%g %%, %g' % tuple(x * k for x, k in zip(choose(scored), (100, 1)))}.",
-             "", "| LOSS_HEADROOM \\ LEANING_Z | " + " | ".join(f"{z:g}" for z in TUNE_Z) + " |",
+             f"{len(scored)} scored logs; best (LOSS_HEADROOM, LEANING_Z, SLOW_LOSS): {_point(best)}. The grid "
+             f"at SLOW_LOSS {_point(best).split(', ')[-1]}:", "",
+             "| LOSS_HEADROOM \\ LEANING_Z | " + " | ".join(f"{z:g}" for z in TUNE_Z) + " |",
              "|---|" + "---:|" * len(TUNE_Z)]
     for h in TUNE_HEADROOM:
-        lines.append(f"| {100 * h:g} % | " + " | ".join(fmt(tally(scored, h, z)) for z in TUNE_Z) + " |")
+        lines.append(f"| {100 * h:g} % | " + " | ".join(fmt(tally(scored, h, z, best[2])) for z in TUNE_Z) + " |")
+    lines += ["", f"SLOW_LOSS at LOSS_HEADROOM {100 * best[0]:g} % and LEANING_Z {best[1]:g}: "
+              + ", ".join(f"{'off' if w < 0 else f'{100 * w:g} %'} {fmt(tally(scored, best[0], best[1], w))}"
+                          for w in TUNE_SLOW) + "."]
     chosen = leave_one_regime_out(scored)
     if len(chosen) > 1:
         lines += ["", "### leave one regime out: thresholds chosen on the other regimes", "",
-                  "| regime left out | chosen (LOSS_HEADROOM, LEANING_Z) | on the others | on it |",
+                  "| regime left out | chosen (LOSS_HEADROOM, LEANING_Z, SLOW_LOSS) | on the others | on it |",
                   "|---|---|---:|---:|"]
         total = [0, 0, 0]
-        for reg, (h, z) in chosen.items():
-            got = tally([c for c in scored if c.regime == reg], h, z)
+        for reg, p in chosen.items():
+            got = tally([c for c in scored if c.regime == reg], *p)
             total = [a + b for a, b in zip(total, got)]
-            lines.append(f"| {reg} | {100 * h:g} %, {z:g} | {fmt(tally([c for c in scored if c.regime != reg], h, z))} "
+            lines.append(f"| {reg} | {_point(p)} | {fmt(tally([c for c in scored if c.regime != reg], *p))} "
                          f"| {fmt(got)} |")
         given = total[0] + total[1]
         lines.append(f"| all | | | **{fmt(total)}: {100 * total[0] / len(scored):.0f} % right, "
                      f"{100 * total[2] / len(scored):.0f} % cannot tell, {100 * total[0] / max(given, 1):.0f} % "
                      f"of the calls given right** |")
-        shipped = tally(scored, LOSS_HEADROOM, LEANING_Z)
+        shipped = tally(scored, LOSS_HEADROOM, LEANING_Z, SLOW_LOSS)
         lines += ["", f"Objective, right - {WRONG_WEIGHT} x wrong: {utility(tuple(total)):g} with the thresholds "
-                  f"chosen on the other regimes, {utility(shipped):g} with the shipped ones ({100 * LOSS_HEADROOM:g} %, "
-                  f"{LEANING_Z:g}: {fmt(shipped)})."]
+                  f"chosen on the other regimes, {utility(shipped):g} with the shipped ones "
+                  f"({_point((LOSS_HEADROOM, LEANING_Z, SLOW_LOSS))}: {fmt(shipped)})."]
     return lines + [""]
 
 
@@ -380,7 +408,9 @@ def per_rule(cases: Sequence[Case]) -> list[str]:
     held-out regimes, and its right verdicts leaving one regime out (``untuned``), which explain states beside the
     confidence (``verdict.UNTUNED``)."""
     scored = [c for c in cases if c.scored]
-    loro = untuned(scored)
+    decided = loro_calls(scored)
+    loro = untuned(scored, decided)
+    calls = {rule: call for _, call, rule in decided} | {c.rule: c.call for c in scored}
     lines = ["### per rule (all runs: the confidence explain states)", "",
              "| rule | call | cases | premature in truth | right | (right + 1) / (cases + 2) | right on held-out "
              "regimes | right leaving one regime out |", "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -388,7 +418,7 @@ def per_rule(cases: Sequence[Case]) -> list[str]:
         group = [c for c in scored if c.rule == rule]
         right = sum(c.right for c in group)
         held = [c for c in group if c.held_out]
-        call = group[0].call if group else CANNOT_TELL
+        call = calls[rule]
         share = "-" if call == CANNOT_TELL or not group else f"{(right + 1) / (len(group) + 2):.2f}"
         on_held = "-" if call == CANNOT_TELL or not held else f"{sum(c.right for c in held)}/{len(held)}"
         r, n = loro.get(rule, (0, 0))
@@ -400,6 +430,7 @@ def per_rule(cases: Sequence[Case]) -> list[str]:
 
 TUNE_HEADROOM = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)
 TUNE_Z = (-9.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # -9: the loss alone decides
+TUNE_SLOW = (-1.0, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04)  # -1: off
 
 
 def held(name: str, patterns: Sequence[str]) -> bool:

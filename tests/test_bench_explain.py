@@ -80,7 +80,8 @@ def test_stated_confidences_are_the_committed_benchmark_shares() -> None:
     rows = [r for r in csv.DictReader(open(repo / "docs" / "results" / "bench_explain" / "cases.csv", encoding="utf-8"))
             if r["truth"] in ("premature", "not premature")]
     rules = {r["rule"] for r in rows}
-    assert {"loss falling, monitor flat", "monitor falling", "loss falling, monitor leaning up"} <= rules
+    assert {"loss falling, monitor flat", "monitor falling", "loss falling, monitor rising",
+            "loss falling slowly, monitor flat"} <= rules
     for rule in rules:
         group = [r for r in rows if r["rule"] == rule]
         if rule == "loss falling, monitor flat":
@@ -91,7 +92,8 @@ def test_stated_confidences_are_the_committed_benchmark_shares() -> None:
         assert CONFIDENCE[rule] == round((right + 1) / (len(group) + 2), 2), rule
     number = lambda x: float(x) if x else None  # noqa: E731
     cases = [SimpleNamespace(regime=r["regime"], truth=r["truth"], call=r["call"], rule=r["rule"],
-                             headroom=number(r["headroom"]), trend_z=number(r["trend_z"])) for r in rows]
+                             headroom=number(r["headroom"]), trend_z=number(r["trend_z"]),
+                             window_loss_fall=number(r["window_loss_fall"])) for r in rows]
     assert len({c.regime for c in cases}) >= 9
     loro = load_script("bench_explain").untuned(cases)
     assert {rule: got for rule, got in loro.items() if rule != "loss falling, monitor flat"} == UNTUNED
