@@ -146,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
                     "validation users, per policy (mean and 10th percentile), into this PNG")
     args = ap.parse_args(argv)
     start = time.time()
-    rng = random.Random(args.seed)
     maps = {}
     for name in args.policies:
         m = shipped_policy(name)
@@ -166,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         values = {m: pu.values(m) for m in ("ndcg@10", "recall@10", "mrr@10")}
         full_test = best_valid(tr)[1]
         n_users = len(pu.user_ids)
+        # one stream per run, seeded by its name: adding a run does not redraw the other runs' subsets
+        rng = random.Random(f"{args.seed}:{tr.path.parent.parent.name}/{tr.path.parent.name}")
         for size in args.sizes:
             draws = 1 if size >= n_users else args.subsets
             for _ in range(draws):
