@@ -64,8 +64,9 @@ LEANING_Z = 2.0
 #: beside a monitor under TREND_Z, a training loss that fell at most this share of itself over the trend window
 #: (while still falling fast enough for the budget left) is on a plateau the validation curve shares: premature.
 #: Chosen with LOSS_HEADROOM on the benchmark's first 27 runs (the next three, GRU4Rec at 0.003, held out: right 4
-#: times in 4); a loss that fell more while validation stayed flat is what both a second rise to come and a model
-#: fitting its training data past its validation peak look like
+#: times in 4; each of the ten leave-one-regime-out folds picks 2.5 % too); a loss that fell more while validation
+#: stayed flat is what both a second rise to come and a model fitting its training data past its validation peak
+#: look like
 SLOW_LOSS = 0.025
 #: ...and, without training losses, matters when at least ROOM times its window's span of epochs is left
 ROOM = 1.0
@@ -80,7 +81,7 @@ CONFIDENCE = {"early stop, loss still falling": 0.97, "loss falling slowly, moni
 #: per rule, (right, cases) on the benchmark's runs when each regime's logs are decided by the thresholds the grid
 #: picks on the other regimes (``scripts/bench_explain.py --tune``, "right leaving one regime out"): how the rule
 #: does on a model or learning rate it was not tuned on, stated beside CONFIDENCE ("leaning up" is off here; two
-#: of the nine folds turned it on, and it was wrong on all 5 stops it decided)
+#: of the ten folds turned it on, and it was wrong on all 5 stops it decided)
 UNTUNED = {"early stop, loss still falling": (29, 29), "loss falling slowly, monitor flat": (42, 43),
            "loss falling, monitor rising": (67, 74), "training loss flat for the budget left": (57, 71),
            "monitor falling": (13, 18), "loss falling, monitor leaning up": (0, 5)}
