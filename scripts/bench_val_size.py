@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rec_es import build_policy, read_per_user  # noqa: E402
+from rec_es.config import RECBOLE_DEFAULTS  # noqa: E402
 from rec_es.replay import oracle, replay  # noqa: E402
 from rec_es.trace import Trace, read_trace  # noqa: E402
 from _report import emit, shipped_policy, test_at  # noqa: E402
@@ -50,13 +51,16 @@ POLICIES = ("recommended", "prechelt_gl", "recbole_legacy", "patience_min_delta"
 
 
 def subset_trace(tr: Trace, values: dict[str, np.ndarray], users: np.ndarray) -> Trace:
-    """``tr`` with each record's validation metrics averaged over ``users`` (column indices into the sidecar)."""
+    """``tr`` with each record's validation metrics averaged over ``users`` (column indices into the sidecar) and
+    rounded as RecBole logs them (``metric_decimal_place``): a rule that counts ties sees the ties a log of that
+    validation set would show, and the full set gives back the recorded run."""
+    places = (tr.header.get("config") or {}).get("metric_decimal_place", RECBOLE_DEFAULTS["metric_decimal_place"])
     means = {m: v[:, users].astype(np.float64).mean(axis=1) for m, v in values.items()}
     records = []
     for i, r in enumerate(tr.records):
         valid = {"ndcg@10": means["ndcg@10"][i], "recall@10": means["recall@10"][i], "mrr@10": means["mrr@10"][i],
                  "hit@10": means["recall@10"][i], "precision@10": means["recall@10"][i] / 10}
-        records.append({**r, "valid": {k: round(float(x), 6) for k, x in valid.items()}})
+        records.append({**r, "valid": {k: round(float(x), places) for k, x in valid.items()}})
     return Trace(tr.path.with_name("subset-has-no-sidecar.jsonl"), tr.header, records, tr.footer)
 
 
