@@ -356,8 +356,13 @@ def untuned(scored: Sequence[Case],
     return {rule: (r, n) for rule, (r, n) in out.items()}
 
 
+def _slow(w: float) -> str:
+    """A ``SLOW_LOSS`` grid value as the tables print it (negative: the rule is off)."""
+    return "off" if w < 0 else f"{100 * w:g} %"
+
+
 def _point(p: Point) -> str:
-    return f"{100 * p[0]:g} %, {p[1]:g}, " + ("off" if p[2] < 0 else f"{100 * p[2]:g} %")
+    return f"{100 * p[0]:g} %, {p[1]:g}, {_slow(p[2])}"
 
 
 def tune(cases: Sequence[Case], which: str = "runs used to choose it") -> list[str]:
@@ -371,14 +376,13 @@ def tune(cases: Sequence[Case], which: str = "runs used to choose it") -> list[s
              f"Chosen by right - {WRONG_WEIGHT} x wrong (a \"cannot tell\" costs 1/{WRONG_WEIGHT + 1} of a wrong "
              f"verdict: a call is worth giving when it is right {WRONG_WEIGHT} times in {WRONG_WEIGHT + 1}); "
              f"{len(scored)} scored logs; best (LOSS_HEADROOM, LEANING_Z, SLOW_LOSS): {_point(best)}. The grid "
-             f"at SLOW_LOSS {_point(best).split(', ')[-1]}:", "",
+             f"at SLOW_LOSS {_slow(best[2])}:", "",
              "| LOSS_HEADROOM \\ LEANING_Z | " + " | ".join(f"{z:g}" for z in TUNE_Z) + " |",
              "|---|" + "---:|" * len(TUNE_Z)]
     for h in TUNE_HEADROOM:
         lines.append(f"| {100 * h:g} % | " + " | ".join(fmt(tally(scored, h, z, best[2])) for z in TUNE_Z) + " |")
     lines += ["", f"SLOW_LOSS at LOSS_HEADROOM {100 * best[0]:g} % and LEANING_Z {best[1]:g}: "
-              + ", ".join(f"{'off' if w < 0 else f'{100 * w:g} %'} {fmt(tally(scored, best[0], best[1], w))}"
-                          for w in TUNE_SLOW) + "."]
+              + ", ".join(f"{_slow(w)} {fmt(tally(scored, best[0], best[1], w))}" for w in TUNE_SLOW) + "."]
     chosen = leave_one_regime_out(scored)
     if len(chosen) > 1:
         lines += ["", "### leave one regime out: thresholds chosen on the other regimes", "",

@@ -61,7 +61,8 @@ def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
     assert (premature["call"], premature["rule"], premature["confidence"]) == ("premature", rule, CONFIDENCE[rule])
     assert premature["facts"] == [
         f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2): at that pace "
-        f"{100 * headroom:.0f} % more over the 97 epochs left, above the {100 * LOSS_HEADROOM:g} % below which training counts as finished",
+        f"{100 * headroom:.0f} % more over the 97 epochs left, above the {100 * LOSS_HEADROOM:g} % below which "
+        "training counts as finished",
         "it stopped at epoch 2, 3 % into its 100-epoch budget"]
     right, cases = UNTUNED[rule]
     assert premature["untuned"] == [right, cases]
@@ -168,10 +169,10 @@ def test_a_flat_monitor_beside_a_slowly_falling_loss_is_a_plateau_and_premature(
     assert slow["evidence"]["window_loss_fall"] == pytest.approx(fell) and fell <= SLOW_LOSS
     rule = "loss falling slowly, monitor flat"
     assert (slow["call"], slow["rule"], slow["confidence"]) == ("premature", rule, CONFIDENCE[rule])
-    assert slow["facts"][0] == (f"the training loss fell only {100 * fell:.2g} % over epochs {a}-{b}, the trend window, "
-                                f"not above the {100 * SLOW_LOSS:g} % of a plateau the training loss shares with the "
-                                "validation curve (a model fitting its training data past its validation peak sheds "
-                                "more)")
+    assert slow["facts"][0] == (f"the training loss fell only {100 * fell:.2g} % over epochs {a}-{b}, the trend "
+                                f"window, not above the {100 * SLOW_LOSS:g} % of a plateau the training loss shares "
+                                "with the validation curve (a model fitting its training data past its validation "
+                                "peak sheds more)")
     assert fast["evidence"]["window_loss_fall"] > SLOW_LOSS
     assert (fast["call"], fast["rule"]) == ("cannot_tell", "loss falling, monitor flat")
 
