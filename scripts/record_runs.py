@@ -71,6 +71,29 @@ REGIMES: dict[str, dict[str, Any]] = {
     # 0.005, Caser: 2.4-4 %). GRU4Rec at 0.003 sits between GRU4Rec's two recorded learning rates, where the
     # threshold is closest to cases of both kinds: the hardest test of it that costs 25 minutes
     "gru4rec-lr0.003": {"learning_rate": 0.003, "epochs": 100},
+    # registered in session 10 before they were recorded, and recorded outside docs/results until the evidence
+    # bound (scripts/bench_explain_bound.py) was committed: seven regimes held out for everything shipped at
+    # 946f5f4 (the verdict's thresholds, the recommended policy, the still-learning bounds). Two new models (NPE,
+    # Ke et al. 2018, an embedding model with no sequence encoder; CORE, Hou et al. 2022, with its mean-pooling
+    # encoder) at two learning rates, and third learning rates or losses for three recorded ones. Predictions,
+    # from the ten regimes' leave-one-regime-out record (208 right / 32 wrong / 73 cannot tell of 313): the
+    # verdict about 65 % right, 20-25 % cannot tell, 85-90 % of its calls right on them; and the bound (the
+    # largest share of stops a learned classifier of the log's evidence can call with >= 90 % of the calls
+    # right, leave one regime out, band chosen after seeing the predictions), 0.78 on ten regimes and rising
+    # from 0.73 to 0.78 as the regimes fitted on go from seven to nine, stays under the goal's 0.90 on seventeen
+    # (NextItNet was timed at 33 s per epoch here and left out)
+    "npe-lr0.001": {"model": "NPE", "embedding_size": 32, "learning_rate": 0.001, "epochs": 100},
+    "npe-lr0.005": {"model": "NPE", "embedding_size": 32, "learning_rate": 0.005, "epochs": 100},
+    "core-lr0.001": {"model": "CORE", "embedding_size": 32, "dnn_type": "ave", "learning_rate": 0.001,
+                     "epochs": 100},
+    "core-lr0.005": {"model": "CORE", "embedding_size": 32, "dnn_type": "ave", "learning_rate": 0.005,
+                     "epochs": 100},
+    "stamp-lr0.003": {"model": "STAMP", "embedding_size": 32, "learning_rate": 0.003, "epochs": 100},
+    "caser-lr0.003": {"model": "Caser", "embedding_size": 32, "n_h": 8, "n_v": 4, "dropout_prob": 0.4,
+                      "reg_weight": 1e-4, "MAX_ITEM_LIST_LENGTH": 5, "learning_rate": 0.003, "epochs": 100},
+    "gru4rec-bpr-lr0.001": {"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform",
+                            "sample_num": 1, "alpha": 1.0, "dynamic": False, "candidate_num": 0},
+                            "learning_rate": 0.001, "epochs": 100},
 }
 SEEDS = (2020, 2021, 2022)
 
