@@ -54,7 +54,15 @@ RECOMMENDED = "GL auto x3, still_learning hold, ema 0.5"
 FASTEST_SAFE = "GL 1.0, still_learning off"
 
 
-MODELS = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "stamp": "STAMP", "narm": "NARM", "caser": "Caser"}
+MODELS = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "stamp": "STAMP", "narm": "NARM", "caser": "Caser", "npe": "NPE",
+          "core": "CORE"}
+#: the README's "Which policy" table: these policies as columns, one row per regime (``README_SECTION``; the README
+#: holds a copy, tests/test_readme.py checks it is this one)
+README_POLICIES = {"recommended": "**recommended** (`make run`'s)", "prechelt_gl": "prechelt_gl",
+                   "patience_min_delta": "patience_min_delta", "composite_ema_warmup": "composite_ema_warmup",
+                   "dynamic_patience": "dynamic_patience", "recbole_legacy": "recbole_legacy (RecBole's rule)",
+                   "make run before issue 12": "make run's before issue 12"}
+README_SECTION = "## By regime (the README's table): worst run / mean epochs trained"
 
 
 def pretty(regime: str) -> str:
@@ -290,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                     lines.append(f"| {name} | not replayable: {p['live']} | | | | | |")
                     continue
                 lines.append(fmt_row(name, summary(results[name][reg])))
-        lines += ["", "## Summary (the README's table): worst run / mean epochs trained, per regime", "",
+        lines += ["", "## Summary: worst run / mean epochs trained, per regime", "",
                   "| policy | " + " | ".join(pretty(reg) for reg in runs) + f" | all {sum(len(t) for t in runs.values())} "
                   "runs: worst, epochs past the oracle, budget saved | goal |",
                   "|---|" + "---|" * (len(runs) + 2)]
@@ -301,6 +309,20 @@ def main(argv: list[str] | None = None) -> int:
             saved = "-" if math.isnan(s["saved_early"]) else f"{s['saved_early']:.0%}"
             lines.append(f"| {name} | " + " | ".join(f"{p['ratio_min']:.3f} / {p['epochs']:.0f} ep" for p in per)
                          + f" | {s['ratio_min']:.3f}, {s['past']:+.0f}, {saved} | {'yes' if meets(s) else 'no'} |")
+        shown = [n for n in README_POLICIES if n in results]
+        lines += ["", README_SECTION, "", "| regime | " + " | ".join(README_POLICIES[n] for n in shown) + " |",
+                  "|---|" + "---|" * len(shown)]
+        for reg in runs:
+            lines.append(f"| {pretty(reg)} | " + " | ".join(
+                f"{summary(results[n][reg])['ratio_min']:.3f} / {summary(results[n][reg])['epochs']:.0f} ep"
+                for n in shown) + " |")
+        cells = []
+        for n in shown:
+            s = overall[n]
+            cells.append(f"{s['ratio_min']:.3f}, {s['past']:+.0f}, "
+                         + ("-" if math.isnan(s["saved_early"]) else f"{s['saved_early']:.0%}"))
+        lines.append(f"| all {sum(len(t) for t in runs.values())} runs: worst, epochs past the oracle, budget saved "
+                     "| " + " | ".join(cells) + " |")
         lines += ["", "## All runs", "", HEAD]
         for name in results:
             lines.append(fmt_row(name, overall[name]))

@@ -413,3 +413,29 @@ def test_named_source_paths_exist(page: Path) -> None:
     named = set(re.findall(r"(?<![\w/.])((?:rec_es|scripts|tests)/[\w/]+\.(?:py|yaml|log|txt|md))", page.read_text()))
     stale = sorted(p for p in named - NAMED_NOT_PRESENT if not (REPO / p).exists())
     assert not stale, f"{page.relative_to(REPO)} names files that do not exist: {stale}"
+
+
+def _table_after(text: str, heading: str) -> str:
+    """The markdown table (its ``|`` lines) that follows ``heading`` in ``text``."""
+    lines = text.split("\n")
+    i = lines.index(heading) + 1
+    while not lines[i].startswith("|"):
+        i += 1
+    j = i
+    while j < len(lines) and lines[j].startswith("|"):
+        j += 1
+    return "\n".join(lines[i:j])
+
+
+def test_policy_tables_are_copies_of_the_generated_one() -> None:
+    """The README's "Which policy" table and choosing_a_policy.md's pooled table are the sections of
+    docs/results/policy_table.md (scripts/policy_table.py) they copy: regenerating the results without updating
+    the pages fails here."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from policy_table import README_SECTION
+
+    generated = (REPO / "docs" / "results" / "policy_table.md").read_text(encoding="utf-8")
+    by_regime = _table_after(generated, README_SECTION)
+    assert by_regime.count("\n") >= 11 and by_regime in (REPO / "README.md").read_text(encoding="utf-8")
+    pooled = _table_after(generated, "## All runs")
+    assert pooled in (REPO / "docs" / "choosing_a_policy.md").read_text(encoding="utf-8")
