@@ -224,7 +224,7 @@ def plot(curves: dict[str, list[tuple[float, float, float, float]]], marks: dict
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title(f"What a verdict from a stock log's evidence reaches, leave one regime out\n(classifiers on "
-                 f"{GROWTH}; reject band chosen after seeing the left-out predictions)", fontsize=9)
+                 f"{GROWTH};\nreject band chosen after seeing the left-out predictions)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
