@@ -332,6 +332,17 @@ def choose(cases: Sequence[Case]) -> Point:
     return max(((h, z, w) for w in TUNE_SLOW for h in TUNE_HEADROOM for z in TUNE_Z), key=key)
 
 
+def rule_inputs(rows: Iterable[dict[str, str]]) -> list[Any]:
+    """``cases.csv`` rows as what ``rule_with`` / ``loro_calls`` / ``untuned`` read of a case (regime, truth, call,
+    rule and the three thresholded quantities), for scoring a committed benchmark without re-running it."""
+    from types import SimpleNamespace
+
+    number = lambda x: float(x) if x else None  # noqa: E731
+    return [SimpleNamespace(regime=r["regime"], truth=r["truth"], call=r["call"], rule=r["rule"],
+                            headroom=number(r["headroom"]), trend_z=number(r["trend_z"]),
+                            window_loss_fall=number(r["window_loss_fall"])) for r in rows]
+
+
 def leave_one_regime_out(scored: Sequence[Case]) -> dict[str, Point]:
     """Per regime, the thresholds ``choose`` picks on the other regimes' cases."""
     regimes = sorted({c.regime for c in scored})

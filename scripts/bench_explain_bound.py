@@ -39,7 +39,6 @@ import csv
 import math
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -48,8 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
+from bench_explain import find_runs, loro_calls, rule_inputs  # noqa: E402
 from rec_es.policy.stats import difference_noise, fit_line  # noqa: E402
-from rec_es.trace import read_trace  # noqa: E402
 
 PREMATURE, NOT_PREMATURE = "premature", "not premature"
 #: the share of calls that must be right (issue 13's goal), and the share of stops that must get one
@@ -73,12 +72,11 @@ def _number(x: str) -> float:
 
 def _z(epochs: Sequence[int], values: Sequence[float]) -> float:
     """Least-squares slope's z against the curve's difference noise (as the verdict's trend z)."""
-    if len(epochs) < 4:
+    noise = difference_noise(values) if len(epochs) >= 4 else None
+    if not noise:
         return math.nan
-    noise = difference_noise(values)
-    mean = sum(epochs) / len(epochs)
-    spread = math.sqrt(sum((e - mean) ** 2 for e in epochs))
-    return fit_line(epochs, values).slope * spread / noise if noise else math.nan
+    line = fit_line(epochs, values)
+    return line.slope / line.slope_se(noise)
 
 
 def features(row: dict[str, str], records: Sequence[dict[str, Any]]) -> list[float]:
@@ -113,10 +111,7 @@ def features(row: dict[str, str], records: Sequence[dict[str, Any]]) -> list[flo
 def load(cases: Path, roots: Sequence[Path]) -> tuple[list[dict[str, str]], np.ndarray, np.ndarray, np.ndarray]:
     """(scored rows, features, truth is premature, regime) of every scored case in ``cases`` whose run is found
     under ``roots`` (``<regime>/seed<N>/trace.jsonl``)."""
-    traces: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for root in roots:
-        for path in sorted(Path(root).rglob("trace.jsonl")):
-            traces[(path.parent.parent.name, path.parent.name.removeprefix("seed"))] = read_trace(path).records
+    traces = {tuple(name.split("/seed")): trace.records for name, trace, _ in find_runs(roots, include_partial=False)}
     with open(cases, encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["truth"] in (PREMATURE, NOT_PREMATURE)]
     missing = sorted({f"{r['regime']}/seed{r['seed']}" for r in rows if (r["regime"], r["seed"]) not in traces})
@@ -185,7 +180,7 @@ def growth(make: Callable[[], Any], x: np.ndarray, y: np.ndarray, regime: np.nda
     rng = np.random.default_rng(seed)
     regimes = sorted(set(regime))
     out = []
-    for k in range(3, len(regimes), 2) if len(regimes) > 3 else []:
+    for k in range(3, len(regimes), 2):
         got = []
         for _ in range(draws if k < len(regimes) - 1 else 1):
             picks = {reg: list(rng.choice([r for r in regimes if r != reg], size=k, replace=False))
@@ -232,16 +227,9 @@ def plot(curves: dict[str, list[tuple[float, float, float, float]]], marks: dict
 
 def report(rows: list[dict[str, str]], x: np.ndarray, y: np.ndarray, regime: np.ndarray, draws: int,
            png: Path | None) -> list[str]:
-    from bench_explain import loro_calls
-
     truths = [r["truth"] for r in rows]
-    number = lambda s: float(s) if s else None  # noqa: E731
-    cases = [SimpleNamespace(regime=r["regime"], truth=r["truth"], call=r["call"], rule=r["rule"],
-                             headroom=number(r["headroom"]), trend_z=number(r["trend_z"]),
-                             window_loss_fall=number(r["window_loss_fall"])) for r in rows]
     shipped = rule_point([r["call"] for r in rows], truths)
-    by_case = {id(c): call for c, call, _ in loro_calls(cases)}
-    loro = rule_point([by_case[id(c)] for c in cases], truths)
+    loro = rule_point([call for _, call, _ in loro_calls(rule_inputs(rows))], truths)  # in the order of rows
     n_reg = len(set(regime))
     lines = [f"# What any verdict from a stock log's evidence reaches: {len(rows)} scored cut logs, {n_reg} regimes",
              "", "`python scripts/bench_explain_bound.py docs/results/long_runs` (scripts/bench_explain_bound.py "

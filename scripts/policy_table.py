@@ -291,38 +291,33 @@ def main(argv: list[str] | None = None) -> int:
             frontier({n: summary(pool(n, chosen)) for n in results}, args.frontier, RECOMMENDED)
             lines += ["", f"Frontier plot: {args.frontier}"]
     else:
+        per = {name: {reg: summary(results[name][reg]) for reg in runs} for name in results}
         for reg in runs:
             lines += ["", f"## {reg}", "", HEAD]
             for name, p in policies.items():
                 if p["live"]:
                     lines.append(f"| {name} | not replayable: {p['live']} | | | | | |")
                     continue
-                lines.append(fmt_row(name, summary(results[name][reg])))
+                lines.append(fmt_row(name, per[name][reg]))
+        n_runs = sum(len(t) for t in runs.values())
+        overall = {name: summary([x for reg in runs for x in results[name][reg]]) for name in results}
+        cell = lambda p: f"{p['ratio_min']:.3f} / {p['epochs']:.0f} ep"  # noqa: E731
+        pooled = lambda s: (f"{s['ratio_min']:.3f}, {s['past']:+.0f}, "  # noqa: E731
+                            + ("-" if math.isnan(s["saved_early"]) else f"{s['saved_early']:.0%}"))
         lines += ["", "## Summary: worst run / mean epochs trained, per regime", "",
-                  "| policy | " + " | ".join(pretty(reg) for reg in runs) + f" | all {sum(len(t) for t in runs.values())} "
+                  "| policy | " + " | ".join(pretty(reg) for reg in runs) + f" | all {n_runs} "
                   "runs: worst, epochs past the oracle, budget saved | goal |",
                   "|---|" + "---|" * (len(runs) + 2)]
-        overall = {name: summary([x for reg in runs for x in results[name][reg]]) for name in results}
         for name in results:
-            per = [summary(results[name][reg]) for reg in runs]
-            s = overall[name]
-            saved = "-" if math.isnan(s["saved_early"]) else f"{s['saved_early']:.0%}"
-            lines.append(f"| {name} | " + " | ".join(f"{p['ratio_min']:.3f} / {p['epochs']:.0f} ep" for p in per)
-                         + f" | {s['ratio_min']:.3f}, {s['past']:+.0f}, {saved} | {'yes' if meets(s) else 'no'} |")
+            lines.append(f"| {name} | " + " | ".join(cell(per[name][reg]) for reg in runs)
+                         + f" | {pooled(overall[name])} | {'yes' if meets(overall[name]) else 'no'} |")
         shown = [n for n in README_POLICIES if n in results]
         lines += ["", README_SECTION, "", "| regime | " + " | ".join(README_POLICIES[n] for n in shown) + " |",
                   "|---|" + "---|" * len(shown)]
         for reg in runs:
-            lines.append(f"| {pretty(reg)} | " + " | ".join(
-                f"{summary(results[n][reg])['ratio_min']:.3f} / {summary(results[n][reg])['epochs']:.0f} ep"
-                for n in shown) + " |")
-        cells = []
-        for n in shown:
-            s = overall[n]
-            cells.append(f"{s['ratio_min']:.3f}, {s['past']:+.0f}, "
-                         + ("-" if math.isnan(s["saved_early"]) else f"{s['saved_early']:.0%}"))
-        lines.append(f"| all {sum(len(t) for t in runs.values())} runs: worst, epochs past the oracle, budget saved "
-                     "| " + " | ".join(cells) + " |")
+            lines.append(f"| {pretty(reg)} | " + " | ".join(cell(per[n][reg]) for n in shown) + " |")
+        lines.append(f"| all {n_runs} runs: worst, epochs past the oracle, budget saved | "
+                     + " | ".join(pooled(overall[n]) for n in shown) + " |")
         lines += ["", "## All runs", "", HEAD]
         for name in results:
             lines.append(fmt_row(name, overall[name]))

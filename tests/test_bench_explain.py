@@ -72,8 +72,6 @@ def test_stated_confidences_are_the_committed_benchmark_shares() -> None:
     committed benchmark (docs/results/bench_explain/cases.csv) measured; its record on regimes left out of its
     tuning (``UNTUNED``) is recomputed from the same cases: per regime, the thresholds the grid picks on the other
     regimes decide that regime's cases."""
-    from types import SimpleNamespace
-
     from rec_es.explain.verdict import CONFIDENCE, UNDECIDED, UNTUNED
 
     repo = Path(__file__).resolve().parents[1]
@@ -90,12 +88,10 @@ def test_stated_confidences_are_the_committed_benchmark_shares() -> None:
             continue
         right = sum(r["call"] == r["truth"] for r in group)
         assert CONFIDENCE[rule] == round((right + 1) / (len(group) + 2), 2), rule
-    number = lambda x: float(x) if x else None  # noqa: E731
-    cases = [SimpleNamespace(regime=r["regime"], truth=r["truth"], call=r["call"], rule=r["rule"],
-                             headroom=number(r["headroom"]), trend_z=number(r["trend_z"]),
-                             window_loss_fall=number(r["window_loss_fall"])) for r in rows]
+    bench = load_script("bench_explain")
+    cases = bench.rule_inputs(rows)
     assert len({c.regime for c in cases}) >= 9
-    loro = load_script("bench_explain").untuned(cases)
+    loro = bench.untuned(cases)
     assert {rule: got for rule, got in loro.items() if rule != "loss falling, monitor flat"} == UNTUNED
 
 
