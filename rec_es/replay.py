@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rec_es.controller import StopController
-from rec_es.errors import MetricMissingError, RecEsError, StateError
+from rec_es.policy.controller import StopController
+from rec_es.policy.errors import MetricMissingError, RecEsError, StateError
 from rec_es.policy import Decision, StoppingPolicy
-from rec_es.trace import Trace, read_trace
-from rec_es.validate import is_int
+from rec_es.rundir.trace import Trace, read_trace
+from rec_es.policy.validate import is_int
 
 #: ``reason`` of a replay in which the policy never fired and the epoch budget ended the run.
 BUDGET_REASON = "max_epochs"
@@ -180,7 +180,7 @@ def per_user_source(policy: Any, tr: Trace, label: str = "policy") -> tuple[PerU
         return None, (f"{tr.path}: no per-user validation scores recorded, so {', '.join(keys)} per user were not "
                       "available: min_delta: auto and improvement: significant used the curve's noise instead "
                       "(1.4826·MAD of first differences; a z-test for significance), not what a live run decides",)
-    from rec_es.per_user import read_per_user  # numpy: only when a sidecar is read
+    from rec_es.rundir.per_user import read_per_user  # numpy: only when a sidecar is read
 
     try:
         sidecar = read_per_user(run_dir, "valid", trace=tr)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from rec_es.config import RunConfig, load_config, parse_set_args
+from rec_es.config.properties import RunConfig, load_config, parse_set_args
 
 DEFAULT_CONFIG = "properties/gru4rec_ml100k.yaml"
 
@@ -43,9 +43,9 @@ def load(files: Sequence[str], sets: Sequence[str], **extra: Any) -> Setup:
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, init_seed
 
-    import rec_es.trainer  # noqa: F401  (its compat fixes, anomaly detection off among them, before RecBole's models load)
-    from rec_es import datasets
-    from rec_es.compat import quiet_recbole_warnings
+    import rec_es.training.trainer  # noqa: F401  (its compat fixes, anomaly detection off among them, before RecBole's models load)
+    from rec_es.config import datasets
+    from rec_es.training.compat import quiet_recbole_warnings
 
     quiet_recbole_warnings()
     overrides = parse_set_args(sets)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from rec_es.explain.verdict import LEANING_Z, LOSS_HEADROOM, SLOW_LOSS, loss_rule  # noqa: E402
 from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay  # noqa: E402
-from rec_es.trace import Trace, read_trace  # noqa: E402
+from rec_es.rundir.trace import Trace, read_trace  # noqa: E402
 
 STOPPING_STEPS = (1, 3, 5, 10, 20, 50)
 METRICS = ("mrr@10", "ndcg@10")
@@ -157,8 +157,8 @@ def reproducibility(cases: Sequence[Case], run_dir: Path, resamples: int = RESAM
     the one observed; None for every case when the run has no per-user test scores (``per_user/test.*``)."""
     import numpy as np
 
-    from rec_es.per_user import read_per_user
-    from rec_es.errors import StateError
+    from rec_es.rundir.per_user import read_per_user
+    from rec_es.policy.errors import StateError
 
     try:
         scores = read_per_user(run_dir, "test")

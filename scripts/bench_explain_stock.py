@@ -60,7 +60,7 @@ def _record(work: Path, cfg: dict[str, Any]) -> subprocess.Popen[str]:
     work.mkdir(parents=True, exist_ok=True)
     keys = {k: v for k, v in cfg.items() if k != "stopping_step"}
     (work / "config.yaml").write_text(yaml.safe_dump({**keys, "checkpoint_dir": str(work / "saved")}))
-    return subprocess.Popen([sys.executable, "-m", "rec_es.cli", "run", "--config", "config.yaml",
+    return subprocess.Popen([sys.executable, "-m", "rec_es", "run", "--config", "config.yaml",
                              str(REPO / "properties" / "policies" / "disabled.yaml"), "--record-test",
                              "--output-dir", str(work / "run"), "--no-progress", "--quiet"],
                             cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -70,7 +70,7 @@ def _compare(name: str, cfg: dict[str, Any], stock_log: Path, run_dir: Path, out
     from rec_es.explain import explain
     from rec_es.recbole_log import parse_recbole_log
     from rec_es.recbole_log.write import stock_log_name, stock_log_text
-    from rec_es.trace import read_trace
+    from rec_es.rundir.trace import read_trace
 
     trace = read_trace(run_dir)
     cut = out / name / stock_log_name(trace)

@@ -149,7 +149,7 @@ def inner(args: argparse.Namespace) -> None:
 
     from bench_overhead import rec_es_modes
     from rec_es import build_policy
-    from rec_es.trainer import EarlyStoppingTrainer
+    from rec_es.training.trainer import EarlyStoppingTrainer
 
     build: dict[str, Callable[[Any, Path], Any]] = {"stock": lambda model, d: Trainer(setup.config, model)}
     for mode, (settings, schedule) in rec_es_modes(setup).items():

@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rec_es.policy import learning  # noqa: E402
 from rec_es.policy.learning import DISCREPANCY, MIN_POINTS, LearningEstimate, estimate_learning  # noqa: E402
 from rec_es.policy.stats import normal_quantile  # noqa: E402
-from rec_es.trace import read_trace  # noqa: E402
+from rec_es.rundir.trace import read_trace  # noqa: E402
 from _report import emit  # noqa: E402
 
 METRIC = "ndcg@10"

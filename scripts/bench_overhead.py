@@ -237,8 +237,9 @@ def added_work_ms(setup: Setup, tmp: Path, repeat: int = 20) -> dict[str, float]
     """Milliseconds (median of ``repeat``) of each piece of work EarlyStoppingTrainer adds to an epoch, on this
     model: the richest policy's update, one trace record (written and fsync'ed), the in-memory best snapshot,
     best.pth and last.pth (atomic, fsync'ed). Measured in isolation, so machine noise cannot hide them."""
-    from rec_es import build_policy, checkpoint
-    from rec_es.trace import TraceWriter
+    from rec_es import build_policy
+    from rec_es.rundir import checkpoint
+    from rec_es.rundir.trace import TraceWriter
 
     model = setup.fresh_model()
     import torch
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     rec_es_settings = rec_es_modes(setup)
     from recbole.trainer import Trainer
 
-    from rec_es.trainer import EarlyStoppingTrainer
+    from rec_es.training.trainer import EarlyStoppingTrainer
 
     def stock(attach: Callable[..., Any], run_dir: Path) -> Fit:
         return make_fit(setup, args.epochs, attach, Trainer)

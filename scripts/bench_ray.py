@@ -49,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from conftest import tiny_recbole_config
     from rec_es.compare import compare, recording_config
-    from rec_es.compare.jobs import _with, train_with_rec_es
-    from rec_es.compare.ray_jobs import run_files, train_task
+    from rec_es.tune.workers import train_with_rec_es, with_keys
+    from rec_es.tune.cluster import run_files, train_task
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray-"))
     os.chdir(tmp)
     (tmp / "tiny.yaml").write_text(yaml.safe_dump(tiny_recbole_config(epochs=args.epochs, learning_rate=0.01)))
     (tmp / "patience1.yaml").write_text("early_stopping:\n  monitor: ndcg@10\n  patience: 1\n")
-    rec = _with(recording_config([str(tmp / "tiny.yaml")], {}, args.epochs, None), seed=2020)
+    rec = with_keys(recording_config([str(tmp / "tiny.yaml")], {}, args.epochs, None), seed=2020)
     rows: list[tuple[str, float]] = []
 
     init_s, _ = _timed(ray.init, num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)

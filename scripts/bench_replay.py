@@ -26,7 +26,7 @@ from typing import Any
 from rec_es import build_policy
 from rec_es.policy import StoppingPolicy
 from rec_es.replay import ReplayResult, replay
-from rec_es.trace import Trace, TraceWriter, read_trace
+from rec_es.rundir.trace import Trace, TraceWriter, read_trace
 
 
 def policy_grid(n: int) -> dict[str, StoppingPolicy]:

@@ -32,7 +32,7 @@ from _bench_common import DEFAULT_CONFIG, Setup, load, median, scratch_cwd, thre
 
 def improvements_in_cache(root: Path = Path(".rec_es_cache/traces")) -> tuple[int, int, str] | None:
     """(new-best evaluations, epochs, description) of the newest finished recording in the compare cache."""
-    from rec_es.trace import read_trace
+    from rec_es.rundir.trace import read_trace
 
     traces = sorted(root.glob("*/trace.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
     for path in traces:
@@ -67,7 +67,7 @@ def one_step(setup: Setup, model: Any, optimizer: Any) -> None:
 
 def last_payload(model: Any, optimizer: Any) -> dict[str, Any]:
     """What EarlyStoppingTrainer writes to last.pth after every epoch when saving (resume checkpoint)."""
-    from rec_es import checkpoint
+    from rec_es.rundir import checkpoint
 
     return {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "kind": "last", "epoch": 1,
             "model": checkpoint.cpu_state_dict(model), "optimizer": optimizer.state_dict(),
@@ -77,7 +77,7 @@ def last_payload(model: Any, optimizer: Any) -> dict[str, Any]:
 def measure(setup: Setup, size: int, repeat: int, tmp: Path) -> dict[str, Any]:
     from recbole.trainer import Trainer
 
-    from rec_es import checkpoint
+    from rec_es.rundir import checkpoint
 
     if size:
         setup.config.final_config_dict.update(embedding_size=size, hidden_size=size)

@@ -32,7 +32,7 @@ from rec_es import build_policy  # noqa: E402
 from rec_es.policy.learning import estimate_learning  # noqa: E402
 from rec_es.policy.stats import difference_noise  # noqa: E402
 from rec_es.replay import replay  # noqa: E402
-from rec_es.trace import Trace, read_trace  # noqa: E402
+from rec_es.rundir.trace import Trace, read_trace  # noqa: E402
 from _report import shipped_policy  # noqa: E402
 
 QUALITY = "ndcg@10"

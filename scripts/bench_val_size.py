@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rec_es import build_policy, read_per_user  # noqa: E402
-from rec_es.config import RECBOLE_DEFAULTS  # noqa: E402
+from rec_es.config.properties import RECBOLE_DEFAULTS  # noqa: E402
 from rec_es.replay import oracle, replay  # noqa: E402
-from rec_es.trace import Trace, read_trace  # noqa: E402
+from rec_es.rundir.trace import Trace, read_trace  # noqa: E402
 from _report import emit, shipped_policy, test_at  # noqa: E402
 
 METRIC = "ndcg@10"

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rec_es import build_policy  # noqa: E402
 from rec_es.replay import oracle, replay, why_not_replayable  # noqa: E402
-from rec_es.trace import Trace, read_trace  # noqa: E402
+from rec_es.rundir.trace import Trace, read_trace  # noqa: E402
 from _report import emit, test_at  # noqa: E402
 
 METRIC = "ndcg@10"

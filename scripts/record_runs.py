@@ -11,7 +11,7 @@ gzipped (``read_per_user`` reads ``.bin.gz``); what stays is what replay needs: 
 config.yaml, per_user/. Runs go one after another, in one thread; a finished run is skipped, an interrupted one
 is resumed from its last.pth, so the same command continues after a kill. ``--epochs`` overrides every budget
 (to time an epoch: ``--epochs 1 --output /tmp/x``). ``--target-ce`` also records ``target_ce`` (the cross-entropy
-at the target item, ``rec_es.target_ce``) per user and averaged in the trace, valid and test.
+at the target item, ``rec_es.training.target_ce``) per user and averaged in the trace, valid and test.
 """
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_config(regime: str, seed: int, epochs: int | None) -> Any:
-    from rec_es.config import load_config
+    from rec_es.config.properties import load_config
 
     keys = {**REGIMES[regime], "seed": seed}
     if epochs is not None:
@@ -144,8 +144,8 @@ def archive(run_dir: Path) -> None:
 
 def record(regime: str, seed: int, output: Path, epochs: int | None, target_ce: bool = False) -> None:
     """Train (or resume) one regime x seed into ``output/<regime>/seed<N>`` and archive it."""
-    from rec_es.per_user import read_per_user
-    from rec_es.training import prepare_run_dir, train
+    from rec_es.rundir.per_user import read_per_user
+    from rec_es.training.run import prepare_run_dir, train
 
     run_dir = (output / regime / f"seed{seed}").resolve()
     now = state(run_dir)

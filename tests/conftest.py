@@ -50,7 +50,7 @@ def load_script(name: str) -> ModuleType:
 def small_trace(path: Path, scores: tuple[float, ...] = (0.2, 0.1, 0.05), patience: int = 1) -> Path:
     """A finished trace.jsonl at ``path`` with a patience policy's real decisions on ``scores`` (ndcg@10)."""
     from rec_es import build_policy
-    from rec_es.trace import TraceWriter
+    from rec_es.rundir.trace import TraceWriter
 
     path.parent.mkdir(parents=True, exist_ok=True)
     policy = build_policy({"monitor": "ndcg@10", "patience": patience})

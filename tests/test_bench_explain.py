@@ -5,7 +5,7 @@ import csv
 from pathlib import Path
 
 from conftest import load_script
-from test_diagnose import write_trace
+from test_explain import write_trace
 
 # valid ndcg@10 per epoch. RecBole's rule on it (ties count as improvements):
 #   stopping_step 1: misses at epochs 2 and 3 -> stops at 3, restores epoch 1 (0.20)

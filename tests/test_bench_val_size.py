@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rec_es import read_per_user
-from rec_es.trace import read_trace
+from rec_es.rundir.trace import read_trace
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "docs" / "results" / "long_runs" / "stamp-lr0.005" / "seed2020"

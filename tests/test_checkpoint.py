@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rec_es import checkpoint
-from rec_es.errors import StateError
+from rec_es.rundir import checkpoint
+from rec_es.policy.errors import StateError
 
 
 class Tiny(torch.nn.Module):

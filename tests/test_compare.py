@@ -19,12 +19,13 @@ import pytest
 
 import rec_es
 from rec_es import build_policy
-from rec_es.compare import (CacheError, TraceCache, cache_fields, cache_key, compare, main, markdown, plot,
-                            rows, write_runs_csv, write_table_csv)
+from rec_es.cli.compare import main
+from rec_es.compare import (CacheError, TraceCache, cache_fields, cache_key, compare, markdown, plot, rows,
+                            write_runs_csv, write_table_csv)
 from rec_es.compare.cache import PACKAGE_DIR, TRAINING_MODULES, source_hash
-from rec_es.config import RunConfig, load_config
-from rec_es.errors import ConfigError, RecEsError
-from rec_es.trace import TraceWriter
+from rec_es.config.properties import RunConfig, load_config
+from rec_es.policy.errors import ConfigError, RecEsError
+from rec_es.rundir.trace import TraceWriter
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -261,7 +262,7 @@ def test_source_hash_follows_every_training_module(tmp_path: Path) -> None:
     package = Path(rec_es.__file__).resolve().parent
     copy = copy_package(tmp_path)
     assert source_hash(copy) == source_hash(package) == source_hash()
-    assert "trainer.py" in TRAINING_MODULES
+    assert "training/trainer.py" in TRAINING_MODULES
     for name in TRAINING_MODULES:
         path = copy / name
         text = path.read_bytes()
@@ -285,7 +286,7 @@ def test_code_edit_invalidates_the_cache(setup: dict[str, Any], tmp_path: Path) 
 
     assert trained() == [[2020, True]]
     assert trained() == []  # same code: the recording is reused
-    trainer = copy / "trainer.py"
+    trainer = copy / "training" / "trainer.py"
     trainer.write_text(trainer.read_text() + "\n# an edit that changes no behaviour\n")
     assert trained() == [[2020, True]]  # edited training code: recorded again
     assert trained() == []

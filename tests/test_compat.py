@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from rec_es.compat import recbole_config
+from rec_es.training.compat import recbole_config
 
 SCRIPT = textwrap.dedent("""
     import sys, torch
@@ -21,11 +21,11 @@ SCRIPT = textwrap.dedent("""
     if case == "sine_first":
         from recbole.utils import get_model; get_model("GRU4Rec")
     if case != "stock":
-        import rec_es.trainer
+        import rec_es.training.trainer
     from recbole.utils import get_model; get_model("GRU4Rec")
     if case != "stock":
-        import rec_es.compat
-        rec_es.compat.apply_recbole_fixes()  # a second call leaves the flag alone
+        import rec_es.training.compat
+        rec_es.training.compat.apply_recbole_fixes()  # a second call leaves the flag alone
     print(torch.is_anomaly_enabled())
 """)
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from rec_es import ConfigError
-from rec_es.config import RECBOLE_DEFAULTS, load_config, parse_set_args
+from rec_es.config.properties import RECBOLE_DEFAULTS, load_config, parse_set_args
 from rec_es.policy.monitor import PAIR_METRICS, PER_USER_METRICS, SMALLER_METRICS, TOPK_METRICS, VALUE_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,9 +17,9 @@ from typing import Iterator
 import pytest
 import yaml
 
-from rec_es import datasets
-from rec_es.errors import ConfigError
-from rec_es.run import main
+from rec_es.config import datasets
+from rec_es.policy.errors import ConfigError
+from rec_es.cli.run import main
 
 from conftest import DATASETS, tiny_recbole_config
 

@@ -20,15 +20,16 @@ from typing import Any
 
 import pytest
 
-from rec_es.explain import explain, main
+from rec_es.cli.explain import main
+from rec_es.explain import explain
 from rec_es.explain.verdict import (CONFIDENCE, FALLING_Z, LOSS_HEADROOM, MIN_POINTS, SLOW_LOSS, TREND_Z,
                                     UNDECIDED, UNTUNED)
 from rec_es.policy.learning import estimate_learning
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.recbole_log.write import stock_log_text
-from rec_es.trace import read_trace
+from rec_es.rundir.trace import read_trace
 
-from test_diagnose import write_trace
+from test_explain import write_trace
 
 CUT = Path(__file__).parent / "fixtures" / "recbole_logs" / "cut"
 

@@ -10,10 +10,10 @@ from typing import Any, Callable
 import pytest
 
 from rec_es import build_policy
-from rec_es.errors import StateError
-from rec_es.explain import main as explain_main
+from rec_es.policy.errors import StateError
+from rec_es.cli.explain import main as explain_main
 from rec_es.replay import replay
-from rec_es.trace import read_trace
+from rec_es.rundir.trace import read_trace
 
 from conftest import small_trace
 

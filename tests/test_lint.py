@@ -1,4 +1,4 @@
-"""`rec-es check`: lint of RecBole + rec_es property files (rec_es.lint)."""
+"""`rec-es check`: lint of RecBole + rec_es property files (rec_es.config.lint)."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rec_es.lint import Finding, earliest_stop, lint_files, main, recbole_known_keys
+from rec_es.cli.check import main
+from rec_es.config.lint import Finding, earliest_stop, lint_files, recbole_known_keys
 from rec_es.policy.schema import parse_settings
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rec_es.compare import main as compare_main
-from rec_es.explain import main as explain_main
-from rec_es.paths import check_output_dir, check_output_file
-from rec_es.run import main as run_main
+from rec_es.cli.compare import main as compare_main
+from rec_es.cli.explain import main as explain_main
+from rec_es.rundir.paths import check_output_dir, check_output_file
+from rec_es.cli.run import main as run_main
 
 from conftest import small_trace, tiny_recbole_config
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rec_es import StateError, read_per_user
-from rec_es.per_user import PerUserWriter, paths, record_dtype
-from rec_es.trace import TraceWriter
+from rec_es.rundir.per_user import PerUserWriter, paths, record_dtype
+from rec_es.rundir.trace import TraceWriter
 
 METRICS = ("ndcg@10", "recall@10")
 USERS = np.array([7, 3, 11, 5], dtype=np.int64)

@@ -328,7 +328,7 @@ def test_python_examples_run_and_print_what_is_shown(block: Block, monkeypatch: 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.kind == "config"], ids=lambda b: b.where)
 def test_yaml_examples_are_valid_property_files(block: Block, tmp_path: Path) -> None:
     """A runnable YAML example is a valid rec_es property file after make run's config (policy and schedule)."""
-    from rec_es.config import load_config
+    from rec_es.config.properties import load_config
 
     example = tmp_path / "example.yaml"
     example.write_text("\n".join(block.lines) + "\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rec_es.errors import RecEsError
+from rec_es.policy.errors import RecEsError
 from rec_es.recbole_log import (
     LogFormatError,
     looks_like_recbole_log,

@@ -7,10 +7,10 @@ from typing import Sequence
 import pytest
 
 from rec_es import build_policy
-from rec_es.errors import StateError
+from rec_es.policy.errors import StateError
 from rec_es.replay import (BUDGET_REASON, TRUNCATED_REASON, ReplayError, check_same_run, oracle, replay,
                            replay_many, why_not_replayable)
-from rec_es.trace import TraceWriter, read_trace
+from rec_es.rundir.trace import TraceWriter, read_trace
 
 # NDCG@10 per epoch: rises to 0.30 at epoch 4, a tie at 5, then falls (epochs 0..11).
 CURVE = [0.10, 0.20, 0.25, 0.28, 0.30, 0.30, 0.29, 0.28, 0.27, 0.31, 0.26, 0.25]

@@ -6,8 +6,8 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from rec_es.errors import ConfigError, StateError
-from rec_es.schedule import LRSchedule, validate_lr_schedule
+from rec_es.policy.errors import ConfigError, StateError
+from rec_es.policy.schedule import LRSchedule, validate_lr_schedule
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from rec_es.config import load_config
-from rec_es.lint import Finding, lint_files
+from rec_es.config.properties import load_config
+from rec_es.config.lint import Finding, lint_files
 
 from conftest import tiny_recbole_config
 

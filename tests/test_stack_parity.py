@@ -36,7 +36,7 @@ POLICY = {"early_stopping": {"monitor": "ndcg@10", "patience": 50}}  # never sto
 
 def probe(case: str, workdir: Path) -> dict[str, Any]:
     """Train ``case`` with `rec-es run` in ``workdir``; its losses, validation and test metrics."""
-    from rec_es.run import main
+    from rec_es.cli.run import main
 
     cfg = workdir / f"{case}.yaml"
     keys = tiny_recbole_config(metric_decimal_place=12, **CASES[case])

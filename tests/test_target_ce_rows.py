@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rec_es.policy.monitor import metric_mode
-from rec_es.target_ce import eval_modes, per_row, unavailable
+from rec_es.config.protocol import eval_modes, unavailable
+from rec_es.training.target_ce import per_row
 
 
 def test_per_row_averages_a_users_positives() -> None:

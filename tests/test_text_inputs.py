@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rec_es.compare import main as compare_main
+from rec_es.cli.compare import main as compare_main
 from rec_es.compare.cache import CacheError, TraceCache
-from rec_es.explain import main as explain_main
-from rec_es.lint import main as check_main
-from rec_es.run import main as run_main
-from rec_es.textio import TextInputError, read_text
-from rec_es.trace import read_trace
+from rec_es.cli.explain import main as explain_main
+from rec_es.cli.check import main as check_main
+from rec_es.cli.run import main as run_main
+from rec_es.rundir.textio import TextInputError, read_text
+from rec_es.rundir.trace import read_trace
 
 from conftest import small_trace, tiny_recbole_config
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rec_es.errors import StateError
-from rec_es.trace import TraceWriter, read_trace
+from rec_es.policy.errors import StateError
+from rec_es.rundir.trace import TraceWriter, read_trace
 
 HEADER = {"config": {"model": "GRU4Rec"}, "policy": {"patience": 3}, "versions": {}, "model": "GRU4Rec",
           "dataset": "ml-100k"}

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rec_es.trace import TraceWriter, read_trace
-from rec_es.tune import collect, write_results
+from rec_es.rundir.trace import TraceWriter, read_trace
+from rec_es.tune.search import collect, write_results
 
 HEADER = {"config": {}, "policy": {}, "versions": {}, "model": "GRU4Rec", "dataset": "tiny"}
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rec_es.errors import ConfigError
-from rec_es.tune_space import grid_size, param_space, read_space
+from rec_es.policy.errors import ConfigError
+from rec_es.tune.space import grid_size, param_space, read_space
 
 
 def test_reads_every_kind_like_recbole(tmp_path: Path) -> None:

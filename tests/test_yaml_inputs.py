@@ -1,4 +1,4 @@
-"""YAML edge cases through the one loader (rec_es.yamlio) that config, check, compare and explain share.
+"""YAML edge cases through the one loader (rec_es.rundir.yamlio) that config, check, compare and explain share.
 
 Malformed --set values, keys that are not strings, alias bombs (a few hundred bytes that expand to 10**8
 values), recursive aliases, deep nesting and duplicate keys: each is a ConfigError or a check finding naming
@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rec_es.compare import main as compare_main
-from rec_es.config import load_config, parse_set_args, read_yaml
-from rec_es.errors import MAX_MESSAGE, ConfigError
-from rec_es.explain import main as explain_main
-from rec_es.lint import lint_files
-from rec_es.run import main as run_main
-from rec_es.yamlio import MAX_NODES, loads
+from rec_es.cli.compare import main as compare_main
+from rec_es.config.properties import load_config, parse_set_args, read_yaml
+from rec_es.policy.errors import MAX_MESSAGE, ConfigError
+from rec_es.cli.explain import main as explain_main
+from rec_es.config.lint import lint_files
+from rec_es.cli.run import main as run_main
+from rec_es.rundir.yamlio import MAX_NODES, loads
 
 from conftest import tiny_recbole_config
 

@@ -18,28 +18,22 @@ Writes ``table.csv`` (mean and std over seeds per policy), ``runs.csv`` (one row
 ``table.md`` and ``compare.png`` into ``--output`` and prints the Markdown table.
 
 One module per job: ``specs`` (policy files), ``cache`` (the trace cache), ``jobs`` (training runs, in parallel),
-``comparison`` (``compare``), ``table`` (rows, Markdown, CSV), ``figure`` (``compare.png``), ``cli``.
+``comparison`` (``compare``), ``table`` (rows, Markdown, CSV), ``figure`` (``compare.png``); the command
+is ``rec_es.cli.compare``.
 """
 from rec_es.compare.cache import (CACHE_FILES, CACHE_FORMAT, CACHE_META, CACHE_VERSION, DEFAULT_CACHE,
                                   NON_TRAINING_KEYS, TRAINING_MODULES, CacheError, TraceCache, cache_fields, cache_key,
                                   file_sha256, source_hash)
-from rec_es.compare.cli import build_parser, main, write_outputs
 from rec_es.compare.comparison import Comparison, compare, live_result, seeds_from
 from rec_es.compare.figure import plot
-from rec_es.compare.jobs import RECORD_NAME, Job, run_cached, run_jobs, train_with_rec_es
+from rec_es.compare.jobs import RECORD_NAME, Job, run_cached, run_jobs
 from rec_es.compare.specs import QUALITY, PolicySpec, check_quality_metrics, load_policies, recording_config
 from rec_es.compare.table import HEADERS, Row, Stat, markdown, rows, write_runs_csv, write_table_csv
 
-# The private names of the former single module rec_es/compare.py, still importable from here.
-from rec_es.compare.cache import _cached_hash, _versions  # noqa: F401
-from rec_es.compare.comparison import _check_data  # noqa: F401
-from rec_es.compare.figure import _series, _value_at  # noqa: F401
-from rec_es.compare.jobs import _bar, _NoBar, _run_parallel, _with, _worker_init, _worker_train  # noqa: F401
-from rec_es.compare.table import _num, _plot_metric, _row  # noqa: F401
 
 __all__ = ["CACHE_FILES", "CACHE_FORMAT", "CACHE_META", "CACHE_VERSION", "DEFAULT_CACHE", "HEADERS",
            "NON_TRAINING_KEYS", "QUALITY", "RECORD_NAME", "TRAINING_MODULES", "CacheError", "Comparison", "Job",
-           "PolicySpec", "Row", "Stat", "TraceCache", "build_parser", "cache_fields", "cache_key",
-           "check_quality_metrics", "compare", "file_sha256", "live_result", "load_policies", "main", "markdown",
+           "PolicySpec", "Row", "Stat", "TraceCache", "cache_fields", "cache_key",
+           "check_quality_metrics", "compare", "file_sha256", "live_result", "load_policies", "markdown",
            "plot", "recording_config", "rows", "run_cached", "run_jobs", "seeds_from", "source_hash",
-           "train_with_rec_es", "write_outputs", "write_runs_csv", "write_table_csv"]
+           "write_runs_csv", "write_table_csv"]

@@ -10,11 +10,11 @@ from typing import Any, Callable, Mapping, Sequence
 from rec_es.compare.cache import DEFAULT_CACHE, TraceCache
 from rec_es.compare.jobs import RECORD_NAME, run_jobs
 from rec_es.compare.specs import PolicySpec, check_quality_metrics, load_policies, recording_config
-from rec_es.config import RunConfig
-from rec_es.errors import ConfigError
+from rec_es.config.properties import RunConfig
+from rec_es.policy.errors import ConfigError
 from rec_es.replay import ReplayResult, check_same_run, oracle, record_seconds, replay
-from rec_es.textio import read_text
-from rec_es.trace import Trace, read_trace
+from rec_es.rundir.textio import read_text
+from rec_es.rundir.trace import Trace, read_trace
 
 
 def live_result(run_dir: Path, name: str) -> ReplayResult:
@@ -69,10 +69,10 @@ def compare(config_files: Sequence[str], policy_files: Sequence[str], *, seeds: 
     """Record (or reuse) one full-budget trace per seed, replay every replayable policy, train the rest live.
 
     Everything is validated before the first epoch (policy files, monitors, live policies with
-    ``replay_only``, metrics, dataset, model). ``train`` (default: ``rec_es.training.train``, quiet) trains one
+    ``replay_only``, metrics, dataset, model). ``train`` (default: ``rec_es.training.run.train``, quiet) trains one
     run into a directory. ``n_jobs`` > 1 trains that many runs at once in worker processes, splitting the
     CPU's threads between them (default 1: one after another in this process). ``ray_address``: train as
-    Ray tasks instead (``rec_es.compare.ray_jobs``; connected before anything trains).
+    Ray tasks instead (``rec_es.tune.cluster``; connected before anything trains).
     """
     overrides = dict(overrides or {})
     recording = recording_config(config_files, overrides, max_epochs, oracle_monitor)
@@ -89,7 +89,7 @@ def compare(config_files: Sequence[str], policy_files: Sequence[str], *, seeds: 
     cache = TraceCache(cache_dir, refresh=refresh_cache, log=log)
     started = False
     if ray_address is not None:
-        from rec_es.compare.ray_jobs import connect
+        from rec_es.tune.cluster import connect
 
         started = connect(ray_address)
     jobs = [(RECORD_NAME, recording, s, False) for s in seed_list] + [(spec.name, spec.config, s, True)
@@ -120,7 +120,7 @@ def compare(config_files: Sequence[str], policy_files: Sequence[str], *, seeds: 
 
 def _check_data(cfg: RunConfig) -> None:
     try:
-        from rec_es import datasets
+        from rec_es.config import datasets
     except ImportError:  # pragma: no cover - rec_es always ships it
         return
     datasets.resolve(cfg.recbole, cfg.sources)

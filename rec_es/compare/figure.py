@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rec_es.compare.comparison import Comparison
 from rec_es.compare.table import _plot_metric, rows
-from rec_es.trace import Trace
+from rec_es.rundir.trace import Trace
 
 
 def plot(c: Comparison, path: Path) -> Path:

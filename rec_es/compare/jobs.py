@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rec_es.compare.cache import TraceCache, cache_fields, cache_key
-from rec_es.config import RunConfig
+from rec_es.config.properties import RunConfig
+from rec_es.tune.workers import train_with_rec_es, with_keys, worker_init, worker_train
 
 #: The row name of the recording runs (stopping disabled, the whole budget, test metrics every epoch).
 RECORD_NAME = "full budget"
@@ -23,7 +23,7 @@ def run_cached(cache: TraceCache, cfg: RunConfig, seed: int, epochs: int, *, liv
     if found is not None:
         return found, True
     scratch = cache.scratch(key)
-    train(_with(cfg, seed=seed, epochs=epochs), scratch, record_test)
+    train(with_keys(cfg, seed=seed, epochs=epochs), scratch, record_test)
     return cache.store(scratch, key, fields), False
 
 
@@ -32,7 +32,7 @@ def run_jobs(cache: TraceCache, jobs: Sequence[Job], epochs: int, *, train: Call
     """Run (or find in the cache) every job; returns (name, seed) -> run directory.
 
     ``ray_address`` (``local``, ``auto``, ``HOST:PORT``, ``ray://HOST:PORT``): train as Ray tasks there
-    (``rec_es.compare.ray_jobs``), ``n_jobs`` at a time sharing the cluster's CPUs; None: on this machine.
+    (``rec_es.tune.cluster``), ``n_jobs`` at a time sharing the cluster's CPUs; None: on this machine.
 
     Recordings (``live`` False) evaluate the test set every epoch; live runs do not. Cache keys are computed
     here, in this process, so every job of one comparison is keyed against the same code.
@@ -52,14 +52,14 @@ def run_jobs(cache: TraceCache, jobs: Sequence[Job], epochs: int, *, train: Call
     bar.update(len(jobs) - len(todo))
     try:
         if ray_address is not None and todo:
-            from rec_es.compare.ray_jobs import run_ray
+            from rec_es.tune.cluster import run_ray
 
             dirs.update(run_ray(cache, todo, epochs, train, n_jobs, bar))
         elif n_jobs <= 1 or len(todo) <= 1:
             trainer = train or (lambda cfg, d, rt: train_with_rec_es(cfg, d, rt, progress=progress))
             for (name, cfg, seed, live), key, fields, scratch in todo:
                 bar.set_description(f"{'live ' + name if live else 'record'} seed {seed}")
-                trainer(_with(cfg, seed=seed, epochs=epochs), scratch, not live)
+                trainer(with_keys(cfg, seed=seed, epochs=epochs), scratch, not live)
                 dirs[(name, seed)] = cache.store(scratch, key, fields)
                 bar.update(1)
         else:
@@ -77,9 +77,9 @@ def _run_parallel(cache: TraceCache, todo: list[tuple[Job, str, dict[str, Any], 
     threads = max(1, (os.cpu_count() or 1) // n_jobs)
     out: dict[tuple[str, int], Path] = {}
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_worker_init,
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=worker_init,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(_worker_train, train, _with(cfg, seed=seed, epochs=epochs), scratch, not live):
+        futures = {pool.submit(worker_train, train, with_keys(cfg, seed=seed, epochs=epochs), scratch, not live):
                    (name, seed, key, fields, scratch) for (name, cfg, seed, live), key, fields, scratch in todo}
         bar.set_description(f"{n_jobs} runs at a time, {threads} torch thread{'s' * (threads != 1)} each")
         for fut in as_completed(futures):
@@ -88,43 +88,6 @@ def _run_parallel(cache: TraceCache, todo: list[tuple[Job, str, dict[str, Any], 
             out[(name, seed)] = cache.store(scratch, key, fields)
             bar.update(1)
     return out
-
-
-def _worker_init(threads: int) -> None:
-    """Worker process set-up: its share of the CPU's threads (two workers with all threads each run 4-8x slower)."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _worker_train(train: Callable[[RunConfig, Path, bool], Any] | None, cfg: RunConfig, run_dir: Path,
-                  record_test: bool) -> None:
-    if train is None:
-        train_with_rec_es(cfg, run_dir, record_test, progress=False)
-    else:
-        train(cfg, run_dir, record_test)
-
-
-def _with(cfg: RunConfig, **keys: Any) -> RunConfig:
-    recbole = dict(cfg.recbole)
-    recbole.update(keys)
-    return RunConfig(files=cfg.files, recbole=recbole, early_stopping=cfg.early_stopping, lr_schedule=cfg.lr_schedule,
-                     settings=cfg.settings, sources=cfg.sources)
-
-
-def train_with_rec_es(cfg: RunConfig, run_dir: Path, record_test: bool, progress: bool = False,
-                      callback_fn: Callable[[int, float | None], Any] | None = None) -> Any:
-    """Train one run with ``rec_es.training.train``; RecBole logs warnings only (``state`` is not in the cache key)."""
-    from rec_es.training import train
-
-    argv = sys.argv
-    sys.argv = argv[:1]  # RecBole's Config reads `--key=value` words of sys.argv as config keys
-    try:
-        return train(_with(cfg, state="WARNING"), run_dir, record_test=record_test, progress=progress, verbose=False,
-                     callback_fn=callback_fn)
-    finally:
-        sys.argv = argv
 
 
 class _NoBar:

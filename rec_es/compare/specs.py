@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rec_es.config import RunConfig, load_config, read_yaml
-from rec_es.errors import ConfigError
+from rec_es.config.properties import RunConfig, load_config, read_yaml
+from rec_es.policy.errors import ConfigError
 from rec_es.policy.monitor import computed_metric_keys
 from rec_es.replay import why_not_replayable
 

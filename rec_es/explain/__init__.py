@@ -22,10 +22,9 @@ Definitions used in the report (all on the raw monitor values, in evaluation ord
 
 One module per job: ``adapters`` (RUN as an ``Observed``), ``stats``, ``sentences`` (stop, premature, advice),
 ``verdict`` (the call and its facts), ``lost`` (the expected gain), ``counterfactual`` (replayed policies),
-``report`` (``explain``), ``render`` (text), ``figure`` (PNG), ``cli``.
+``report`` (``explain``), ``render`` (text), ``figure`` (PNG); the command is ``rec_es.cli.explain``.
 """
 from rec_es.explain.adapters import load_run
-from rec_es.explain.cli import main
 from rec_es.explain.counterfactual import DEFAULT_POLICIES, counterfactuals, read_policy_file
 from rec_es.explain.figure import plot
 from rec_es.explain.observed import ExplainError, Observed
@@ -35,5 +34,5 @@ from rec_es.explain.sentences import advice, analyse_premature, analyse_stop, wo
 from rec_es.explain.stats import noise_level, trend_change
 
 __all__ = ["DEFAULT_POLICIES", "ExplainError", "Observed", "advice", "analyse_premature", "analyse_stop",
-           "counterfactuals", "explain", "load_run", "main", "noise_level", "plot", "read_policy_file", "render_text",
+           "counterfactuals", "explain", "load_run", "noise_level", "plot", "read_policy_file", "render_text",
            "trend_change", "worth_trying"]

@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rec_es.errors import ConfigError, StateError
+from rec_es.policy.errors import ConfigError, StateError
 from rec_es.explain.fmt import _label
 from rec_es.explain.observed import EXPECTED, ExplainError, Observed
 from rec_es.policy import StoppingPolicy, build_policy
 from rec_es.recbole_log import (LogFormatError, RecBoleLog, parse_recbole_log, stock_policy_mapping,
                                 trace_from_recbole_log)
 from rec_es.replay import ReplayResult, replay
-from rec_es.trace import DECISION_TYPES, Trace, read_trace
+from rec_es.rundir.trace import DECISION_TYPES, Trace, read_trace
 
 
 def load_run(path: str | Path) -> Observed:

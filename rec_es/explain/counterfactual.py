@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from rec_es.errors import ConfigError
+from rec_es.policy.errors import ConfigError
 from rec_es.explain.fmt import _label
 from rec_es.explain.observed import Observed
 from rec_es.policy import build_policy
@@ -120,7 +120,7 @@ def _setting_text(obs: Observed, mapping: Mapping[str, Any]) -> str:
 
 def read_policy_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     """A ``--policies`` file: a property file with ``early_stopping:`` or a bare policy mapping."""
-    from rec_es.config import read_yaml
+    from rec_es.config.properties import read_yaml
 
     data = read_yaml(path)
     mapping = data.get("early_stopping", data) if isinstance(data, dict) else data

@@ -18,11 +18,11 @@ import random
 import statistics
 from typing import Any, Mapping, Sequence
 
-from rec_es.errors import ConfigError
+from rec_es.policy.errors import ConfigError
 from rec_es.explain.observed import Observed
 from rec_es.policy import build_policy
 from rec_es.replay import ReplayError, replay
-from rec_es.trace import Trace
+from rec_es.rundir.trace import Trace
 
 SIMULATIONS = 30
 SEED = 13

@@ -5,10 +5,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from rec_es.errors import RecEsError
+from rec_es.policy.errors import RecEsError
 from rec_es.policy import StoppingPolicy
 from rec_es.recbole_log import RecBoleLog
-from rec_es.trace import Trace
+from rec_es.rundir.trace import Trace
 
 EXPECTED = ("a rec_es run directory (holding trace.jsonl), a trace.jsonl file, or a stock RecBole log file "
             "(log/<Model>/<Model>-<dataset>-<time>.log)")

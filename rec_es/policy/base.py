@@ -1,7 +1,7 @@
 """What a stopping rule is: the ``Rule`` base class, what a rule sees (``Context``) and says (``Fired``).
 
 A rule is one small object in its own module under ``rec_es/policy/rules/``, listed once in the registry
-(``rec_es/policy/rules/__init__.py``). It declares its settings keys (``rec_es.validate.KeySpec``: validator,
+(``rec_es/policy/rules/__init__.py``). It declares its settings keys (``rec_es.policy.validate.KeySpec``: validator,
 default, meaning), its stop reasons (members of ``StopReason``), when it is asked (``stage``), its fresh state
 (a plain JSON-able dict saved in checkpoints) and overrides only the hooks it needs; every hook has a no-op
 default. ``StoppingPolicy`` calls them, in registry order, on every evaluation:
@@ -30,7 +30,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from rec_es.validate import KeySpec
+from rec_es.policy.validate import KeySpec
 
 
 class Stage(enum.IntEnum):

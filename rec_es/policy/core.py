@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from rec_es.policy.base import Rule
 from rec_es.policy.monitor import Monitor, metric_mode
-from rec_es.validate import (Invalid, KeySpec, Validator, boolean, integer, is_number, number, one_of,
+from rec_es.policy.validate import (Invalid, KeySpec, Validator, boolean, integer, is_number, one_of,
                              optional)
 
 LEGACY = "recbole_legacy"

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from rec_es.errors import MetricMissingError
+from rec_es.policy.errors import MetricMissingError
 
 #: RecBole metrics computed per cut-off ``k`` (``name@k``).
 TOPK_METRICS = frozenset(
@@ -26,7 +26,7 @@ PAIR_METRICS = frozenset({"auc", "mae", "rmse", "logloss"})
 #: Metrics where smaller is better (RecBole's ``smaller = True``); every other metric is bigger-is-better.
 SMALLER_METRICS = frozenset({"mae", "rmse", "logloss", "averagepopularity", "giniindex"})
 #: rec_es's own metric: the mean cross-entropy at the target item, -log softmax(full-ranking scores)[target]
-#: (computed by ``rec_es.target_ce`` beside RecBole's metrics, under full-sort evaluation only); smaller is better.
+#: (computed by ``rec_es.training.target_ce`` beside RecBole's metrics, under full-sort evaluation only); smaller is better.
 TARGET_CE = "target_ce"
 
 
@@ -59,7 +59,7 @@ def per_user_keys(metrics: list[str] | str, topk: list[int] | int | None, full_r
     """Every result key with one value per user: each ``PER_USER_METRICS`` metric at each ``k`` (RecBole's
     order), and ``target_ce`` when evaluation ranks all items (``full_ranking``) and no value metric is configured
     (``PAIR_METRICS``: RecBole scores them on sampled pairs). The one answer for capturing and for resuming per-user
-    scores (``rec_es.per_user_capture``, ``rec_es.resume_check``)."""
+    scores (``rec_es.training.capture``, ``rec_es.training.resume_check``)."""
     names = [metrics] if isinstance(metrics, str) else list(metrics)
     keys = tuple(k for k in computed_metric_keys(names, topk) if metric_base(k) in PER_USER_METRICS)
     value = any(str(m).lower() in PAIR_METRICS for m in names)

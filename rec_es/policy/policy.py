@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from rec_es.errors import StateError
+from rec_es.policy.errors import StateError
 import rec_es.policy.rules as rules
 from rec_es.policy.base import Context, Fired, Rule, Stage, fmt
 from rec_es.policy.compare import is_improvement
@@ -130,7 +130,7 @@ class StoppingPolicy:
 
     @property
     def changes_training(self) -> bool:
-        """Policies never change training; LR schedules do (see rec_es.schedule)."""
+        """Policies never change training; LR schedules do (see rec_es.policy.schedule)."""
         return False
 
     def settings_mapping(self) -> dict[str, Any]:

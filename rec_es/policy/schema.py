@@ -3,7 +3,7 @@
 The keys are declared by the parts in the registry (``rec_es.policy.rules.PARTS``: the core, the smoothers and
 each rule); ``KEYS`` collects them in docs order and serves validation, ``PolicySettings`` (a frozen dataclass
 with one field per key), the reference table of docs/properties.md and ``rec-es check``. Errors are
-``ConfigError`` naming the file, the key, the allowed values and what was given (``rec_es.validate``).
+``ConfigError`` naming the file, the key, the allowed values and what was given (``rec_es.policy.validate``).
 
 ``python scripts/keys_table.py`` prints the reference table; ``--write docs/properties.md`` puts it between the
 ``<!-- keys-table:start -->`` / ``<!-- keys-table:end -->`` markers; ``--check docs/properties.md`` exits 1 if
@@ -21,7 +21,7 @@ import rec_es.policy.rules as rules
 import rec_es.policy.smoothing as smoothing
 from rec_es.policy.core import LEGACY
 from rec_es.policy.monitor import Monitor
-from rec_es.validate import KeySpec, Scope, parse_keys, table
+from rec_es.policy.validate import KeySpec, Scope, parse_keys, table
 
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in rules.KEYS}
 LEGACY_KEYS = frozenset({"preset", "monitor", "mode", "stopping_step", "enabled"})

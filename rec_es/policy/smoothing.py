@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from rec_es.policy.base import Rule
-from rec_es.validate import KeySpec, integer, number, one_of
+from rec_es.policy.validate import KeySpec, integer, number, one_of
 
 State = dict[str, Any]
 

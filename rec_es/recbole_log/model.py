@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rec_es.errors import RecEsError
+from rec_es.policy.errors import RecEsError
 
 # RecBole 1.2.1 defaults (recbole/properties/overall.yaml) used when a log has no config dump.
 RECBOLE_DEFAULTS: dict[str, Any] = {

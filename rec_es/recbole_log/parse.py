@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rec_es.textio import TextInputError, read_text
+from rec_es.rundir.textio import TextInputError, read_text
 from rec_es.recbole_log.model import RECBOLE_DEFAULTS, LogEvaluation, LogFormatError, RecBoleLog
 
 # RecBole's own pattern (recbole.utils.logger.RemoveColorFilter).

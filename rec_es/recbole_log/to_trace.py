@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rec_es.recbole_log.model import RecBoleLog
-from rec_es.trace import Trace
+from rec_es.rundir.trace import Trace
 
 
 def stock_policy_mapping(log: RecBoleLog) -> dict[str, Any]:

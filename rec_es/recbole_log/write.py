@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from rec_es.policy import build_policy
 from rec_es.replay import ReplayResult, replay
-from rec_es.trace import Trace
+from rec_es.rundir.trace import Trace
 
 _START = datetime(2026, 1, 1, 12, 0, 0)
 # RecBole's config categories (recbole.config.Configurator) for the keys a trace header usually holds.

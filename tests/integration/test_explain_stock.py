@@ -27,14 +27,15 @@ import torch
 import yaml
 
 from rec_es.cli import main as cli_main
-from rec_es.diagnose import explain, load_run, main
+from rec_es.cli.explain import main
+from rec_es.explain import explain, load_run
 from rec_es.recbole_log import parse_recbole_log
 
 from conftest import REPO, tiny_recbole_config
 
 STOCK = """
 import json, sys
-from rec_es.compat import use_numpy2_aliases; use_numpy2_aliases()  # else stock RecBole fails on numpy 2
+from rec_es.training.compat import use_numpy2_aliases; use_numpy2_aliases()  # else stock RecBole fails on numpy 2
 from recbole.quick_start import run_recbole
 cfg = json.loads(sys.argv[1])
 run_recbole(model=cfg["model"], dataset=cfg["dataset"], config_dict=cfg, saved=sys.argv[2] == "saved")
@@ -85,7 +86,7 @@ def _start_recording(workdir: Path, **overrides: Any) -> subprocess.Popen[str]:
     workdir.mkdir(parents=True)
     cfg = tiny_recbole_config(**{k: v for k, v in overrides.items() if k != "stopping_step"})
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    return subprocess.Popen([sys.executable, "-m", "rec_es.cli", "run", "--config", "tiny.yaml",
+    return subprocess.Popen([sys.executable, "-m", "rec_es", "run", "--config", "tiny.yaml",
                              str(REPO / "properties" / "policies" / "disabled.yaml"), "--record-test", "--output-dir",
                              str(workdir / "run"), "--no-progress", "--quiet"], cwd=workdir, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -169,7 +170,7 @@ def test_log_cut_from_a_recording_reads_like_the_stock_log(stock_runs: dict[str,
     """Stock RecBole with stopping_step 1, and the log rec_es writes by cutting a stopping-disabled recording of the
     same config where RecBole's rule stops: same evaluations, valid results, saves, losses, stop and verdict."""
     from rec_es.recbole_log.write import stock_log_text
-    from rec_es.trace import read_trace
+    from rec_es.rundir.trace import read_trace
 
     real_path = stock_runs["cut"]["log"]
     assert re.search(r"Finished training, best eval result in epoch \d+", real_path.read_text()), \

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rec_es import ConfigError, StoppingPolicy, build_policy, read_per_user
-from rec_es.per_user_capture import choose_metrics
-from rec_es.trainer import EarlyStoppingTrainer
+from rec_es.training.capture import choose_metrics
+from rec_es.training.trainer import EarlyStoppingTrainer
 
 from conftest import tiny_recbole_config
 from test_trainer import build, fit_recorded

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from conftest import tiny_recbole_config
-from rec_es.compare import compare, main, markdown, rows
+from rec_es.cli.compare import main
+from rec_es.compare import compare, markdown, rows
 
 BUDGET = 3
 RECBOLE = tiny_recbole_config(epochs=BUDGET, learning_rate=0.01, seed=2020)
@@ -94,8 +95,8 @@ def _trials(path: Path) -> list[dict[str, str]]:
 def test_tune_three_learning_rates_picks_the_best_on_validation(ray_dir: Path) -> None:
     """A grid over three learning rates writes three finished trials; best.json is the highest best_valid_score
     (read back from each trial's own summary.json), with that trial's test result; explain reads every trial."""
-    from rec_es.explain import main as explain
-    from rec_es.tune import main as tune_main
+    from rec_es.cli.explain import main as explain
+    from rec_es.cli.tune import main as tune_main
 
     (ray_dir / "lr.space").write_text("# three rates\nlearning_rate choice [0.001, 0.01, 0.05]\n")
     out = ray_dir / "tune-lr"
@@ -118,8 +119,8 @@ def test_tune_three_learning_rates_picks_the_best_on_validation(ray_dir: Path) -
 def test_asha_stops_the_bad_trial_early(ray_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """One trial at a time, a good rate first: ASHA cuts a later trial with a rate too small to learn at its
     first rung, its trace gets a `scheduler` footer, and the good trial runs to the end of its budget."""
-    from rec_es.trace import read_trace
-    from rec_es.tune import main as tune_main
+    from rec_es.rundir.trace import read_trace
+    from rec_es.cli.tune import main as tune_main
 
     (ray_dir / "bad.space").write_text("learning_rate choice [0.01,0.0000001,0.0000001]\n")
     out = ray_dir / "tune-asha"
@@ -133,7 +134,7 @@ def test_asha_stops_the_bad_trial_early(ray_dir: Path, capsys: pytest.CaptureFix
     assert cut and all(int(r["stop_epoch"]) < BUDGET - 1 and float(r["learning_rate"]) < 1e-6 for r in cut)
     footer = read_trace(Path(cut[0]["run_dir"]) / "trace.jsonl").footer
     assert footer is not None and footer["stop_reason"] == "scheduler"
-    from rec_es.explain import main as explain
+    from rec_es.cli.explain import main as explain
 
     assert explain([cut[0]["run_dir"]]) == 0
     assert "ASHA" in capsys.readouterr().out
@@ -142,7 +143,7 @@ def test_asha_stops_the_bad_trial_early(ray_dir: Path, capsys: pytest.CaptureFix
 
 def test_tune_records_a_crashing_trial_and_goes_on(ray_dir: Path) -> None:
     """A value that breaks training (a negative learning rate) fails its trial with the reason; the other trains."""
-    from rec_es.tune import main as tune_main
+    from rec_es.cli.tune import main as tune_main
 
     (ray_dir / "crash.space").write_text("learning_rate choice [-1.0,0.01]\n")
     out = ray_dir / "tune-crash"
@@ -164,7 +165,7 @@ def test_bad_space_line_is_an_error_before_ray(tmp_path: Path, capsys: pytest.Ca
     """A malformed space line exits 2 naming file:line, without starting Ray or creating --output."""
     import ray
 
-    from rec_es.tune import main as tune_main
+    from rec_es.cli.tune import main as tune_main
 
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(RECBOLE))
     (tmp_path / "bad.space").write_text(f"embedding_size choice [16]\n{line}\n")

@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 from conftest import tiny_recbole_config
-from rec_es.compare import TraceCache, main, recording_config, run_cached, train_with_rec_es
-from rec_es.config import load_config
+from rec_es.cli.compare import main
+from rec_es.compare import TraceCache, recording_config, run_cached
+from rec_es.tune.workers import train_with_rec_es
+from rec_es.config.properties import load_config
 from rec_es.replay import replay
-from rec_es.trace import read_trace
+from rec_es.rundir.trace import read_trace
 
 BUDGET = 8
 # lr 0.01 makes the tiny model peak early (valid NDCG@10 best at epoch 2 for seed 2020), so patience 2 stops

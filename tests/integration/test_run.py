@@ -18,9 +18,9 @@ import torch
 import yaml
 
 from rec_es import read_per_user
-from rec_es.per_user import paths
-from rec_es.run import main
-from rec_es.trace import read_trace
+from rec_es.rundir.per_user import paths
+from rec_es.cli.run import main
+from rec_es.rundir.trace import read_trace
 
 from conftest import REPO, tiny_recbole_config
 
@@ -168,7 +168,7 @@ def test_resume_under_another_policy_reports_one_best_epoch(resumed_run: dict[st
 def test_explain_a_run_resumed_under_a_longer_patience(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """run -> `--resume RUN --set early_stopping.patience=3` -> `rec-es explain RUN`: the original policy's row
     (its stop and best epoch are the first run's own) and the caveat naming both policies."""
-    from rec_es.diagnose import main as explain_main
+    from rec_es.cli.explain import main as explain_main
 
     cfg = write_config(in_tmp / "tiny.yaml", epochs=12)
     assert main(["--config", str(cfg), "--output-dir", "run", "--set", "early_stopping.patience=1",
@@ -301,8 +301,8 @@ def test_cli_dispatch(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mo
 
 def test_dataset_resolution(in_tmp: Path) -> None:
     """ml-100k without data_path is the wheel's copy; a user's data_path is honoured, also for ml-100k."""
-    from rec_es.datasets import resolve
-    from rec_es.errors import ConfigError
+    from rec_es.config.datasets import resolve
+    from rec_es.policy.errors import ConfigError
 
     embedded = resolve({"dataset": "ml-100k"})
     assert embedded.embedded and embedded.inter_file.is_file()
@@ -324,7 +324,7 @@ def test_non_finite_training_loss_stops_cleanly(in_tmp: Path) -> None:
     assert "lower learning_rate" in summary["message"]
     assert summary["best_epoch"] == 0 and [r["epoch"] for r in trace.records] == [0]
     assert trace.records[0]["test"] == summary["test_result"]  # epoch 0's weights were restored for the test
-    from rec_es.diagnose import explain
+    from rec_es.explain import explain
 
     stop = explain(in_tmp / "run")["stop"]  # not "used its whole budget": training itself failed at epoch 1
     assert (stop["ending"], stop["reason"], stop["stop_epoch"]) == ("stopped_in_training", "non_finite", 1)

@@ -12,11 +12,11 @@ import scipy.stats as ss
 import yaml
 
 from rec_es import ConfigError, build_policy, read_per_user
-from rec_es.config import load_config
-from rec_es.controller import StopController
+from rec_es.config.properties import load_config
+from rec_es.policy.controller import StopController
 from rec_es.replay import ReplayError, replay
-from rec_es.trace import read_trace
-from rec_es.trainer import EarlyStoppingTrainer
+from rec_es.rundir.trace import read_trace
+from rec_es.training.trainer import EarlyStoppingTrainer
 
 from conftest import tiny_recbole_config
 from test_trainer import build
@@ -148,7 +148,7 @@ def test_resume_under_a_significance_policy_replays_with_the_sidecar(in_tmp: Pat
     """--resume of a finished 3-epoch run under improvement: significant replays epochs 0-2 with their recorded
     per-user scores: the first live test (epoch 3) is a paired t against the best of that replay, recomputed here
     from the sidecar with scipy."""
-    from rec_es.run import main
+    from rec_es.cli.run import main
 
     from test_run import write_config
 

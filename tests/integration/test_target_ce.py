@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from rec_es import ConfigError, build_policy, read_per_user
-from rec_es.config import load_config
-from rec_es.trace import read_trace
-from rec_es.trainer import EarlyStoppingTrainer
+from rec_es.config.properties import load_config
+from rec_es.rundir.trace import read_trace
+from rec_es.training.trainer import EarlyStoppingTrainer
 
 from conftest import tiny_recbole_config
 from test_trainer import build, fit_recorded
@@ -93,7 +93,7 @@ def test_resumed_run_keeps_recording_target_ce(in_tmp: Path) -> None:
     """A run recording target_ce, resumed with the default per_user_metrics, goes on computing and recording it."""
     import yaml
 
-    from rec_es.training import train
+    from rec_es.training.run import train
 
     props = in_tmp / "tiny.yaml"
     props.write_text(yaml.safe_dump(tiny_recbole_config(epochs=3, metric_decimal_place=12)))

@@ -13,9 +13,9 @@ from recbole.trainer import Trainer
 from recbole.utils import get_model, init_seed
 
 from rec_es import build_policy
-from rec_es.compat import recbole_config
-from rec_es.trace import read_trace
-from rec_es.trainer import EarlyStoppingTrainer
+from rec_es.training.compat import recbole_config
+from rec_es.rundir.trace import read_trace
+from rec_es.training.trainer import EarlyStoppingTrainer
 
 from conftest import tiny_recbole_config
 
@@ -188,7 +188,7 @@ def test_eval_step_records_only_evaluated_epochs(in_tmp: Path) -> None:
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_loss_check_catches_nan_and_inf(bad: float) -> None:
     """RecBole's own check only sees NaN; ours stops on inf too, for scalar and multi-element losses."""
-    from rec_es.trainer import NonFiniteLossError
+    from rec_es.training.trainer import NonFiniteLossError
 
     check = EarlyStoppingTrainer._check_nan  # uses no trainer state
     check(None, torch.tensor(0.5, requires_grad=True))

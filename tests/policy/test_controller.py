@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from rec_es import build_policy
-from rec_es.controller import StopController
-from rec_es.schedule import LRSchedule
+from rec_es.policy.controller import StopController
+from rec_es.policy.schedule import LRSchedule
 
 
 def _controller(max_reductions: int = 1) -> StopController:

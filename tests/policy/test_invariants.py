@@ -17,7 +17,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from rec_es import build_policy
-from rec_es.errors import StateError
+from rec_es.policy.errors import StateError
 from rec_es.policy import StopReason
 
 # Monitor values, 1 to 40 of them: any float in [0, 1], or in half the runs only round ones (RecBole rounds

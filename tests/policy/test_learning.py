@@ -10,7 +10,7 @@ import pytest
 from rec_es.policy.learning import (DISCREPANCY, HORIZON_CAP, LEARNING, STOPPED, UNKNOWN, _discrepancy,
                                     estimate_learning)
 from rec_es.policy.stats import normal_quantile
-from rec_es.trace import read_trace
+from rec_es.rundir.trace import read_trace
 
 
 def _exp_curve(n: int, a: float = 0.10, b: float = 0.05, tau: float = 20.0, sd: float = 0.0, seed: int = 0) -> list[float]:

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from rec_es import ConfigError, build_policy
-from rec_es.errors import RecEsError
+from rec_es.policy.errors import RecEsError
 from rec_es.policy import StopReason
 
 CURVE = [0.10, 0.12, 0.11, 0.13, 0.12, 0.14]

@@ -4,10 +4,10 @@ import sys
 
 
 def test_policy_core_imports_no_heavy_dependency() -> None:
-    """Importing rec_es, rec_es.policy, rec_es.config, rec_es.controller and rec_es.validate pulls in no torch,
+    """Importing rec_es, rec_es.policy, rec_es.config.properties, rec_es.policy.controller and rec_es.policy.validate pulls in no torch,
     numpy or recbole."""
     code = (
-        "import sys, rec_es, rec_es.policy, rec_es.policy.presets, rec_es.config, rec_es.controller, rec_es.validate\n"
+        "import sys, rec_es, rec_es.policy, rec_es.policy.presets, rec_es.config.properties, rec_es.policy.controller, rec_es.policy.validate\n"
         "p = rec_es.build_policy({'monitor': 'ndcg@10', 'patience': 2})\n"
         "p.update(0, {'ndcg@10': 0.1})\n"
         "print(','.join(m for m in ('torch', 'numpy', 'recbole') if m in sys.modules))\n"

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from rec_es.errors import ConfigError
-from rec_es.validate import (MISSING, Invalid, KeySpec, Scope, and_, boolean, custom, did_you_mean, integer,
+from rec_es.policy.errors import ConfigError
+from rec_es.policy.validate import (MISSING, Invalid, KeySpec, Scope, and_, boolean, custom, did_you_mean, integer,
                              is_int, is_number, number, one_of, optional, parse_keys, table)
 
 

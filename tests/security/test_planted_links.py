@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from rec_es.paths import atomic_write
-from rec_es.run import main
+from rec_es.rundir.paths import atomic_write
+from rec_es.cli.run import main
 
 from conftest import tiny_recbole_config
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rec_es.lint import lint_files
-from rec_es.run import main
+from rec_es.config.lint import lint_files
+from rec_es.cli.run import main
 
 from conftest import tiny_recbole_config
 

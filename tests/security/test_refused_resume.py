@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 
-from rec_es.run import main
-from rec_es.trace import read_trace
+from rec_es.cli.run import main
+from rec_es.rundir.trace import read_trace
 
 from conftest import tiny_recbole_config
 

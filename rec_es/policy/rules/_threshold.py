@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rec_es.policy.base import Context, Fired, Rule, Stage, fmt
-from rec_es.validate import KeySpec, number, optional
+from rec_es.policy.validate import KeySpec, number, optional
 
 
 class Threshold(Rule):

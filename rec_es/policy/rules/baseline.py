@@ -6,7 +6,7 @@ from typing import Any
 
 from rec_es.policy.base import Context, Fired, Rule, fmt
 from rec_es.policy.rules.patience import REASON as PATIENCE
-from rec_es.validate import KeySpec, number, optional
+from rec_es.policy.validate import KeySpec, number, optional
 
 
 class Baseline(Rule):

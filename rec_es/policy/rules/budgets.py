@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from rec_es.policy.base import Context, Fired, Rule, Stage
-from rec_es.validate import KeySpec, integer, number, optional
+from rec_es.policy.validate import KeySpec, integer, number, optional
 
 
 class MaxEpochs(Rule):

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from rec_es.policy.base import Context, Fired, Rule
 from rec_es.policy.rules.patience import REASON as PATIENCE
-from rec_es.validate import Invalid, KeySpec, Validator, integer, number, within
+from rec_es.policy.validate import Invalid, KeySpec, Validator, integer, number, within
 
 FIELDS = ("factor", "max_patience", "min_gain")
 _ALLOWED = "null or {factor: > 0, max_patience: int | null, min_gain: >= 0}"

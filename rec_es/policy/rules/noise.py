@@ -28,12 +28,12 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from rec_es.errors import RecEsError
-from rec_es.policy.base import Context, Fired, Rule, fmt
+from rec_es.policy.errors import RecEsError
+from rec_es.policy.base import Context, Fired, Rule
 from rec_es.policy.monitor import TARGET_CE, metric_base
 from rec_es.policy.rules.patience import REASON as PATIENCE
 from rec_es.policy.stats import MAD_SCALE, median, normal_sf, paired_se, paired_t
-from rec_es.validate import Invalid, KeySpec, Validator, number, one_of
+from rec_es.policy.validate import Invalid, KeySpec, Validator, number, one_of
 
 AUTO = "auto"
 #: RecBole's metrics that average one value per user (recbole.evaluator.base_metric.TopkMetric)

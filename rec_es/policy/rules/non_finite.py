@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rec_es.policy.base import Context, Fired, Rule, Stage
-from rec_es.validate import Validator, KeySpec, one_of
+from rec_es.policy.validate import Validator, KeySpec, one_of
 
 _CHOICE = one_of("stop", "miss")
 

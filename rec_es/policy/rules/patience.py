@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rec_es.policy.base import Context, Fired, Rule, Stage, fmt
-from rec_es.validate import KeySpec, integer, one_of, optional
+from rec_es.policy.validate import KeySpec, integer, one_of, optional
 
 REASON = "patience"
 

@@ -21,11 +21,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from rec_es.errors import RecEsError, StateError
+from rec_es.policy.errors import RecEsError, StateError
 from rec_es.policy.base import Context, Fired, Rule, Stage, fmt
 from rec_es.policy.rules.noise import AUTO, NOISE_WINDOW, curve_noise, number_or_auto
 from rec_es.policy.stats import training_progress
-from rec_es.validate import Invalid, KeySpec, Validator, integer, number, within
+from rec_es.policy.validate import Invalid, KeySpec, Validator, integer, number, within
 
 #: the keys each criterion takes
 CRITERIA = {"GL": {"criterion", "alpha", "noise_multiple"}, "PQ": {"criterion", "alpha", "strip"},

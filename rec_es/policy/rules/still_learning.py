@@ -21,7 +21,7 @@ from typing import Any
 
 from rec_es.policy.base import Context, Fired, Rule, Stage
 from rec_es.policy.learning import LearningEstimate, estimate_learning
-from rec_es.validate import KeySpec, number, one_of
+from rec_es.policy.validate import KeySpec, number, one_of
 
 REASON = "still_learning"
 

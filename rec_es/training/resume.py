@@ -1,0 +1,148 @@
+"""Resuming a run from ``RUN/last.pth``: validate, restore model and optimizer, then write, in that order.
+
+``rec_es.training.resume_check.check_resume`` validates the run directory and the new config and writes nothing.
+``EarlyStoppingTrainer.load_resume`` calls ``read_resume``, which restores model and optimizer from the checked
+payload (a state that does not fit the model built from the config is refused here, still before any write);
+its ``fit`` then calls ``begin_resumed``, the only place a resume writes: ``config.yaml``, the trace cut back to
+the lines the checkpoint counted (a new file renamed over the old one) and its header, then policy, schedule,
+best snapshot, RNG and data order as they were after the saved epoch. The policy state is loaded when the
+policy is the one the checkpoint was saved with (``policy_settings`` in ``last.pth``); other settings are
+replayed over the recorded evaluations, and the trace header names both (``resumed_with_changes``).
+The ``last.pth`` payload itself is built by ``rec_es.rundir.checkpoint.last_payload``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from rec_es.rundir import checkpoint
+from rec_es.policy.errors import StateError, brief
+from rec_es.policy.types import Decision
+from rec_es.replay import per_user_source
+from rec_es.training.resume_check import (ResumePlan, check_resume, refuse, replay_policy, saved_policy_settings,
+                                          saved_schedule_settings)
+from rec_es.rundir.paths import write_config
+from rec_es.rundir.trace import TraceWriter, jsonable, read_trace, rewrite_header
+
+if TYPE_CHECKING:
+    from rec_es.training.trainer import EarlyStoppingTrainer
+
+
+def read_resume(trainer: EarlyStoppingTrainer, run_dir: str | os.PathLike[str],
+                plan: ResumePlan | None = None) -> dict[str, Any]:
+    """Restore the trainer's model and optimizer from ``RUN/last.pth`` now and return the checked payload, which
+    the trainer keeps for ``begin_resumed``.
+
+    ``plan`` is ``check_resume``'s result (default: checked here, without a new config). Writes nothing; a
+    state that does not fit the model or optimizer is a ConfigError naming last.pth.
+    """
+    plan = plan if plan is not None else check_resume(run_dir)
+    data = plan.checkpoint
+    try:
+        trainer.model.load_state_dict(data["model"])
+        trainer.model.load_other_parameter(checkpoint.on_device(data.get("other_parameter"), trainer.device))
+        trainer.optimizer.load_state_dict(data["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise refuse(f"its model/optimizer state does not fit the model built from the config ({brief(exc)}); "
+                     "was a model setting (embedding_size, hidden_size, ...) or the learner changed with "
+                     "--config/--set? Resume with the run's own model settings", Path(run_dir) / "last.pth") from None
+    trainer.logger.info(f"resuming {run_dir} from epoch {int(data['epoch']) + 1} "
+                        f"(trace keeps its first {data['trace_lines']} lines)")
+    return data
+
+
+@dataclass
+class ResumeState:
+    """What a resumed fit continues from, for the trainer to apply: the trace writer (cut back to the lines the
+    checkpoint counted), the best snapshot, the first epoch to train and the seconds already spent."""
+
+    trace: TraceWriter
+    best: checkpoint.BestSnapshot | None
+    start_epoch: int
+    elapsed_seconds: float
+
+
+def begin_resumed(trainer: EarlyStoppingTrainer, resume: Mapping[str, Any], train_data: Any) -> ResumeState:
+    """The start of a resumed ``fit``, where a resume first writes: ``config.yaml``, the trace cut back to the
+    checkpoint's ``trace_lines`` (atomically), then ``apply_resume``. Returns the state the trainer continues from."""
+    if trainer.run_dir is None:
+        raise StateError("resuming needs the run_dir the run was written to")
+    if trainer.run_config is not None:
+        write_config(trainer.run_dir, trainer.run_config)
+    writer = TraceWriter(trainer.run_dir / "trace.jsonl", keep_lines=int(resume["trace_lines"]))
+    best = apply_resume(trainer, resume, train_data, read_trace(trainer.run_dir / "trace.jsonl"))
+    return ResumeState(trace=writer, best=best, start_epoch=int(resume["epoch"]) + 1,
+                       elapsed_seconds=float(resume.get("elapsed_seconds", 0.0)))
+
+
+def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_data: Any,
+                 trace: Any) -> checkpoint.BestSnapshot | None:
+    """Policy, schedule, RNG and data order exactly as they were after ``data['epoch']``; returns the best snapshot.
+
+    With the policy settings the checkpoint was saved with, the saved policy state is loaded. With other
+    settings (``--resume RUN --config new_policy.yaml``) the new policy is replayed over the recorded
+    evaluations instead, and the trace header is rewritten to name both policies.
+    """
+    header = dict(trace.header)
+    policy_now = jsonable(trainer.policy.settings_mapping())
+    schedule_now = trainer.schedule.settings if trainer.schedule is not None else None
+    substituted: dict[str, int] | None = None
+    if saved_policy_settings(data, header) == policy_now:
+        trainer.policy.load_state_dict(data["policy"])
+    else:
+        scores, notes = per_user_source(trainer.policy, trace)
+        for note in notes:
+            trainer.logger.warning(note)
+        substituted = _restorable_best(trainer, data, replay_policy(trainer.policy, trace.records, scores))
+    if trainer.schedule is not None and data.get("lr_schedule") is not None \
+            and saved_schedule_settings(data, header) == schedule_now:
+        trainer.schedule.load_state_dict(data["lr_schedule"])
+    elif trainer.schedule is not None:
+        trainer.schedule.reset()
+    config_now = jsonable(trainer.run_config) if trainer.run_config is not None else header.get("config")
+    before = (header.get("policy"), header.get("lr_schedule"), header.get("config"), header.get("epochs"))
+    if before != (policy_now, schedule_now, config_now, trainer.epochs):
+        changes = list(header.get("resumed_with_changes", []))
+        changes.append({"from_epoch": int(data["epoch"]) + 1, "previous_policy": before[0],
+                        "previous_lr_schedule": before[1], "previous_config": before[2],
+                        "previous_epochs": before[3], **({"best_without_weights": substituted}
+                                                         if substituted else {})})
+        header.update(policy=policy_now, lr_schedule=schedule_now, config=config_now, epochs=trainer.epochs,
+                      resumed_with_changes=changes)
+        rewrite_header(trainer.run_dir / "trace.jsonl", header)
+        if before[:2] != (policy_now, schedule_now):
+            trainer.logger.info(f"resumed under a changed policy/schedule: replayed {len(trace.records)} recorded "
+                                "evaluations through the new policy")
+    best, last = data.get("best"), int(data["epoch"])
+    snapshot = None
+    if best is not None and (trainer.policy.best_epoch in (int(best["epoch"]), None)
+                             or trainer.policy.best_epoch != last):
+        snapshot = checkpoint.BestSnapshot.from_payload(best)
+    elif trainer.policy.best_epoch == last:  # the replayed best is the last saved epoch: the model holds it now
+        record = trace.records[-1]
+        snapshot = checkpoint.BestSnapshot.take(trainer.model, last, record.get("valid"), trainer.policy.best_score,
+                                                record.get("test"))
+    checkpoint.restore_rng_state(data["rng"])
+    gen = getattr(train_data, "generator", None)
+    if gen is not None and data.get("train_data_rng") is not None:
+        gen.set_state(data["train_data_rng"])
+    return snapshot
+
+
+def _restorable_best(trainer: EarlyStoppingTrainer, data: Mapping[str, Any],
+                     decisions: list[Decision]) -> dict[str, int] | None:
+    """A replayed policy may pick a best epoch whose weights were never kept (the run was recorded under another
+    policy, which snapshotted other epochs). Only the saved best snapshot and the last epoch have weights: the
+    policy then restores the saved snapshot instead, and this says so (returned for the trace header)."""
+    wanted, last = trainer.policy.best_epoch, int(data["epoch"])
+    kept = (data.get("best") or {}).get("epoch")
+    if wanted is None or wanted == last or kept is None or wanted == int(kept):
+        return None
+    stand_in = next(d for d in decisions if d.epoch == int(kept))
+    trainer.policy.restore_instead(stand_in)
+    trainer.logger.warning(f"resumed under another policy: it would restore epoch {wanted}, whose weights this run "
+                           f"never kept (it snapshotted epoch {kept}); epoch {kept} is restored instead unless a "
+                           "later epoch beats it")
+    return {"wanted": wanted, "restored": int(kept)}
