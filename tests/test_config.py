@@ -83,11 +83,43 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 
 
 def test_set_errors() -> None:
-    """--set without '=' or with a dotted RecBole key is refused with the fix."""
+    """--set without '=' is refused with the fix."""
     with pytest.raises(ConfigError, match=r"--set takes key=value"):
         parse_set_args(["patience"])
-    with pytest.raises(ConfigError, match=r"only early_stopping\.\* and lr_schedule\.\* take dotted keys"):
-        load_config([ROOT / "properties/policies/disabled.yaml"], {"eval_args.mode": "full"})
+
+
+def test_dotted_set_edits_one_key_of_any_recbole_mapping() -> None:
+    """--set eval_args.mode=uni100 changes that key and keeps the file's split and order (RecBole would fill a
+    dropped key with its own default: order RO, which sequential models refuse)."""
+    cfg = load_config([ROOT / "properties/gru4rec_ml100k.yaml"], parse_set_args(["eval_args.mode=uni100"]))
+    assert cfg.recbole["eval_args"] == {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni100"}
+    assert cfg.source_of("eval_args.mode") == "--set"
+
+
+def test_dotted_set_goes_deeper_and_into_a_null_mapping() -> None:
+    """Dotted keys reach nested mappings, and a mapping the files set to null starts empty (RecBole fills the rest)."""
+    sets = parse_set_args(["train_neg_sample_args.sample_num=5", "eval_args.split.LS=valid_and_test",
+                           "early_stopping.patience=20"])
+    cfg = load_config([ROOT / "properties/gru4rec_ml100k.yaml"], sets)
+    assert cfg.recbole["train_neg_sample_args"] == {"sample_num": 5}
+    assert cfg.recbole["eval_args"]["split"] == {"LS": "valid_and_test"}
+    assert cfg.settings.patience == 20
+
+
+def test_dotted_set_into_a_scalar_is_refused() -> None:
+    """A dotted key under a key that holds a scalar names the key and its file."""
+    with pytest.raises(ConfigError, match=r"epochs: must be a mapping to --set epochs\.x \(got 100\)"):
+        load_config([ROOT / "properties/gru4rec_ml100k.yaml"], {"epochs.x": 1})
+
+
+def test_whole_mapping_that_drops_keys_is_refused_with_the_keys() -> None:
+    """--set 'eval_args={mode: uni100}' would drop split and order: refused, naming them and the dotted form."""
+    with pytest.raises(ConfigError, match=r"drops split, order that .*gru4rec_ml100k\.yaml sets.*"
+                                          r"--set eval_args\.mode=\.\.\."):
+        load_config([ROOT / "properties/gru4rec_ml100k.yaml"], parse_set_args(["eval_args={mode: uni100}"]))
+    full = "eval_args={split: {LS: valid_and_test}, order: TO, mode: uni100}"
+    assert load_config([ROOT / "properties/gru4rec_ml100k.yaml"], parse_set_args([full])).recbole["eval_args"][
+        "mode"] == "uni100"
 
 
 def test_lr_schedule_is_validated_with_file(tmp_path: Path) -> None:

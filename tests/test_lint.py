@@ -253,3 +253,45 @@ def test_bad_recbole_values_use_the_one_message_template(tmp_path: Path) -> None
     cfg = write(tmp_path, "b.yaml", "eval_step: 2.5\nvalid_metric: 3\n")
     assert only(lint_files([cfg]), "eval_step").message == "allowed: an integer (got 2.5)"
     assert only(lint_files([cfg]), "valid_metric").message == "allowed: a metric key such as NDCG@10 (got 3)"
+
+
+def test_every_error_of_a_mapping_is_reported(tmp_path: Path) -> None:
+    """An invalid value beside a misspelt key: both are errors (the check does not stop at the first)."""
+    f = write(tmp_path, "es.yaml", "early_stopping:\n  smoothing: ewma\n  patiance: 5\n  min_delta: -1\n")
+    errors = {x.key: x for x in lint_files([f]) if x.level == "error"}
+    assert {"early_stopping.smoothing", "early_stopping.patiance", "early_stopping.min_delta"} <= set(errors)
+    assert "did you mean 'patience'" in errors["early_stopping.patiance"].message
+    assert "ewma" in errors["early_stopping.smoothing"].message
+    assert all(x.file == f for x in errors.values())
+
+
+def test_every_error_in_every_file(tmp_path: Path) -> None:
+    """Errors in two files are all reported, each naming its own file."""
+    a = write(tmp_path, "a.yaml", "stoping_step: 3\nlr_schedule: {decay: linear}\n")
+    b = write(tmp_path, "b.yaml", "early_stopping: {smoothing: ewma}\n")
+    found = {(x.file, x.key) for x in lint_files([a, b]) if x.level == "error"}
+    assert {(a, "stoping_step"), (a, "lr_schedule.decay"), (b, "early_stopping.smoothing")} <= found
+
+
+def test_check_takes_set_and_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`rec-es check FILE --set k=v` lints the value as `rec-es run --set` would merge it, naming --set."""
+    f = write(tmp_path, "ok.yaml", "epochs: 20\n")
+    assert main([f]) == 0
+    capsys.readouterr()
+    assert main([f, "--set", "early_stopping.smoothing=ewma", "--set", "stoping_step=3"]) == 1
+    out = capsys.readouterr().out
+    assert "--set: early_stopping.smoothing: error:" in out
+    assert "--set: stoping_step: error: unknown key — did you mean 'stopping_step'?" in out
+    assert main([f, "--set", "oops"]) == 2  # a malformed --set is bad usage, as in rec-es run
+
+
+def test_run_prints_warnings_for_set_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rec-es run warns about a value given with --set exactly as about the same value in a file."""
+    from rec_es.cli.run import lint_before_training
+
+    f = write(tmp_path, "ok.yaml", "epochs: 20\n")
+    lint_before_training([f], {"eval_step": 50})
+    assert "rec-es run: --set: eval_step: warning: eval_step 50 is larger than epochs 20" in capsys.readouterr().err
+    g = write(tmp_path, "file.yaml", "epochs: 20\neval_step: 50\n")
+    lint_before_training([g], {})
+    assert f"rec-es run: {g}: eval_step: warning: eval_step 50 is larger than epochs 20" in capsys.readouterr().err

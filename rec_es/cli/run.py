@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rec_es.policy.errors import ConfigError, RecEsError, report
+from rec_es.config.properties import load_config, parse_set_args
 from rec_es.config.lint import PICKLE_PATH_KEYS, PICKLE_WARNING_KEYS, lint_files, pickle_cache_warnings
 from rec_es.training.resume_check import check_run_dir
 from rec_es.training.run import prepare_run_dir, train
@@ -62,8 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Validate everything, then train; returns the summary written to ``RUN/summary.json``."""
-    from rec_es.config.properties import load_config, parse_set_args
-
     overrides = parse_set_args(args.overrides)
     if args.resume is not None:
         run_dir = args.resume
@@ -89,18 +88,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def lint_before_training(files: list[str], overrides: dict[str, Any]) -> None:
-    """Run ``rec-es check`` on the files: its errors (e.g. a misspelt key RecBole would silently ignore)
-    stop the run before training; warnings are printed. Keys given with ``--set`` are not held against the files.
-    """
-    # run() prints the pickle-cache warnings itself, for the merged config including --set and resumes
-    overridden = {key.partition(".")[0] for key in overrides} | set(PICKLE_WARNING_KEYS)
-    findings = [f for f in lint_files(files) if f.key.partition(".")[0] not in overridden]
+    """Run ``rec-es check`` on the files with the ``--set`` values: its errors (e.g. a misspelt key RecBole would
+    silently ignore) stop the run before training; its warnings are printed, whether a value came from a file or
+    from ``--set``."""
+    # run() prints the pickle-cache warnings itself, for the merged config including resumes
+    findings = [f for f in lint_files(files, overrides) if f.key.partition(".")[0] not in PICKLE_WARNING_KEYS]
     for f in findings:
         if f.level == "warning":
             print(f"rec-es run: {f}", file=sys.stderr)
     errors = [str(f) for f in findings if f.level == "error"]
     if errors:
-        raise ConfigError("the property files have errors (rec-es check " + " ".join(files) + " lists them):\n  "
+        raise ConfigError("the property files have errors (rec-es check " + " ".join(files) + (" with the same --set "
+                          "values" if overrides else "") + " lists them):\n  "
                           + "\n  ".join(errors))
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rec_es.rundir import yamlio
-from rec_es.config.properties import RECBOLE_DEFAULTS, REC_ES_KEYS, RunConfig, load_config, merge_files
+from rec_es.config.properties import RECBOLE_DEFAULTS, REC_ES_KEYS, RunConfig, config_errors, merge_files
 from rec_es.policy.controller import StopController
 from rec_es.policy.errors import ConfigError, bounded
 from rec_es.policy import StoppingPolicy, rules
@@ -110,8 +110,9 @@ def recbole_known_keys() -> frozenset[str]:
 
 # ----- the linter --------------------------------------------------------------------------------------
 class _Lint:
-    def __init__(self, files: Sequence[str]) -> None:
+    def __init__(self, files: Sequence[str], overrides: Mapping[str, Any] | None = None) -> None:
         self.files = [str(f) for f in files]
+        self.overrides = dict(overrides or {})
         self.findings: list[Finding] = []
         self.merged: dict[str, Any] = {}
         self.sources: dict[str, str] = {}
@@ -125,7 +126,7 @@ class _Lint:
 
     def run(self) -> list[Finding]:
         try:
-            self.merged, self.sources = merge_files(self.files)
+            self.merged, self.sources = merge_files(self.files, self.overrides)
         except ConfigError as exc:
             self.findings.append(Finding("error", exc.source or "--config", exc.key or "-", _bare(exc)))
             return self.findings
@@ -227,14 +228,14 @@ class _Lint:
 
     # -- rec_es mappings (validated by load_config)
     def rec_es_config(self, skip_legacy_monitor: bool) -> RunConfig | None:
-        try:
-            return load_config(self.files)
-        except ConfigError as exc:
-            es = self.merged.get("early_stopping")
+        """Every error of the early_stopping / lr_schedule mappings (``config_errors``), each one finding."""
+        cfg, errors = config_errors(self.files, self.overrides)
+        es = self.merged.get("early_stopping")
+        for exc in errors:
             from_valid_metric = exc.key == "early_stopping.monitor" and not (isinstance(es, dict) and "monitor" in es)
             if not (from_valid_metric and skip_legacy_monitor):  # the monitor is valid_metric: already reported
                 self.findings.append(Finding("error", exc.source or "-", exc.key or "early_stopping", _bare(exc)))
-            return None
+        return cfg
 
     # -- budget and patience
     def epochs(self) -> int | None:
@@ -393,9 +394,11 @@ def _bare(exc: ConfigError) -> str:
     return text
 
 
-def lint_files(files: Sequence[str | Path]) -> list[Finding]:
-    """Lint the merged property files; findings in order of the checks, errors first within none."""
-    return [replace(f, message=bounded(f.message)) for f in _Lint([str(f) for f in files]).run()]
+def lint_files(files: Sequence[str | Path], overrides: Mapping[str, Any] | None = None) -> list[Finding]:
+    """Lint the merged property files with ``overrides`` (``--set`` values, ``parse_set_args``) applied last;
+    every finding of every check, in the order of the checks. A finding about a value from ``--set`` names
+    ``--set`` as its file."""
+    return [replace(f, message=bounded(f.message)) for f in _Lint([str(f) for f in files], overrides).run()]
 
 
 def format_report(findings: Sequence[Finding], files: Sequence[str]) -> str:

@@ -18,6 +18,7 @@ from rec_es.policy.monitor import TARGET_CE, computed_metric_keys
 from rec_es.policy.presets import legacy_mapping
 from rec_es.policy.schema import PolicySettings, parse_settings
 from rec_es.config.protocol import require
+from rec_es.policy.schedule import validate_lr_schedule
 
 #: RecBole defaults (properties/overall.yaml of recbole 1.2.1) for the keys rec_es reads; a test compares them.
 RECBOLE_DEFAULTS: dict[str, Any] = {
@@ -115,7 +116,14 @@ class RunConfig:
 
 
 def merge_files(files: Iterable[str | Path], overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Merge files in order (top-level keys; later wins) and apply dotted ``overrides``; return (config, sources)."""
+    """Merge files in order (top-level keys; later wins) and apply ``overrides``; return (config, sources).
+
+    An override's dotted key edits one key inside a mapping, at any depth (``eval_args.mode``,
+    ``train_neg_sample_args.sample_num``, ``early_stopping.patience``), keeping the mapping's other keys. A whole
+    RecBole mapping given as an override (``eval_args={mode: uni100}``) replaces the files' one only if it keeps
+    every key they set: dropping one is a ConfigError naming the keys dropped and the dotted form to use. The
+    ``early_stopping:`` and ``lr_schedule:`` mappings are replaced whole (a policy file is self-contained).
+    """
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for f in files:
@@ -125,18 +133,40 @@ def merge_files(files: Iterable[str | Path], overrides: Mapping[str, Any] | None
     for dotted, value in (overrides or {}).items():
         head, _, rest = dotted.partition(".")
         if rest:
-            if head not in REC_ES_KEYS:
-                raise ConfigError(f"--set {dotted}: only early_stopping.* and lr_schedule.* take dotted keys; "
-                                  f"set RecBole's {head!r} whole, e.g. --set '{head}={{...}}'", source="--set")
-            inner = merged.get(head) or {}
-            if not isinstance(inner, dict):
-                raise ConfigError(f"{head}: must be a mapping to --set {dotted} (got {inner!r})", source=sources.get(head))
-            merged[head] = {**inner, rest: value}
+            merged[head] = _set_nested(merged.get(head), rest.split("."), value, head, sources.get(head))
         else:
+            _check_whole_mapping(head, merged.get(head), value, sources.get(head))
             merged[head] = value
         sources[dotted] = "--set"
         sources.setdefault(head, "--set")
     return merged, sources
+
+
+def _set_nested(mapping: Any, path: list[str], value: Any, head: str, source: str | None) -> dict[str, Any]:
+    """A copy of ``mapping`` (None: empty) with ``value`` at ``path``; ConfigError where a step is not a mapping."""
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{head}: must be a mapping to --set {head}.{'.'.join(path)} (got {brief(mapping)})",
+                          source=source or "--set", key=head)
+    out = dict(mapping)
+    key, rest = path[0], path[1:]
+    out[key] = _set_nested(out.get(key), rest, value, f"{head}.{key}", source) if rest else value
+    return out
+
+
+def _check_whole_mapping(key: str, before: Any, value: Any, source: str | None) -> None:
+    """A whole RecBole mapping from ``--set`` must keep every key the files set (RecBole fills what is missing with
+    its defaults, not with the files' values: ``eval_args={mode: uni100}`` would lose ``order: TO``)."""
+    if key in REC_ES_KEYS or not isinstance(before, dict) or not isinstance(value, dict):
+        return
+    dropped = [k for k in before if k not in value]
+    if dropped:
+        first = dropped[0]
+        raise ConfigError(f"--set {key}={{...}} replaces the whole mapping and drops {', '.join(map(str, dropped))} "
+                          f"that {source} sets (RecBole would fill them with its defaults, not with those values). "
+                          f"Change one key with a dotted --set, e.g. --set {key}.{next(iter(value), first)}=..., or "
+                          f"give every key: {', '.join(map(str, before))}", source="--set", key=key)
 
 
 def _check_monitor(settings: PolicySettings, recbole: Mapping[str, Any], source: str, sources: Mapping[str, str]) -> None:
@@ -162,11 +192,62 @@ def load_config(files: Iterable[str | Path], overrides: Mapping[str, Any] | None
 
     With no ``early_stopping:`` mapping anywhere, the policy is RecBole's own rule (``recbole_legacy`` built
     from ``valid_metric`` and ``stopping_step``). Inside a mapping, ``monitor`` defaults to ``valid_metric``.
+    ``overrides``: ``--set`` values (``merge_files``). The first error is raised; ``config_errors`` lists them all.
     """
     files = [str(f) for f in files]
     if not files:
         raise ConfigError("no config file given; pass --config FILE [FILE ...]", source="--config")
     merged, sources = merge_files(files, overrides)
+    return _validated(files, merged, sources)
+
+
+def config_errors(files: Iterable[str | Path], overrides: Mapping[str, Any] | None = None,
+                  limit: int = 50) -> tuple[RunConfig | None, list[ConfigError]]:
+    """Every error ``load_config`` finds, not only the first: (the config if it is valid, the errors in order).
+
+    After each error the key it names is left out and the rest is validated again, so an invalid value beside a
+    misspelt key reports both. Stops at an error whose key cannot be left out, or after ``limit`` errors.
+    """
+    files = [str(f) for f in files]
+    try:
+        if not files:
+            raise ConfigError("no config file given; pass --config FILE [FILE ...]", source="--config")
+        merged, sources = merge_files(files, overrides)
+    except ConfigError as exc:
+        return None, [exc]
+    errors: list[ConfigError] = []
+    while len(errors) < limit:
+        try:
+            cfg = _validated(files, merged, sources)
+            return (cfg if not errors else None), errors
+        except ConfigError as exc:
+            errors.append(exc)
+            merged = _without(merged, exc.key)
+            if merged is None:
+                break
+    return None, errors
+
+
+def _without(merged: dict[str, Any], key: str | None) -> dict[str, Any] | None:
+    """A copy of ``merged`` without the nested ``key`` (``early_stopping.prechelt.alpha``); None if it is not there
+    or is a whole mapping whose removal would change what is validated (``early_stopping`` itself)."""
+    if not key or "." not in key:
+        return None
+    out = dict(merged)
+    parts, node = key.split("."), out
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            return None
+        node[part] = dict(node[part])
+        node = node[part]
+    if parts[-1] not in node:
+        return None
+    del node[parts[-1]]
+    return out
+
+
+def _validated(files: list[str], merged: dict[str, Any], sources: dict[str, str]) -> RunConfig:
+    merged = dict(merged)
     es = merged.pop("early_stopping", None)
     lr = merged.pop("lr_schedule", None)
     es_source = sources.get("early_stopping", "RecBole's stopping_step")
@@ -181,8 +262,6 @@ def load_config(files: Iterable[str | Path], overrides: Mapping[str, Any] | None
             es.setdefault("stopping_step", merged.get("stopping_step", RECBOLE_DEFAULTS["stopping_step"]))
     settings = parse_settings(es, source=es_source)
     _check_monitor(settings, merged, es_source, sources)
-    from rec_es.policy.schedule import validate_lr_schedule  # pure python, imported here to keep the cycle-free order
-
     schedule = validate_lr_schedule(lr, source=sources.get("lr_schedule", "lr_schedule"))
     return RunConfig(files=files, recbole=merged, early_stopping=settings.to_mapping(), lr_schedule=schedule,
                      settings=settings, sources=sources)
