@@ -48,6 +48,13 @@ def test_stop_reasons_and_the_best_on_validation(tmp_path: Path) -> None:
         ("t3", "failed", "failed")]
     assert table[3].message.startswith("ConfigError: learning_rate")
     assert read_trace(cut / "trace.jsonl").footer["stop_reason"] == "scheduler"
+    summary = json.loads((cut / "summary.json").read_text())
+    assert (summary["stopped_by"], summary["stop_reason"], summary["stop_epoch"], summary["best_epoch"]) == (
+        "scheduler", "scheduler", 0, 0)
+    assert summary["best_valid_score"] == 0.5 and summary["test_result"] is None
+    assert summary["message"].startswith("stopped by Ray Tune's ASHA scheduler after epoch 0")
+    again = collect(trials, ["learning_rate"], interrupted=False)  # the written summary keeps it the scheduler's
+    assert [(r.trial, r.stopped_by) for r in again][2] == ("t2", "scheduler")
     best = write_results(table, tmp_path, ["learning_rate"], "max")
     assert best is not None and best.trial == "t1"
     saved = json.loads((tmp_path / "best.json").read_text())
@@ -66,3 +73,13 @@ def test_interrupted_search_marks_running_trials(tmp_path: Path) -> None:
     [row] = collect(tmp_path / "trials", ["learning_rate"], interrupted=True)
     assert (row.stopped_by, row.stop_epoch) == ("interrupted", 1)
     assert read_trace(d / "trace.jsonl").footer is None
+
+
+def test_the_command_line_names_the_scheduler_cut() -> None:
+    """`rec-es tune` prints "scheduler cut it at epoch N", not "scheduler: scheduler"."""
+    from rec_es.cli.tune import _stopped
+    from rec_es.tune.search import TrialRow
+
+    row = TrialRow("t2", {}, 0.5, 0, 3, "scheduler", "scheduler", "d", "")
+    assert _stopped(row) == "scheduler cut it at epoch 3"
+    assert _stopped(TrialRow("t0", {}, 0.5, 0, 3, "patience", "policy", "d", "")) == "policy: patience"

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from rec_es.config.properties import parse_set_args
 from rec_es.policy.errors import ConfigError, RecEsError, report
-from rec_es.tune.search import search
+from rec_es.tune.search import TrialRow, search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report("rec-es tune", exc)
     for r in table:
         print(f"{r.trial}  {json.dumps(r.params, default=str)}  best {r.best_valid_score}  "
-              f"epoch {r.best_epoch}  {r.stopped_by}: {r.stop_reason}")
+              f"epoch {r.best_epoch}  {_stopped(r)}")
     if best is None:
         print(f"no trial finished; see {out}/trials.csv", file=sys.stderr)
         return 1
@@ -67,3 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _stopped(row: TrialRow) -> str:
+    """``policy: patience``, ``budget: max_epochs``, ``scheduler cut it at epoch 3``, ``failed``."""
+    if row.stopped_by == "scheduler":
+        return f"scheduler cut it at epoch {row.stop_epoch}"
+    return row.stopped_by if row.stopped_by == row.stop_reason else f"{row.stopped_by}: {row.stop_reason}"

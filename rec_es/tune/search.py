@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 from rec_es.config.properties import RunConfig, load_config
 from rec_es.policy.errors import ConfigError, RecEsError, StateError
+from rec_es.rundir.paths import atomic_write
 from rec_es.rundir.trace import TraceWriter, read_trace
 from rec_es.tune.space import Param, grid_size, param_space, read_space
 
@@ -195,7 +196,7 @@ def _row(d: Path, trial: str, params: dict[str, Any], interrupted: bool) -> Tria
         trace = None
     last = trace.records[-1]["decision"] if trace is not None and trace.records else {}
     if summary is not None and error is None:
-        by = "budget" if summary["stop_reason"] == "max_epochs" else "policy"
+        by = summary.get("stopped_by") or ("budget" if summary["stop_reason"] == "max_epochs" else "policy")
         return TrialRow(trial, params, summary.get("best_valid_score"), summary.get("best_epoch"),
                         summary.get("stop_epoch"), str(summary["stop_reason"]), by, str(d),
                         str(summary.get("message", "")), summary.get("test_result"))
@@ -211,8 +212,23 @@ def _row(d: Path, trial: str, params: dict[str, Any], interrupted: bool) -> Tria
             writer = TraceWriter(trace.path, keep_lines=1 + len(trace.records))
             writer.footer(stop_epoch=last.get("epoch"), stop_reason="scheduler", message=message,
                           best_epoch=last.get("best_epoch"), epochs_trained=int(last.get("epoch", 0)) + 1)
+            _write_cut_summary(d, trace.records, last, message)
     return TrialRow(trial, params, last.get("best_score"), last.get("best_epoch"), last.get("epoch"), reason, by,
                     str(d), message)
+
+
+def _write_cut_summary(d: Path, records: Sequence[Mapping[str, Any]], last: Mapping[str, Any], message: str) -> None:
+    """``summary.json`` of a trial the scheduler cut: what the trainer's summary says of a finished run, with
+    ``stopped_by: scheduler`` and no test result (the trial never reached its test)."""
+    best_epoch = last.get("best_epoch")
+    best = next((r for r in records if r.get("epoch") == best_epoch), None)
+    summary = {"stop_epoch": last.get("epoch"), "best_epoch": best_epoch, "stop_reason": "scheduler",
+               "stopped_by": "scheduler", "message": message,
+               "best_valid_result": best.get("valid") if best is not None else None,
+               "best_valid_score": last.get("best_score"), "test_result": None,
+               "epochs_trained": int(last.get("epoch", 0)) + 1, "run_dir": str(d),
+               "best_checkpoint": str(d / "best.pth") if (d / "best.pth").is_file() else None}
+    atomic_write(d / "summary.json", (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())
 
 
 def write_results(table: Sequence[TrialRow], output: Path, names: Sequence[str], mode: str) -> TrialRow | None:
