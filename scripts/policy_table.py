@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Every shipped policy on every recorded regime, by replay over the committed long runs (issue 12's table).
+"""Every shipped policy on every recorded regime, by replay over the committed long runs (docs/choosing_a_policy.md).
 
     python scripts/policy_table.py [--runs docs/results/long_runs] [--policies FILE.yaml ...] [--partial]
                                    [--out docs/results/policy_table.md] [--grid] [--select-on REGIME ...]
@@ -12,7 +12,7 @@ the full run (``rec_es.replay.oracle``). Also: the hindsight bound (the best tes
 past the oracle epoch, and the budget saved on runs whose oracle comes in the first half. The rows: every
 ``properties/policies/*.yaml`` (a policy that changes training, reduce_on_plateau, cannot be replayed and is
 listed as such), ``make run``'s policy (the ``early_stopping:`` of ``properties/gru4rec_ml100k.yaml``) and
-``make run``'s policy before issue 12 (``docs/results/make_run_policy.yaml``).
+the policy ``make run`` used before the recommended one (``docs/results/make_run_policy.yaml``).
 
 ``--grid`` replays a small grid of candidate settings for the recommended policy, scored only on the regimes of
 ``--select-on`` (the others are held out), so the choice is not made on the runs the table reports.
@@ -44,7 +44,7 @@ from _report import emit, test_at  # noqa: E402
 
 METRIC = "ndcg@10"
 MAKE_RUN = REPO / "properties" / "gru4rec_ml100k.yaml"
-#: make run's policy before issue 12 (patience 10, min_delta 0.0005), kept for the compare docs
+#: the policy make run used before the recommended one (patience 10, min_delta 0.0005), kept for the compare docs
 OLD_MAKE_RUN = REPO / "docs" / "results" / "make_run_policy.yaml"
 GOAL = {"ratio": 0.99, "past": 15.0, "saved": 0.30}
 #: the grid candidate that is properties/policies/recommended.yaml (tests/test_recommended.py checks it is)
@@ -61,7 +61,7 @@ MODELS = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "stamp": "STAMP", "narm": "N
 README_POLICIES = {"recommended": "**recommended** (`make run`'s)", "prechelt_gl": "prechelt_gl",
                    "patience_min_delta": "patience_min_delta", "composite_ema_warmup": "composite_ema_warmup",
                    "dynamic_patience": "dynamic_patience", "recbole_legacy": "recbole_legacy (RecBole's rule)",
-                   "make run before issue 12": "make run's before issue 12"}
+                   "make run's old policy (patience 10)": "make run's old policy (patience 10)"}
 README_SECTION = "## By regime (the README's table): worst run / mean epochs trained"
 
 
@@ -78,7 +78,7 @@ def policy_files(paths: list[Path] | None) -> dict[str, dict[str, Any]]:
     """name -> {"mapping", "file", "live"} for every policy file (and make run's config)."""
     files = paths or sorted((REPO / "properties" / "policies").glob("*.yaml"))
     out: dict[str, dict[str, Any]] = {}
-    names = {MAKE_RUN: "make run (gru4rec_ml100k.yaml)", OLD_MAKE_RUN: "make run before issue 12"}
+    names = {MAKE_RUN: "make run (gru4rec_ml100k.yaml)", OLD_MAKE_RUN: "make run's old policy (patience 10)"}
     for f in [MAKE_RUN, OLD_MAKE_RUN, *files] if paths is None else files:
         data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
         name = names.get(f, f.stem)
