@@ -56,17 +56,18 @@ FASTEST_SAFE = "GL 1.0, still_learning off"
 
 MODELS = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "stamp": "STAMP", "narm": "NARM", "caser": "Caser", "npe": "NPE",
           "core": "CORE"}
-#: the README's "Which policy" table: these policies as columns, one row per regime (``README_SECTION``; the README
-#: holds a copy, tests/test_readme.py checks it is this one)
-README_POLICIES = {"recommended": "**recommended** (`make run`'s)", "prechelt_gl": "prechelt_gl",
+#: the by-regime table of docs/choosing_a_policy.md: these policies as columns, one row per regime
+#: (``BY_REGIME_SECTION``; the page holds a copy, tests/test_readme.py checks it is this one, and that the pooled
+#: cells the README quotes are this table's)
+BY_REGIME_POLICIES = {"recommended": "**recommended** (`make run`'s)", "prechelt_gl": "prechelt_gl",
                    "patience_min_delta": "patience_min_delta", "composite_ema_warmup": "composite_ema_warmup",
                    "dynamic_patience": "dynamic_patience", "recbole_legacy": "recbole_legacy (RecBole's rule)",
                    "make run's old policy (patience 10)": "make run's old policy (patience 10)"}
-README_SECTION = "## By regime (the README's table): worst run / mean epochs trained"
+BY_REGIME_SECTION = "## By regime (choosing_a_policy.md's table): worst run / mean epochs trained"
 
 
 def pretty(regime: str) -> str:
-    """``gru4rec-bpr-lr0.005`` -> ``GRU4Rec BPR lr 0.005``: a regime directory's name as the README writes it."""
+    """``gru4rec-bpr-lr0.005`` -> ``GRU4Rec BPR lr 0.005``: a regime directory's name as the docs write it."""
     words = regime.split("-")
     out = [MODELS.get(words[0], words[0])]
     for w in words[1:]:
@@ -311,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in results:
             lines.append(f"| {name} | " + " | ".join(cell(per[name][reg]) for reg in runs)
                          + f" | {pooled(overall[name])} | {'yes' if meets(overall[name]) else 'no'} |")
-        shown = [n for n in README_POLICIES if n in results]
-        lines += ["", README_SECTION, "", "| regime | " + " | ".join(README_POLICIES[n] for n in shown) + " |",
+        shown = [n for n in BY_REGIME_POLICIES if n in results]
+        lines += ["", BY_REGIME_SECTION, "", "| regime | " + " | ".join(BY_REGIME_POLICIES[n] for n in shown) + " |",
                   "|---|" + "---|" * len(shown)]
         for reg in runs:
             lines.append(f"| {pretty(reg)} | " + " | ".join(cell(per[n][reg]) for n in shown) + " |")
