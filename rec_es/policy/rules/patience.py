@@ -46,7 +46,7 @@ class Patience(Rule):
         if core.improved_epoch is None:
             return [Fired(REASON, f"{mon} had no finite value for {span}",
                           "check the training, or set early_stopping.check_finite: stop")]
-        if s.preset == "recbole_legacy":
+        if s.is_legacy:
             return [Fired(REASON, f"{mon} did not reach its best ({fmt(core.best_score)} at epoch {core.improved_epoch}) "
                                   f"for {span}, one more than stopping_step: {s.stopping_step} allows (RecBole counts "
                                   "ties as reaching the best)",
