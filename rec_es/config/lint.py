@@ -305,7 +305,7 @@ class _Lint:
     def min_delta(self, cfg: RunConfig) -> None:
         s = cfg.settings
         places = self.get("metric_decimal_place")
-        if s.is_legacy or isinstance(s.min_delta, str) or s.min_delta <= 0 or s.min_delta_mode != "abs" \
+        if isinstance(s.min_delta, str) or s.min_delta <= 0 or s.min_delta_mode != "abs" \
                 or not isinstance(places, int):  # min_delta: auto is measured, never below the noise
             return
         rounding = 10.0 ** -places

@@ -204,7 +204,7 @@ class Noise(Rule):
 
     def restate(self, ctx: Context, state: dict[str, Any], fired: Fired) -> Fired | None:
         s = ctx.settings
-        if fired.reason != PATIENCE or s.is_legacy or ctx.core.improved_epoch is None:
+        if fired.reason != PATIENCE or ctx.core.improved_epoch is None:
             return None
         clause, hint = fired.clause, fired.hint
         if s.min_delta == AUTO:
