@@ -36,7 +36,7 @@ class TorchForRecBole(types.ModuleType):
     """``torch`` as RecBole's trainer module sees it: every attribute is torch's, except ``load``."""
 
     def __init__(self) -> None:
-        super().__init__("torch", "torch, with load() reading RecBole checkpoints through rec_es's restricted unpickler")
+        super().__init__("torch", "torch; load() reads RecBole checkpoints through rec_es's restricted unpickler")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(torch, name)

@@ -28,6 +28,7 @@ names one of its globals.
 """
 from __future__ import annotations
 
+import collections
 import enum
 import importlib
 import io
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping
 
+import numpy as np
 import torch
 
 from rec_es.policy.errors import StateError
@@ -162,53 +164,23 @@ def resolve(module: str, name: str) -> tuple[Any, Use]:
     raise _refuse_global(module, name, "which this installation does not have")
 
 
-def _check_rebuild_tensor(args: tuple[Any, ...]) -> str | None:
-    if len(args) >= 6 and args[5]:
-        return "a tensor with backward hooks"
-    return None
+def _first(kinds: type | tuple[type, ...], what: str) -> Callable[[tuple[Any, ...]], str | None]:
+    return lambda args: None if args and isinstance(args[0], kinds) else f"its first argument is not {what}"
 
 
-def _check_first_is(kind: type | tuple[type, ...], what: str) -> Callable[[tuple[Any, ...]], str | None]:
-    def check(args: tuple[Any, ...]) -> str | None:
-        return None if args and isinstance(args[0], kind) else f"its first argument is not {what}"
-    return check
-
-
-def _check_reconstruct(args: tuple[Any, ...]) -> str | None:
-    import numpy as np
-
-    return None if args and args[0] in (np.ndarray, np.matrix) else "a subtype other than numpy.ndarray/matrix"
-
-
-def _check_no_arguments(args: tuple[Any, ...]) -> str | None:
-    return "arguments" if args else None
-
-
-def _check_enum_value(args: tuple[Any, ...]) -> str | None:
-    return None if len(args) == 1 and type(args[0]) in (int, str) else "another argument than one int or str value"
-
-
-#: Arguments a CALL global must have (a sentence saying what is wrong, or None)
+_ENUMS = ("recbole.utils.enum_type.ModelType", "recbole.utils.enum_type.InputType",
+          "recbole.utils.enum_type.EvaluatorType")
+#: What the arguments of a CALL global must be: a check returning what is wrong, or None
 ARGUMENT_CHECKS: dict[str, Callable[[tuple[Any, ...]], str | None]] = {
-    "torch._utils._rebuild_tensor_v2": _check_rebuild_tensor,
-    "collections.OrderedDict": _check_no_arguments,  # its items follow with SETITEMS
-    "recbole.utils.enum_type.ModelType": _check_enum_value,
-    "recbole.utils.enum_type.InputType": _check_enum_value,
-    "recbole.utils.enum_type.EvaluatorType": _check_enum_value,
-    "numpy.dtype": _check_first_is(str, "a type code"),
-    "torch.device": _check_first_is((str, int), "a device name"),
-    "numpy._core.multiarray._reconstruct": _check_reconstruct,
-    "numpy.core.multiarray._reconstruct": _check_reconstruct,
+    "torch._utils._rebuild_tensor_v2": lambda a: "a tensor with backward hooks" if len(a) >= 6 and a[5] else None,
+    "collections.OrderedDict": lambda a: "arguments" if a else None,  # its items follow with SETITEMS
+    **dict.fromkeys(_ENUMS, lambda a: None if len(a) == 1 and type(a[0]) in (int, str) else "not one int or str"),
+    "numpy.dtype": _first(str, "a type code"),
+    "torch.device": _first((str, int), "a device name"),
+    **dict.fromkeys(("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"), _first(np.dtype, "a dtype")),
+    **dict.fromkeys(("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct"),
+                    lambda a: None if a and a[0] in (np.ndarray, np.matrix) else "a subtype other than ndarray/matrix"),
 }
-
-
-def _scalar_check(args: tuple[Any, ...]) -> str | None:
-    import numpy as np
-
-    return None if args and isinstance(args[0], np.dtype) else "its first argument is not a numpy dtype"
-
-
-ARGUMENT_CHECKS["numpy._core.multiarray.scalar"] = ARGUMENT_CHECKS["numpy.core.multiarray.scalar"] = _scalar_check
 
 
 class RestrictedUnpickler(pickle._Unpickler):
@@ -259,8 +231,6 @@ class RestrictedUnpickler(pickle._Unpickler):
         raise UnsafePickleError("opcode", "an opcode (INST, OBJ or NEWOBJ_EX) that RecBole's pickles never use")
 
     def _load_build(self) -> None:
-        import numpy as np
-
         state = self.stack.pop()
         inst = self.stack[-1]
         if id(inst) in self._uses:  # a global itself (a class, a function): never given state
@@ -290,11 +260,11 @@ class RestrictedUnpickler(pickle._Unpickler):
         pickle._Unpickler.load_appends(self)
 
     def _load_setitem(self) -> None:
-        self._target(self.stack[-3], (dict, _ordered_dict()))
+        self._target(self.stack[-3], (dict, collections.OrderedDict))
         pickle._Unpickler.load_setitem(self)
 
     def _load_setitems(self) -> None:
-        self._target(self.metastack[-1][-1], (dict, _ordered_dict()))
+        self._target(self.metastack[-1][-1], (dict, collections.OrderedDict))
         pickle._Unpickler.load_setitems(self)
 
     def _load_additems(self) -> None:
@@ -312,12 +282,6 @@ class RestrictedUnpickler(pickle._Unpickler):
     dispatch[pickle.SETITEM[0]] = _load_setitem
     dispatch[pickle.SETITEMS[0]] = _load_setitems
     dispatch[pickle.ADDITEMS[0]] = _load_additems
-
-
-def _ordered_dict() -> type:
-    import collections
-
-    return collections.OrderedDict
 
 
 def _restricted_load(file: BinaryIO, **kwargs: Any) -> Any:
@@ -347,11 +311,11 @@ def _read(source: str | os.PathLike[str] | BinaryIO) -> tuple[str, bytes]:
     return str(getattr(source, "name", "<stream>")), source.read()
 
 
-def load_dict(source: str | os.PathLike[str] | BinaryIO,
-              map_location: str | torch.device | Mapping[str, str] | Callable[..., Any] | None = None) -> dict[str, Any]:
+def load_dict(source: str | os.PathLike[str] | BinaryIO, map_location: Any = None) -> dict[str, Any]:
     """What RecBole's ``torch.load(checkpoint_file, map_location=...)`` returns, its ``Config`` object included,
-    read through the restricted unpickler. Raises ``UnsafePickleError`` (a refused global or operation) or
-    ``StateError`` (not a torch zip file, a TorchScript archive, not a RecBole checkpoint), naming the file."""
+    read through the restricted unpickler (``map_location`` as torch.load takes it). Raises ``UnsafePickleError``
+    (a refused global or operation) or ``StateError`` (not a torch zip file, a TorchScript archive, not a RecBole
+    checkpoint), naming the file."""
     name, data = _read(source)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -439,12 +403,10 @@ def plain_config(values: Mapping[Any, Any], name: str) -> dict[str, Any]:
 
 
 def _plain(value: Any, where: str) -> Any:
-    import numpy as np
-
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value.name if isinstance(value, enum.Enum) else value
     if isinstance(value, enum.Enum):
         return value.name
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
     if isinstance(value, torch.device):
         return str(value)
     if isinstance(value, (np.generic, np.ndarray)):
