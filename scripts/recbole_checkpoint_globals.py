@@ -7,7 +7,7 @@ Trains each model for one epoch with stock RecBole (``get_trainer(...).fit(saved
 (one thread), opens the ``data.pkl`` record inside each saved ``.pth`` zip and walks its opcodes with
 ``pickletools.genops``, resolving ``GLOBAL`` and ``STACK_GLOBAL`` (whose module and name strings may come from the
 memo). Prints, per global, the models whose checkpoint holds it, then the globals that
-``rec_es.rundir.recbole_checkpoint`` does not admit (there should be none). About 20 s on one core.
+``rec_es.rundir.recbole_checkpoint`` does not admit (there should be none). About 15 s on one core.
 ``--keep DIR`` copies the checkpoints there (e.g. to inspect them).
 """
 from __future__ import annotations
