@@ -88,17 +88,19 @@ def test_stated_confidences_are_the_committed_benchmark_shares() -> None:
             continue
         right = sum(r["call"] == r["truth"] for r in group)
         assert CONFIDENCE[rule] == round((right + 1) / (len(group) + 2), 2), rule
-    bench = load_script("bench_explain")
-    cases = bench.rule_inputs(rows)
+    import benchlib
+
+    cases = benchlib.rule_inputs(rows)
     assert len({c.regime for c in cases}) >= 9
-    loro = bench.untuned(cases)
+    loro = benchlib.untuned(cases)
     assert {rule: got for rule, got in loro.items() if rule != "loss falling, monitor flat"} == UNTUNED
 
 
 def test_tune_objective_leaves_a_coin_flip_undecided() -> None:
     """``tune`` chooses by right - 2 x wrong: abstaining beats a call right 55 % of the time, and a call right
     70 % of the time beats abstaining (Chow's rule with a "cannot tell" worth a third of a wrong verdict)."""
-    bench = load_script("bench_explain")
-    assert bench.utility((0, 0, 100)) > bench.utility((55, 45, 0))
-    assert bench.utility((70, 30, 0)) > bench.utility((0, 0, 100))
-    assert bench.utility((67, 33, 0)) == 1
+    from benchlib import utility
+
+    assert utility((0, 0, 100)) > utility((55, 45, 0))
+    assert utility((70, 30, 0)) > utility((0, 0, 100))
+    assert utility((67, 33, 0)) == 1
