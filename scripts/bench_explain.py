@@ -27,7 +27,11 @@ recording (stopping disabled, ``--record-test``) of the same config on datasets/
 checks that the log cut from the recording parses as the stock log does: the same evaluation epochs and
 valid scores, the same "Saving current" epochs, the same stop and best epoch, the same train losses.
 
-Writes ``cases.csv`` and ``confusion.md`` into ``--out`` (default docs/results/bench_explain).
+Writes ``cases.csv`` and ``confusion.md`` into ``--out`` (default docs/results/bench_explain). ``--record JSON``
+also writes what ``rec-es explain`` states beside a verdict (per rule: its confidence, its record leaving one
+regime out, and the premature share of the rule that cannot tell) computed from that ``cases.csv``; the library
+reads the one at ``rec_es/explain/verdict_record.json``, and ``tests/test_bench_explain.py`` checks it is what the
+committed ``cases.csv`` gives.
 """
 from __future__ import annotations
 
@@ -46,7 +50,8 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from benchlib import (CALLS, CANNOT_TELL, NOT_PREMATURE, PREMATURE, TUNE_HEADROOM, TUNE_SLOW, TUNE_Z, WRONG_WEIGHT,
-                      Point, choose, find_runs, leave_one_regime_out, loro_calls, tally, untuned, utility)
+                      Point, choose, find_runs, leave_one_regime_out, loro_calls, record_text, tally, untuned, utility,
+                      verdict_record)
 from rec_es.explain.verdict import LEANING_Z, LOSS_HEADROOM, SLOW_LOSS
 from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay
 from rec_es.rundir.trace import Trace
@@ -376,6 +381,9 @@ def bench(args: argparse.Namespace) -> int:
         writer.writeheader()
         for c in cases:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in asdict(c).items()})
+    if args.record:  # from cases.csv as written: the test recomputes it from the committed file the same way
+        with open(args.out / "cases.csv", newline="", encoding="utf-8") as fh:
+            args.record.write_text(record_text(verdict_record(csv.DictReader(fh))), encoding="utf-8")
     names = ", ".join(n for n, _, _ in runs)
     lines = [f"# bench_explain: {len(runs)} runs, {len(cases)} cut logs", "", f"Runs: {names}", ""]
     if args.held_out:
@@ -526,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "bench_explain")
     p.add_argument("--logs", type=Path, default=None, help="keep the cut logs here (default: a temp dir)")
     p.add_argument("--tune", action="store_true", help="also print the threshold grid on the non-held-out runs")
+    p.add_argument("--record", type=Path, default=None, metavar="JSON", help="also write the record explain states "
+                   "beside a verdict, from these cases (the shipped one: rec_es/explain/verdict_record.json)")
     p.add_argument("--stock-check", action="store_true", help="train stock RecBole and compare its logs")
     args = p.parse_args(argv)
     if args.stock_check:

@@ -18,11 +18,15 @@ What is here, by the scripts that use it:
   ``bench_snapshot.py``;
 * reports over recorded runs (``find_runs``, ``shipped_policy``, ``test_at``, ``emit``): the replay benchmarks;
 * the explain benchmark's scoring of the verdict's thresholds on its cases (``rule_with``, ``tally``, ``choose``,
-  ``loro_calls``, ``untuned``): ``bench_explain.py``, ``bench_explain_bound.py`` and ``tests/test_bench_explain.py``.
+  ``loro_calls``, ``untuned``) and the record ``rec-es explain`` states beside a verdict (``verdict_record``,
+  ``record_text``, shipped as ``rec_es/explain/verdict_record.json``): ``bench_explain.py``,
+  ``bench_explain_bound.py`` and ``tests/test_bench_explain.py``, which checks the shipped record is what the
+  committed cases give.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -41,6 +45,8 @@ from rec_es.rundir.trace import Trace, read_trace
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO / "datasets"
 POLICIES_DIR = REPO / "properties" / "policies"
+#: the verdict's record as the library ships and reads it (``rec_es.explain.verdict``)
+VERDICT_RECORD = REPO / "rec_es" / "explain" / "verdict_record.json"
 
 
 # --- the tiny config ----------------------------------------------------------------------------------------------
@@ -286,3 +292,64 @@ def untuned(scored: Sequence[Any], decided: list[tuple[Any, str, str]] | None = 
         got[0] += call == c.truth
         got[1] += 1
     return {rule: (r, n) for rule, (r, n) in out.items()}
+
+
+# --- the record `rec-es explain` states beside a verdict -----------------------------------------------------------
+
+#: (call, right, cases) of the rules that decide a trace recorded without training losses. The cut logs the
+#: benchmark writes all hold training losses, so it no longer reaches these rules: these are the counts it measured
+#: on its first six runs' tuning seed, before the loss-headroom rules existed, when these rules decided every log
+#: that was no early stop (``git show 6a0918a:docs/results/bench_explain/cases.csv``, rows not held out)
+WITHOUT_LOSS = {"still rising, with room": (PREMATURE, 10, 11), "trend within noise": (NOT_PREMATURE, 11, 13),
+                "little budget left": (NOT_PREMATURE, 2, 2)}
+
+RECORD_ABOUT = ("What rec-es explain states beside a verdict, per rule: the benchmark's cases it decided (call; "
+                "cases; right; for a call that cannot tell, how many of them were premature), the confidence "
+                "(right + 1) / (cases + 2), and untuned: [right, cases] when every regime is decided by the "
+                "thresholds chosen without it. Written by scripts/bench_explain.py --record from its cases.csv "
+                "(rules) and from counts measured on logs without training losses (rules_without_loss); read by "
+                "rec_es.explain.verdict. tests/test_bench_explain.py checks this file is what the committed "
+                "docs/results/bench_explain/cases.csv gives.")
+
+
+def confidence(right: int, cases: int) -> float:
+    """The confidence a verdict states for a rule right ``right`` times in ``cases``: (right + 1) / (cases + 2),
+    so a rule right on all of few cases does not claim 100 %, rounded to two decimals."""
+    return round((right + 1) / (cases + 2), 2)
+
+
+def verdict_record(rows: Iterable[Mapping[str, str]]) -> dict[str, Any]:
+    """The record explain states, from ``cases.csv`` rows: per rule that decided a scored case, or that decides
+    one when its regime is left out of the tuning, the entry ``RECORD_ABOUT`` describes; rules in name order."""
+    scored = [r for r in rows if r["truth"] in (PREMATURE, NOT_PREMATURE)]
+    cases = rule_inputs(scored)
+    decided = loro_calls(cases)
+    calls = {rule: call for _, call, rule in decided} | {r["rule"]: r["call"] for r in scored}
+    loro = untuned(cases, decided)
+    rules: dict[str, dict[str, Any]] = {}
+    for rule in sorted(calls):
+        group = [r for r in scored if r["rule"] == rule]
+        entry: dict[str, Any] = {"call": calls[rule], "cases": len(group)}
+        if calls[rule] == CANNOT_TELL:
+            entry["premature"] = sum(r["truth"] == PREMATURE for r in group)
+        else:
+            right = sum(r["call"] == r["truth"] for r in group)
+            entry["right"] = right
+            if group:
+                entry["confidence"] = confidence(right, len(group))
+            if rule in loro:
+                entry["untuned"] = list(loro[rule])
+        rules[rule] = entry
+    without = {rule: {"call": call, "cases": n, "right": right, "confidence": confidence(right, n)}
+               for rule, (call, right, n) in sorted(WITHOUT_LOSS.items())}
+    return {"about": RECORD_ABOUT, "rules": rules, "rules_without_loss": without}
+
+
+def record_text(record: Mapping[str, Any]) -> str:
+    """``record`` as the JSON file holds it: one line per rule, so a change reads as a one-line diff."""
+    def block(entries: Mapping[str, Any]) -> str:
+        return "{\n" + ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in entries.items()) + "\n  }"
+
+    parts = [f'  "about": {json.dumps(record["about"])}']
+    parts += [f"  {json.dumps(key)}: {block(record[key])}" for key in ("rules", "rules_without_loss")]
+    return "{\n" + ",\n".join(parts) + "\n}\n"

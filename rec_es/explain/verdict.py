@@ -41,11 +41,17 @@ The stated confidence is each rule's share of right verdicts on all the benchmar
 sentence states the rule's right verdicts when each regime is decided by the thresholds chosen without it
 (``UNTUNED``, leave one regime out): the honest count for a model or learning rate not recorded here, lower than
 the pooled share for the "not premature" rules (docs/explain_verdict.md).
+
+These numbers are measured, not chosen: ``verdict_record.json`` beside this module holds them, as
+``scripts/bench_explain.py --record`` writes it from the benchmark's cases, and this module reads it at import
+(``tests/test_bench_explain.py`` checks it is what the committed cases give).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
+from importlib import resources
 from typing import Any, Mapping
 
 from rec_es.explain.observed import Observed
@@ -58,37 +64,39 @@ LOSS_HEADROOM = 0.04
 #: a trend this many standard errors above flat is still rising
 TREND_Z = 2.0
 #: ...and, beside a training loss still falling above LOSS_HEADROOM, a trend this many standard errors above flat
-#: is enough for a premature call ("leaning up"); at TREND_Z the rule is off. On the first 30 runs the grid
-#: (scripts/bench_explain.py --tune) tied 1.5 and 2 by right - 2 x wrong and it was off; on all 51 (session 10)
-#: 1.5 is ahead (right - 2 x wrong 236 against 233), and leaving one regime out the leaning-up calls are right 8
-#: times in 12: on, at the objective's break-even, with that record stated in its sentence
+#: is enough for a premature call ("leaning up", a weaker call with its own confidence); at TREND_Z the rule is off
 LEANING_Z = 1.5
 #: beside a monitor under TREND_Z, a training loss that fell at most this share of itself over the trend window
-#: (while still falling fast enough for the budget left) is on a plateau the validation curve shares: premature.
-#: Chosen with LOSS_HEADROOM on the benchmark's first 27 runs (the next three, GRU4Rec at 0.003, held out: right 4
-#: times in 4; each of the ten leave-one-regime-out folds picks 2.5 % too); a loss that fell more while validation
-#: stayed flat is what both a second rise to come and a model fitting its training data past its validation peak
-#: look like. The seven regimes recorded after it (session 10) cut its record: right 23 times in 37 there (NPE and
-#: CORE at 0.005: 6 of 19), 68 of 83 on all 51 runs; the grid on all of them still picks 2.5 %
+#: (while still falling fast enough for the budget left) is on a plateau the validation curve shares: premature. A
+#: loss that fell more while validation stayed flat is what both a second rise to come and a model fitting its
+#: training data past its validation peak look like: cannot tell. A share of the loss, so where it sits depends on
+#: the loss function and the dataset. LOSS_HEADROOM, LEANING_Z and SLOW_LOSS are the point of the benchmark's grid
+#: that maximises right - 2 x wrong (``scripts/bench_explain.py --tune``; docs/explain_verdict.md has the record)
 SLOW_LOSS = 0.025
 #: ...and, without training losses, matters when at least ROOM times its window's span of epochs is left
 ROOM = 1.0
-#: a trend this many standard errors below flat is falling (0.5 was tried first and refuted by held-out runs)
+#: a trend this many standard errors below flat is falling
 FALLING_Z = 2.0
-#: the share of right verdicts per rule, (right + 1) / (cases + 2), on the benchmark's 51 runs
-#: (docs/explain_verdict.md); the no-loss rules keep the shares measured for them before the loss headroom existed
-CONFIDENCE = {"early stop, loss still falling": 0.98, "loss falling slowly, monitor flat": 0.81,
-              "loss falling, monitor rising": 0.9, "loss falling, monitor leaning up": 0.71,
-              "training loss flat for the budget left": 0.78, "monitor falling": 0.83,
-              "still rising, with room": 0.85, "trend within noise": 0.8, "little budget left": 0.75}
+
+
+def _read_record() -> dict[str, Any]:
+    """verdict_record.json: per rule, what the benchmark measured (its ``about`` names every field)."""
+    text = resources.files("rec_es.explain").joinpath("verdict_record.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+_RECORD = _read_record()
+#: per rule, the share of right verdicts the benchmark measured, (right + 1) / (cases + 2): on all its recorded
+#: runs, and for the rules that decide a trace without training losses on the logs it read without them
+CONFIDENCE: dict[str, float] = {rule: entry["confidence"] for group in ("rules", "rules_without_loss")
+                                for rule, entry in _RECORD[group].items() if "confidence" in entry}
 #: per rule, (right, cases) on the benchmark's runs when each regime's logs are decided by the thresholds the grid
-#: picks on the other regimes (``scripts/bench_explain.py --tune``, "right leaving one regime out"): how the rule
-#: does on a model or learning rate it was not tuned on, stated beside CONFIDENCE
-UNTUNED = {"early stop, loss still falling": (50, 50), "loss falling slowly, monitor flat": (60, 75),
-           "loss falling, monitor rising": (99, 109), "training loss flat for the budget left": (89, 121),
-           "monitor falling": (39, 46), "loss falling, monitor leaning up": (8, 12)}
-#: stops the "loss falling, monitor flat" rule met on the benchmark's runs: (premature, all scored)
-UNDECIDED = (50, 115)
+#: picks on the other regimes: how the rule does on a model or learning rate it was not tuned on
+UNTUNED: dict[str, tuple[int, int]] = {rule: (entry["untuned"][0], entry["untuned"][1])
+                                       for rule, entry in _RECORD["rules"].items() if "untuned" in entry}
+#: stops the "loss falling, monitor flat" rule (cannot tell) met on the benchmark's runs: (premature, all scored)
+UNDECIDED: tuple[int, int] = (_RECORD["rules"]["loss falling, monitor flat"]["premature"],
+                              _RECORD["rules"]["loss falling, monitor flat"]["cases"])
 
 
 @dataclass(frozen=True)
@@ -244,8 +252,8 @@ def loss_rule(headroom: float, trend_z: float | None, window_fall: float | None 
     """(call, rule) of the loss-headroom rules, for a monitor not falling: premature needs the loss's headroom
     above ``headroom_at`` and the trend at least ``TREND_Z`` (or no trend yet), or a trend under it beside a
     training loss that fell at most ``slow_at`` over the trend window (a plateau the training loss shares), or a
-    trend at least ``leaning_z``; else cannot tell. ``scripts/bench_explain.py`` scores other thresholds through
-    this same function (``slow_at`` < 0 turns the slow-loss rule off)."""
+    trend at least ``leaning_z``; else cannot tell. The explain benchmark (``scripts/benchlib.py``) scores other
+    thresholds through this same function (``slow_at`` < 0 turns the slow-loss rule off)."""
     if headroom <= headroom_at:
         return NOT_PREMATURE, "training loss flat for the budget left"
     if trend_z is None:
