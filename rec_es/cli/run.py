@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-test", action="store_true", help="also evaluate the test set at every evaluation")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over epochs")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log lines (the result is still printed)")
+    d = p.add_argument_group("several processes (RecBole's distributed data parallel; docs/distributed.md)")
+    d.add_argument("--nproc", type=int, default=1, metavar="N", help="processes on this machine (default 1)")
+    d.add_argument("--world-size", type=int, default=-1, metavar="W",
+                   help="processes on all machines together (default -1: --nproc)")
+    d.add_argument("--ip", default="localhost", help="address of the machine running rank 0 (default localhost)")
+    d.add_argument("--port", type=int, default=5678, help="rendezvous port on --ip (default 5678, RecBole's)")
+    d.add_argument("--group-offset", type=int, default=0, metavar="O",
+                   help="global rank of this machine's first process (default 0)")
     return p
 
 
@@ -63,6 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Validate everything, then train; returns the summary written to ``RUN/summary.json``."""
+    from rec_es.training.distributed import LaunchSpec, check_launch
+
+    launch = LaunchSpec(nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
+                        group_offset=args.group_offset)
+    check_launch(launch, {})  # the arguments alone, before any file is read
+    if launch.total > 1 and args.resume is not None:
+        raise ConfigError("--resume with --nproc is not supported yet: continue the run in one process "
+                          f"(rec-es run --resume {args.resume}), from the same last.pth", source="--resume")
     overrides = parse_set_args(args.overrides)
     if args.resume is not None:
         run_dir = args.resume
@@ -80,11 +96,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         _refuse_recorded_pickle_paths(cfg, files[0])
     _warn_pickle_caches(cfg)
+    if launch.total > 1:
+        check_launch(launch, cfg.recbole, cfg.sources)
     if run_dir is None:
         run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
     # on resume, train() checks the whole run directory against cfg before it writes anything
     return train(cfg, run_dir, resume=args.resume is not None, record_test=args.record_test,
-                 progress=not args.no_progress, verbose=not args.quiet)
+                 progress=not args.no_progress, verbose=not args.quiet, launch=launch)
 
 
 def lint_before_training(files: list[str], overrides: dict[str, Any]) -> None:

@@ -104,6 +104,7 @@ class PerUserCapture:
         self._rows: dict[str, np.ndarray] = {}
         self._last: UserScores | None = None
         self.target_ce = target_ce
+        self._gather: Callable[[torch.Tensor], torch.Tensor] | None = getattr(trainer, "gather_users", None)
         self.want(metrics)
         collector = trainer.eval_collector
         collector.eval_batch_collect = self._keep_users(collector.eval_batch_collect)
@@ -137,7 +138,8 @@ class PerUserCapture:
 
     def evaluated(self, struct: Any) -> None:
         """Called by the wrapped evaluator after RecBole averaged ``struct``: pair the rows with their users."""
-        uids = torch.cat(self._uids).cpu().numpy().astype(np.int64) if self._uids else np.zeros(0, np.int64)
+        local = torch.cat(self._uids) if self._uids else torch.zeros(0, dtype=torch.int64)
+        uids = (self._gather(local) if self._gather is not None else local).cpu().numpy().astype(np.int64)
         rows, self._rows, self._uids = self._rows, {}, []
         n = struct.get("rec.topk").shape[0] if "rec.topk" in struct else -1
         if len(uids) != n:

@@ -59,7 +59,8 @@ def quiet_recbole_warnings() -> None:
 
 
 def apply_recbole_fixes() -> None:
-    """Make RecBole 1.2.1 run here: numpy-2 aliases, ``dok_matrix._update``, anomaly mode undone (idempotent)."""
+    """Make RecBole 1.2.1 run here: numpy-2 aliases, ``dok_matrix._update``, anomaly mode undone, gloo on the CPU
+    under several processes (idempotent)."""
     import scipy.sparse as sp
 
     use_numpy2_aliases()
@@ -67,6 +68,9 @@ def apply_recbole_fixes() -> None:
         if cls is not None and not hasattr(cls, "_update"):
             cls._update = _dok_update
     _undo_sine_anomaly_mode()
+    from rec_es.training.distributed import use_gloo_on_cpu
+
+    use_gloo_on_cpu()  # several processes without a GPU: gloo on the CPU (RecBole hard-codes NCCL and CUDA)
 
 
 # RecBole's Config.compatibility_settings: alias -> the numpy name it assigns, spelled as numpy 2 still has it

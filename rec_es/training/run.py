@@ -64,7 +64,7 @@ def model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str
 
 def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
           verbose: bool = True, per_user_metrics: Sequence[str] | None = None,
-          callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
+          callback_fn: Callable[[int, float | None], Any] | None = None, launch: Any = None) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
     Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
@@ -73,10 +73,15 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
     ``per_user_metrics``: top-k keys (or ``target_ce``) recorded per user in ``RUN/per_user/`` (default: the monitor's).
     ``callback_fn(epoch, monitor value)``: RecBole's fit callback, called after each evaluation's trace record.
+    ``launch``: a ``rec_es.training.distributed.LaunchSpec`` to train in several processes (RecBole's ``nproc``);
+    global rank 0 alone writes ``run_dir``, and on a machine without rank 0 the summary returned is ``{}``.
     """
     from rec_es.config import datasets
 
     check_budget(cfg)
+    if launch is not None and launch.total > 1:
+        return _train_distributed(cfg, run_dir, launch, resume, record_test, progress, verbose, per_user_metrics,
+                                  callback_fn)
     plan = None
     if resume:
         from rec_es.training.resume_check import check_resume
@@ -92,6 +97,46 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
                   callback_fn)
 
 
+def _train_distributed(cfg: Any, run_dir: Path, launch: Any, resume: bool, record_test: bool, progress: bool,
+                       verbose: bool, per_user_metrics: Sequence[str] | None,
+                       callback_fn: Callable[[int, float | None], Any] | None) -> dict[str, Any]:
+    """Check, write ``config.yaml`` (rank 0's machine), then spawn the ranks (``distributed.launch``)."""
+    import json
+
+    from rec_es.config import datasets
+    from rec_es.training import distributed
+
+    if resume:
+        raise ConfigError("--resume of a run with --nproc is not supported yet: resume it in one process "
+                          "(rec-es run --resume RUN_DIR), which continues from the same last.pth", source="--resume")
+    if callback_fn is not None:
+        raise ConfigError("callback_fn cannot be called across processes; train with launch=None to use it")
+    distributed.check_launch(launch, cfg.recbole, cfg.sources)
+    if "target_ce" in [k.lower() for k in (getattr(cfg.build_policy(), "monitor_keys", ()) or ())] + \
+            [str(k).lower() for k in (per_user_metrics or ())]:
+        raise ConfigError("target_ce is not gathered across processes yet; with --nproc monitor a RecBole metric",
+                          key="early_stopping.monitor")
+    location = datasets.resolve(cfg.recbole, cfg.sources)
+    model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
+    writes = launch.group_offset == 0
+    if writes:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, cfg.to_dict())
+    distributed.launch(launch, _train_rank, (cfg, run_dir, location, model_class, record_test, progress, verbose,
+                                             per_user_metrics))
+    return json.loads((run_dir / "summary.json").read_text()) if writes else {}
+
+
+def _train_rank(local_rank: int, launch: Any, cfg: Any, run_dir: Path, location: Any, model_class: type,
+                record_test: bool, progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None) -> None:
+    """One process of a distributed run: global rank 0 gets ``run_dir``, the others no directory at all."""
+    from rec_es.training.distributed import rank_keys
+
+    rank0 = local_rank + launch.group_offset == 0
+    _train(cfg, run_dir if rank0 else None, location, model_class, None, record_test, progress and rank0, verbose,
+           per_user_metrics, None, extra_keys=rank_keys(launch, local_rank))
+
+
 def check_budget(cfg: Any) -> None:
     """The RecBole keys rec_es's trainer computes with (``epochs``, ``eval_step``, ``learning_rate``), whichever
     file or ``--set`` gave them, have usable values; ConfigError naming the key and its source, before any write."""
@@ -104,13 +149,14 @@ def check_budget(cfg: Any) -> None:
             raise ConfigError(f"{key}: must be {allowed} (got {brief(value)})", source=cfg.source_of(key), key=key)
 
 
-def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
+def _train(cfg: Any, run_dir: Path | None, location: Any, model_class: type, resume: Any, record_test: bool,
            progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None,
-           callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
+           callback_fn: Callable[[int, float | None], Any] | None = None,
+           extra_keys: dict[str, Any] | None = None) -> dict[str, Any]:
     from rec_es.training.compat import quiet_recbole_warnings
 
     quiet_recbole_warnings()
-    keys = dict(cfg.recbole)
+    keys = {**cfg.recbole, **(extra_keys or {})}
     if not verbose:
         keys.setdefault("state", "WARNING")  # RecBole's own log level: quiet means its INFO lines too
     with recbole_scratch_dir() as scratch:
@@ -133,7 +179,7 @@ def recbole_scratch_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: Any,
+def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path | None, location: Any, model_class: type, resume: Any,
               record_test: bool, progress: bool, verbose: bool,
               per_user_metrics: Sequence[str] | None = None,
               callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
@@ -170,5 +216,6 @@ def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, mode
     trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
                 test_data=test_data if record_test else None, callback_fn=callback_fn)
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))
-    trainer.write_summary(test_result)
+    if run_dir is not None:
+        trainer.write_summary(test_result)
     return trainer.summary(test_result)

@@ -29,6 +29,7 @@ from rec_es.training.compat import apply_recbole_fixes, versions
 from rec_es.policy.controller import StopController
 from rec_es.policy.errors import ConfigError, StateError
 from rec_es.training.capture import PerUserRecorder
+from rec_es.training.distributed import GatheringEvaluator, Ranks
 from rec_es.policy.policy import StoppingPolicy
 from rec_es.policy.types import Policy
 from rec_es.training.resume import begin_resumed, read_resume
@@ -78,6 +79,11 @@ class EarlyStoppingTrainer(Trainer):
                  record_test: bool = False, run_config: Mapping[str, Any] | None = None,
                  epoch_progress: bool = False, per_user_metrics: Sequence[str] | None = None) -> None:
         super().__init__(config, model)
+        # several processes: evaluation rows gathered, loss reduced, decisions agreed (rec_es.training.distributed)
+        self.ranks_ = None if config["single_spec"] else Ranks()
+        self._eval_sampler: Any = None
+        if self.ranks_ is not None:
+            self.evaluator = GatheringEvaluator(self.evaluator, self.ranks_, lambda: self._eval_sampler)
         if isinstance(policy, Mapping):
             from rec_es.policy import build_policy
 
@@ -119,6 +125,7 @@ class EarlyStoppingTrainer(Trainer):
         self.last_epoch_seconds_ = 0.0
         self.trace_: TraceWriter | None = None
         self._train_data_ref: Any = None
+        self._bad_loss: float | None = None  # several processes: a rank's non-finite loss, decided after the epoch
 
     # RecBole's names for the best evaluation, read from the snapshot (None: no best yet)
     @property
@@ -237,13 +244,14 @@ class EarlyStoppingTrainer(Trainer):
                 "versions": versions(), "model": self.config["model"], "dataset": self.config["dataset"],
                 "seed": self.config["seed"], "epochs": self.epochs, "eval_step": self.eval_step,
                 "record_test": self.record_test, "monitor": self.policy.monitor_name,
-                "mode": self.policy.mode}
+                "mode": self.policy.mode, **({"world_size": self.ranks_.world_size} if self.ranks_ else {})}
 
     # --- the steps of one epoch -----------------------------------------------------------------
     def _apply_lr(self, epoch: int) -> None:
         if self.schedule is None:
             return
         lr = self.schedule.lr_for_epoch(epoch)
+        lr = self.ranks_.broadcast_float(lr) if self.ranks_ is not None else lr  # rank 0's LR action for all
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
@@ -251,6 +259,10 @@ class EarlyStoppingTrainer(Trainer):
         batches = show_progress or (self.epoch_progress and self.last_epoch_seconds_ > LONG_EPOCH_SECONDS)
         t0 = time.time()
         loss = self._train_epoch(train_data, epoch, show_progress=batches)
+        if self.ranks_ is not None:  # the mean over ranks, before the log, the policy or the trace sees it
+            loss, bad = self.ranks_.reduce_loss(loss, self._bad_loss)
+            if bad is not None:
+                raise NonFiniteLossError(bad)
         t1 = time.time()
         self.last_epoch_seconds_ = t1 - t0
         self.train_loss_dict[epoch] = _loss_value(loss)
@@ -267,7 +279,9 @@ class EarlyStoppingTrainer(Trainer):
         """
         value = loss.item() if loss.numel() == 1 else float(loss.detach().float().sum())
         if not math.isfinite(value):
-            raise NonFiniteLossError(value)
+            if self.ranks_ is None:
+                raise NonFiniteLossError(value)
+            self._bad_loss = value if self._bad_loss is None else self._bad_loss  # one rank must not stop alone
 
     def _stop_on_bad_loss(self, epoch: int, value: float, lr: float) -> None:
         self.epochs_trained_ = epoch + 1
@@ -296,7 +310,10 @@ class EarlyStoppingTrainer(Trainer):
         step = self.controller.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed,
                                       per_user=self.per_user_recorder.policy_values(per_user))
         decision, action, stop = step.decision, step.action, step.stop
-        if decision.new_best:
+        new_best = decision.new_best
+        if self.ranks_ is not None:  # one decision: rank 0's, taken by every rank
+            stop, new_best = self.ranks_.agree(epoch, stop, new_best)
+        if new_best:
             self._snapshot_best(epoch, valid, test, decision, saved)
         self._record(epoch, lr, loss, valid, test, elapsed, train_s, eval_s, test_s, decision, action)
         self._report(epoch, eval_s, valid, decision, action, verbose)
@@ -410,7 +427,17 @@ class EarlyStoppingTrainer(Trainer):
                 self.model.load_other_parameter(checkpoint.on_device(data.get("other_parameter"), self.device))
             elif self.best_ is not None:
                 self.best_.restore(self.model, self.device)
+        self._eval_sampler = getattr(eval_data, "sampler", None)
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    def _map_reduce(self, result: Any, num_sample: int) -> Any:
+        """The result is already the whole evaluation's (``GatheringEvaluator``); RecBole's weighted mean of
+        per-rank means (which counts the sampler's padding duplicates) is not taken."""
+        return result
+
+    def gather_users(self, uids: torch.Tensor) -> torch.Tensor:
+        """Every rank's evaluated user ids in RecBole's order (one process: ``uids``)."""
+        return uids if self.ranks_ is None else self.ranks_.gather_rows(uids, self._eval_sampler)
 
     def summary(self, test_result: Mapping[str, float] | None = None) -> dict[str, Any]:
         """The ``summary.json`` content of the last fit (``test_result`` from the restored best weights)."""
