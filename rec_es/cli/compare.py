@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train runs as Ray tasks: local (the default value: a local instance with --jobs CPUs), "
                         "auto, HOST:PORT or ray://HOST:PORT of a running cluster; --jobs N runs share its CPUs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=int, default=None, help=argparse.SUPPRESS)  # refused with a sentence below
     return p
 
 
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     out = args.output or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
+        if args.nproc is not None:
+            raise ConfigError("--nproc: rec-es compare runs every job in one process (locally or as Ray "
+                              "tasks with --ray); "
+                              "several processes per training (RecBole's distributed data parallel) are "
+                              "rec-es run --nproc N only (docs/distributed.md)", source="--nproc")
         if args.max_epochs is not None and args.max_epochs < 1:
             raise ConfigError(f"--max-epochs must be >= 1 (got {args.max_epochs})", source="--max-epochs")
         check_output_dir(out, "--output")  # before anything trains: a comparison never ends in a traceback here

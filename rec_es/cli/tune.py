@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=None, metavar="DIR", help="default runs/tune-<time>")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a RecBole key for every trial (value read as YAML)")
+    p.add_argument("--nproc", type=int, default=None, help=argparse.SUPPRESS)  # refused with a sentence below
     return p
 
 
@@ -42,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rec-es tune``; 0, 2 on bad input, 1 on another rec_es error, 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
     try:
+        if args.nproc is not None:
+            raise ConfigError("--nproc: rec-es tune runs every trial in one process (Ray places the trials "
+                              "on its workers); "
+                              "several processes per training (RecBole's distributed data parallel) are "
+                              "rec-es run --nproc N only (docs/distributed.md)", source="--nproc")
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})", source="--jobs")
         table, best, out = search(args.config, args.space, trials=args.trials, scheduler=args.scheduler,

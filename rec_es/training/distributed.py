@@ -5,7 +5,8 @@
   ``gpu_id`` or no CUDA) it initialises the process group with **gloo** on the CPU instead, with RecBole's rank
   arithmetic (global rank = ``local_rank + offset``) and its silencing of ranks != 0; with a GPU, RecBole's own
   code runs unchanged. RecBole's trainer module gets a ``DistributedDataParallel`` that drops ``device_ids`` for a
-  CPU module only (torch refuses them there).
+  CPU module only (torch refuses them there). RecBole's ``ensure_dir`` (``exists`` then ``makedirs``) races when
+  several ranks start at once (``FileExistsError: './log'`` killed a rank here); it is made race-free everywhere.
 * ``Ranks`` is what an ``EarlyStoppingTrainer`` holds under several processes: the evaluation rows all-gathered in
   RecBole's user order with the ``DistributedSampler``'s padding duplicates dropped, the training loss reduced,
   and the decision (stop, new best) and the learning rate made identical by an explicit reduction.
@@ -46,15 +47,25 @@ def gpu_asked(config: Mapping[str, Any]) -> bool:
 
 
 def use_gloo_on_cpu() -> None:
-    """Swap RecBole's ``Config._init_device`` and its trainer's ``DistributedDataParallel`` (idempotent)."""
+    """Swap RecBole's ``Config._init_device``, its trainer's ``DistributedDataParallel`` and its ``ensure_dir``
+    (idempotent)."""
     global _recbole_init_device
+    import importlib
+
     from recbole.config.configurator import Config
-    import recbole.trainer.trainer as recbole_trainer
 
     if _recbole_init_device is None:
         _recbole_init_device = Config._init_device
         Config._init_device = _init_device
-        recbole_trainer.DistributedDataParallel = _ddp
+        importlib.import_module("recbole.trainer.trainer").DistributedDataParallel = _ddp
+        for name in ("recbole.utils", "recbole.utils.utils", "recbole.utils.logger", "recbole.trainer.trainer",
+                     "recbole.data.utils", "recbole.data.dataset.dataset"):
+            importlib.import_module(name).ensure_dir = ensure_dir
+
+
+def ensure_dir(dir_path: str) -> None:
+    """RecBole's ``ensure_dir`` without its race: two ranks may create the same directory at once."""
+    os.makedirs(dir_path, exist_ok=True)
 
 
 def _init_device(self: Any) -> None:
