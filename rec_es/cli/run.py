@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         group_offset=args.group_offset)
     check_launch(launch, {})  # the arguments alone, before any file is read
     if launch.total > 1 and args.resume is not None:
-        raise ConfigError("--resume with --nproc is not supported yet: continue the run in one process "
-                          f"(rec-es run --resume {args.resume}), from the same last.pth", source="--resume")
+        raise ConfigError("--resume with --nproc is not supported yet: a distributed run cannot be resumed "
+                          "(docs/distributed.md)", source="--resume")
     overrides = parse_set_args(args.overrides)
     if args.resume is not None:
         run_dir = args.resume

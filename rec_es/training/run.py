@@ -87,6 +87,7 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
         from rec_es.training.resume_check import check_resume
 
         plan = check_resume(run_dir, cfg)
+        _refuse_distributed_resume(plan)
         record_test = record_test or plan.record_test
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
@@ -107,8 +108,8 @@ def _train_distributed(cfg: Any, run_dir: Path, launch: Any, resume: bool, recor
     from rec_es.training import distributed
 
     if resume:
-        raise ConfigError("--resume of a run with --nproc is not supported yet: resume it in one process "
-                          "(rec-es run --resume RUN_DIR), which continues from the same last.pth", source="--resume")
+        raise ConfigError("--resume with --nproc is not supported yet: a distributed run cannot be resumed "
+                          "(docs/distributed.md)", source="--resume")
     if callback_fn is not None:
         raise ConfigError("callback_fn cannot be called across processes; train with launch=None to use it")
     distributed.check_launch(launch, cfg.recbole, cfg.sources)
@@ -135,6 +136,18 @@ def _train_rank(local_rank: int, launch: Any, cfg: Any, run_dir: Path, location:
     rank0 = local_rank + launch.group_offset == 0
     _train(cfg, run_dir if rank0 else None, location, model_class, None, record_test, progress and rank0, verbose,
            per_user_metrics, None, extra_keys=rank_keys(launch, local_rank))
+
+
+def _refuse_distributed_resume(plan: Any) -> None:
+    """A run trained by several processes is not resumed (in one process or several): its ``last.pth`` holds rank
+    0's random state only, so the resumed run would not repeat the uninterrupted one (rec_es's resume promise)."""
+    world = plan.trace.header.get("world_size")
+    if isinstance(world, int) and world > 1:
+        raise ConfigError(f"{plan.run_dir} was trained by {world} processes (trace header world_size: {world}); "
+                          "resuming a distributed run is not supported yet, in one process or in several: its "
+                          "last.pth holds rank 0's random state only, so the resumed run would not repeat the "
+                          "uninterrupted one. Its best.pth and trace are complete up to the last epoch; start a "
+                          "new run to train further", source="--resume")
 
 
 def check_budget(cfg: Any) -> None:

@@ -179,6 +179,16 @@ def test_one_row_per_user_and_the_mean_of_one_process(ddp_run: dict[str, Any], i
     assert round(float(np.mean(values)), 4) == single["ndcg@10"]
 
 
+def test_resuming_a_distributed_run_is_refused(ddp_run: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """In one process, the run's world size is named and nothing in the run directory changes."""
+    run = ddp_run["run"]
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    assert main(["--resume", str(run), "--set", "epochs=4", "--no-progress", "--quiet"]) == 2
+    assert "was trained by 2 processes (trace header world_size: 2); resuming a distributed run is not supported" \
+        in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
 # --- e: bad input, before any process starts --------------------------------------------------------------------
 @pytest.mark.parametrize("args, message", [
     (["--nproc", "0"], "--nproc must be an integer >= 1 (got 0)"),
