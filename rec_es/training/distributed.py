@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from rec_es.policy.errors import ConfigError, RecEsError, StateError
+from rec_es.training.loss import NonFiniteLossError
 
 #: RecBole's keys of a distributed run: rec_es sets them from ``--nproc`` and friends, never from a config file
 DISTRIBUTED_KEYS = ("nproc", "world_size", "ip", "port", "offset", "local_rank")
@@ -102,6 +103,9 @@ class Ranks:
     def __init__(self) -> None:
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
+        # NCCL (RecBole's GPU path) reduces CUDA tensors only; results come back to the CPU, where RecBole keeps them
+        self.device = (torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl"
+                       else torch.device("cpu"))
         self.disagreements: list[tuple[int, list[int]]] = []  # (epoch, ranks whose own decision was overruled)
 
     def gather_rows(self, local: torch.Tensor, sampler: Any) -> torch.Tensor:
@@ -116,18 +120,19 @@ class Ranks:
             raise StateError(f"rank {self.rank}: {local.shape[0]} evaluation rows for {per} sampled indices; the "
                              "gather needs one row per index (full-ranking evaluation)")
         dtype = local.dtype
-        send = local.to(torch.int64 if dtype == torch.bool else dtype).contiguous()
+        send = local.to(self.device, torch.int64 if dtype == torch.bool else dtype).contiguous()
         parts = [torch.empty_like(send) for _ in range(self.world_size)]
         dist.all_gather(parts, send)
         rows = torch.stack(parts, dim=1).reshape(per * self.world_size, *send.shape[1:])[:n]
-        return rows.to(dtype)
+        return rows.to("cpu", dtype)
 
     def reduce_loss(self, loss: Any, bad: float | None) -> tuple[Any, float | None]:
         """The epoch's training loss as the mean over ranks of each rank's sum (a tuple: per part), and the
         non-finite batch loss of any rank (None: every rank's losses were finite)."""
         parts = list(loss) if isinstance(loss, tuple) else [0.0 if loss is None else loss]
         flag = 0.0 if bad is None else 1.0
-        t = torch.tensor([float(x) for x in parts] + [flag, 0.0 if bad is None else bad], dtype=torch.float64)
+        t = torch.tensor([float(x) for x in parts] + [flag, 0.0 if bad is None else bad], dtype=torch.float64,
+                         device=self.device)
         dist.all_reduce(t)
         values = [float(x) / self.world_size for x in t[:len(parts)]]
         reduced: Any = tuple(values) if isinstance(loss, tuple) else (None if loss is None else values[0])
@@ -137,7 +142,7 @@ class Ranks:
     def agree(self, epoch: int, stop: bool, new_best: bool) -> tuple[bool, bool]:
         """Every rank's (stop, new best) all-gathered; rank 0's is taken by all. A rank whose own decision differed
         is logged by name (the inputs are identical, so this means a rank's policy state diverged)."""
-        mine = torch.tensor([int(stop), int(new_best)], dtype=torch.int64)
+        mine = torch.tensor([int(stop), int(new_best)], dtype=torch.int64, device=self.device)
         parts = [torch.empty_like(mine) for _ in range(self.world_size)]
         dist.all_gather(parts, mine)
         decided = parts[0]
@@ -151,9 +156,43 @@ class Ranks:
 
     def broadcast_float(self, value: float) -> float:
         """Rank 0's value on every rank (the learning rate an epoch trains with)."""
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.broadcast(t, src=0)
         return float(t[0])
+
+
+class RanksHooks:
+    """What ``EarlyStoppingTrainer`` (a RecBole ``Trainer``) does differently under several processes; one process
+    (``ranks_`` None) changes nothing."""
+
+    ranks_: Ranks | None
+    evaluator: Any
+    _eval_sampler: Any
+    _bad_loss: float | None
+
+    def _init_ranks(self, config: Any) -> None:
+        self.ranks_ = None if config["single_spec"] else Ranks()
+        self._eval_sampler = None  # the sampler of the evaluation running now (set by ``evaluate``)
+        if self.ranks_ is not None:
+            self.evaluator = GatheringEvaluator(self.evaluator, self.ranks_, lambda: self._eval_sampler)
+
+    def _map_reduce(self, result: Any, num_sample: int) -> Any:
+        """The result is already the whole evaluation's (``GatheringEvaluator``); RecBole's weighted mean of
+        per-rank means (which counts the sampler's padding duplicates) is not taken."""
+        return result
+
+    def gather_users(self, uids: torch.Tensor) -> torch.Tensor:
+        """Every rank's evaluated user ids in RecBole's order (one process: ``uids``)."""
+        return uids if self.ranks_ is None else self.ranks_.gather_rows(uids, self._eval_sampler)
+
+    def _reduced_loss(self, loss: Any) -> Any:
+        """The epoch's loss as the mean over ranks; ``NonFiniteLossError`` on every rank if any rank had one."""
+        if self.ranks_ is None:
+            return loss
+        loss, bad = self.ranks_.reduce_loss(loss, self._bad_loss)
+        if bad is not None:
+            raise NonFiniteLossError(bad)
+        return loss
 
 
 class GatheringEvaluator:
@@ -291,5 +330,5 @@ def _entry(local_rank: int, spec: LaunchSpec, target: Callable[..., Any], args: 
             dist.destroy_process_group()
 
 
-__all__ = ["DISTRIBUTED_KEYS", "GatheringEvaluator", "LaunchSpec", "Ranks", "check_launch", "gpu_asked", "launch",
+__all__ = ["DISTRIBUTED_KEYS", "GatheringEvaluator", "LaunchSpec", "Ranks", "RanksHooks", "check_launch", "gpu_asked", "launch",
            "rank_keys", "use_gloo_on_cpu"]

@@ -29,7 +29,8 @@ from rec_es.training.compat import apply_recbole_fixes, versions
 from rec_es.policy.controller import StopController
 from rec_es.policy.errors import ConfigError, StateError
 from rec_es.training.capture import PerUserRecorder
-from rec_es.training.distributed import GatheringEvaluator, Ranks
+from rec_es.training.distributed import RanksHooks
+from rec_es.training.loss import NonFiniteLossError, loss_value
 from rec_es.policy.policy import StoppingPolicy
 from rec_es.policy.types import Policy
 from rec_es.training.resume import begin_resumed, read_resume
@@ -41,21 +42,7 @@ apply_recbole_fixes()  # graph models need it before they are built; importing t
 LONG_EPOCH_SECONDS = 30.0  # batch progress bars switch on once an epoch took longer than this
 
 
-class NonFiniteLossError(Exception):
-    """The training loss of a batch was NaN or infinite (RecBole raises a bare ValueError for NaN)."""
-
-    def __init__(self, value: float) -> None:
-        self.value = value
-        super().__init__(f"training loss is {value}")
-
-
-def _loss_value(loss: Any) -> float | None:
-    if loss is None:
-        return None
-    return float(sum(loss)) if isinstance(loss, tuple) else float(loss)
-
-
-class EarlyStoppingTrainer(Trainer):
+class EarlyStoppingTrainer(RanksHooks, Trainer):
     """RecBole ``Trainer`` whose stopping is decided by a rec_es policy.
 
     Args:
@@ -79,11 +66,7 @@ class EarlyStoppingTrainer(Trainer):
                  record_test: bool = False, run_config: Mapping[str, Any] | None = None,
                  epoch_progress: bool = False, per_user_metrics: Sequence[str] | None = None) -> None:
         super().__init__(config, model)
-        # several processes: evaluation rows gathered, loss reduced, decisions agreed (rec_es.training.distributed)
-        self.ranks_ = None if config["single_spec"] else Ranks()
-        self._eval_sampler: Any = None
-        if self.ranks_ is not None:
-            self.evaluator = GatheringEvaluator(self.evaluator, self.ranks_, lambda: self._eval_sampler)
+        self._init_ranks(config)  # several processes: rows gathered, loss reduced, decisions agreed
         if isinstance(policy, Mapping):
             from rec_es.policy import build_policy
 
@@ -259,13 +242,10 @@ class EarlyStoppingTrainer(Trainer):
         batches = show_progress or (self.epoch_progress and self.last_epoch_seconds_ > LONG_EPOCH_SECONDS)
         t0 = time.time()
         loss = self._train_epoch(train_data, epoch, show_progress=batches)
-        if self.ranks_ is not None:  # the mean over ranks, before the log, the policy or the trace sees it
-            loss, bad = self.ranks_.reduce_loss(loss, self._bad_loss)
-            if bad is not None:
-                raise NonFiniteLossError(bad)
+        loss = self._reduced_loss(loss)  # several processes: the ranks' mean, before the log, policy or trace
         t1 = time.time()
         self.last_epoch_seconds_ = t1 - t0
-        self.train_loss_dict[epoch] = _loss_value(loss)
+        self.train_loss_dict[epoch] = loss_value(loss)
         if verbose:
             self.logger.info(self._generate_train_loss_output(epoch, t0, t1, loss))
         self._add_train_loss_to_tensorboard(epoch, loss)
@@ -307,7 +287,7 @@ class EarlyStoppingTrainer(Trainer):
             self.per_user_recorder.record("test", epoch)
             test_s = time.time() - t1
         elapsed = self.elapsed_offset_ + time.time() - start
-        step = self.controller.update(epoch, valid, train_loss=_loss_value(loss), elapsed_seconds=elapsed,
+        step = self.controller.update(epoch, valid, train_loss=loss_value(loss), elapsed_seconds=elapsed,
                                       per_user=self.per_user_recorder.policy_values(per_user))
         decision, action, stop = step.decision, step.action, step.stop
         new_best = decision.new_best
@@ -343,7 +323,7 @@ class EarlyStoppingTrainer(Trainer):
         dec = decision.to_dict()
         if action is not None and action.defer_stop:
             dec.update(stop=False, deferred_reason=dec["reason"], reason="not_stopped", message=action.message)
-        fields: dict[str, Any] = {"epoch": epoch, "train_loss": _loss_value(loss), "lr": lr, "valid": valid}
+        fields: dict[str, Any] = {"epoch": epoch, "train_loss": loss_value(loss), "lr": lr, "valid": valid}
         if isinstance(loss, tuple):
             fields["train_losses"] = [float(x) for x in loss]
         if test is not None:
@@ -430,15 +410,6 @@ class EarlyStoppingTrainer(Trainer):
         self._eval_sampler = getattr(eval_data, "sampler", None)
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
-    def _map_reduce(self, result: Any, num_sample: int) -> Any:
-        """The result is already the whole evaluation's (``GatheringEvaluator``); RecBole's weighted mean of
-        per-rank means (which counts the sampler's padding duplicates) is not taken."""
-        return result
-
-    def gather_users(self, uids: torch.Tensor) -> torch.Tensor:
-        """Every rank's evaluated user ids in RecBole's order (one process: ``uids``)."""
-        return uids if self.ranks_ is None else self.ranks_.gather_rows(uids, self._eval_sampler)
-
     def summary(self, test_result: Mapping[str, float] | None = None) -> dict[str, Any]:
         """The ``summary.json`` content of the last fit (``test_result`` from the restored best weights)."""
         return jsonable({
@@ -471,4 +442,4 @@ def _recbole_sentinel(name: str, value: Any) -> None:
     raise AttributeError(f"{name} is read from the best snapshot (trainer.best_); it cannot be set")
 
 
-__all__ = ["EarlyStoppingTrainer", "read_trace"]
+__all__ = ["EarlyStoppingTrainer", "NonFiniteLossError", "read_trace"]
