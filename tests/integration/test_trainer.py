@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -190,10 +191,16 @@ def test_non_finite_loss_check_catches_nan_and_inf(bad: float) -> None:
     """RecBole's own check only sees NaN; ours stops on inf too, for scalar and multi-element losses."""
     from rec_es.training.trainer import NonFiniteLossError
 
-    check = EarlyStoppingTrainer._check_nan  # uses no trainer state
-    check(None, torch.tensor(0.5, requires_grad=True))
-    check(None, torch.tensor([0.5, 1.0]))
+    from types import SimpleNamespace
+
+    check = EarlyStoppingTrainer._check_nan  # reads only whether several processes train (ranks_)
+    one = SimpleNamespace(ranks_=None)
+    check(one, torch.tensor(0.5, requires_grad=True))
+    check(one, torch.tensor([0.5, 1.0]))
     for loss in (torch.tensor(bad, requires_grad=True), torch.tensor([0.5, bad])):
         with pytest.raises(NonFiniteLossError) as info:
-            check(None, loss)
+            check(one, loss)
         assert not torch.isfinite(torch.tensor(info.value.value))
+        several = SimpleNamespace(ranks_=object(), _bad_loss=None)  # a rank notes it; the epoch's end decides
+        check(several, loss)
+        assert not math.isfinite(several._bad_loss)
