@@ -141,6 +141,9 @@ def _check_resumable(run_dir: Path) -> None:
 
 
 def _print_result(summary: dict[str, Any]) -> None:
+    if not summary:  # a machine without rank 0 (--group-offset > 0): rank 0's machine holds the run directory
+        print("this machine's ranks finished; the run directory and its summary are on the machine of rank 0 (--ip)")
+        return
     test = summary.get("test_result") or {}
     print(summary.get("message"))
     if summary.get("best_epoch") is None:
