@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How far can *any* verdict read from a stock log go? A bound for issue 13's goal, leave one regime out.
+"""How far can *any* verdict read from a stock log go? A bound for the verdict's goal, leave one regime out.
 
     python scripts/bench_explain_bound.py RUNS_DIR [RUNS_DIR ...] [--cases docs/results/bench_explain/cases.csv]
                                           [--out docs/results/bench_explain] [--draws 5]
@@ -51,7 +51,7 @@ from bench_explain import find_runs, loro_calls, rule_inputs  # noqa: E402
 from rec_es.policy.stats import difference_noise, fit_line  # noqa: E402
 
 PREMATURE, NOT_PREMATURE = "premature", "not premature"
-#: the share of calls that must be right (issue 13's goal), and the share of stops that must get one
+#: the share of calls that must be right (the verdict's goal), and the share of stops that must get one
 CALLS_RIGHT, COVERAGE = 0.9, 0.9
 #: points each curve's shape is resampled to
 SHAPE = 10
@@ -233,7 +233,7 @@ def report(rows: list[dict[str, str]], x: np.ndarray, y: np.ndarray, regime: np.
     n_reg = len(set(regime))
     lines = [f"# What any verdict from a stock log's evidence reaches: {len(rows)} scored cut logs, {n_reg} regimes",
              "", "`python scripts/bench_explain_bound.py docs/results/long_runs` (scripts/bench_explain_bound.py "
-             "says what the classifiers see). Issue 13's goal is a call on at least "
+             "says what the classifiers see). The verdict's goal is a call on at least "
              f"{100 * COVERAGE:.0f} % of the stops with at least {100 * CALLS_RIGHT:.0f} % of the calls right.", "",
              "Each cell: the largest share of stops that can get a call with at least 90 % of the calls right, "
              "then the share right when every stop gets a call. *Left out*: each regime predicted by a model "

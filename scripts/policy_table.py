@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Every shipped policy on every recorded regime, by replay over the committed long runs (issue 12's table).
+"""Every shipped policy on every recorded regime, by replay over the committed long runs (docs/choosing_a_policy.md).
 
     python scripts/policy_table.py [--runs docs/results/long_runs] [--policies FILE.yaml ...] [--partial]
                                    [--out docs/results/policy_table.md] [--grid] [--select-on REGIME ...]
@@ -12,7 +12,7 @@ the full run (``rec_es.replay.oracle``). Also: the hindsight bound (the best tes
 past the oracle epoch, and the budget saved on runs whose oracle comes in the first half. The rows: every
 ``properties/policies/*.yaml`` (a policy that changes training, reduce_on_plateau, cannot be replayed and is
 listed as such), ``make run``'s policy (the ``early_stopping:`` of ``properties/gru4rec_ml100k.yaml``) and
-``make run``'s policy before issue 12 (``docs/results/make_run_policy.yaml``).
+the policy ``make run`` used before the recommended one (``docs/results/make_run_policy.yaml``).
 
 ``--grid`` replays a small grid of candidate settings for the recommended policy, scored only on the regimes of
 ``--select-on`` (the others are held out), so the choice is not made on the runs the table reports.
@@ -44,7 +44,7 @@ from _report import emit, test_at  # noqa: E402
 
 METRIC = "ndcg@10"
 MAKE_RUN = REPO / "properties" / "gru4rec_ml100k.yaml"
-#: make run's policy before issue 12 (patience 10, min_delta 0.0005), kept for the compare docs
+#: the policy make run used before the recommended one (patience 10, min_delta 0.0005), kept for the compare docs
 OLD_MAKE_RUN = REPO / "docs" / "results" / "make_run_policy.yaml"
 GOAL = {"ratio": 0.99, "past": 15.0, "saved": 0.30}
 #: the grid candidate that is properties/policies/recommended.yaml (tests/test_recommended.py checks it is)
@@ -56,17 +56,18 @@ FASTEST_SAFE = "GL 1.0, still_learning off"
 
 MODELS = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "stamp": "STAMP", "narm": "NARM", "caser": "Caser", "npe": "NPE",
           "core": "CORE"}
-#: the README's "Which policy" table: these policies as columns, one row per regime (``README_SECTION``; the README
-#: holds a copy, tests/test_readme.py checks it is this one)
-README_POLICIES = {"recommended": "**recommended** (`make run`'s)", "prechelt_gl": "prechelt_gl",
+#: the by-regime table of docs/choosing_a_policy.md: these policies as columns, one row per regime
+#: (``BY_REGIME_SECTION``; the page holds a copy, tests/test_readme.py checks it is this one, and that the pooled
+#: cells the README quotes are this table's)
+BY_REGIME_POLICIES = {"recommended": "**recommended** (`make run`'s)", "prechelt_gl": "prechelt_gl",
                    "patience_min_delta": "patience_min_delta", "composite_ema_warmup": "composite_ema_warmup",
                    "dynamic_patience": "dynamic_patience", "recbole_legacy": "recbole_legacy (RecBole's rule)",
-                   "make run before issue 12": "make run's before issue 12"}
-README_SECTION = "## By regime (the README's table): worst run / mean epochs trained"
+                   "make run's old policy (patience 10)": "make run's old policy (patience 10)"}
+BY_REGIME_SECTION = "## By regime (choosing_a_policy.md's table): worst run / mean epochs trained"
 
 
 def pretty(regime: str) -> str:
-    """``gru4rec-bpr-lr0.005`` -> ``GRU4Rec BPR lr 0.005``: a regime directory's name as the README writes it."""
+    """``gru4rec-bpr-lr0.005`` -> ``GRU4Rec BPR lr 0.005``: a regime directory's name as the docs write it."""
     words = regime.split("-")
     out = [MODELS.get(words[0], words[0])]
     for w in words[1:]:
@@ -78,7 +79,7 @@ def policy_files(paths: list[Path] | None) -> dict[str, dict[str, Any]]:
     """name -> {"mapping", "file", "live"} for every policy file (and make run's config)."""
     files = paths or sorted((REPO / "properties" / "policies").glob("*.yaml"))
     out: dict[str, dict[str, Any]] = {}
-    names = {MAKE_RUN: "make run (gru4rec_ml100k.yaml)", OLD_MAKE_RUN: "make run before issue 12"}
+    names = {MAKE_RUN: "make run (gru4rec_ml100k.yaml)", OLD_MAKE_RUN: "make run's old policy (patience 10)"}
     for f in [MAKE_RUN, OLD_MAKE_RUN, *files] if paths is None else files:
         data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
         name = names.get(f, f.stem)
@@ -311,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in results:
             lines.append(f"| {name} | " + " | ".join(cell(per[name][reg]) for reg in runs)
                          + f" | {pooled(overall[name])} | {'yes' if meets(overall[name]) else 'no'} |")
-        shown = [n for n in README_POLICIES if n in results]
-        lines += ["", README_SECTION, "", "| regime | " + " | ".join(README_POLICIES[n] for n in shown) + " |",
+        shown = [n for n in BY_REGIME_POLICIES if n in results]
+        lines += ["", BY_REGIME_SECTION, "", "| regime | " + " | ".join(BY_REGIME_POLICIES[n] for n in shown) + " |",
                   "|---|" + "---|" * len(shown)]
         for reg in runs:
             lines.append(f"| {pretty(reg)} | " + " | ".join(cell(per[n][reg]) for n in shown) + " |")
