@@ -185,7 +185,8 @@ def _call_sentence(out: Mapping[str, Any], test: ProbeTest, monitor: str, log_ca
     k = test.k
     best = f"{monitor} {out['best_value']:.4g} at epoch {out['best_epoch']}"
     against = f"the run's best (epoch {out['base_epoch']}, {out['base_value']:.4g})"
-    how = (f"paired over {test.n_users} validation users, {test.correction.replace('_', '-')} corrected for the "
+    correction = {"max_t": "max-T bootstrap", "bonferroni": "Bonferroni"}[test.correction]
+    how = (f"paired over {test.n_users} validation users, {correction} corrected for the "
            f"best of {k} evaluation{'s' * (k != 1)}" if test.paired else
            f"against the curve's own noise (no per-user scores recorded), Bonferroni for the best of {k}")
     bound = f"one-sided {100 * (1 - test.alpha):.0f} % bounds {test.lower:+.4g} to {test.upper:+.4g}"
@@ -203,7 +204,9 @@ def _call_sentence(out: Mapping[str, Any], test: ProbeTest, monitor: str, log_ca
         text = (f"Not premature, measured: the best of the {out['epochs']} epochs, {best}, is {test.gain:+.4g} "
                 f"against {against}, within its noise ({how}: p = {test.p_value:.3g}; {bound}), and {monitor} "
                 f"was not rising at the end ({trend}).")
-    if log_call:
+    if log_call == CANNOT_TELL:
+        text += " The verdict read from the log could not tell."
+    elif log_call:
         same = "agrees with" if log_call == out["call"] else "differs from"
         text += f" This {same} the verdict read from the log ({CALL_WORDS.get(log_call, log_call)})."
     return text
@@ -218,7 +221,8 @@ def _replay_sentence(rows: Sequence[Mapping[str, Any]], stop: int, last: int) ->
             what = f"stops at epoch {r['stop_epoch']}"
         else:  # the probe's budget is its own: a policy still going at its end "would still be running"
             what = f"would still be running at epoch {last} (data ends)"
-        restores = f", restoring epoch {r['best_epoch']} ({r['best_value']:.4g})" if r.get("best_value") is not None \
+        kept = "restoring" if r["status"] == "stopped" else "best so far"
+        restores = f", {kept} epoch {r['best_epoch']} ({r['best_value']:.4g})" if r.get("best_value") is not None \
             else ""
         parts.append(f"{_row_label(r['policy'])}: {what}{restores}")
     return (f"Replayed on the extended curve (epochs 0-{last}; the run stopped at {stop}): " + "; ".join(parts) + ".")

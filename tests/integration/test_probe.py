@@ -57,8 +57,15 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                  "--no-progress", "--quiet"]) == 0
             before = tree(root / "stopped")
             out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                status = explain_main(["stopped", "--probe", str(N), "--json", "--plot", "probe.png"])
+            modes = {p: p.stat().st_mode for p in [root / "stopped", *(root / "stopped").rglob("*")]}
+            for p in modes:  # the run is only read: a read-only run directory can be probed
+                p.chmod(modes[p] & ~0o222)
+            try:
+                with contextlib.redirect_stdout(out):
+                    status = explain_main(["stopped", "--probe", str(N), "--json", "--plot", "probe.png"])
+            finally:
+                for p, mode in modes.items():
+                    p.chmod(mode)
         finally:
             torch.set_num_threads(threads)
     return {"root": root, "status": status, "report": json.loads(out.getvalue()), "before": before,
@@ -66,7 +73,7 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_probe_leaves_the_run_byte_identical(probed: dict[str, Any]) -> None:
-    """Every file of the probed run has the same bytes afterwards, and no file was added to it."""
+    """Every file of the probed (read-only) run has the same bytes afterwards, and no file was added to it."""
     assert probed["status"] == 0
     assert probed["after"] == probed["before"]
 
