@@ -97,14 +97,16 @@ def test_stock_stop_at_epoch_6_of_500_is_premature_though_the_curve_fell() -> No
     right, cases = UNTUNED["early stop, loss still falling"]
     assert premature["verdict"] == (f"Premature (confidence {100 * confidence:.0f} %; right {right} of {cases} times "
                                     "on regimes left out of its tuning): the training loss was still "
-                                    "falling 0.46 % per epoch (epochs 2-6): at that pace 90 % more over the 493 epochs "
+                                    "falling 0.46 % per epoch on average over epochs 2-6, 0.33 % per epoch over epochs 5-6: "
+                                    "at the average pace 90 % more over the 493 epochs "
                                     "left, above the 4 % below which training counts as finished; it stopped at epoch "
                                     "6, 1.4 % into its 500-epoch budget.")
     assert premature["spike"]["is_spike"] is False
     assert report["advice"] == []
     assert report["worth_trying"] == [
         "More patience, since the verdict found the stop premature (the training loss was still falling 0.46 % per "
-        "epoch (epochs 2-6): at that pace 90 % more over the 493 epochs left, above the 4 % below which training "
+        "epoch on average over epochs 2-6, 0.33 % per epoch over epochs 5-6: at the average pace 90 % more over "
+        "the 493 epochs left, above the 4 % below which training "
         "counts as finished): stopping_step: 10 (stock RecBole) or early_stopping.patience: 10 (rec_es). The data ends at epoch 6, "
         "so only a longer run can show whether a better epoch follows."]
     assert row(report, "observed: stopping_step 3")["stop_epoch"] == 6
@@ -215,7 +217,7 @@ def test_trace_still_rising_is_likely_premature(tmp_path: Path) -> None:
     # issue 13: was "Likely premature: the monitor was still improving when the run stopped."
     assert report["premature"]["call"] == "premature"
     assert report["premature"]["verdict"].startswith("Premature (confidence ")
-    assert "the training loss was still falling 1.9 % per epoch (epochs 5-9)" in report["premature"]["verdict"]
+    assert "the training loss was still falling 1.9 % per epoch on average over epochs 5-9" in report["premature"]["verdict"]
     assert report["premature"]["all_facts"]["trend"].startswith("ndcg@10 rose 0.76 per 10 epochs over epochs 2-9")
     assert report["worth_trying"][0].startswith("More patience, since the monitor was still improving at the stop: "
                                                 "early_stopping.patience: 10. The data ends at epoch 9")

@@ -60,8 +60,10 @@ def test_early_stop_with_the_loss_still_falling_is_premature() -> None:
     premature = explain(path)["premature"]
     rule = "early stop, loss still falling"
     assert (premature["call"], premature["rule"], premature["confidence"]) == ("premature", rule, CONFIDENCE[rule])
+    recent = (losses[-2] - losses[-1]) / abs(losses[-2]) / (epochs[-1] - epochs[-2])  # the last step's pace
     assert premature["facts"] == [
-        f"the training loss was still falling {100 * fall:.2g} % per epoch (epochs 0-2): at that pace "
+        f"the training loss was still falling {100 * fall:.2g} % per epoch on average over epochs 0-2, "
+        f"{100 * recent:.2g} % per epoch over epochs 1-2: at the average pace "
         f"{100 * headroom:.0f} % more over the 97 epochs left, above the {100 * LOSS_HEADROOM:g} % below which "
         "training counts as finished",
         "it stopped at epoch 2, 3 % into its 100-epoch budget"]
@@ -188,7 +190,8 @@ def test_falling_monitor_is_not_premature_whatever_the_loss(tmp_path: Path) -> N
     assert explain(run)["stop"]["stop_epoch"] == 19
     assert (premature["call"], premature["rule"]) == ("not_premature", "monitor falling")
     assert premature["facts"][0].startswith("ndcg@10 fell ") and "(falling)" in premature["facts"][0]
-    assert premature["facts"][1].startswith("the training loss still fell 1.9 % per epoch (epochs 15-19), so the model")
+    assert premature["facts"][1].startswith("the training loss still fell 1.9 % per epoch on average over epochs 15-19, "
+                                            "2 % per epoch over epochs 18-19, so the model")
 
 
 def test_rising_stop_near_the_budget_is_not_premature(tmp_path: Path) -> None:

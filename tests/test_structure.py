@@ -18,6 +18,7 @@ LAYERS = {
     "rec_es.recbole_log": 3,  # stock RecBole logs
     "rec_es.training": 3,     # the only code that drives RecBole
     "rec_es.tune": 4,         # Ray and the training workers
+    "rec_es.recbole_fix": 4,  # `import rec_es.recbole_fix`: stock RecBole made to run (compat + the restricted loader)
     "rec_es.compare": 5,
     "rec_es.explain": 5,
     "rec_es.cli": 6,          # the commands

@@ -31,7 +31,7 @@ class PolicySpec:
     def note(self) -> str:
         if self.live_reason:
             return f"live: {self.live_reason}"
-        if self.config.early_stopping.get("preset") == "recbole_legacy":
+        if self.config.settings.is_legacy:
             return "RecBole's own rule"
         return ""
 

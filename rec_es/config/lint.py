@@ -293,7 +293,7 @@ class _Lint:
 
     def _wait_text(self, s: PolicySettings, step: int) -> tuple[str, str]:
         """(key, sentence) saying how long the policy waits, in evaluations and epochs."""
-        if s.preset == "recbole_legacy":
+        if s.is_legacy:
             evals = s.patience  # stopping_step + 1
             stock = "early_stopping" not in self.merged
             key = "stopping_step" if stock else "early_stopping.stopping_step"
@@ -305,7 +305,7 @@ class _Lint:
     def min_delta(self, cfg: RunConfig) -> None:
         s = cfg.settings
         places = self.get("metric_decimal_place")
-        if s.preset or isinstance(s.min_delta, str) or s.min_delta <= 0 or s.min_delta_mode != "abs" \
+        if isinstance(s.min_delta, str) or s.min_delta <= 0 or s.min_delta_mode != "abs" \
                 or not isinstance(places, int):  # min_delta: auto is measured, never below the noise
             return
         rounding = 10.0 ** -places
@@ -318,7 +318,7 @@ class _Lint:
 
     def warmup(self, cfg: RunConfig) -> None:
         s, epochs = cfg.settings, self.epochs()
-        if not epochs or s.preset:
+        if not epochs or s.is_legacy:
             return
         budget = min(epochs, s.max_epochs or epochs)
         for key, value in (("warmup", s.warmup), ("start_from_epoch", s.start_from_epoch)):
@@ -330,7 +330,7 @@ class _Lint:
                          file=self.sources.get("early_stopping"))
 
     def unused_stopping_step(self, cfg: RunConfig) -> None:
-        if "stopping_step" in self.merged and "early_stopping" in self.merged and cfg.settings.preset is None:
+        if "stopping_step" in self.merged and "early_stopping" in self.merged and not cfg.settings.is_legacy:
             self.add("warning", "stopping_step",
                      f"stopping_step {self.merged['stopping_step']} is not used: the early_stopping mapping "
                      f"in {self.sources.get('early_stopping')} decides when to stop (its patience is "

@@ -15,7 +15,7 @@ from rec_es.rundir import yamlio
 from rec_es.policy.errors import ConfigError, brief
 from rec_es.policy import StoppingPolicy
 from rec_es.policy.monitor import TARGET_CE, computed_metric_keys
-from rec_es.policy.presets import legacy_mapping
+from rec_es.policy.presets import LEGACY, legacy_mapping
 from rec_es.policy.schema import PolicySettings, parse_settings
 from rec_es.config.protocol import require
 from rec_es.policy.schedule import validate_lr_schedule
@@ -190,8 +190,8 @@ def _check_monitor(settings: PolicySettings, recbole: Mapping[str, Any], source:
 def load_config(files: Iterable[str | Path], overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Read, merge and validate property files (RecBole order: later overrides earlier); raise ConfigError.
 
-    With no ``early_stopping:`` mapping anywhere, the policy is RecBole's own rule (``recbole_legacy`` built
-    from ``valid_metric`` and ``stopping_step``). Inside a mapping, ``monitor`` defaults to ``valid_metric``.
+    With no ``early_stopping:`` mapping anywhere, the policy is RecBole's own rule (``presets.legacy_mapping``
+    of ``valid_metric`` and ``stopping_step``). Inside a mapping, ``monitor`` defaults to ``valid_metric``.
     ``overrides``: ``--set`` values (``merge_files``). The first error is raised; ``config_errors`` lists them all.
     """
     files = [str(f) for f in files]
@@ -229,7 +229,7 @@ def config_errors(files: Iterable[str | Path], overrides: Mapping[str, Any] | No
 
 
 def _without(merged: dict[str, Any], key: str | None) -> dict[str, Any] | None:
-    """A copy of ``merged`` without the nested ``key`` (``early_stopping.prechelt.alpha``); None if it is not there
+    """A copy of ``merged`` without the nested ``key`` (``early_stopping.patience``); None if it is not there
     or is a whole mapping whose removal would change what is validated (``early_stopping`` itself)."""
     if not key or "." not in key:
         return None
@@ -252,13 +252,14 @@ def _validated(files: list[str], merged: dict[str, Any], sources: dict[str, str]
     lr = merged.pop("lr_schedule", None)
     es_source = sources.get("early_stopping", "RecBole's stopping_step")
     if es is None:
-        es = legacy_mapping({k: merged.get(k, RECBOLE_DEFAULTS[k]) for k in ("valid_metric", "stopping_step")})
+        es = legacy_mapping(merged.get("stopping_step", RECBOLE_DEFAULTS["stopping_step"]),
+                            monitor=str(merged.get("valid_metric", RECBOLE_DEFAULTS["valid_metric"])))
     elif not isinstance(es, dict):
         raise ConfigError(f"early_stopping: must be a mapping of settings (got {es!r})", source=es_source, key="early_stopping")
     else:
         es = dict(es)
         es.setdefault("monitor", merged.get("valid_metric", RECBOLE_DEFAULTS["valid_metric"]))
-        if es.get("preset") == "recbole_legacy":
+        if es.get("preset") == LEGACY:
             es.setdefault("stopping_step", merged.get("stopping_step", RECBOLE_DEFAULTS["stopping_step"]))
     settings = parse_settings(es, source=es_source)
     _check_monitor(settings, merged, es_source, sources)

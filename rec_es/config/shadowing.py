@@ -64,7 +64,7 @@ def shadowed_recbole_keys(merged: Mapping[str, Any], sources: Mapping[str, str],
     es_file = sources.get("early_stopping", "?")
     rows: list[Row] = []
     s = run_config.settings
-    if s.preset == "recbole_legacy" and "stopping_step" in es and "stopping_step" in merged \
+    if s.is_legacy and "stopping_step" in es and "stopping_step" in merged \
             and merged["stopping_step"] != es["stopping_step"] and _placed(files, sources, "stopping_step"):
         rows.append(("warning", sources.get("stopping_step", "?"), "stopping_step",
                      f"stopping_step {merged['stopping_step']} (in {sources.get('stopping_step')}) is not used: the "

@@ -2,8 +2,9 @@
 
 RUN is a rec_es run directory (``trace.jsonl``), a ``trace.jsonl`` file, or a log file written by stock
 RecBole (``log/<Model>/<Model>-<dataset>-<time>.log``). A stock log is turned into the same in-memory
-``Trace`` a rec_es run writes, with RecBole's own rule (``recbole_legacy``: ties reset the counter, stop on the
-``stopping_step + 1``-th miss, counted in evaluations of ``eval_step`` epochs) replayed as the observed policy.
+``Trace`` a rec_es run writes, with RecBole's own rule (``rec_es.policy.presets``: ties reset the counter, stop
+on the ``stopping_step + 1``-th miss, counted in evaluations of ``eval_step`` epochs) replayed as the observed
+policy.
 
 The stop, the ties and the counterfactual table are computed from the observed evaluations only: a policy that
 would not have stopped before the data ends is reported as "still running at epoch N (data ends)". Two parts look

@@ -1,7 +1,7 @@
 """RUN as an ``Observed``: a rec_es run directory or ``trace.jsonl``, or a log file written by stock RecBole.
 
 A stock log is turned into the same in-memory ``Trace`` a rec_es run writes (``rec_es.recbole_log``), with
-RecBole's own rule (``recbole_legacy``) replayed on it as the observed policy.
+RecBole's own rule (``rec_es.policy.presets``) replayed on it as the observed policy.
 """
 from __future__ import annotations
 

@@ -13,12 +13,14 @@ from rec_es.policy.errors import ConfigError
 from rec_es.explain.fmt import _label
 from rec_es.explain.observed import Observed
 from rec_es.policy import build_policy
+from rec_es.policy.presets import LEGACY, legacy_mapping
+from rec_es.policy.schema import legacy_settings
 from rec_es.replay import ReplayError, replay
 
 #: Counterfactual policies replayed by default (monitor and mode are the run's own).
 DEFAULT_POLICIES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("stopping_step 10 (RecBole default)", {"preset": "recbole_legacy", "stopping_step": 10}),
-    ("stopping_step 30", {"preset": "recbole_legacy", "stopping_step": 30}),
+    ("stopping_step 10 (RecBole default)", legacy_mapping(10)),
+    ("stopping_step 30", legacy_mapping(30)),
     ("patience 10", {"patience": 10}),
     ("patience 20", {"patience": 20}),
     ("patience 30", {"patience": 30}),
@@ -36,9 +38,9 @@ def _tie_sensitivity(obs: Observed) -> dict[str, Any] | None:
     """
     s = obs.policy.settings
     mapping = dict(obs.policy_mapping)
-    if s.preset == "recbole_legacy":
-        mapping = {"monitor": mapping.get("monitor", obs.monitor), "mode": obs.mode, "patience": s.patience,
-                   "ties_improve": False, "check_finite": "miss"}
+    if s.is_legacy:  # the preset takes no ties_improve: the same rule written out in plain keys
+        mapping = {"monitor": mapping.get("monitor", obs.monitor), "mode": obs.mode,
+                   **legacy_settings(s.stopping_step), "ties_improve": False}
     else:
         mapping["ties_improve"] = not s.ties_improve
     try:
@@ -113,7 +115,7 @@ def _same_as_observed(obs: Observed, mapping: Mapping[str, Any]) -> bool:
 def _setting_text(obs: Observed, mapping: Mapping[str, Any]) -> str:
     """How to write ``mapping`` in a property file (stock users get ``stopping_step: N`` for the legacy rule)."""
     body = {k: v for k, v in mapping.items() if k not in ("monitor", "mode")}
-    if obs.kind == "recbole_log" and body.get("preset") == "recbole_legacy" and set(body) <= {"preset", "stopping_step"}:
+    if obs.kind == "recbole_log" and body.get("preset") == LEGACY and set(body) <= {"preset", "stopping_step"}:
         return f"stopping_step: {body.get('stopping_step', 10)}"
     return "early_stopping: " + yaml.safe_dump(body, default_flow_style=True, allow_unicode=True).strip()
 

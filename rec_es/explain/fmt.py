@@ -17,7 +17,7 @@ def _plural(n: int, word: str) -> str:
 def _label(policy: StoppingPolicy) -> str:
     """A short name for a policy: ``stopping_step 3``, ``patience 10 evaluations + EMA α=0.5``."""
     s = policy.settings
-    if s.preset == "recbole_legacy":
+    if s.is_legacy:
         return f"stopping_step {s.stopping_step}"
     label = f"patience {s.patience} {s.patience_unit}" if s.patience is not None else "no patience rule"
     label += smoothing.label(s)

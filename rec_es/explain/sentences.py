@@ -14,7 +14,7 @@ from rec_es.policy.schema import PolicySettings
 
 def _setting_name(obs: Observed) -> str:
     s = obs.policy.settings
-    if s.preset == "recbole_legacy":
+    if s.is_legacy:
         return "stopping_step" if obs.kind == "recbole_log" else "early_stopping.stopping_step"
     return "early_stopping.patience"
 
@@ -36,7 +36,7 @@ def analyse_stop(obs: Observed) -> dict[str, Any]:
     misses = (f"{_plural(last.get('wait_count') or 0, 'evaluation')} "
               f"({_plural(last.get('wait_epochs') or 0, 'epoch')}) without improvement")
     best = f"best {obs.monitor} {_fmt(best_value)} at epoch {best_epoch}"
-    if obs.ending == "early_stopped" and s.preset == "recbole_legacy":
+    if obs.ending == "early_stopped" and s.is_legacy:
         step = s.stopping_step
         name = _setting_name(obs)
         out["setting"] = {"key": name, "value": step}
@@ -115,7 +115,7 @@ def analyse_premature(obs: Observed, stop: Mapping[str, Any]) -> dict[str, Any]:
             f"patience allows {_plural(patience - 1, 'miss')} in a row without stopping" + (", so that recovery nearly did not happen." if out["gap_close_to_patience"] else "."))
     elif patience:
         out["gap_close_to_patience"] = False
-    if resets and s.preset == "recbole_legacy":
+    if resets and s.is_legacy:
         tie_text = (f"{len(ties)} of the {_plural(len(resets), 'counter reset')} were exact ties "
                     f"(epochs {', '.join(map(str, ties))}), which RecBole counts as improvements"
                     if ties else f"None of the {_plural(len(resets), 'counter reset')} was an exact tie")
@@ -189,7 +189,7 @@ def worth_trying(obs: Observed, premature: Mapping[str, Any], shown: Sequence[st
     ``shown``: the advice already backed by the replay (a hint it already covers is left out)."""
     out: list[str] = []
     patience = premature.get("patience_evaluations")
-    stock = obs.kind == "recbole_log" or obs.policy.settings.preset == "recbole_legacy"
+    stock = obs.kind == "recbole_log" or obs.policy.settings.is_legacy
     called = premature.get("call") == "premature"
     undecided = premature.get("call") == "cannot_tell"
     if obs.ending == "early_stopped" and patience and (premature["trend"] == "improving" or called or undecided

@@ -1,8 +1,10 @@
-"""The verdict of ``rec-es explain``: was the stop premature? premature / not premature / cannot tell.
+"""The verdict of ``rec-es explain`` on a run a stopping rule ended: was the stop premature?
 
-Built on the "still learning" estimator the policy core shares (``rec_es.policy.learning.estimate_learning``),
-fed what every log holds: the evaluation epochs, the averaged monitor values, the epoch budget and the training
-losses. The evidence, each a fact the plot shows:
+``verdict(obs, stop)`` returns the call (``premature``, ``not_premature`` or ``cannot_tell``), the rule that made
+it, its stated confidence, up to three deciding facts (clauses a user can check against ``--plot``) and one
+sentence. It reads what every log holds: the evaluation epochs, the averaged monitor values, the epoch budget
+and the training losses, through the "still learning" estimator the policy core shares
+(``rec_es.policy.learning.estimate_learning``). The evidence (``gather``; ``facts`` words it):
 
   * **trend**: the estimator's least-squares slope of the monitor over the last half of the run (its trend
     window, ``W`` epochs long) and its z-score against the curve's own noise: the long-horizon trend, through
@@ -14,33 +16,33 @@ losses. The evidence, each a fact the plot shows:
   * **extrapolation**: the estimator's saturating learning curve, its expected gain by the budget's last epoch
     with bounds (``rec_es.explain.lost`` turns it into what was lost; the plot draws it with its band).
 
-Rules, first match wins (chosen on the benchmark's runs; docs/explain_verdict.md has the numbers):
-  1. the monitor's trend ``z <= -FALLING_Z``: not premature. The validation curve was falling through its noise
-     over the last half of the run; a model whose training loss still falls while its validation falls is
-     overfitting;
-  2. with the training loss and the budget known, the **loss headroom**: the loss's current relative fall per
-     epoch (over the last evaluations) compounded over the ``R`` epochs left. At or below ``LOSS_HEADROOM``
-     training had as good as finished for the budget it had: not premature. Above it, premature when the
-     monitor's trend also rises through its noise (``z >= TREND_Z``), when there are too few evaluations for a
-     trend (an early stop), or when the loss, though still falling, fell at most ``SLOW_LOSS`` of itself over
-     the trend window: a plateau the training loss shares with the validation curve, which both leave later
-     (NARM, SASRec, GRU4Rec at 0.001), or, a weaker call, when the trend leans up (``z >= LEANING_Z``). Else
-     **cannot tell**: a loss that fell faster beside a flat validation
-     curve is what both a plateau before a second rise and a model fitting its training data past its
-     validation peak (STAMP and GRU4Rec at 0.005) look like; such stops were premature ``UNDECIDED`` times on
-     the benchmark. The thresholds are the grid point that maximises right - 2 x wrong on the benchmark (a call
-     is worth giving when it is right two times in three; on a tie, fewer wrong calls);
-  3. without a training loss (a trace that records none): fewer evaluations than the estimator fits a curve to
-     (``MIN_POINTS``): cannot tell; trend ``z >= TREND_Z`` and ``R >= ROOM * W``: premature (still rising, with
-     room to rise); rising with too little budget left: not premature; no budget known and rising: cannot tell;
-     otherwise not premature.
+Rules (``decide``), first match wins:
+  1. trend ``z <= -FALLING_Z``: not premature. The validation curve was falling through its noise over the last
+     half of the run; with the training loss still falling, the model was overfitting;
+  2. with a loss headroom (training losses and a known budget; ``loss_rule``): at most ``LOSS_HEADROOM``, training
+     had as good as finished for the budget it had: not premature. Above it, premature when there are too few
+     evaluations for a trend (an early stop), when ``z >= TREND_Z`` (rising through its noise), when the loss
+     fell at most ``SLOW_LOSS`` of itself over the trend window (a plateau the training loss shares with the
+     validation curve, which both leave later), or, a weaker call, when ``z >= LEANING_Z`` (leaning up). Else
+     **cannot tell**: a loss that fell faster beside a flat validation curve is what both a plateau before a
+     second rise and a model fitting its training data past its validation peak look like; the sentence says
+     how often such stops were premature on the benchmark (``UNDECIDED``);
+  3. without one: fewer evaluations than the estimator fits a curve to (``MIN_POINTS``): cannot tell; trend
+     ``z >= TREND_Z`` and ``R >= ROOM * W``: premature (still rising, with room to rise); rising with too little
+     budget left: not premature; no budget known and rising: cannot tell; otherwise not premature.
 
-The stated confidence is each rule's share of right verdicts on all the benchmark's recorded runs
-(``CONFIDENCE``, with one right and one wrong verdict added, so a rule right on all of few cases does not claim
-100 %): of the stock logs the benchmark decided by the same rule, about that share was right. Beside it the
-sentence states the rule's right verdicts when each regime is decided by the thresholds chosen without it
-(``UNTUNED``, leave one regime out): the honest count for a model or learning rate not recorded here, lower than
-the pooled share for the "not premature" rules (docs/explain_verdict.md).
+Confidence (none for cannot tell): ``CONFIDENCE[rule]``, the rule's share of right verdicts on the benchmark's
+recorded runs, (right + 1) / (cases + 2) so that a rule right on all of few cases does not claim 100 %. It reads
+"of the stock logs the benchmark decided by this rule, about this share was right", not a probability for this
+run. Beside it the sentence states ``UNTUNED[rule]``, the rule's (right, cases) when each regime is decided by
+the thresholds chosen without it (leave one regime out): the count to trust for a model or learning rate the
+benchmark did not record, lower than the pooled share for the "not premature" rules.
+
+Caveats: the thresholds are the grid point of ``scripts/bench_explain.py --tune`` that maximises right - 2 x
+wrong on the benchmark's runs (a call is worth giving when it is right two times in three; a tie goes to fewer
+wrong calls), so the confidences are in-sample and hold as far as a run resembles the recorded regimes; and what
+a stock log holds bounds how many stops any verdict can call right. docs/explain_verdict.md has the benchmark,
+its numbers, how each threshold was chosen and that bound.
 """
 from __future__ import annotations
 
@@ -58,25 +60,20 @@ LOSS_HEADROOM = 0.04
 #: a trend this many standard errors above flat is still rising
 TREND_Z = 2.0
 #: ...and, beside a training loss still falling above LOSS_HEADROOM, a trend this many standard errors above flat
-#: is enough for a premature call ("leaning up"); at TREND_Z the rule is off. On the first 30 runs the grid
-#: (scripts/bench_explain.py --tune) tied 1.5 and 2 by right - 2 x wrong and it was off; on all 51 (session 10)
-#: 1.5 is ahead (right - 2 x wrong 236 against 233), and leaving one regime out the leaning-up calls are right 8
-#: times in 12: on, at the objective's break-even, with that record stated in its sentence
+#: is enough for a weaker premature call ("leaning up", with its own confidence); at TREND_Z the rule is off
 LEANING_Z = 1.5
 #: beside a monitor under TREND_Z, a training loss that fell at most this share of itself over the trend window
 #: (while still falling fast enough for the budget left) is on a plateau the validation curve shares: premature.
-#: Chosen with LOSS_HEADROOM on the benchmark's first 27 runs (the next three, GRU4Rec at 0.003, held out: right 4
-#: times in 4; each of the ten leave-one-regime-out folds picks 2.5 % too); a loss that fell more while validation
-#: stayed flat is what both a second rise to come and a model fitting its training data past its validation peak
-#: look like. The seven regimes recorded after it (session 10) cut its record: right 23 times in 37 there (NPE and
-#: CORE at 0.005: 6 of 19), 68 of 83 on all 51 runs; the grid on all of them still picks 2.5 %
+#: A loss that fell more while validation stayed flat is what both a second rise to come and a model fitting its
+#: training data past its validation peak look like: cannot tell
 SLOW_LOSS = 0.025
 #: ...and, without training losses, matters when at least ROOM times its window's span of epochs is left
 ROOM = 1.0
-#: a trend this many standard errors below flat is falling (0.5 was tried first and refuted by held-out runs)
+#: a trend this many standard errors below flat is falling
 FALLING_Z = 2.0
-#: the share of right verdicts per rule, (right + 1) / (cases + 2), on the benchmark's 51 runs
-#: (docs/explain_verdict.md); the no-loss rules keep the shares measured for them before the loss headroom existed
+#: the share of right verdicts per rule, (right + 1) / (cases + 2), on the benchmark's runs (docs/explain_verdict.md;
+#: tests/test_bench_explain.py checks them against cases.csv). The no-loss rules never decide the benchmark's logs,
+#: which all hold training losses: their shares come from the trend-only verdict's benchmark and are not checked
 CONFIDENCE = {"early stop, loss still falling": 0.98, "loss falling slowly, monitor flat": 0.81,
               "loss falling, monitor rising": 0.9, "loss falling, monitor leaning up": 0.71,
               "training loss flat for the budget left": 0.78, "monitor falling": 0.83,
@@ -107,6 +104,8 @@ class Evidence:
     bar_epoch: int | None
     bar_level: float | None  # the curve's level at the restored epoch: the trend line there, or a local mean
     estimate: LearningEstimate
+    recent_loss_fall: float | None = None  # relative fall per epoch between the last two evaluations with a loss
+    recent_span: tuple[int, int] | None = None
 
     @property
     def loss_headroom(self) -> float | None:
@@ -153,11 +152,13 @@ def gather(obs: Observed, stop: Mapping[str, Any]) -> Evidence:
     est = estimate_learning(epochs, values, obs.mode, obs.epochs or last + 1,
                             losses if any(x is not None for x in losses) else None, name=obs.monitor)
     fall, span = _loss_fall(epochs, losses)
+    recent, recent_span = _loss_fall(epochs, losses, strip=2)
     window = est.trend_window
     window_fall = _loss_fall(epochs, losses, strip=len(epochs), first=window[0], per_epoch=False)[0] if window else None
     return Evidence(epoch=last, budget=obs.epochs, budget_used=(last + 1) / obs.epochs if obs.epochs else None,
                     epochs_left=max(obs.epochs - 1 - last, 0) if obs.epochs else None, evaluations=len(points),
-                    loss_fall=fall, loss_span=span, window_loss_fall=window_fall, bar=stop.get("best_value"),
+                    loss_fall=fall, loss_span=span, window_loss_fall=window_fall, recent_loss_fall=recent,
+                    recent_span=recent_span, bar=stop.get("best_value"),
                     bar_epoch=stop.get("best_epoch"),
                     bar_level=_level_at(points, est, obs.mode, stop.get("best_epoch")), estimate=est)
 
@@ -172,6 +173,18 @@ def _loss_fall(epochs: list[int], losses: list[float | None], strip: int = 5, fi
         return None, None
     (e0, x0), (e1, x1) = pairs[0], pairs[-1]
     return (x0 - x1) / abs(x0) / ((e1 - e0) if per_epoch else 1), (e0, e1)
+
+
+def _loss_rate(ev: Evidence) -> str:
+    """``1.6 % per epoch on average over epochs 3-7, 0.9 % per epoch over epochs 6-7``: the average the verdict
+    uses, and the most recent step's, so a fall made mostly at the window's start is not read as today's pace."""
+    assert ev.loss_fall is not None and ev.loss_span is not None
+    a, b = ev.loss_span
+    text = f"{_pct(ev.loss_fall)} per epoch on average over epochs {a}-{b}"
+    if ev.recent_loss_fall is not None and ev.recent_span is not None and ev.recent_span != ev.loss_span:
+        c, d = ev.recent_span
+        text += f", {_pct(ev.recent_loss_fall)} per epoch over epochs {c}-{d}"
+    return text
 
 
 def _pct(x: float) -> str:
@@ -193,15 +206,15 @@ def facts(ev: Evidence, monitor: str) -> dict[str, str]:
     if ev.budget:
         out["budget"] = f"it stopped at epoch {ev.epoch}, {_pct(ev.budget_used or 0)} into its {ev.budget}-epoch budget"
     if ev.loss_fall is not None and ev.loss_span is not None:
-        a, b = ev.loss_span
+        rate = _loss_rate(ev)
         room = ev.loss_headroom
         if room is None:
-            out["loss"] = f"the training loss fell {_pct(ev.loss_fall)} per epoch (epochs {a}-{b})"
+            out["loss"] = f"the training loss fell {rate}"
         elif room > LOSS_HEADROOM:
-            out["loss"] = (f"the training loss was still falling {_pct(ev.loss_fall)} per epoch (epochs {a}-{b}): "
-                           f"at that pace {_pct(room)} more over the {ev.epochs_left} epochs left, above the "
+            out["loss"] = (f"the training loss was still falling {rate}: "
+                           f"at the average pace {_pct(room)} more over the {ev.epochs_left} epochs left, above the "
                            f"{_pct(LOSS_HEADROOM)} below which training counts as finished")
-            still = f"the training loss still fell {_pct(ev.loss_fall)} per epoch (epochs {a}-{b})"
+            still = f"the training loss still fell {rate}"
             out["undecided"] = ("a fall beside a flat validation curve that a plateau before a second rise and a "
                                  "model fitting its training data past its validation peak both show: on the "
                                  f"benchmark's recorded runs such stops were premature {UNDECIDED[0]} times "
@@ -210,8 +223,8 @@ def facts(ev: Evidence, monitor: str) -> dict[str, str]:
             out["overfit"] = (f"{still}, so the model was fitting its training data better without helping the "
                               "validation users")
         else:
-            out["loss"] = (f"the training loss had flattened ({_pct(ev.loss_fall)} per epoch over epochs {a}-{b}): "
-                           f"at that pace {_pct(room)} more over the {ev.epochs_left} epochs left, not above the "
+            out["loss"] = (f"the training loss had flattened ({rate}): "
+                           f"at the average pace {_pct(room)} more over the {ev.epochs_left} epochs left, not above the "
                            f"{_pct(LOSS_HEADROOM)} below which training counts as finished")
     if ev.window_loss_fall is not None and est.trend_window is not None:
         a, b = est.trend_window

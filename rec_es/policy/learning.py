@@ -15,8 +15,8 @@ How it decides (docs/still-learning.md has the measurements behind each choice):
    every shape whose SSE is within ``z^2 * sigma^2`` of the best (sigma = max(noise, residual SD)) is
    plausible, and the interval is the union over them of ``gain +- z * se(gain)``, se from the linear fit
    combined with a **model discrepancy** per side (``DISCREPANCY``: what no curve family foresees, a slow
-   decline once overfitting starts or a second rise), measured on recorded runs whose future is known: the
-   fit's own se alone held the end level in 39 % of the cuts of an interval meant to hold 80 %.
+   decline once overfitting starts or a second rise), calibrated on recorded runs whose future is known
+   (``scripts/bench_learning.py --calibrate``).
    Time constants stop at twice the window and exponents at 0.02 (nearly logarithmic growth), so the most
    optimistic plausible continuation is logarithmic, not the current slope carried on in a straight line.
 3. **Long-horizon trend**: the least-squares slope over the same window with its z-score against sigma.
@@ -29,6 +29,10 @@ the margin and the window's trend is not confidently rising (a fast-saturating c
 still climbs would claim a certainty the model assumes, not one the data show), or when the training stalled
 and the lower bound is at most the margin; else ``unknown``. ``confidence`` is
 the normal-approximation probability of the side the estimate is on (0.5 = a coin flip).
+
+Caveat: the bounds are calibrated, not derived. At ``level`` 0.9 the interval is meant to hold the level at the
+budget's end 80 % of the time; on runs left out of the calibration it did about that on average, but per run
+anywhere from 13 % to 100 % of the time (docs/still-learning.md, "Calibrated bounds").
 """
 from __future__ import annotations
 

@@ -325,7 +325,12 @@ class StoppingPolicy:
         line = f"epoch {ctx.epoch}: {self.monitor.name} {fmt(ctx.raw)}"
         if self._smoother.smooths:
             line += f" (smoothed {fmt(ctx.smoothed)})"
-        line += f", best {fmt(st.best_score)} at epoch {st.improved_epoch}"
+        if self._smoother.smooths:  # two bests: the smoothed one rules improve on, the one whose weights are kept
+            line += f", best smoothed {fmt(st.best_score)} at epoch {st.improved_epoch}"
+            if st.restore_epoch is not None:
+                line += f", restores epoch {st.restore_epoch} (best {s.best_by} {fmt(st.restore_score)})"
+        else:
+            line += f", best {fmt(st.best_score)} at epoch {st.improved_epoch}"
         for part in self._statuses:
             line += part.status(ctx, self._rules[part.name])
         if ctx.improved:

@@ -24,7 +24,8 @@ from rec_es.policy.monitor import Monitor
 from rec_es.policy.validate import KeySpec, Scope, parse_keys, table
 
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in rules.KEYS}
-LEGACY_KEYS = frozenset({"preset", "monitor", "mode", "stopping_step", "enabled"})
+#: the only keys the legacy preset (``LEGACY``, RecBole's own rule) takes, in the order ``to_mapping`` writes them
+LEGACY_KEYS = ("preset", "monitor", "mode", "stopping_step", "enabled")
 #: Keys users bring from RecBole or other libraries, with what to write instead.
 ALIASES = {
     "early_stop": "enabled",
@@ -37,9 +38,9 @@ ALIASES = {
 MARKERS = ("<!-- keys-table:start -->", "<!-- keys-table:end -->")
 
 
-def _legacy(stopping_step: int) -> dict[str, Any]:
-    """What ``preset: recbole_legacy`` sets: RecBole stops on the stopping_step+1-th evaluation not reaching
-    the best (ties reach it); a NaN never wins a comparison, so it is a miss."""
+def legacy_settings(stopping_step: int) -> dict[str, Any]:
+    """What the legacy preset sets: RecBole stops on the stopping_step+1-th evaluation not reaching the best
+    (ties reach it); a NaN never wins a comparison, so it is a miss."""
     return {"ties_improve": True, "patience": stopping_step + 1, "check_finite": "miss"}
 
 
@@ -52,10 +53,15 @@ def _smoothing_param(self: Any) -> float:
     return smoothing.param(self)
 
 
+def _is_legacy(self: Any) -> bool:
+    """Is this RecBole's own rule (the legacy preset, ``rec_es.policy.presets``)?"""
+    return self.preset == LEGACY
+
+
 def _to_mapping(self: Any) -> dict[str, Any]:
     """A plain mapping that ``build_policy`` turns back into these settings (for trace headers)."""
-    if self.preset == LEGACY:
-        return {k: KEYS[k].plain(getattr(self, k)) for k in ("preset", "monitor", "mode", "stopping_step", "enabled")}
+    if self.is_legacy:
+        return {k: KEYS[k].plain(getattr(self, k)) for k in LEGACY_KEYS}
     values = {k: getattr(self, k) for k in KEYS}
     return {k: spec.plain(values[k]) for k, spec in KEYS.items() if k != "preset" and spec.applies(values)}
 
@@ -64,9 +70,11 @@ PolicySettings = make_dataclass(
     "PolicySettings",
     [("monitor", Monitor)] + [(k, Any, field(default=spec.fallback())) for k, spec in KEYS.items()
                               if k not in ("monitor", "mode")],
-    namespace={"mode": property(_mode), "smoothing_param": property(_smoothing_param), "to_mapping": _to_mapping,
+    namespace={"mode": property(_mode), "smoothing_param": property(_smoothing_param),
+               "is_legacy": property(_is_legacy), "to_mapping": _to_mapping,
                "__doc__": "Validated, normalised settings of a StoppingPolicy (hyper-parameters only, never state): "
-                          "one field per key of KEYS, plus the monitor's ``mode``."},
+                          "one field per key of KEYS, plus the monitor's ``mode``, the smoother's "
+                          "``smoothing_param`` and ``is_legacy`` (RecBole's own rule)."},
     frozen=True,
 )
 PolicySettings.__module__ = __name__
@@ -82,14 +90,14 @@ def parse_settings(mapping: Mapping[str, Any] | None, source: str | None = None,
     scope.unknown_keys(mapping, KEYS if preset is not None else listed, ALIASES, listed=listed, suggest_from=KEYS)
     scope.check("preset", KEYS["preset"].validator, preset)
     if preset == LEGACY:
-        extra = sorted(set(mapping) - LEGACY_KEYS)
+        extra = sorted(set(mapping) - set(LEGACY_KEYS))
         if extra:
             raise scope.error(extra[0], ", ".join(sorted(LEGACY_KEYS)), mapping[extra[0]],
                               "recbole_legacy reproduces RecBole exactly, so it takes no other setting; drop the "
                               "key or the preset")
     parsed = parse_keys(scope, mapping, KEYS.values())
     if preset == LEGACY:
-        parsed.update(_legacy(parsed["stopping_step"]))
+        parsed.update(legacy_settings(parsed["stopping_step"]))
     monitor = Monitor(parsed.pop("monitor"), parsed.pop("mode"))
     return PolicySettings(monitor=monitor, **{k: parsed[k] if k in parsed else spec.fallback()
                                               for k, spec in KEYS.items() if k not in ("monitor", "mode")})

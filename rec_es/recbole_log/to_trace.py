@@ -1,4 +1,4 @@
-"""A stock RecBole log as a rec_es ``Trace``, with RecBole's own rule (``recbole_legacy``) as its policy.
+"""A stock RecBole log as a rec_es ``Trace``, with RecBole's own rule (``rec_es.policy.presets``) as its policy.
 
 ``rec-es explain`` replays that policy on the trace, so a stock run is explained like a rec_es one.
 """
@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rec_es.policy.presets import legacy_mapping
 from rec_es.recbole_log.model import RecBoleLog
 from rec_es.rundir.trace import Trace
 
 
 def stock_policy_mapping(log: RecBoleLog) -> dict[str, Any]:
-    """RecBole's own rule for this log: ``recbole_legacy`` with its valid_metric, direction and stopping_step."""
-    return {"preset": "recbole_legacy", "monitor": log.valid_metric, "mode": "max" if log.bigger else "min",
-            "stopping_step": log.stopping_step}
+    """RecBole's own rule for this log (``legacy_mapping``) with its valid_metric, direction and stopping_step."""
+    return legacy_mapping(log.stopping_step, monitor=log.valid_metric, mode="max" if log.bigger else "min")
 
 
 def trace_from_recbole_log(log: RecBoleLog) -> Trace:

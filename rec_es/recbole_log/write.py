@@ -1,6 +1,6 @@
 """Write the log stock RecBole 1.2.1 would have written for a run, from a rec_es trace recorded without stopping.
 
-``stock_log_text(trace, valid_metric, stopping_step)`` replays RecBole's rule (``recbole_legacy``) on the trace and
+``stock_log_text(trace, valid_metric, stopping_step)`` replays RecBole's rule (``policy.presets``) on the trace and
 writes, in RecBole's own format (``recbole.trainer.Trainer.fit`` and ``recbole.quick_start.run_recbole``), the
 config dump, a dataset and a model record, then per epoch the "training" line (loss with ``loss_decimal_place``
 decimals), the "evaluating" line (``valid_score`` with ``%f``), the "valid result" block and "Saving current" on
@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from rec_es.policy import build_policy
+from rec_es.policy.presets import recbole_legacy
 from rec_es.replay import ReplayResult, replay
 from rec_es.rundir.trace import Trace
 
@@ -75,7 +75,7 @@ def stock_config(trace: Trace, valid_metric: str, stopping_step: int) -> dict[st
 
 def stock_replay(trace: Trace, valid_metric: str, stopping_step: int) -> ReplayResult:
     """RecBole's rule (``stopping_step``, ties count, stop on the ``stopping_step + 1``-th miss) on the trace."""
-    policy = build_policy({"preset": "recbole_legacy", "monitor": valid_metric, "stopping_step": stopping_step})
+    policy = recbole_legacy(valid_metric, stopping_step)
     return replay(policy, trace, name=f"stopping_step {stopping_step}", keep_decisions=True)
 
 

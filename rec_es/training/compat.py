@@ -8,13 +8,15 @@
   very objects the old names were), so RecBole's later uses (``np.float`` in evaluator/metrics.py:90 and
   data/interaction.py:31, ``np.long`` in model/layers.py:932, ``np.bool`` in evaluator/metrics.py:287) see what
   they saw on numpy 1. On numpy 1 RecBole's own method is left in place. Stock ``run_recbole`` in a numpy-2
-  environment needs ``use_numpy2_aliases()`` called first.
+  environment needs ``use_numpy2_aliases()`` called first (``import rec_es.recbole_fix`` does it).
 * Python >= 3.12 has no ``distutils``; RecBole's ``get_flops`` (recbole/utils/utils.py:298) imports thop 0.1.1,
   which imports ``distutils.version``. No shim: pyproject.toml requires setuptools there, whose copy is found.
 * RecBole's ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` call ``torch.load``
   on a file that pickles RecBole's ``Config``; torch >= 2.6 loads with ``weights_only=True`` by default
   and refuses it. ``EarlyStoppingTrainer`` overrides ``evaluate`` and keeps its own checkpoints
-  (``rec_es.rundir.checkpoint``), so neither path is ever used.
+  (``rec_es.rundir.checkpoint``), so neither path is ever used. For stock RecBole, ``import rec_es.recbole_fix``
+  applies ``apply_recbole_fixes`` and routes both calls through the restricted unpickler of
+  ``rec_es.rundir.recbole_checkpoint``.
 * RecBole's ``Config`` reads every ``--key=value`` word of ``sys.argv`` as a config key (and warns about the
   rest), so ``rec-es run --output-dir=x`` or ``pytest --durations=5`` would leak into RecBole's config;
   ``recbole_config`` builds a ``Config`` from the given keys only.

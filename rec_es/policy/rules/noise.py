@@ -1,5 +1,5 @@
-"""What counts as an improvement, from measured noise: ``min_delta`` (a number, or ``auto``) and
-``improvement: significant`` with ``alpha``.
+"""What counts as an improvement, from measured noise: ``min_delta`` (a number, default 0, or ``auto``) and
+``improvement`` (``threshold``, the default, or ``significant`` with ``alpha``, default 0.05).
 
 ``min_delta: auto``: the margin an evaluation must beat the best by is the standard deviation of the difference
 of two evaluations, measured at each evaluation:
@@ -14,14 +14,16 @@ of two evaluations, measured at each evaluation:
 
 ``improvement: significant``: an evaluation that beats the best (by ``min_delta``) improves only if a one-sided
 paired t-test over the validation users says so, ``p < alpha``; else the best does not move and the wait goes
-on. The paired t-test was chosen by measurement (docs/noise.md): on these per-user NDCG@10 values it is
-calibrated under the null and agrees with the paired bootstrap at 1/2000 of the cost, while the Wilcoxon
-signed-rank test with zero_method zsplit (Optuna's ``WilcoxonPruner``) is conservative and nearly powerless
-here, because most users score 0 in both evaluations. Without per-user scores (a replayed trace that has none)
-the test falls back to a z-test of the difference against the curve's noise above, and the decision says so.
-Repeated testing: every evaluation is tested against the best, so over K evaluations of a model that no longer
-changes the chance of at least one false improvement grows with K (measured: 0.15-0.28 by K = 10 at alpha
-0.05); a false improvement only makes the run wait longer, never stop earlier.
+on. It needs a monitor with per-user scores (RecBole's top-k metrics, ``target_ce``); without them (a replayed
+trace that has none) the test falls back to a z-test of the difference against the curve's noise above, and
+the decision says so. Each decision records what was measured: the margin and its source, the p-value and
+the test.
+
+Caveats: the t-test takes the mean of the per-user differences as normal, which needs many users (hundreds, not a
+handful). Every evaluation is tested against the best, so over K evaluations of a model that no longer changes the
+chance of at least one false improvement grows with K (measured: 0.15-0.28 by K = 10 at alpha 0.05): ``alpha``
+bounds the rate per test, not per run. A false improvement only makes the run wait longer, never stop earlier. Why
+a paired t-test and not Wilcoxon or a bootstrap: docs/noise.md.
 """
 from __future__ import annotations
 
@@ -202,7 +204,7 @@ class Noise(Rule):
 
     def restate(self, ctx: Context, state: dict[str, Any], fired: Fired) -> Fired | None:
         s = ctx.settings
-        if fired.reason != PATIENCE or s.preset is not None or ctx.core.improved_epoch is None:
+        if fired.reason != PATIENCE or ctx.core.improved_epoch is None:
             return None
         clause, hint = fired.clause, fired.hint
         if s.min_delta == AUTO:

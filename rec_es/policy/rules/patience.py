@@ -1,7 +1,21 @@
 """Patience: stop after ``patience`` evaluations (or epochs) without improvement, Keras/Lightning's rule.
 
-The wait counters live in the policy core (the LR schedule and every report read them); this rule decides
-when the wait is long enough and says so. ``recbole_legacy`` is this rule with RecBole's wording.
+Keys: ``patience`` (default 10; null turns the rule off) and ``patience_unit`` (``evaluations``, the default,
+or ``epochs``; with RecBole's ``eval_step`` > 1 an evaluation spans ``eval_step`` epochs). The wait is the
+number of evaluations (or the epochs they span) since the last improvement, and the rule fires at the first
+evaluation where it reaches ``patience`` (Keras' ``wait >= patience``). An improvement beats the best
+(smoothed) value by more than ``min_delta``, or by at least it with ``ties_improve: true``, so a value equal to
+the best restarts the wait only then (``rec_es.policy.compare``; ``improvement: significant`` also asks a test).
+The wait counters live in the policy core (the LR schedule and every report read them); this rule decides when
+the wait is long enough and says so::
+
+    >>> from rec_es import build_policy
+    >>> policy = build_policy({"monitor": "ndcg@10", "patience": 3})
+    >>> [policy.update(e, {"ndcg@10": v}).stop for e, v in enumerate([0.1, 0.2, 0.2, 0.15, 0.2])]
+    [False, False, False, False, True]
+
+RecBole's own rule (``rec_es.policy.presets``) is this rule with ``patience = stopping_step + 1``, ties counted
+as improvements and RecBole's wording.
 """
 from __future__ import annotations
 
@@ -46,7 +60,7 @@ class Patience(Rule):
         if core.improved_epoch is None:
             return [Fired(REASON, f"{mon} had no finite value for {span}",
                           "check the training, or set early_stopping.check_finite: stop")]
-        if s.preset == "recbole_legacy":
+        if s.is_legacy:
             return [Fired(REASON, f"{mon} did not reach its best ({fmt(core.best_score)} at epoch {core.improved_epoch}) "
                                   f"for {span}, one more than stopping_step: {s.stopping_step} allows (RecBole counts "
                                   "ties as reaching the best)",

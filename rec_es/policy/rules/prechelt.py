@@ -8,12 +8,13 @@ and ``UP_s`` fires once E rose at the end of ``s`` successive strips.
 ``GL`` with ``alpha: auto`` takes its threshold from the measured noise instead of a fixed percentage: the
 monitor may fall ``noise_multiple`` times the curve noise below its best, ``alpha(t) = 100 * noise_multiple *
 noise(t) / E_opt(t)``, where ``noise(t)`` is ``rules.noise.curve_noise`` of the raw monitor (1.4826·MAD of the
-first differences of the last 20 evaluations: the SD of the difference of two evaluations). A fixed alpha is a
-fixed NDCG drop, which is one evaluation's noise on 943 validation users but a fraction of it on 236
-(docs/results/val_size.md). The default multiple, 3, is where a flat curve of white noise, smoothed by an EMA
-of 0.5, fires within 90 evaluations with probability 0.002 (2.5: 0.03, 1.8: 0.60; scripts/bench_val_size.py
-``--null``); it is the recommended policy's. It does not fire before 5 raw values are there to measure the
-noise from.
+first differences of the last 20 evaluations: the SD of the difference of two evaluations), so the threshold
+follows the validation set's noise where a fixed alpha is a fixed drop whatever the noise. It does not fire
+before 5 raw values are there to measure the noise from.
+
+Caveat: on a flat curve of white noise smoothed by an EMA of 0.5, GL with the default ``noise_multiple`` 3
+fires within 90 evaluations with probability 0.002 (``scripts/bench_val_size.py --null``); a smaller multiple
+fires on noise far more often. How the multiple was chosen: docs/choosing_a_policy.md.
 """
 from __future__ import annotations
 

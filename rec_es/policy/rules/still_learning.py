@@ -8,12 +8,15 @@ epoch budget is expected to give:
 * ``still_learning: hold``: a plateau stop (patience, Prechelt) is held back while the lower bound of the
   expected gain is above the noise at ``learning_confidence`` (and the training loss has not stalled);
 * ``still_learning: stop``: the same, and the rule stops the run itself once the upper bound is below the
-  noise: continuing is confidently not worth it. With the bounds calibrated on 24 recorded runs that happens on
-  a curve that falls through its noise (overfitting) or a stalled training loss, and not on a plateau with
-  epochs left: recorded plateaus rose again often enough that no history rules it out at 90 %.
+  noise: continuing is confidently not worth it. The calibrated model discrepancy of the bounds
+  (``rec_es.policy.learning.DISCREPANCY``) as a rule keeps the upper bound of a flat curve with epochs left
+  above the noise, so ``stop`` ends a curve falling through its noise (overfitting) or a stalled training
+  loss; it is not a plateau rule.
 
-The budget is the run's ``epochs`` (set by the trainer and by replay from the trace header), or
-``max_epochs`` when smaller; unknown, the horizon is as long again as the run so far.
+``learning_confidence`` (default 0.9) is the one-sided confidence of each bound. The budget is the run's
+``epochs`` (set by the trainer and by replay from the trace header), or ``max_epochs`` when smaller; unknown,
+the horizon is as long again as the run so far. Caveat: the bounds are calibrated on recorded runs, not
+derived, and how well they hold varies from run to run (docs/still-learning.md).
 """
 from __future__ import annotations
 
