@@ -27,32 +27,40 @@ recording (stopping disabled, ``--record-test``) of the same config on datasets/
 checks that the log cut from the recording parses as the stock log does: the same evaluation epochs and
 valid scores, the same "Saving current" epochs, the same stop and best epoch, the same train losses.
 
-Writes ``cases.csv`` and ``confusion.md`` into ``--out`` (default docs/results/bench_explain).
+Writes ``cases.csv`` and ``confusion.md`` into ``--out`` (default docs/results/bench_explain). ``--record JSON``
+also writes what ``rec-es explain`` states beside a verdict (per rule: its confidence, its record leaving one
+regime out, and the premature share of the rule that cannot tell) computed from that ``cases.csv``; the library
+reads the one at ``rec_es/explain/verdict_record.json``, and ``tests/test_bench_explain.py`` checks it is what the
+committed ``cases.csv`` gives.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import fnmatch
+import json
+import os
+import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import yaml
+
+from benchlib import (CALLS, CANNOT_TELL, NOT_PREMATURE, PREMATURE, TUNE_HEADROOM, TUNE_SLOW, TUNE_Z, WRONG_WEIGHT,
+                      Point, choose, find_runs, leave_one_regime_out, loro_calls, record_text, tally, untuned, utility,
+                      verdict_record)
+from rec_es.explain.verdict import LEANING_Z, LOSS_HEADROOM, SLOW_LOSS
+from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay
+from rec_es.rundir.trace import Trace
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from rec_es.explain.verdict import LEANING_Z, LOSS_HEADROOM, SLOW_LOSS, loss_rule  # noqa: E402
-from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay  # noqa: E402
-from rec_es.rundir.trace import Trace, read_trace  # noqa: E402
-
 STOPPING_STEPS = (1, 3, 5, 10, 20, 50)
 METRICS = ("mrr@10", "ndcg@10")
 TEST_METRIC = "ndcg@10"
-PREMATURE, NOT_PREMATURE, CANNOT_TELL = "premature", "not premature", "cannot tell"
 PREMATURE_AT, FINE_AT = 1.05, 1.01
-CALLS = (PREMATURE, NOT_PREMATURE, CANNOT_TELL)
 
 
 @dataclass
@@ -97,22 +105,6 @@ class Case:
     def scored(self) -> bool:
         """The truth is premature or not premature (a case between 1 % and 5 % is left out of every score)."""
         return self.truth in (PREMATURE, NOT_PREMATURE)
-
-
-def find_runs(roots: Sequence[Path], include_partial: bool) -> list[tuple[str, Trace, Path]]:
-    """(regime/seed name, trace, run directory) of every recorded run with test metrics under ``roots``, sorted by
-    name."""
-    runs = []
-    for root in roots:
-        for path in sorted(Path(root).rglob("trace.jsonl")):
-            trace = read_trace(path)
-            if not trace.header.get("record_test") or not trace.records or "test" not in trace.records[-1]:
-                continue
-            if trace.footer is None and not include_partial:
-                print(f"skipped (still running, no footer): {path}", file=sys.stderr)
-                continue
-            runs.append((f"{path.parent.parent.name}/{path.parent.name}", trace, path.parent))
-    return sorted(runs, key=lambda r: r[0])
 
 
 def truth(ratio: float) -> str:
@@ -285,88 +277,6 @@ def coverage(cases: Sequence[Case]) -> list[str]:
             f"the expected gain {errors[len(errors) // 2]:.4f}.", ""]
 
 
-Point = tuple[float, float, float]  # (LOSS_HEADROOM, LEANING_Z, SLOW_LOSS)
-
-
-def rule_with(c: Case, headroom: float, trend_z: float, slow: float) -> tuple[str, str]:
-    """(call, rule) the verdict's loss-headroom rules (``rec_es.explain.verdict.loss_rule``) give ``c`` with
-    thresholds ``headroom``, ``trend_z`` (``LEANING_Z``) and ``slow`` (``SLOW_LOSS``); cases another rule decided
-    keep their call and rule."""
-    if c.headroom is None or c.rule == "monitor falling":
-        return c.call, c.rule
-    call, rule = loss_rule(c.headroom, c.trend_z, c.window_loss_fall, headroom_at=headroom, leaning_z=trend_z,
-                           slow_at=slow)
-    return call.replace("_", " "), rule
-
-
-#: ``tune``'s objective counts a wrong verdict as this many right ones lost: Chow's reject rule with a "cannot
-#: tell" costing c = 1 / (1 + WRONG_WEIGHT) = 1/3 of a wrong verdict, so a call is worth giving when it is right at
-#: least 1 - c = 2 times in 3, and a coin flip is left undecided
-WRONG_WEIGHT = 2
-
-
-def tally(cases: Sequence[Case], headroom: float, trend_z: float, slow: float) -> tuple[int, int, int]:
-    """(right, wrong, cannot tell) of the verdicts with thresholds ``headroom``, ``trend_z`` and ``slow`` on
-    ``cases``."""
-    calls = [rule_with(c, headroom, trend_z, slow)[0] for c in cases]
-    right = sum(call == c.truth for call, c in zip(calls, cases))
-    undecided = sum(call == CANNOT_TELL for call in calls)
-    return right, len(cases) - right - undecided, undecided
-
-
-def utility(counts: tuple[int, int, int]) -> float:
-    """``tune``'s objective: right verdicts minus ``WRONG_WEIGHT`` x wrong ones; maximising it minimises
-    wrong + c x cannot tell, so "cannot tell" is neither free nor as bad as a wrong call."""
-    right, wrong, _ = counts
-    return right - WRONG_WEIGHT * wrong
-
-
-def choose(cases: Sequence[Case]) -> Point:
-    """The grid point (``LOSS_HEADROOM``, ``LEANING_Z``, ``SLOW_LOSS``) with the best ``utility`` on ``cases``; on a
-    tie the one with fewer wrong verdicts (the trade is at its break-even there, and a wrong call costs the user
-    more than a "cannot tell"), then the first in grid order."""
-    def key(p: Point) -> tuple[float, int]:
-        counts = tally(cases, *p)
-        return utility(counts), -counts[1]
-
-    return max(((h, z, w) for w in TUNE_SLOW for h in TUNE_HEADROOM for z in TUNE_Z), key=key)
-
-
-def rule_inputs(rows: Iterable[dict[str, str]]) -> list[Any]:
-    """``cases.csv`` rows as what ``rule_with`` / ``loro_calls`` / ``untuned`` read of a case (regime, truth, call,
-    rule and the three thresholded quantities), for scoring a committed benchmark without re-running it."""
-    from types import SimpleNamespace
-
-    number = lambda x: float(x) if x else None  # noqa: E731
-    return [SimpleNamespace(regime=r["regime"], truth=r["truth"], call=r["call"], rule=r["rule"],
-                            headroom=number(r["headroom"]), trend_z=number(r["trend_z"]),
-                            window_loss_fall=number(r["window_loss_fall"])) for r in rows]
-
-
-def leave_one_regime_out(scored: Sequence[Case]) -> dict[str, Point]:
-    """Per regime, the thresholds ``choose`` picks on the other regimes' cases."""
-    regimes = sorted({c.regime for c in scored})
-    return {reg: choose([c for c in scored if c.regime != reg]) for reg in regimes}
-
-
-def loro_calls(scored: Sequence[Case]) -> list[tuple[Case, str, str]]:
-    """(case, call, rule) of every scored case decided with the thresholds chosen without its regime."""
-    chosen = leave_one_regime_out(scored)
-    return [(c, *rule_with(c, *chosen[c.regime])) for c in scored]
-
-
-def untuned(scored: Sequence[Case],
-            decided: list[tuple[Case, str, str]] | None = None) -> dict[str, tuple[int, int]]:
-    """Per rule, (right, cases) when every case is decided with the thresholds chosen without its regime: what
-    the verdict states as the rule's record on regimes left out of its tuning (``verdict.UNTUNED``)."""
-    out: dict[str, list[int]] = {}
-    for c, call, rule in decided if decided is not None else loro_calls(scored):
-        got = out.setdefault(rule, [0, 0])
-        got[0] += call == c.truth
-        got[1] += 1
-    return {rule: (r, n) for rule, (r, n) in out.items()}
-
-
 def _slow(w: float) -> str:
     """A ``SLOW_LOSS`` grid value as the tables print it (negative: the rule is off)."""
     return "off" if w < 0 else f"{100 * w:g} %"
@@ -443,11 +353,6 @@ def per_rule(cases: Sequence[Case]) -> list[str]:
     return lines + [""]
 
 
-TUNE_HEADROOM = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15)
-TUNE_Z = (-9.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # -9: the loss alone decides
-TUNE_SLOW = (-1.0, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04)  # -1: off
-
-
 def held(name: str, patterns: Sequence[str]) -> bool:
     """``name`` (regime/seedN) matches a pattern: the regime, the name, or a glob such as ``*/seed2021``."""
     return any(name.split("/")[0] == p or fnmatch.fnmatchcase(name, p) for p in patterns)
@@ -476,6 +381,9 @@ def bench(args: argparse.Namespace) -> int:
         writer.writeheader()
         for c in cases:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in asdict(c).items()})
+    if args.record:  # from cases.csv as written: the test recomputes it from the committed file the same way
+        with open(args.out / "cases.csv", newline="", encoding="utf-8") as fh:
+            args.record.write_text(record_text(verdict_record(csv.DictReader(fh))), encoding="utf-8")
     names = ", ".join(n for n, _, _ in runs)
     lines = [f"# bench_explain: {len(runs)} runs, {len(cases)} cut logs", "", f"Runs: {names}", ""]
     if args.held_out:
@@ -501,6 +409,119 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+
+# --- --stock-check: do the cut logs read like logs stock RecBole writes? --------------------------------------
+
+STOCK = """
+import json, sys
+from recbole.quick_start import run_recbole
+cfg = json.loads(sys.argv[1])
+run_recbole(model=cfg["model"], dataset=cfg["dataset"], config_dict=cfg, saved=True)
+"""
+COMMON = {"model": "GRU4Rec", "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 20,
+          "loss_type": "CE", "train_neg_sample_args": None, "use_gpu": False, "show_progress": False,
+          "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}, "topk": [10],
+          "seed": 2020}
+# (name, RecBole keys): the stopping_step and valid_metric the stock run uses are part of the keys
+CONFIGS: list[tuple[str, dict[str, Any]]] = [
+    ("tiny-ss1-ndcg", {**COMMON, "dataset": "ml-100k-tiny", "data_path": str(REPO / "datasets"),
+                       "embedding_size": 16, "hidden_size": 16, "metrics": ["Recall", "NDCG", "MRR"],
+                       "valid_metric": "NDCG@10", "learning_rate": 0.01, "epochs": 30, "stopping_step": 1}),
+    ("tiny-ss3-mrr", {**COMMON, "dataset": "ml-100k-tiny", "data_path": str(REPO / "datasets"),
+                      "embedding_size": 16, "hidden_size": 16, "metrics": ["Recall", "NDCG", "MRR"],
+                      "valid_metric": "MRR@10", "learning_rate": 0.01, "epochs": 30, "stopping_step": 3}),
+    ("ml100k-ss1-mrr", {**COMMON, "dataset": "ml-100k", "embedding_size": 32, "hidden_size": 32,
+                        "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"], "valid_metric": "MRR@10",
+                        "learning_rate": 0.01, "epochs": 12, "stopping_step": 1}),
+]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _stock(work: Path, cfg: dict[str, Any]) -> subprocess.Popen[str]:
+    work.mkdir(parents=True, exist_ok=True)
+    keys = {**cfg, "checkpoint_dir": str(work / "saved")}
+    return subprocess.Popen([sys.executable, "-c", STOCK, json.dumps(keys)], cwd=work, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _record(work: Path, cfg: dict[str, Any]) -> subprocess.Popen[str]:
+    work.mkdir(parents=True, exist_ok=True)
+    keys = {k: v for k, v in cfg.items() if k != "stopping_step"}
+    (work / "config.yaml").write_text(yaml.safe_dump({**keys, "checkpoint_dir": str(work / "saved")}))
+    return subprocess.Popen([sys.executable, "-m", "rec_es", "run", "--config", "config.yaml",
+                             str(REPO / "properties" / "policies" / "disabled.yaml"), "--record-test",
+                             "--output-dir", str(work / "run"), "--no-progress", "--quiet"],
+                            cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _compare(name: str, cfg: dict[str, Any], stock_log: Path, run_dir: Path, out: Path) -> list[tuple[str, bool, str]]:
+    from rec_es.explain import explain
+    from rec_es.recbole_log import parse_recbole_log
+    from rec_es.recbole_log.write import stock_log_name, stock_log_text
+    from rec_es.rundir.trace import read_trace
+
+    trace = read_trace(run_dir)
+    cut = out / name / stock_log_name(trace)
+    cut.parent.mkdir(parents=True, exist_ok=True)
+    cut.write_text(stock_log_text(trace, cfg["valid_metric"], cfg["stopping_step"]), encoding="utf-8")
+    real, ours = parse_recbole_log(stock_log), parse_recbole_log(cut)
+    checks = [
+        ("evaluation epochs", [e.epoch for e in real.evaluations], [e.epoch for e in ours.evaluations]),
+        ("valid_score", real.scores(), ours.scores()),
+        ("valid result", [e.valid for e in real.evaluations], [e.valid for e in ours.evaluations]),
+        ("Saving current", [e.epoch for e in real.evaluations if e.saved], [e.epoch for e in ours.evaluations if e.saved]),
+        ("train losses", {k: round(v, 4) for k, v in real.train_losses.items()},
+         {k: round(v, 4) for k, v in ours.train_losses.items()}),
+        ("ending, best epoch", (real.ending, real.finished_best_epoch), (ours.ending, ours.finished_best_epoch)),
+        ("settings", (real.epochs, real.eval_step, real.stopping_step, real.valid_metric),
+         (ours.epochs, ours.eval_step, ours.stopping_step, ours.valid_metric)),
+    ]
+    a, b = explain(stock_log)["premature"], explain(cut)["premature"]
+    checks.append(("explain verdict", a["verdict"], b["verdict"]))
+    return [(f"{name}: {what}", x == y, f"stock {x!r}" + ("" if x == y else f" != cut {y!r}")) for what, x, y in checks]
+
+
+def stock_check(out: Path) -> int:
+    """Train every config stock and recorded, compare, print; 0 when every check passes.
+
+    For each config below, stock RecBole 1.2.1 trains it with ``stopping_step`` (``recbole.quick_start.run_recbole``,
+    ``saved=True`` so it writes "Saving current" lines; under torch>=2.6 its test step then fails in torch.load, after
+    the log of training is complete), and ``rec-es run`` records the same config with stopping disabled and test
+    metrics at every epoch. The log cut from the recording (``rec_es.recbole_log.write``) must parse as the stock
+    log does: the same evaluations (epochs, valid_score, every valid metric), the same "Saving current" epochs, the
+    same train losses (4 decimals), the same ending and best epoch; and ``rec-es explain`` must give both the same
+    verdict. Each check is printed; the exit status is 1 if any fails.
+    """
+    out = Path(out) / "stock_check"
+    results: list[tuple[str, bool, str]] = []
+    with tempfile.TemporaryDirectory(prefix="bench_explain_stock_") as tmp:
+        for name, cfg in CONFIGS:
+            work = Path(tmp) / name
+            print(f"{name}: training stock RecBole and a rec_es recording ...", file=sys.stderr, flush=True)
+            procs = {"stock": _stock(work / "stock", cfg), "record": _record(work / "record", cfg)}
+            errors = {k: p.communicate(timeout=3600)[1] for k, p in procs.items()}
+            if procs["record"].returncode != 0:
+                results.append((f"{name}: rec_es recording", False, errors["record"][-2000:]))
+                continue
+            logs = sorted((work / "stock" / "log").rglob("*.log"))
+            if len(logs) != 1:
+                results.append((f"{name}: stock log", False, errors["stock"][-2000:]))
+                continue
+            (out / name).mkdir(parents=True, exist_ok=True)
+            kept = out / name / f"stock-{logs[0].name}"
+            kept.write_text(logs[0].read_text(encoding="utf-8"), encoding="utf-8")
+            results += _compare(name, cfg, kept, work / "record" / "run", out)
+    lines = [f"{'ok  ' if ok else 'FAIL'} {what}: {detail}" for what, ok, detail in results]
+    text = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "checks.txt").write_text(text, encoding="utf-8")
+    print(text)
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_explain.py", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="*", type=Path, help="directories holding recorded runs (any depth)")
@@ -513,11 +534,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "bench_explain")
     p.add_argument("--logs", type=Path, default=None, help="keep the cut logs here (default: a temp dir)")
     p.add_argument("--tune", action="store_true", help="also print the threshold grid on the non-held-out runs")
+    p.add_argument("--record", type=Path, default=None, metavar="JSON", help="also write the record explain states "
+                   "beside a verdict, from these cases (the shipped one: rec_es/explain/verdict_record.json)")
     p.add_argument("--stock-check", action="store_true", help="train stock RecBole and compare its logs")
     args = p.parse_args(argv)
     if args.stock_check:
-        from bench_explain_stock import stock_check
-
         return stock_check(args.out)
     if not args.runs:
         p.error("give RUNS_DIR (or --stock-check)")

@@ -28,7 +28,7 @@ call, for each classifier, with the shipped verdict's point and the goal's corne
 * per classifier, the largest share of stops that can get a call with at least 90 % of the calls right, and the
   share right when every stop gets a call;
 * the same for the shipped rules, and for the rules with thresholds chosen leaving one regime out
-  (``bench_explain.loro_calls``);
+  (``benchlib.loro_calls``);
 * how the bound grows with the number of regimes the classifier is fitted on (``--draws`` random subsets of k
   of the other regimes per left-out regime): whether more recorded regimes would be likely to lift it.
 """
@@ -44,11 +44,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_explain import find_runs, loro_calls, rule_inputs  # noqa: E402
-from rec_es.policy.stats import difference_noise, fit_line  # noqa: E402
+from benchlib import find_runs, loro_calls, rule_inputs
+from rec_es.policy.stats import difference_noise, fit_line
 
 PREMATURE, NOT_PREMATURE = "premature", "not premature"
 #: the share of calls that must be right (the verdict's goal), and the share of stops that must get one

@@ -40,9 +40,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _bench_common import DEFAULT_CONFIG, load, scratch_cwd  # noqa: E402
+from benchlib import DEFAULT_CONFIG, load, rec_es_modes, scratch_cwd
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SETS = [f"data_path={REPO / 'datasets'}", "dataset=ml-100k-tiny"]
@@ -147,7 +145,6 @@ def inner(args: argparse.Namespace) -> None:
     setup.config.final_config_dict.update(epochs=args.epochs, stopping_step=10_000)
     from recbole.trainer import Trainer
 
-    from bench_overhead import rec_es_modes
     from rec_es import build_policy
     from rec_es.training.trainer import EarlyStoppingTrainer
 

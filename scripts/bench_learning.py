@@ -43,14 +43,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rec_es.policy import learning  # noqa: E402
-from rec_es.policy.learning import DISCREPANCY, MIN_POINTS, LearningEstimate, estimate_learning  # noqa: E402
-from rec_es.policy.stats import normal_quantile  # noqa: E402
-from rec_es.rundir.trace import read_trace  # noqa: E402
-from _report import emit  # noqa: E402
+from rec_es.policy import learning
+from rec_es.policy.learning import DISCREPANCY, MIN_POINTS, LearningEstimate, estimate_learning
+from rec_es.policy.stats import normal_quantile
+from rec_es.rundir.trace import read_trace
+from benchlib import emit
 
 METRIC = "ndcg@10"
 HALF = 4  # the smoothed "truth": a centred moving average of 2 * HALF + 1 evaluations

@@ -45,17 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (DEFAULT_CONFIG, RICHEST_POLICY, Setup, load, median, rec_es_modes, scratch_cwd,
+                      threads_line)
 
-from _bench_common import DEFAULT_CONFIG, Setup, load, median, scratch_cwd, threads_line  # noqa: E402
-
-RICHEST_POLICY = {
-    "monitor": {"ndcg@10": 0.5, "recall@10": 0.5}, "smoothing": "ema", "ema_alpha": 0.5, "patience": 15,
-    "warmup": 5, "prechelt": {"criterion": "GL", "alpha": 50.0},
-    "dynamic_patience": {"factor": 0.3, "max_patience": 40, "min_gain": 0.005},
-}
-RICHEST_SCHEDULE = {"warmup_epochs": 2, "decay": "cosine", "t_max": 100,
-                    "reduce_on_plateau": {"factor": 0.3, "max_reductions": 2}}
 Fit = Callable[[Callable[[int, Any], None]], Any]  # fit(callback_fn)
 PARTS = ("start", "train", "to eval", "end")
 
@@ -207,14 +199,6 @@ def make_fit(setup: Setup, epochs: int, attach: Callable[..., Any], trainer_clas
     setup.config.final_config_dict.update(epochs=epochs, stopping_step=10_000)
     trainer = attach(trainer_class, *args, **kwargs)
     return lambda cb: trainer.fit(setup.train_data, setup.valid_data, verbose=False, saved=True, callback_fn=cb)
-
-
-def rec_es_modes(setup: Setup) -> dict[str, tuple[dict[str, Any], Any]]:
-    """``{mode: (early_stopping settings, lr_schedule)}`` of the two rec_es modes the benchmarks compare:
-    ``rec_es default`` is the config's own policy without its time budget (a benchmarked fit's clock also runs
-    while other fits or valgrind hold the CPU, so a budget would stop it early), ``rec_es richest`` the richest."""
-    return {"rec_es default": ({**setup.run_config.early_stopping, "max_minutes": None}, setup.run_config.lr_schedule),
-            "rec_es richest": (RICHEST_POLICY, RICHEST_SCHEDULE)}
 
 
 def mean_interval(xs: Sequence[float]) -> tuple[float, float, float]:

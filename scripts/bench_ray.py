@@ -3,7 +3,7 @@
 
     python scripts/bench_ray.py [--epochs 3] [--seeds 4] [--cpus 2]
 
-On the tiny ml-100k slice (tests/fixtures' GRU4Rec config, ``--epochs`` per run) it measures, with a local
+On the tiny ml-100k slice (benchlib's tiny GRU4Rec config, ``--epochs`` per run) it measures, with a local
 ``ray.init(num_cpus=--cpus)``:
 
 1. ``ray.init`` itself, and the round trip of an empty task (scheduling + a warm worker);
@@ -26,8 +26,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+from benchlib import tiny_recbole_config
 
 
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
@@ -47,7 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from conftest import tiny_recbole_config
     from rec_es.compare import compare, recording_config
     from rec_es.tune.workers import train_with_rec_es, with_keys
     from rec_es.tune.cluster import run_files, train_task

@@ -33,11 +33,10 @@ import numpy as np
 import scipy.stats as ss
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from rec_es.rundir.per_user import read_per_user  # noqa: E402
-from rec_es.policy.stats import MAD_SCALE  # noqa: E402
-from rec_es.rundir.trace import read_trace  # noqa: E402
+from rec_es.rundir.per_user import read_per_user
+from rec_es.policy.stats import MAD_SCALE
+from rec_es.rundir.trace import read_trace
 
 TESTS = ("t", "wilcoxon", "bootstrap")
 METRIC = "ndcg@10"

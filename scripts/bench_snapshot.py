@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _bench_common import DEFAULT_CONFIG, Setup, load, median, scratch_cwd, threads_line  # noqa: E402
+from benchlib import DEFAULT_CONFIG, Setup, load, median, scratch_cwd, threads_line
 
 
 def improvements_in_cache(root: Path = Path(".rec_es_cache/traces")) -> tuple[int, int, str] | None:

@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rec_es import build_policy  # noqa: E402
-from rec_es.policy.learning import estimate_learning  # noqa: E402
-from rec_es.policy.stats import difference_noise  # noqa: E402
-from rec_es.replay import replay  # noqa: E402
-from rec_es.rundir.trace import Trace, read_trace  # noqa: E402
-from _report import shipped_policy  # noqa: E402
+from rec_es import build_policy
+from rec_es.policy.learning import estimate_learning
+from rec_es.policy.stats import difference_noise
+from rec_es.replay import replay
+from rec_es.rundir.trace import Trace, read_trace
+from benchlib import shipped_policy
 
 QUALITY = "ndcg@10"
 MONITORS = {"ndcg@10": "max", "target_ce": "min"}

@@ -35,14 +35,12 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rec_es import build_policy, read_per_user  # noqa: E402
-from rec_es.config.properties import RECBOLE_DEFAULTS  # noqa: E402
-from rec_es.replay import oracle, replay  # noqa: E402
-from rec_es.rundir.trace import Trace, read_trace  # noqa: E402
-from _report import emit, shipped_policy, test_at  # noqa: E402
+from rec_es import build_policy, read_per_user
+from rec_es.config.properties import RECBOLE_DEFAULTS
+from rec_es.replay import oracle, replay
+from rec_es.rundir.trace import Trace, read_trace
+from benchlib import emit, shipped_policy, test_at
 
 METRIC = "ndcg@10"
 #: name prefix of the --auto-multiples variants of recommended (tables only, not the plot)

@@ -34,13 +34,11 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rec_es import build_policy  # noqa: E402
-from rec_es.replay import oracle, replay, why_not_replayable  # noqa: E402
-from rec_es.rundir.trace import Trace, read_trace  # noqa: E402
-from _report import emit, test_at  # noqa: E402
+from rec_es import build_policy
+from rec_es.replay import oracle, replay, why_not_replayable
+from rec_es.rundir.trace import Trace, read_trace
+from benchlib import emit, test_at
 
 METRIC = "ndcg@10"
 MAKE_RUN = REPO / "properties" / "gru4rec_ml100k.yaml"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Any, Sequence
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 BASE = [REPO / "properties" / "gru4rec_ml100k.yaml", REPO / "properties" / "policies" / "disabled.yaml"]
 # under leave-one-out hit@10 = recall@10 and precision@10 = recall@10 / 10: these three hold every top-k metric

@@ -2,6 +2,9 @@
 
 Integration tests run inside a temporary working directory (RecBole writes log/ and log_tensorboard/
 relative to it) with a checkpoint_dir under it, and with one torch thread (the CPU is shared).
+
+Tests import the scripts in scripts/ and their shared module ``benchlib`` by name: this is the one place that
+puts scripts/ on sys.path (a script run as ``python scripts/NAME.py`` has it there already).
 """
 from __future__ import annotations
 
@@ -19,26 +22,14 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO / "datasets"
+sys.path.insert(0, str(REPO / "scripts"))
 
-
-def tiny_recbole_config(**overrides: Any) -> dict[str, Any]:
-    """RecBole keys for GRU4Rec on datasets/ml-100k-tiny (about 0.7 s per epoch on one core)."""
-    cfg: dict[str, Any] = {
-        "data_path": str(DATASETS), "dataset": "ml-100k-tiny", "model": "GRU4Rec",
-        "embedding_size": 16, "hidden_size": 16, "MAX_ITEM_LIST_LENGTH": 20, "loss_type": "CE",
-        "train_neg_sample_args": None,
-        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
-        "metrics": ["Recall", "NDCG", "MRR"], "topk": [10], "valid_metric": "NDCG@10",
-        "use_gpu": False, "show_progress": False, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-        "epochs": 6, "seed": 2020,
-    }
-    cfg.update(overrides)
-    return cfg
+from benchlib import tiny_recbole_config  # noqa: E402  (bench_ray.py trains it too)
 
 
 def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` as module ``name`` (registered in sys.modules: dataclasses look it up there)."""
-    sys.path.insert(0, str(REPO / "scripts"))
+    """Import ``scripts/<name>.py`` afresh as module ``name`` (registered in sys.modules: dataclasses look it up
+    there)."""
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

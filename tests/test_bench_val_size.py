@@ -2,13 +2,12 @@
 and the full set reproduces the recorded run."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_script
 from rec_es import read_per_user
 from rec_es.rundir.trace import read_trace
 
@@ -16,18 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "docs" / "results" / "long_runs" / "stamp-lr0.005" / "seed2020"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_val_size", REPO / "scripts" / "bench_val_size.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_val_size"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_subset_averages_the_chosen_users() -> None:
     """All users give the recorded validation metrics (4 decimals); users 0-9 give their own mean NDCG@10, rounded
     to RecBole's 4 decimals."""
-    bench = load_script()
+    bench = load_script("bench_val_size")
     tr = read_trace(RUN)
     pu = read_per_user(RUN, "valid", trace=tr)
     values = {m: pu.values(m) for m in ("ndcg@10", "recall@10", "mrr@10")}
@@ -48,7 +39,7 @@ def test_full_size_row_is_the_policy_table_result(tmp_path: Path, capsys: pytest
     null table's rate falls as the noise multiple grows."""
     (tmp_path / "stamp-lr0.005").mkdir()
     (tmp_path / "stamp-lr0.005" / "seed2020").symlink_to(RUN)
-    bench = load_script()
+    bench = load_script("bench_val_size")
     assert bench.main(["--runs", str(tmp_path), "--sizes", "943", "--policies", "recommended", "--null",
                        "--auto-multiples", "1.8", "3"]) == 0
     out = capsys.readouterr().out
@@ -62,7 +53,7 @@ def test_full_set_rows_are_the_policy_table_on_every_committed_run(capsys: pytes
     that docs/results/policy_table.md's "All runs" table has. The subset means are rounded as RecBole logs them
     (4 decimals), so a rule that counts ties, recbole_legacy, sees the recorded run's ties; rounded to 6
     decimals, as before, it read 0.935 where the run's own replay reads 0.940."""
-    bench = load_script()
+    bench = load_script("bench_val_size")
     assert bench.main(["--runs", str(REPO / "docs" / "results" / "long_runs"), "--sizes", "943"]) == 0
     rows = {line.split("|")[1].strip(): line.split("|")[3].split()[0]
             for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "| 943 |" in line}

@@ -431,7 +431,6 @@ def test_policy_tables_are_copies_of_the_generated_one() -> None:
     """choosing_a_policy.md's by-regime, pooled and per-run oracle tables are the sections of
     docs/results/policy_table.md (scripts/policy_table.py) they copy, and the pooled cells the README quotes for the
     policies it names are that by-regime table's: regenerating the results without updating the pages fails here."""
-    sys.path.insert(0, str(REPO / "scripts"))
     from policy_table import BY_REGIME_POLICIES, BY_REGIME_SECTION
 
     generated = (REPO / "docs" / "results" / "policy_table.md").read_text(encoding="utf-8")

@@ -19,9 +19,6 @@ def test_make_run_uses_the_recommended_policy() -> None:
 def test_the_grid_candidate_named_recommended_replays_as_the_recommended_policy() -> None:
     """scripts/policy_table.py labels one grid candidate "recommended" in its frontier plot: that candidate
     stops and restores where recommended.yaml does on every committed long run."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "scripts"))
     from policy_table import RECOMMENDED, grid, load_runs
 
     from rec_es import build_policy

@@ -237,11 +237,9 @@ def test_check_same_run_refuses_mixed_setups(tmp_path: Path) -> None:
 
 def test_bench_replay_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     """scripts/bench_replay.py runs at minimal size and reports throughput and memory (no timing asserted)."""
-    import importlib.util
+    from conftest import load_script
 
-    spec = importlib.util.spec_from_file_location("bench_replay", Path(__file__).resolve().parents[1] / "scripts" / "bench_replay.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("bench_replay")
     assert module.main(["--policies", "3", "--seeds", "2", "--epochs", "30", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "3 policies x 2 traces" in out and "evaluations/s" in out and "peak Python memory" in out

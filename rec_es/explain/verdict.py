@@ -43,11 +43,17 @@ wrong on the benchmark's runs (a call is worth giving when it is right two times
 wrong calls), so the confidences are in-sample and hold as far as a run resembles the recorded regimes; and what
 a stock log holds bounds how many stops any verdict can call right. docs/explain_verdict.md has the benchmark,
 its numbers, how each threshold was chosen and that bound.
+
+These numbers are measured, not chosen: ``verdict_record.json`` beside this module holds them, as
+``scripts/bench_explain.py --record`` writes it from the benchmark's cases, and this module reads it at import
+(``tests/test_bench_explain.py`` checks it is what the committed cases give).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
+from importlib import resources
 from typing import Any, Mapping
 
 from rec_es.explain.observed import Observed
@@ -60,32 +66,39 @@ LOSS_HEADROOM = 0.04
 #: a trend this many standard errors above flat is still rising
 TREND_Z = 2.0
 #: ...and, beside a training loss still falling above LOSS_HEADROOM, a trend this many standard errors above flat
-#: is enough for a weaker premature call ("leaning up", with its own confidence); at TREND_Z the rule is off
+#: is enough for a premature call ("leaning up", a weaker call with its own confidence); at TREND_Z the rule is off
 LEANING_Z = 1.5
 #: beside a monitor under TREND_Z, a training loss that fell at most this share of itself over the trend window
-#: (while still falling fast enough for the budget left) is on a plateau the validation curve shares: premature.
-#: A loss that fell more while validation stayed flat is what both a second rise to come and a model fitting its
-#: training data past its validation peak look like: cannot tell
+#: (while still falling fast enough for the budget left) is on a plateau the validation curve shares: premature. A
+#: loss that fell more while validation stayed flat is what both a second rise to come and a model fitting its
+#: training data past its validation peak look like: cannot tell. A share of the loss, so where it sits depends on
+#: the loss function and the dataset. LOSS_HEADROOM, LEANING_Z and SLOW_LOSS are the point of the benchmark's grid
+#: that maximises right - 2 x wrong (``scripts/bench_explain.py --tune``; docs/explain_verdict.md has the record)
 SLOW_LOSS = 0.025
 #: ...and, without training losses, matters when at least ROOM times its window's span of epochs is left
 ROOM = 1.0
 #: a trend this many standard errors below flat is falling
 FALLING_Z = 2.0
-#: the share of right verdicts per rule, (right + 1) / (cases + 2), on the benchmark's runs (docs/explain_verdict.md;
-#: tests/test_bench_explain.py checks them against cases.csv). The no-loss rules never decide the benchmark's logs,
-#: which all hold training losses: their shares come from the trend-only verdict's benchmark and are not checked
-CONFIDENCE = {"early stop, loss still falling": 0.98, "loss falling slowly, monitor flat": 0.81,
-              "loss falling, monitor rising": 0.9, "loss falling, monitor leaning up": 0.71,
-              "training loss flat for the budget left": 0.78, "monitor falling": 0.83,
-              "still rising, with room": 0.85, "trend within noise": 0.8, "little budget left": 0.75}
+
+
+def _read_record() -> dict[str, Any]:
+    """verdict_record.json: per rule, what the benchmark measured (its ``about`` names every field)."""
+    text = resources.files("rec_es.explain").joinpath("verdict_record.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+_RECORD = _read_record()
+#: per rule, the share of right verdicts the benchmark measured, (right + 1) / (cases + 2): on all its recorded
+#: runs, and for the rules that decide a trace without training losses on the logs it read without them
+CONFIDENCE: dict[str, float] = {rule: entry["confidence"] for group in ("rules", "rules_without_loss")
+                                for rule, entry in _RECORD[group].items() if "confidence" in entry}
 #: per rule, (right, cases) on the benchmark's runs when each regime's logs are decided by the thresholds the grid
-#: picks on the other regimes (``scripts/bench_explain.py --tune``, "right leaving one regime out"): how the rule
-#: does on a model or learning rate it was not tuned on, stated beside CONFIDENCE
-UNTUNED = {"early stop, loss still falling": (50, 50), "loss falling slowly, monitor flat": (60, 75),
-           "loss falling, monitor rising": (99, 109), "training loss flat for the budget left": (89, 121),
-           "monitor falling": (39, 46), "loss falling, monitor leaning up": (8, 12)}
-#: stops the "loss falling, monitor flat" rule met on the benchmark's runs: (premature, all scored)
-UNDECIDED = (50, 115)
+#: picks on the other regimes: how the rule does on a model or learning rate it was not tuned on
+UNTUNED: dict[str, tuple[int, int]] = {rule: (entry["untuned"][0], entry["untuned"][1])
+                                       for rule, entry in _RECORD["rules"].items() if "untuned" in entry}
+#: stops the "loss falling, monitor flat" rule (cannot tell) met on the benchmark's runs: (premature, all scored)
+UNDECIDED: tuple[int, int] = (_RECORD["rules"]["loss falling, monitor flat"]["premature"],
+                              _RECORD["rules"]["loss falling, monitor flat"]["cases"])
 
 
 @dataclass(frozen=True)
@@ -257,8 +270,8 @@ def loss_rule(headroom: float, trend_z: float | None, window_fall: float | None 
     """(call, rule) of the loss-headroom rules, for a monitor not falling: premature needs the loss's headroom
     above ``headroom_at`` and the trend at least ``TREND_Z`` (or no trend yet), or a trend under it beside a
     training loss that fell at most ``slow_at`` over the trend window (a plateau the training loss shares), or a
-    trend at least ``leaning_z``; else cannot tell. ``scripts/bench_explain.py`` scores other thresholds through
-    this same function (``slow_at`` < 0 turns the slow-loss rule off)."""
+    trend at least ``leaning_z``; else cannot tell. The explain benchmark (``scripts/benchlib.py``) scores other
+    thresholds through this same function (``slow_at`` < 0 turns the slow-loss rule off)."""
     if headroom <= headroom_at:
         return NOT_PREMATURE, "training loss flat for the budget left"
     if trend_z is None:
