@@ -47,7 +47,7 @@ def test_max_t_keeps_the_familywise_error_and_beats_bonferroni() -> None:
     alpha plus Monte Carlo error), Bonferroni in fewer (conservative), and max-T's critical value is lower."""
     rng = np.random.default_rng(11)
     hits = {"max_t": 0, "bonferroni": 0}
-    draws = 100
+    draws = 80
     for _ in range(draws):
         d = _null(rng, 150, 8)
         for c in hits:

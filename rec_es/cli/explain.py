@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "directory, and measure whether the monitor beats its best by more than its noise")
     parser.add_argument("--probe-dir", metavar="DIR", default=None,
                         help="the probe's run directory (default: RUN-probeN beside the run; must be new or empty)")
+    parser.add_argument("--checkpoint", metavar="FILE", default=None,
+                        help="with --probe on a stock RecBole log: the checkpoint RecBole saved (default: the file the "
+                             "log's 'Saving current' lines name)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="with --probe: override a key of the run's config (e.g. --set data_path=DIR)")
     return parser
@@ -77,7 +80,8 @@ def _probe_epochs(args: argparse.Namespace) -> int | None:
     from rec_es.training.probe import check_epochs
 
     if args.probe is None:
-        for given, option in ((args.probe_dir, "--probe-dir"), (args.overrides, "--set")):
+        for given, option in ((args.probe_dir, "--probe-dir"), (args.overrides, "--set"),
+                              (args.checkpoint, "--checkpoint")):
             if given:
                 raise ConfigError("goes with --probe N (it configures the probe's continuation)", source=option)
         return None
@@ -91,26 +95,43 @@ def _probe(args: argparse.Namespace, n: int, report: dict[str, Any], extra: list
     from rec_es.rundir.paths import atomic_write
     from rec_es.training.probe import check_probe, run_probe
 
-    if report["kind"] == "recbole_log":
-        return _error(ConfigError("probing a stock RecBole log needs the restricted loader for RecBole's pickled "
-                                  "checkpoints, which this installation does not have yet; a rec_es run directory "
-                                  "can be probed", source="--probe"), 2)
+    stock = report["kind"] == "recbole_log"
     try:
-        plan = check_probe(args.run, n, args.probe_dir, parse_set_args(args.overrides))
+        if stock:
+            plan = _stock_plan(args, n, report)
+        elif args.checkpoint is not None:
+            raise ConfigError("goes with a stock RecBole log; a rec_es run continues from its own last.pth",
+                              source="--checkpoint")
+        else:
+            plan = check_probe(args.run, n, args.probe_dir, parse_set_args(args.overrides))
     except ConfigError as exc:
         return _error(exc, 2)
-    print(f"rec-es explain: probing: continuing {plan.run_dir} from epoch {plan.stop_epoch + 1} for {n} epochs "
+    what = f"RecBole's checkpoint {plan.origin.path} (its best epoch)" if stock else str(plan.run_dir)
+    print(f"rec-es explain: probing: continuing {what} from epoch {plan.stop_epoch + 1} for {n} epochs "
           f"with stopping off, into {plan.probe_dir}", file=sys.stderr)
     try:
         summary = run_probe(plan, progress=True)
         report["probe"] = probe_report(report, plan.probe_dir, n, summary["probe_seconds"], extra,
-                                       stop_epoch=plan.stop_epoch)
+                                       stop_epoch=plan.stop_epoch, from_checkpoint=stock)
     except RecEsError as exc:
         return _error(exc, 2 if isinstance(exc, ConfigError) else 1)
     atomic_write(plan.probe_dir / "probe.json",
                  (json.dumps(jsonable({"probe_of": str(plan.run_dir), **report["probe"]}), indent=2,
                              allow_nan=False) + "\n").encode())
     return 0
+
+
+def _stock_plan(args: argparse.Namespace, n: int, report: dict[str, Any]) -> Any:
+    """The checked probe of a stock RecBole log: the checkpoint it names (or --checkpoint), from its best epoch."""
+    from rec_es.config.properties import parse_set_args
+    from rec_es.recbole_log import parse_recbole_log
+    from rec_es.training.probe import check_stock_probe
+
+    log = parse_recbole_log(args.run)
+    saved = [e.epoch for e in log.evaluations if e.saved]
+    return check_stock_probe(args.run, n, model=log.model, dataset=log.dataset, saved_epoch=saved[-1] if saved
+                             else None, named=log.checkpoint, monitor=report["monitor"], checkpoint=args.checkpoint,
+                             probe_dir=args.probe_dir, overrides=parse_set_args(args.overrides))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     rec-es run --config properties/gru4rec_ml100k.yaml [more.yaml ...] [--set key=value ...]
                [--output-dir DIR] [--resume RUN_DIR] [--record-test] [--no-progress]
+    rec-es run --from-recbole CHECKPOINT [--config POLICY.yaml] [--set epochs=N] [--output-dir DIR]
 
 Files merge RecBole-style (later overrides earlier); ``--set`` values are read as YAML. Everything is
 validated (config, dataset, model, run directory) before the first epoch. The run directory
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
                    help="run directory (default runs/<Model>-<dataset>-<time>); must not exist or be empty")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--from-recbole", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start a run directory from a stock RecBole checkpoint (its config, weights, optimizer and "
+                        "epoch; read without running code from it) and continue under --config's policy")
     p.add_argument("--record-test", action="store_true", help="also evaluate the test set at every evaluation")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over epochs")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log lines (the result is still printed)")
@@ -64,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Validate everything, then train; returns the summary written to ``RUN/summary.json``."""
     overrides = parse_set_args(args.overrides)
+    if args.from_recbole is not None:
+        return _from_recbole(args, overrides)
     if args.resume is not None:
         run_dir = args.resume
         _check_resumable(run_dir)
@@ -85,6 +91,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # on resume, train() checks the whole run directory against cfg before it writes anything
     return train(cfg, run_dir, resume=args.resume is not None, record_test=args.record_test,
                  progress=not args.no_progress, verbose=not args.quiet)
+
+
+def _from_recbole(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``--from-recbole CHECKPOINT``: the checkpoint read and its config rebuilt and checked, then train."""
+    from rec_es.training.from_recbole import config_from, read_origin
+
+    if args.resume is not None:
+        raise ConfigError("--from-recbole starts a new run directory; it does not go with --resume",
+                          source="--from-recbole")
+    origin = read_origin(args.from_recbole)
+    cfg = config_from(origin, args.config, overrides)
+    _warn_pickle_caches(cfg)
+    run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
+    print(f"rec-es run: continuing {origin.model} on {origin.dataset} from {origin.path} (RecBole's best epoch "
+          f"{origin.epoch}: its weights and optimizer; RNG and data order start afresh)", file=sys.stderr)
+    return train(cfg, run_dir, record_test=args.record_test, progress=not args.no_progress, verbose=not args.quiet,
+                 origin=origin)
 
 
 def lint_before_training(files: list[str], overrides: dict[str, Any]) -> None:

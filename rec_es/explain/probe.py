@@ -8,6 +8,7 @@ equal. The statistics and the call are ``rec_es.explain.probe_stats``.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -75,23 +76,44 @@ def offer_probe(obs: Observed, premature: Mapping[str, Any]) -> dict[str, Any] |
     ``{epochs, seconds, command, sentence}``, the cost from the run's own epoch times. None otherwise."""
     call, confidence = premature.get("call"), premature.get("confidence")
     unsure = call == CANNOT_TELL or (call == PREMATURE and (confidence is None or confidence < OFFER_BELOW))
-    if obs.ending != "early_stopped" or not unsure or obs.kind != "rec_es" or obs.trace.path is None:
+    if obs.ending != "early_stopped" or not unsure or obs.trace.path is None:
         return None
-    run_dir = Path(obs.trace.path).parent
-    if not (run_dir / "last.pth").is_file():
+    target = _continuable(obs)
+    if target is None:
         return None
     n = ADVISED_EPOCHS
     per_epoch = epoch_seconds(obs.trace)
     seconds = n * per_epoch if per_epoch is not None else None
-    command = f"rec-es explain {run_dir} --probe {n}"
+    command = f"rec-es explain {target} --probe {n}"
     cost = (f" would take about {_duration(seconds)} here ({per_epoch:.2g} s per epoch so far)"
             if seconds is not None else "")
     why = "cannot tell" if call == CANNOT_TELL else f"{100 * (confidence or 0):.0f} % confidence"
+    start = "RecBole's checkpoint of its best epoch" if obs.kind == "recbole_log" else "its last checkpoint"
     sentence = (f"Find out instead of guessing ({why}): {command}{cost}: it continues the run {n} epochs from "
-                f"its last checkpoint with stopping off, into a new directory, and measures whether {obs.monitor} "
+                f"{start} with stopping off, into a new directory, and measures whether {obs.monitor} "
                 "beats the best by more than its noise.")
     return {"epochs": n, "seconds": seconds, "seconds_per_epoch": per_epoch, "command": command,
             "sentence": sentence}
+
+
+def _continuable(obs: Observed) -> str | None:
+    """What ``--probe`` can continue: a rec_es run directory with ``last.pth``, or a stock log whose "Saving
+    current" checkpoint is found (``rec_es.training.probe.named_checkpoint``); None otherwise."""
+    from rec_es.policy.errors import ConfigError
+
+    if obs.kind == "rec_es":
+        run_dir = Path(obs.trace.path).parent
+        return str(run_dir) if (run_dir / "last.pth").is_file() else None
+    if obs.stock is None:
+        return None
+    from rec_es.training.probe import named_checkpoint
+
+    saved = [e.epoch for e in obs.stock.evaluations if e.saved]
+    try:
+        named_checkpoint(Path(obs.stock.path), obs.stock.checkpoint, saved[-1] if saved else None)
+    except ConfigError:
+        return None
+    return str(obs.stock.path)
 
 
 def _duration(seconds: float) -> str:
@@ -103,13 +125,14 @@ def _duration(seconds: float) -> str:
 
 
 def probe_report(report: Mapping[str, Any], probe_dir: str | Path, n: int, seconds: float | None,
-                 policies: Sequence[tuple[str, dict[str, Any]]] = (), stop_epoch: int | None = None) -> dict[str, Any]:
+                 policies: Sequence[tuple[str, dict[str, Any]]] = (), stop_epoch: int | None = None,
+                 from_checkpoint: bool = False) -> dict[str, Any]:
     """The ``"probe"`` part of explain's report, read from the probe's run directory: the measured call on the
     per-user scores (``measure_probe``; the curve's noise when none were recorded), the original policy and the
     counterfactual set replayed on the extended curve, and the cost (``seconds``: the whole continuation, data
     loading included). ``stop_epoch``: the epoch the probe continued after (``last.pth``'s; default the report's
-    stop epoch)."""
-    from rec_es.explain.adapters import load_run
+    stop epoch). ``from_checkpoint``: a stock log's probe, which continued from RecBole's saved best epoch
+    (``stop_epoch``), re-evaluated first as the probe's base."""
     from rec_es.explain.counterfactual import counterfactuals
     from rec_es.policy import build_policy
     from rec_es.rundir.trace import read_trace
@@ -118,7 +141,7 @@ def probe_report(report: Mapping[str, Any], probe_dir: str | Path, n: int, secon
     policy = build_policy(dict(report["observed_policy"]))
     terms, mode = policy.monitor.terms, policy.mode
     stop = int(stop_epoch if stop_epoch is not None else report["stop"]["stop_epoch"])
-    base = report["stop"]["best_epoch"]
+    base = stop if from_checkpoint else report["stop"]["best_epoch"]
     trace = read_trace(probe_dir)
     raw = {r["epoch"]: policy.monitor.score(r["valid"]) for r in trace.records}
     after = [e for e in raw if e > stop]
@@ -140,11 +163,14 @@ def probe_report(report: Mapping[str, Any], probe_dir: str | Path, n: int, secon
                    best_value=raw[best_epoch], gain=test.gain, p_value=test.p_value,
                    interval=[test.lower, test.upper], level=1.0 - test.alpha, correction=test.correction)
         out["sentences"] = [_call_sentence(out, test, report["monitor"], report["premature"].get("call"))]
-    rows = counterfactuals(load_run(probe_dir), policies)
+    if from_checkpoint:
+        out["sentences"].insert(0, _stock_sentence(report, stop, raw.get(stop)))
+    rows = counterfactuals(_extended(report, probe_dir, stop), policies)
     if any(r["policy"].startswith("original (") for r in rows):  # the probe's own row is "stopping disabled"
         rows = [r for r in rows if not r["policy"].startswith("observed: ")]
     out["replay"] = rows
-    out["sentences"].append(_replay_sentence(rows, stop, after[-1] if after else stop))
+    out["sentences"].append(_replay_sentence(rows, int(report["stop"]["stop_epoch"]), stop,
+                                             after[-1] if after else stop))
     if seconds is not None:
         per = (f", {out['seconds_per_epoch']:.2g} s per epoch of training and evaluation"
                if out["seconds_per_epoch"] else "")
@@ -152,6 +178,42 @@ def probe_report(report: Mapping[str, Any], probe_dir: str | Path, n: int, secon
                                 f"included{per}); the probe is a run directory of its own ({probe_dir}): rec-es "
                                 "explain, replay and compare read it.")
     return out
+
+
+def _stock_sentence(report: Mapping[str, Any], start: int, again: float | None) -> str:
+    """What a stock log's probe continued from, and the checkpoint's own evaluation against the log's."""
+    logged = next((e["value"] for e in report["evaluations"] if e["epoch"] == start), None)
+    check = ""
+    if again is not None and logged is not None:
+        places = report.get("decimal_places") or 4
+        same = round(again, places) == round(logged, places)
+        check = (f" Evaluated again, its weights score {report['monitor']} {again:.4g}, "
+                 + ("as the log says." if same else f"where the log says {logged:.4g}: the data or the evaluation "
+                    "differ from the logged run's, so the probe compares with its own evaluation of epoch "
+                    f"{start}."))
+    return (f"RecBole saved only its best epoch's weights and optimizer (epoch {start}; the run stopped at epoch "
+            f"{report['stop']['stop_epoch']}), so the probe continues from epoch {start}, not from the stop, with a "
+            f"fresh RNG and data order: its epochs after {start} are a new trajectory, not the logged ones.{check}")
+
+
+def _extended(report: Mapping[str, Any], probe_dir: Path, stop: int) -> Observed:
+    """The run and the probe as one curve: a rec_es probe's own run directory (the original evaluations and the
+    continuation); for a stock log, the log's evaluations up to the probe's start and the probe's after it, with
+    RecBole's rule replayed as the observed policy."""
+    from rec_es.explain.adapters import load_run
+    from rec_es.replay import replay
+
+    probe = load_run(probe_dir)
+    if report["kind"] != "recbole_log":
+        return probe
+    log = load_run(report["source"])
+    keep = ("type", "epoch", "train_loss", "valid", "elapsed_seconds")
+    records = ([dict(r) for r in log.trace.records if r["epoch"] <= stop]
+               + [{k: r[k] for k in keep if k in r} for r in probe.trace.records if r["epoch"] > stop])
+    trace = Trace(path=log.trace.path, header=dict(log.trace.header), records=records)
+    result = replay(log.policy, trace, name="observed", keep_decisions=True)
+    return replace(log, trace=trace, decisions=[d.to_dict() for d in result.decisions], ending="incomplete",
+                   warnings=[])
 
 
 def _probe_epoch_seconds(trace: Trace, stop: int, epochs: int) -> float | None:
@@ -212,7 +274,7 @@ def _call_sentence(out: Mapping[str, Any], test: ProbeTest, monitor: str, log_ca
     return text
 
 
-def _replay_sentence(rows: Sequence[Mapping[str, Any]], stop: int, last: int) -> str:
+def _replay_sentence(rows: Sequence[Mapping[str, Any]], stop: int, start: int, last: int) -> str:
     parts = []
     for r in rows:
         if "error" in r:
@@ -225,7 +287,8 @@ def _replay_sentence(rows: Sequence[Mapping[str, Any]], stop: int, last: int) ->
         restores = f", {kept} epoch {r['best_epoch']} ({r['best_value']:.4g})" if r.get("best_value") is not None \
             else ""
         parts.append(f"{_row_label(r['policy'])}: {what}{restores}")
-    return (f"Replayed on the extended curve (epochs 0-{last}; the run stopped at {stop}): " + "; ".join(parts) + ".")
+    where = f"the run stopped at {stop}" + (f", the probe continued after {start}" if start != stop else "")
+    return f"Replayed on the extended curve (epochs 0-{last}; {where}): " + "; ".join(parts) + "."
 
 
 def _row_label(name: str) -> str:

@@ -1,4 +1,7 @@
-"""Continue a stopped rec_es run N more epochs with stopping disabled, into a new directory (``explain --probe``).
+"""Continue a stopped run N more epochs with stopping disabled, into a new directory (``explain --probe``).
+
+A stock RecBole log continues from the checkpoint RecBole saved (``check_stock_probe``: its best epoch, through
+``rec_es.training.from_recbole``); a rec_es run directory as follows.
 
 ``check_probe`` validates everything before a byte is written: N, the run directory and its ``last.pth`` as
 ``--resume`` checks them (``rec_es.training.resume_check.check_resume``, read-only: trace digests, sidecars, the
@@ -27,18 +30,20 @@ OPTION = "--probe"
 
 @dataclass(frozen=True)
 class ProbePlan:
-    """A checked probe: the run, its resume plan, N, the probe directory and the config it trains with."""
+    """A checked probe: the run, its resume plan (a rec_es run) or stock checkpoint (a stock log: ``origin``), N,
+    the probe directory and the config it trains with."""
 
     run_dir: Path
-    plan: ResumePlan
+    plan: ResumePlan | None
     n: int
     probe_dir: Path
     cfg: Any
+    origin: Any = None
 
     @property
     def stop_epoch(self) -> int:
-        """The last epoch the run trained (``last.pth``'s), after which the probe continues."""
-        return int(self.plan.checkpoint["epoch"])
+        """The epoch the probe continues after: ``last.pth``'s, or the stock checkpoint's (RecBole's best)."""
+        return int(self.origin.epoch if self.origin is not None else self.plan.checkpoint["epoch"])  # type: ignore
 
     @property
     def epochs(self) -> int:
@@ -104,11 +109,65 @@ def check_probe(run_dir: str | Path, n: Any, probe_dir: str | Path | None = None
     return ProbePlan(run_dir=run, plan=plan, n=n, probe_dir=target, cfg=cfg)
 
 
+def check_stock_probe(log_path: str | Path, n: Any, *, model: str | None, dataset: str | None,
+                      saved_epoch: int | None, named: str | None, monitor: str, checkpoint: str | Path | None = None,
+                      probe_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> ProbePlan:
+    """A probe of a stock RecBole log, checked before anything is written (ConfigError, exit 2): the checkpoint
+    (``checkpoint``, else ``named``: the path of the log's last "Saving current" line, looked up as written, from
+    the working directory and from the directory RecBole ran in) read through the restricted loader, of the log's
+    model and dataset and of the epoch it last saved (``saved_epoch``); the probe directory; the data. The probe
+    trains from that epoch with stopping off, monitoring ``monitor``."""
+    from rec_es.config import datasets
+    from rec_es.training.from_recbole import config_from, read_origin
+
+    n = check_epochs(n)
+    log = Path(log_path)
+    path = Path(checkpoint) if checkpoint is not None else named_checkpoint(log, named, saved_epoch)
+    origin = read_origin(path)
+    for key, want in (("model", model), ("dataset", dataset)):
+        if want is not None and getattr(origin, key) != want:
+            raise ConfigError(f"the checkpoint holds {key} {getattr(origin, key)!r}, the log {log} trained {want!r}: "
+                              "it is another run's; point --checkpoint at this run's file", source=str(path))
+    if saved_epoch is not None and origin.epoch != saved_epoch:
+        raise ConfigError(f"the checkpoint was saved at epoch {origin.epoch}, but the log {log} last saved at epoch "
+                          f"{saved_epoch}: it is another run's (or was overwritten by a later one); point "
+                          "--checkpoint at this run's file", source=str(path))
+    user = dict(overrides or {})
+    for key in ("epochs", "early_stopping"):
+        if any(k == key or k.startswith(key + ".") for k in user):
+            raise ConfigError(f"--set {key} is the probe's own; leave it out", source="--set", key=key)
+    cfg = config_from(origin, (), {**user, "early_stopping": {"enabled": False, "monitor": monitor},
+                                   "epochs": origin.epoch + 1 + n})
+    target = Path(probe_dir) if probe_dir is not None else log.with_name(f"{log.stem}-probe{n}")
+    _check_probe_dir(target, log, explicit=probe_dir is not None)
+    datasets.resolve(cfg.recbole, cfg.sources, download_missing=False)
+    return ProbePlan(run_dir=log, plan=None, n=n, probe_dir=target, cfg=cfg, origin=origin)
+
+
+def named_checkpoint(log: Path, named: str | None, saved_epoch: int | None) -> Path:
+    """The checkpoint file the log's "Saving current" line names, wherever it is found first: as written, from the
+    working directory, from where RecBole ran (``<there>/log/<Model>/<file>.log``), beside the log. ConfigError
+    (exit 2) when the log names none (``saved=False``) or the file is in none of those places."""
+    if named is None:
+        raise ConfigError(f"{log} names no checkpoint: RecBole wrote no 'Saving current' line, so the run was not "
+                          "saved (run_recbole(..., saved=False), or its log level hid the line) and there is nothing "
+                          "to continue from; give the file with --checkpoint FILE if it exists", source="--probe")
+    p = Path(named)
+    ran_in = log.resolve().parent.parent.parent  # RecBole writes <where it ran>/log/<Model>/<file>.log
+    places = [p] if p.is_absolute() else list(dict.fromkeys([p, ran_in / p, log.parent / p]))
+    for place in places:
+        if place.is_file():
+            return place
+    raise ConfigError(f"the checkpoint {log} names (its last 'Saving current' line, epoch {saved_epoch}) is not "
+                      f"there: looked at {', '.join(map(str, places))}; give it with --checkpoint FILE",
+                      source="--probe")
+
+
 def _check_probe_dir(target: Path, run: Path, explicit: bool) -> None:
     from rec_es.rundir.paths import check_output_dir
 
     option = "--probe-dir"
-    if target.resolve() == run.resolve() or run.resolve() in target.resolve().parents:
+    if run.is_dir() and (target.resolve() == run.resolve() or run.resolve() in target.resolve().parents):
         raise ConfigError(f"{target} is inside the run directory {run}, which a probe leaves as it is; pick a "
                           "directory outside it", source=option)
     if (target.exists() or target.is_symlink()) and (not target.is_dir() or any(target.iterdir())):
@@ -153,6 +212,11 @@ def run_probe(probe: ProbePlan, *, progress: bool = False, verbose: bool = False
     from rec_es.training.run import train
 
     start = time.time()
+    if probe.origin is not None:  # a stock checkpoint: a new run directory that starts from it
+        summary = train(probe.cfg, probe.probe_dir, progress=progress, verbose=verbose,
+                        per_user_metrics=per_user_metrics, origin=probe.origin)
+        return {**summary, "probe_seconds": time.time() - start}
+    assert probe.plan is not None
     copy_resumable(probe.run_dir, probe.probe_dir, probe.plan)
     summary = train(probe.cfg, probe.probe_dir, resume=True, record_test=probe.plan.record_test,
                     progress=progress, verbose=verbose, per_user_metrics=per_user_metrics)

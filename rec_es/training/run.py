@@ -64,7 +64,7 @@ def model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str
 
 def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
           verbose: bool = True, per_user_metrics: Sequence[str] | None = None,
-          callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
+          callback_fn: Callable[[int, float | None], Any] | None = None, origin: Any = None) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
     Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
@@ -73,6 +73,7 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
     ``per_user_metrics``: top-k keys (or ``target_ce``) recorded per user in ``RUN/per_user/`` (default: the monitor's).
     ``callback_fn(epoch, monitor value)``: RecBole's fit callback, called after each evaluation's trace record.
+    ``origin``: a stock RecBole checkpoint to start from (``rec_es.training.from_recbole.Origin``).
     """
     from rec_es.config import datasets
 
@@ -89,7 +90,7 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg.to_dict())
     return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics,
-                  callback_fn)
+                  callback_fn, origin)
 
 
 def check_budget(cfg: Any) -> None:
@@ -106,7 +107,7 @@ def check_budget(cfg: Any) -> None:
 
 def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
            progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None,
-           callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
+           callback_fn: Callable[[int, float | None], Any] | None = None, origin: Any = None) -> dict[str, Any]:
     from rec_es.training.compat import quiet_recbole_warnings
 
     quiet_recbole_warnings()
@@ -120,7 +121,7 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
         return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose,
-                         per_user_metrics, callback_fn)
+                         per_user_metrics, callback_fn, origin)
 
 
 @contextlib.contextmanager
@@ -136,8 +137,9 @@ def recbole_scratch_dir() -> Iterator[str]:
 def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: Any,
               record_test: bool, progress: bool, verbose: bool,
               per_user_metrics: Sequence[str] | None = None,
-              callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
-    """Build RecBole's config, dataset, model and trainer, then fit; ``resume``: a ResumePlan, or None/False."""
+              callback_fn: Callable[[int, float | None], Any] | None = None, origin: Any = None) -> dict[str, Any]:
+    """Build RecBole's config, dataset, model and trainer, then fit; ``resume``: a ResumePlan, or None/False;
+    ``origin``: a stock checkpoint whose state the trainer starts from."""
     from logging import getLogger
 
     from recbole.data import create_dataset, data_preparation
@@ -167,6 +169,8 @@ def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, mode
                                    per_user_metrics=per_user_metrics)
     if resume:
         trainer.load_resume(run_dir, resume)
+    elif origin is not None:
+        origin.load_into(trainer)
     trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
                 test_data=test_data if record_test else None, callback_fn=callback_fn)
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))
