@@ -2,7 +2,7 @@
 best epoch), and `rec-es run --from-recbole CHECKPOINT`; a planted pickle where the log says the checkpoint is runs
 no code; every bad input is refused before training, exit 2, nothing written.
 
-One real stock RecBole 1.2.1 run (GRU4Rec on datasets/ml-100k-tiny, stopping_step 1, saved=True, relative
+One real stock RecBole 1.2.1 run (GRU4Rec on datasets/ml-100k-tiny, stopping_step 0, saved=True, relative
 checkpoint_dir: the log names ``saved/<file>.pth`` relative to where it ran) in a subprocess (its logger is set up
 once per process)."""
 from __future__ import annotations
@@ -60,7 +60,7 @@ def stock(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("stock_probe")
     ran = root / "ran"
     ran.mkdir()
-    cfg = tiny_recbole_config(epochs=6, stopping_step=1, learning_rate=0.05, checkpoint_dir="saved")
+    cfg = tiny_recbole_config(epochs=6, stopping_step=0, learning_rate=0.05, checkpoint_dir="saved")
     proc = subprocess.run([sys.executable, "-c", STOCK, json.dumps(cfg)], cwd=ran, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, timeout=600)
     logs = sorted((ran / "log" / "GRU4Rec").glob("*.log"))
@@ -68,7 +68,7 @@ def stock(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     text = logs[0].read_text()
     checkpoint = next((ran / "saved").glob("*.pth"))
     best = recbole_checkpoint.load(checkpoint).epoch
-    assert "Saving current: saved/" in text
+    assert "Saving current: saved/" in text and "Finished training, best eval result in epoch" in text  # stopped
     return {"root": root, "ran": ran, "log": logs[0], "checkpoint": checkpoint, "best": best}
 
 
@@ -101,7 +101,7 @@ def test_probe_of_a_stock_log(stock: dict[str, Any], tmp_path: Path, monkeypatch
     assert trace.header["from_recbole"]["epoch"] == best
     assert trace.header["from_recbole"]["sha256"] == hashlib.sha256(stock["checkpoint"].read_bytes()).hexdigest()
     own = next(r for r in probe["replay"] if r["policy"].startswith("observed: "))
-    assert own["policy"] == "observed: stopping_step 1"
+    assert own["policy"] == "observed: stopping_step 0"
 
 
 def test_run_from_recbole(stock: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,7 +156,8 @@ def test_bad_stock_input_is_refused(stock: dict[str, Any], tmp_path: Path, monke
     raw = recbole_checkpoint.load_dict(stock["checkpoint"])
     for needles, change in ((("model 'SASRec'", "another run's"),
                              lambda r: r["config"].final_config_dict.update(model="SASRec")),
-                            (("saved at epoch 0", "another run's"), lambda r: r.update(epoch=0)),
+                            ((f"saved at epoch {stock['best'] + 3}", "another run's"),
+                             lambda r: r.update(epoch=r["epoch"] + 3)),
                             (("dataset_save_path", "pickle.load"),
                              lambda r: r["config"].final_config_dict.update(dataset_save_path="evil.pth"))):
         copy = recbole_checkpoint.load_dict(stock["checkpoint"])
@@ -169,3 +170,17 @@ def test_bad_stock_input_is_refused(stock: dict[str, Any], tmp_path: Path, monke
     _refused(tmp_path, explain_main, [str(log), "--probe", "2", "--probe-dir", "busy"], "busy", "not empty")
     _refused(tmp_path, explain_main, [str(log), "--probe", "2", "--probe-dir", "p", "--set",
                                       f"data_path={tmp_path / 'nowhere'}"], "not found")
+
+
+def test_offer_for_a_stock_log(stock: dict[str, Any], tmp_path: Path) -> None:
+    """A stock log whose checkpoint is found is offered a probe from it; without the file, no offer."""
+    from rec_es.explain import load_run
+    from rec_es.explain.probe import ADVISED_EPOCHS, offer_probe
+
+    offer = offer_probe(load_run(stock["log"]), {"call": "cannot_tell"})
+    assert offer is not None and f"rec-es explain {stock['log']} --probe {ADVISED_EPOCHS}" in offer["sentence"]
+    assert "RecBole's checkpoint of its best epoch" in offer["sentence"] and offer["seconds"] > 0
+    moved = tmp_path / "log" / "GRU4Rec" / stock["log"].name
+    moved.parent.mkdir(parents=True)
+    shutil.copy(stock["log"], moved)
+    assert offer_probe(load_run(moved), {"call": "cannot_tell"}) is None
