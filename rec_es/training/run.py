@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from rec_es.config import models
 from rec_es.policy.errors import ConfigError, brief
 from rec_es.rundir.paths import write_config
 
@@ -51,24 +52,23 @@ def model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str
     try:
         model_class = get_model(name)
     except (ValueError, ImportError):  # an unknown name ends in recbole's exlib package, which needs lightgbm
-        raise ConfigError(f"model: {name!r} is not a RecBole 1.2.1 model this installation can train "
-                          "(e.g. GRU4Rec, SASRec, BPR; names are case-sensitive)", source=where, key="model") from None
+        raise ConfigError(f"model: {models.unknown_model_message(name)}", source=where, key="model") from None
     trainer_class = get_trainer(model_class.type, name)
     if trainer_class is not Trainer:
-        raise ConfigError(f"model: {name} trains with RecBole's {trainer_class.__name__}, which has its own fit(); "
-                          "rec_es drives models that use the base Trainer (GRU4Rec, SASRec, BPR, LightGCN, ...). "
-                          f"Train {name} with stock RecBole (run_recbole) instead; rec-es explain reads its log",
-                          source=where, key="model")
+        raise ConfigError(f"model: {models.own_trainer_message(name, trainer_class.__name__)}", source=where,
+                          key="model")
     return model_class, trainer_class
 
 
 def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
           verbose: bool = True, per_user_metrics: Sequence[str] | None = None,
-          callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
+          callback_fn: Callable[[int, float | None], Any] | None = None, preflight: bool = True) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
     Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
-    ``cfg``: ``rec_es.training.resume_check.check_resume``; a run that recorded test metrics keeps doing so), writes
+    ``cfg``: ``rec_es.training.resume_check.check_resume``; a run that recorded test metrics keeps doing so), builds
+    RecBole's config, data and model and runs the pre-flight (``rec_es.training.preflight``: one training and one
+    evaluation batch, which change nothing training sees; ``preflight=False`` skips the batches), writes
     ``config.yaml`` (on resume: only once the checkpoint has loaded into the model), trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
     ``per_user_metrics``: top-k keys (or ``target_ce``) recorded per user in ``RUN/per_user/`` (default: the monitor's).
@@ -85,11 +85,8 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
         record_test = record_test or plan.record_test
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
-    if plan is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, cfg.to_dict())
     return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics,
-                  callback_fn)
+                  callback_fn, preflight)
 
 
 def check_budget(cfg: Any) -> None:
@@ -106,7 +103,8 @@ def check_budget(cfg: Any) -> None:
 
 def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
            progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None,
-           callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
+           callback_fn: Callable[[int, float | None], Any] | None = None, preflight: bool = True) -> dict[str, Any]:
+    from rec_es.training import preflight as pf
     from rec_es.training.compat import quiet_recbole_warnings
 
     quiet_recbole_warnings()
@@ -119,8 +117,11 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
         # come from someone else), so a planted file there is never unpickled. rec_es writes the run's own
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
-        return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose,
-                         per_user_metrics, callback_fn)
+        built = pf.build(model_class, keys, location, verbose=verbose, check=preflight)  # ConfigError: nothing written
+        if not resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(run_dir, cfg.to_dict())
+        return _train_in(cfg, built, run_dir, resume, record_test, progress, verbose, per_user_metrics, callback_fn)
 
 
 @contextlib.contextmanager
@@ -133,42 +134,21 @@ def recbole_scratch_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: Any,
-              record_test: bool, progress: bool, verbose: bool,
+def _train_in(cfg: Any, built: Any, run_dir: Path, resume: Any, record_test: bool, progress: bool, verbose: bool,
               per_user_metrics: Sequence[str] | None = None,
               callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
-    """Build RecBole's config, dataset, model and trainer, then fit; ``resume``: a ResumePlan, or None/False."""
-    from logging import getLogger
-
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
-
-    from rec_es.config import datasets
-    from rec_es.training.compat import recbole_config
+    """Fit with ``EarlyStoppingTrainer`` on what ``preflight.build`` made; ``resume``: a ResumePlan, or None/False."""
     from rec_es.training.trainer import EarlyStoppingTrainer  # importing it applies compat.apply_recbole_fixes
 
-    config = recbole_config(model_class, keys["dataset"], keys)
-    datasets.apply_data_path(config, location)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    if verbose:
-        logger.info(config)
-    dataset = create_dataset(config)
-    if verbose:
-        logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = model_class(config, train_data._dataset).to(config["device"])
-    if verbose:
-        logger.info(model)
+    config, model = built.config, built.model
     trainer = EarlyStoppingTrainer(config, model, cfg.build_policy(), lr_schedule=cfg.lr_schedule, run_dir=run_dir,
                                    record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress,
                                    per_user_metrics=per_user_metrics)
     if resume:
         trainer.load_resume(run_dir, resume)
-    trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
-                test_data=test_data if record_test else None, callback_fn=callback_fn)
-    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))
+    show = bool(config["show_progress"])
+    trainer.fit(built.train_data, built.valid_data, verbose=verbose, saved=True, show_progress=show,
+                test_data=built.test_data if record_test else None, callback_fn=callback_fn)
+    test_result = trainer.evaluate(built.test_data, load_best_model=True, show_progress=show)
     trainer.write_summary(test_result)
     return trainer.summary(test_result)
