@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from rec_es.config import models
-from rec_es.policy.errors import ConfigError, brief
+from rec_es.policy.errors import ConfigError, RecEsError, brief
 from rec_es.rundir.paths import write_config
 
 
@@ -28,10 +28,15 @@ def default_run_dir(recbole_keys: dict[str, Any]) -> Path:
 
 def prepare_run_dir(output_dir: Path | None, recbole_keys: dict[str, Any]) -> Path:
     """Pick and check the run directory (created later, by ``train``); ConfigError if it exists and is not an
-    empty directory (a run is never overwritten) or cannot be created (under a file, not writable)."""
+    empty directory (a run is never overwritten; one killed before its first epoch was saved is named as such,
+    with the command that deletes it) or cannot be created (under a file, not writable)."""
     from rec_es.rundir.paths import check_output_dir
+    from rec_es.training.resume_check import nothing_to_resume, unfinished_before_first_epoch
 
     run_dir = output_dir if output_dir is not None else default_run_dir(recbole_keys)
+    if run_dir.is_dir() and unfinished_before_first_epoch(run_dir):
+        raise ConfigError(f"run directory {run_dir} already exists: {nothing_to_resume(run_dir)} (or pick another "
+                          "--output-dir)", source="--output-dir")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} already exists and is not empty; rec_es never overwrites a run. "
                           f"Pick another --output-dir, or continue it with --resume {run_dir}", source="--output-dir")
@@ -71,6 +76,9 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     evaluation batch, which change nothing training sees; ``preflight=False`` skips the batches), writes
     ``config.yaml`` (on resume: only once the checkpoint has loaded into the model), trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
+    A failure in training that leaves nothing ``--resume`` could continue (no ``last.pth`` yet) removes what the
+    run wrote (the directory itself if this call created it) and raises ``RunFailed`` naming the cause; a later
+    failure keeps the directory and says how to continue it.
     ``per_user_metrics``: top-k keys (or ``target_ce``) recorded per user in ``RUN/per_user/`` (default: the monitor's).
     ``callback_fn(epoch, monitor value)``: RecBole's fit callback, called after each evaluation's trace record.
     """
@@ -87,6 +95,15 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
     return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics,
                   callback_fn, preflight)
+
+
+class RunFailed(RecEsError):
+    """Training raised after the pre-flight passed; the message says what became of the run directory (removed,
+    or kept for ``--resume``). The exception that ended training is the ``__cause__``."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the message says what became of the run directory, as ``RunFailed``'s."""
 
 
 def check_budget(cfg: Any) -> None:
@@ -118,10 +135,31 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
         built = pf.build(model_class, keys, location, verbose=verbose, check=preflight)  # ConfigError: nothing written
+        created = None
         if not resume:
+            created = _topmost_missing(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             write_config(run_dir, cfg.to_dict())
-        return _train_in(cfg, built, run_dir, resume, record_test, progress, verbose, per_user_metrics, callback_fn)
+        try:
+            return _train_in(cfg, built, run_dir, resume, record_test, progress, verbose, per_user_metrics,
+                             callback_fn)
+        except KeyboardInterrupt as exc:
+            raise RunInterrupted(f"interrupted; {after_failure(run_dir, bool(resume), created)}") from exc
+        except RecEsError:
+            after_failure(run_dir, bool(resume), created)
+            raise
+        except Exception as exc:
+            message = after_failure(run_dir, bool(resume), created)
+            raise RunFailed(f"training failed ({type(exc).__name__}: {brief_error(exc)}); {message}") from exc
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (what ``mkdir(parents=True)`` creates)."""
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 @contextlib.contextmanager
@@ -132,6 +170,49 @@ def recbole_scratch_dir() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def after_failure(run_dir: Path, resumed: bool, created: Path | None) -> str:
+    """Leave ``run_dir`` after a failed training so that it never blocks the user, and say what became of it.
+
+    Without ``last.pth`` there is nothing ``--resume`` could continue, so what the run wrote is removed: the
+    directories it created (``created``: the outermost one), or else the contents of the empty directory it was
+    given. With ``last.pth`` (or when the run was resumed) the directory is kept, and the sentence says how to
+    continue it or what to delete.
+    """
+    if not resumed and not (run_dir / "last.pth").exists():
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif run_dir.is_dir():  # it was empty before this run (prepare_run_dir)
+            for child in list(run_dir.iterdir()):
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink()
+        return (f"it failed before anything --resume could continue, so the run directory {run_dir} was "
+                + ("removed" if created is not None else "emptied again") + "; fix the cause and run the same "
+                "command again")
+    return (f"{run_dir} keeps {_kept_epochs(run_dir)} and last.pth: once the cause is fixed, continue it with "
+            f"rec-es run --resume {run_dir}, or delete the directory (rm -r {run_dir}) to start over")
+
+
+def _kept_epochs(run_dir: Path) -> str:
+    from rec_es.rundir.trace import read_trace
+
+    try:
+        epochs = [r["epoch"] for r in read_trace(run_dir).records]
+    except (RecEsError, OSError, KeyError, TypeError):
+        return "what it recorded"
+    if not epochs:
+        return "no evaluation yet"
+    return f"{len(epochs)} evaluation{'s' * (len(epochs) != 1)} (epochs {epochs[0]}-{epochs[-1]})"
+
+
+def brief_error(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, cut to 300 characters."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:300]
 
 
 def _train_in(cfg: Any, built: Any, run_dir: Path, resume: Any, record_test: bool, progress: bool, verbose: bool,

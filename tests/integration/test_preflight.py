@@ -1,11 +1,12 @@
 """The pre-flight of `rec-es run` against real RecBole on the tiny slice: RecBole's errors become refusals that name
-the key before anything is written, the pre-flight changes nothing training sees, and one model of each family
-the base Trainer serves trains (or is refused) in one epoch."""
+the key before anything is written, the pre-flight changes nothing training sees, a crash never blocks the user,
+and one model of each family the base Trainer serves trains (or is refused) in one epoch."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -150,6 +151,79 @@ def test_preflight_changes_nothing_training_sees(in_tmp: Path, keys: dict[str, A
     assert with_pf["test_result"] == without["test_result"]
     a, b = (torch.load(in_tmp / name / "best.pth", weights_only=True)["state_dict"] for name in ("with", "without"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----- a crash never blocks the user ---------------------------------------------------------------------------
+@pytest.fixture
+def loss_fails_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``fail(epoch)``: GRU4Rec's real calculate_loss raises RuntimeError in that training epoch (found on the
+    calling stack, so the pre-flight's own batch passes)."""
+    from recbole.model.sequential_recommender.gru4rec import GRU4Rec
+
+    real = GRU4Rec.calculate_loss
+    state: dict[str, int | None] = {"epoch": None}
+
+    def calculate_loss(self: Any, interaction: Any) -> Any:
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_name != "_train_epoch":
+            frame = frame.f_back
+        if frame is not None and frame.f_locals.get("epoch_idx") == state["epoch"]:
+            raise RuntimeError(f"planted failure at epoch {state['epoch']}")
+        return real(self, interaction)
+
+    monkeypatch.setattr(GRU4Rec, "calculate_loss", calculate_loss)
+    yield lambda epoch: state.__setitem__("epoch", epoch)
+
+
+def test_a_crash_before_anything_resumable_removes_the_directory(in_tmp: Path, loss_fails_at: Any,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """calculate_loss raises in epoch 0: exit 1, RecBole's traceback then the sentence, no run directory left (and an
+    existing empty --output-dir is left empty)."""
+    cfg = write(in_tmp / "c.yaml", tiny_recbole_config(epochs=2))
+    loss_fails_at(0)
+    assert main(["--config", str(cfg), "--output-dir", "out/run", "--no-progress", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: planted failure at epoch 0" in err
+    assert ("rec-es run: error: training failed (RuntimeError: planted failure at epoch 0); it failed before anything "
+            "--resume could continue, so the run directory out/run was removed") in err
+    assert not (in_tmp / "out").exists()
+    (in_tmp / "empty").mkdir()
+    assert main(["--config", str(cfg), "--output-dir", "empty", "--no-progress", "--quiet"]) == 1
+    assert "was emptied again" in capsys.readouterr().err and list((in_tmp / "empty").iterdir()) == []
+
+
+def test_a_crash_after_the_first_record_leaves_a_resumable_run(in_tmp: Path, loss_fails_at: Any,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """calculate_loss raises in epoch 1: the directory keeps epoch 0 and last.pth, the message gives the resume
+    command, and --resume (the cause gone) finishes the run."""
+    cfg = write(in_tmp / "c.yaml", tiny_recbole_config(epochs=2))
+    loss_fails_at(1)
+    assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert ("training failed (RuntimeError: planted failure at epoch 1); run keeps 1 evaluation (epochs 0-0) and "
+            "last.pth: once the cause is fixed, continue it with rec-es run --resume run, or delete the directory "
+            "(rm -r run) to start over") in err
+    assert [r["epoch"] for r in read_trace(in_tmp / "run").records] == [0]
+    loss_fails_at(None)
+    assert main(["--resume", "run", "--no-progress", "--quiet"]) == 0
+    trace = read_trace(in_tmp / "run")
+    assert [r["epoch"] for r in trace.records] == [0, 1] and trace.footer is not None
+
+
+def test_a_run_killed_before_its_first_save_names_what_to_delete(in_tmp: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A directory as a kill in epoch 0 leaves it (config.yaml, a header-only trace, no last.pth): both a new run into
+    it and --resume say it cannot be continued and give the command that deletes it."""
+    run = in_tmp / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: GRU4Rec\n")
+    (run / "trace.jsonl").write_text('{"type":"header"}\n')
+    cfg = write(in_tmp / "c.yaml", tiny_recbole_config())
+    assert main(["--config", str(cfg), "--output-dir", "run"]) == 2
+    assert "ended before its first epoch was saved, so nothing in it can be continued; delete it (rm -r run)" in \
+        capsys.readouterr().err
+    assert main(["--resume", "run"]) == 2
+    assert "run/last.pth is missing: the run in run ended before its first epoch was saved" in capsys.readouterr().err
 
 
 # ----- one model of each family the base Trainer serves --------------------------------------------------------
