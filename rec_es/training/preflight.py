@@ -2,11 +2,12 @@
 a run directory exists.
 
 ``build`` does what a run needs anyway (RecBole's ``Config``, ``create_dataset``, ``data_preparation``, the model),
-each step under a named phase, then ``check_batches`` feeds ONE training batch through ``model.calculate_loss``
-and ONE batch of the validation loader through ``full_sort_predict`` / ``predict`` and RecBole's evaluator, exactly
-as RecBole's ``Trainer._train_epoch`` and ``Trainer._full_sort_batch_eval`` / ``_neg_sample_batch_eval`` would
-(their own code runs on a stand-in for the trainer). A RecBole exception in any phase becomes a ``ConfigError``
-that names the key, the model and the fix (``translate``); nothing has been written then.
+each step under a named phase, then ``check_batches`` feeds the first training batch (its first ``TRAIN_ROWS``
+rows) through ``model.calculate_loss`` and the first batch of the validation loader through ``full_sort_predict``
+/ ``predict`` and RecBole's evaluator, as RecBole's ``Trainer._train_epoch`` and ``Trainer._full_sort_batch_eval``
+/ ``_neg_sample_batch_eval`` would (their own code runs on a stand-in for the trainer). A RecBole exception in any
+phase becomes a ``ConfigError`` that names the key, the model and the fix (``translate``); nothing has been written
+then.
 
 The batches change nothing training will see: Python's, numpy's and torch's RNGs, the generators of the three data
 loaders, the model's weights, buffers, ``other_parameter`` (cached embeddings), plain attributes and train/eval
@@ -37,6 +38,11 @@ PHASES = {
     "train": "training one batch (calculate_loss)",
     "eval": "evaluating one batch (full_sort_predict / predict and the metrics)",
 }
+
+
+#: Rows of the first training batch the pre-flight feeds to ``calculate_loss`` (a train_batch_size batch of a
+#: transformer took seconds; the failures it catches do not depend on the batch size).
+TRAIN_ROWS = 128
 
 
 @dataclass
@@ -117,7 +123,10 @@ def _train_batch(built: Built) -> None:
     config, model, train_data = built.config, built.model, built.train_data
     if config["train_neg_sample_args"].get("dynamic", False):
         train_data.get_model(model)  # as the trainer's fit does before its first epoch
-    interaction = next(iter(train_data)).to(config["device"])
+    batch = next(iter(train_data))
+    if len(batch) > TRAIN_ROWS:
+        batch = batch[:TRAIN_ROWS]  # the smallest slice that proves it: RecBole fails on a config, not on a size
+    interaction = batch.to(config["device"])
     model.train()
     with torch.autocast(device_type=config["device"].type, enabled=config["enable_amp"]):
         losses = model.calculate_loss(interaction)
