@@ -135,7 +135,7 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
         built = pf.build(model_class, keys, location, verbose=verbose, check=preflight)  # ConfigError: nothing written
-        created = None
+        created, kept = None, frozenset(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else frozenset()
         if not resume:
             created = _topmost_missing(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -144,12 +144,12 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
             return _train_in(cfg, built, run_dir, resume, record_test, progress, verbose, per_user_metrics,
                              callback_fn)
         except KeyboardInterrupt as exc:
-            raise RunInterrupted(f"interrupted; {after_failure(run_dir, bool(resume), created)}") from exc
+            raise RunInterrupted(f"interrupted; {after_failure(run_dir, bool(resume), created, kept)}") from exc
         except RecEsError:
-            after_failure(run_dir, bool(resume), created)
+            after_failure(run_dir, bool(resume), created, kept)
             raise
         except Exception as exc:
-            message = after_failure(run_dir, bool(resume), created)
+            message = after_failure(run_dir, bool(resume), created, kept)
             raise RunFailed(f"training failed ({type(exc).__name__}: {brief_error(exc)}); {message}") from exc
 
 
@@ -172,26 +172,26 @@ def recbole_scratch_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def after_failure(run_dir: Path, resumed: bool, created: Path | None) -> str:
+def after_failure(run_dir: Path, resumed: bool, created: Path | None, kept: frozenset[str] = frozenset()) -> str:
     """Leave ``run_dir`` after a failed training so that it never blocks the user, and say what became of it.
 
     Without ``last.pth`` there is nothing ``--resume`` could continue, so what the run wrote is removed: the
-    directories it created (``created``: the outermost one), or else the contents of the empty directory it was
-    given. With ``last.pth`` (or when the run was resumed) the directory is kept, and the sentence says how to
-    continue it or what to delete.
+    directories it created (``created``: the outermost one), or else the files it added to the directory it was
+    given (``kept``: the names that were there before, e.g. a tune trial's ``trial.json``, stay). With ``last.pth``
+    (or when the run was resumed) the directory is kept, and the sentence says how to continue it or what to delete.
     """
     if not resumed and not (run_dir / "last.pth").exists():
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
-        elif run_dir.is_dir():  # it was empty before this run (prepare_run_dir)
-            for child in list(run_dir.iterdir()):
+        elif run_dir.is_dir():
+            for child in [c for c in run_dir.iterdir() if c.name not in kept]:
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink()
-        return (f"it failed before anything --resume could continue, so the run directory {run_dir} was "
-                + ("removed" if created is not None else "emptied again") + "; fix the cause and run the same "
-                "command again")
+        where = (f"the run directory {run_dir} was removed" if created is not None
+                 else f"what it wrote into {run_dir} was removed")
+        return f"it failed before anything --resume could continue, so {where}; fix the cause and run it again"
     return (f"{run_dir} keeps {_kept_epochs(run_dir)} and last.pth: once the cause is fixed, continue it with "
             f"rec-es run --resume {run_dir}, or delete the directory (rm -r {run_dir}) to start over")
 

@@ -16,7 +16,7 @@ from rec_es.cli.run import main
 from rec_es.config.properties import load_config
 from rec_es.policy.errors import ConfigError
 from rec_es.rundir.trace import read_trace
-from rec_es.training.run import train
+from rec_es.training.run import RunFailed, train
 
 from conftest import REPO, tiny_recbole_config
 
@@ -177,19 +177,25 @@ def loss_fails_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def test_a_crash_before_anything_resumable_removes_the_directory(in_tmp: Path, loss_fails_at: Any,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """calculate_loss raises in epoch 0: exit 1, RecBole's traceback then the sentence, no run directory left (and an
-    existing empty --output-dir is left empty)."""
+    """calculate_loss raises in epoch 0: exit 1, RecBole's traceback then the sentence, no run directory left (an
+    existing empty --output-dir is left empty, a library caller's files in its directory stay)."""
     cfg = write(in_tmp / "c.yaml", tiny_recbole_config(epochs=2))
     loss_fails_at(0)
     assert main(["--config", str(cfg), "--output-dir", "out/run", "--no-progress", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: planted failure at epoch 0" in err
     assert ("rec-es run: error: training failed (RuntimeError: planted failure at epoch 0); it failed before anything "
-            "--resume could continue, so the run directory out/run was removed") in err
+            "--resume could continue, so the run directory out/run was removed; fix the cause and run it again") in err
     assert not (in_tmp / "out").exists()
     (in_tmp / "empty").mkdir()
     assert main(["--config", str(cfg), "--output-dir", "empty", "--no-progress", "--quiet"]) == 1
-    assert "was emptied again" in capsys.readouterr().err and list((in_tmp / "empty").iterdir()) == []
+    assert "what it wrote into empty was removed" in capsys.readouterr().err
+    assert list((in_tmp / "empty").iterdir()) == []
+    (in_tmp / "trial").mkdir()  # a library caller's directory (a tune trial's): its own files stay
+    (in_tmp / "trial" / "trial.json").write_text("{}")
+    with pytest.raises(RunFailed, match="planted failure at epoch 0"):
+        train(load_config([cfg]), in_tmp / "trial", verbose=False)
+    assert [p.name for p in (in_tmp / "trial").iterdir()] == ["trial.json"]
 
 
 def test_a_crash_after_the_first_record_leaves_a_resumable_run(in_tmp: Path, loss_fails_at: Any,
