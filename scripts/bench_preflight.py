@@ -15,10 +15,8 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchlib import DATASETS, REPO
 
 
 def measure(files: list[str], overrides: dict, repeats: int) -> tuple[float, tuple[float, float], float, float]:
@@ -46,7 +44,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     shipped = str(REPO / "properties" / "gru4rec_ml100k.yaml")
-    tiny = {"data_path": str(REPO / "datasets"), "dataset": "ml-100k-tiny"}
+    tiny = {"data_path": str(DATASETS), "dataset": "ml-100k-tiny"}
     print(f"seconds; build: config, data and model, once (as before the pre-flight); pre-flight: the first, what a "
           f"run pays (median of {args.repeats})")
     print("config                      build   pre-flight training batch   evaluation batch")

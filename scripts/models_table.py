@@ -21,16 +21,14 @@ import ast
 import importlib
 import inspect
 import pprint
-import textwrap
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from rec_es.config import models  # noqa: E402  (no RecBole import)
+from benchlib import REPO, tiny_recbole_config
+from rec_es.config import models  # no RecBole import
 
 DATA_MODULE = REPO / "rec_es" / "config" / "recbole_models.py"
 FAMILIES = ("general", "sequential", "context_aware", "knowledge_aware", "exlib")
@@ -172,9 +170,6 @@ def with_table(text: str, facts: dict[str, dict[str, Any]]) -> str:
 def probe(names: list[str], facts: dict[str, dict[str, Any]]) -> int:
     """Run the pre-flight of each model that trains, on ml-100k-tiny with the settings ``models.probe_settings``
     gives it; print one line per model. Returns the number that failed."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import tiny_recbole_config
-
     from rec_es.config import datasets
     from rec_es.policy.errors import ConfigError
     from rec_es.training import preflight
