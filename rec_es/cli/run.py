@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +25,7 @@ from rec_es.policy.errors import ConfigError, RecEsError, report
 from rec_es.config.properties import load_config, parse_set_args
 from rec_es.config.lint import PICKLE_PATH_KEYS, PICKLE_WARNING_KEYS, lint_files, pickle_cache_warnings
 from rec_es.training.resume_check import check_run_dir
-from rec_es.training.run import prepare_run_dir, train
+from rec_es.training.run import RunFailed, RunInterrupted, prepare_run_dir, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,15 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad input, 1 other rec_es error)."""
+    """Entry point; returns the exit status (0 ok, 2 bad input, 1 training failed or another rec_es error, 130
+    interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         summary = run(args)
+    except RunInterrupted as exc:
+        print(f"rec-es run: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("rec-es run: interrupted; the run directory keeps every finished epoch - continue it with "
               "rec-es run --resume RUN_DIR", file=sys.stderr)
         return 130
-    except RecEsError as exc:  # ConfigError: bad input, exit 2
+    except RecEsError as exc:  # ConfigError: bad input, exit 2; RunFailed: what ended training comes first
+        if isinstance(exc, RunFailed) and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         return report("rec-es run", exc)
     _print_result(summary)
     return 0

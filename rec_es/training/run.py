@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from rec_es.policy.errors import ConfigError, brief
+from rec_es.config import models
+from rec_es.policy.errors import ConfigError, RecEsError, brief
 from rec_es.rundir.paths import write_config
 
 
@@ -27,10 +28,15 @@ def default_run_dir(recbole_keys: dict[str, Any]) -> Path:
 
 def prepare_run_dir(output_dir: Path | None, recbole_keys: dict[str, Any]) -> Path:
     """Pick and check the run directory (created later, by ``train``); ConfigError if it exists and is not an
-    empty directory (a run is never overwritten) or cannot be created (under a file, not writable)."""
+    empty directory (a run is never overwritten; one killed before its first epoch was saved is named as such,
+    with the command that deletes it) or cannot be created (under a file, not writable)."""
     from rec_es.rundir.paths import check_output_dir
+    from rec_es.training.resume_check import nothing_to_resume, unfinished_before_first_epoch
 
     run_dir = output_dir if output_dir is not None else default_run_dir(recbole_keys)
+    if run_dir.is_dir() and unfinished_before_first_epoch(run_dir):
+        raise ConfigError(f"run directory {run_dir} already exists: {nothing_to_resume(run_dir)} (or pick another "
+                          "--output-dir)", source="--output-dir")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} already exists and is not empty; rec_es never overwrites a run. "
                           f"Pick another --output-dir, or continue it with --resume {run_dir}", source="--output-dir")
@@ -51,26 +57,29 @@ def model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str
     try:
         model_class = get_model(name)
     except (ValueError, ImportError):  # an unknown name ends in recbole's exlib package, which needs lightgbm
-        raise ConfigError(f"model: {name!r} is not a RecBole 1.2.1 model this installation can train "
-                          "(e.g. GRU4Rec, SASRec, BPR; names are case-sensitive)", source=where, key="model") from None
+        raise ConfigError(f"model: {models.unknown_model_message(name)}", source=where, key="model") from None
     trainer_class = get_trainer(model_class.type, name)
     if trainer_class is not Trainer:
-        raise ConfigError(f"model: {name} trains with RecBole's {trainer_class.__name__}, which has its own fit(); "
-                          "rec_es drives models that use the base Trainer (GRU4Rec, SASRec, BPR, LightGCN, ...). "
-                          f"Train {name} with stock RecBole (run_recbole) instead; rec-es explain reads its log",
-                          source=where, key="model")
+        raise ConfigError(f"model: {models.own_trainer_message(name, trainer_class.__name__)}", source=where,
+                          key="model")
     return model_class, trainer_class
 
 
 def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
           verbose: bool = True, per_user_metrics: Sequence[str] | None = None,
-          callback_fn: Callable[[int, float | None], Any] | None = None, origin: Any = None) -> dict[str, Any]:
+          callback_fn: Callable[[int, float | None], Any] | None = None, preflight: bool = True,
+          origin: Any = None) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
     Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
-    ``cfg``: ``rec_es.training.resume_check.check_resume``; a run that recorded test metrics keeps doing so), writes
+    ``cfg``: ``rec_es.training.resume_check.check_resume``; a run that recorded test metrics keeps doing so), builds
+    RecBole's config, data and model and runs the pre-flight (``rec_es.training.preflight``: one training and one
+    evaluation batch, which change nothing training sees; ``preflight=False`` skips the batches), writes
     ``config.yaml`` (on resume: only once the checkpoint has loaded into the model), trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
+    A failure in training that leaves nothing ``--resume`` could continue (no ``last.pth`` yet) removes what the
+    run wrote (the directory itself if this call created it) and raises ``RunFailed`` naming the cause; a later
+    failure keeps the directory and says how to continue it.
     ``per_user_metrics``: top-k keys (or ``target_ce``) recorded per user in ``RUN/per_user/`` (default: the monitor's).
     ``callback_fn(epoch, monitor value)``: RecBole's fit callback, called after each evaluation's trace record.
     ``origin``: a stock RecBole checkpoint to start from (``rec_es.training.from_recbole.Origin``).
@@ -86,11 +95,17 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
         record_test = record_test or plan.record_test
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
-    if plan is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, cfg.to_dict())
     return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics,
-                  callback_fn, origin)
+                  callback_fn, preflight, origin)
+
+
+class RunFailed(RecEsError):
+    """Training raised after the pre-flight passed; the message says what became of the run directory (removed,
+    or kept for ``--resume``). The exception that ended training is the ``__cause__``."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the message says what became of the run directory, as ``RunFailed``'s."""
 
 
 def check_budget(cfg: Any) -> None:
@@ -107,7 +122,9 @@ def check_budget(cfg: Any) -> None:
 
 def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
            progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None,
-           callback_fn: Callable[[int, float | None], Any] | None = None, origin: Any = None) -> dict[str, Any]:
+           callback_fn: Callable[[int, float | None], Any] | None = None, preflight: bool = True,
+           origin: Any = None) -> dict[str, Any]:
+    from rec_es.training import preflight as pf
     from rec_es.training.compat import quiet_recbole_warnings
 
     quiet_recbole_warnings()
@@ -120,8 +137,32 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
         # come from someone else), so a planted file there is never unpickled. rec_es writes the run's own
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
-        return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose,
-                         per_user_metrics, callback_fn, origin)
+        built = pf.build(model_class, keys, location, verbose=verbose, check=preflight)  # ConfigError: nothing written
+        created, kept = None, frozenset(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else frozenset()
+        if not resume:
+            created = _topmost_missing(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(run_dir, cfg.to_dict())
+        try:
+            return _train_in(cfg, built, run_dir, resume, record_test, progress, verbose, per_user_metrics,
+                             callback_fn, origin)
+        except KeyboardInterrupt as exc:
+            raise RunInterrupted(f"interrupted; {after_failure(run_dir, bool(resume), created, kept)}") from exc
+        except RecEsError:
+            after_failure(run_dir, bool(resume), created, kept)
+            raise
+        except Exception as exc:
+            message = after_failure(run_dir, bool(resume), created, kept)
+            raise RunFailed(f"training failed ({type(exc).__name__}: {brief_error(exc)}); {message}") from exc
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (what ``mkdir(parents=True)`` creates)."""
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 @contextlib.contextmanager
@@ -134,36 +175,57 @@ def recbole_scratch_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, model_class: type, resume: Any,
-              record_test: bool, progress: bool, verbose: bool,
+def after_failure(run_dir: Path, resumed: bool, created: Path | None, kept: frozenset[str] = frozenset()) -> str:
+    """Leave ``run_dir`` after a failed training so that it never blocks the user, and say what became of it.
+
+    Without ``last.pth`` there is nothing ``--resume`` could continue, so what the run wrote is removed: the
+    directories it created (``created``: the outermost one), or else the files it added to the directory it was
+    given (``kept``: the names that were there before, e.g. a tune trial's ``trial.json``, stay). With ``last.pth``
+    (or when the run was resumed) the directory is kept, and the sentence says how to continue it or what to delete.
+    """
+    if not resumed and not (run_dir / "last.pth").exists():
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif run_dir.is_dir():
+            for child in [c for c in run_dir.iterdir() if c.name not in kept]:
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink()
+        where = (f"the run directory {run_dir} was removed" if created is not None
+                 else f"what it wrote into {run_dir} was removed")
+        return f"it failed before anything --resume could continue, so {where}; fix the cause and run it again"
+    return (f"{run_dir} keeps {_kept_epochs(run_dir)} and last.pth: once the cause is fixed, continue it with "
+            f"rec-es run --resume {run_dir}, or delete the directory (rm -r {run_dir}) to start over")
+
+
+def _kept_epochs(run_dir: Path) -> str:
+    from rec_es.rundir.trace import read_trace
+
+    try:
+        epochs = [r["epoch"] for r in read_trace(run_dir).records]
+    except (RecEsError, OSError, KeyError, TypeError):
+        return "what it recorded"
+    if not epochs:
+        return "no evaluation yet"
+    return f"{len(epochs)} evaluation{'s' * (len(epochs) != 1)} (epochs {epochs[0]}-{epochs[-1]})"
+
+
+def brief_error(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, cut to 300 characters."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:300]
+
+
+def _train_in(cfg: Any, built: Any, run_dir: Path, resume: Any, record_test: bool, progress: bool, verbose: bool,
               per_user_metrics: Sequence[str] | None = None,
               callback_fn: Callable[[int, float | None], Any] | None = None, origin: Any = None) -> dict[str, Any]:
-    """Build RecBole's config, dataset, model and trainer, then fit; ``resume``: a ResumePlan, or None/False;
+    """Fit with ``EarlyStoppingTrainer`` on what ``preflight.build`` made; ``resume``: a ResumePlan, or None/False;
     ``origin``: a stock checkpoint whose state the trainer starts from."""
-    from logging import getLogger
-
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
-
-    from rec_es.config import datasets
-    from rec_es.training.compat import recbole_config
     from rec_es.training.trainer import EarlyStoppingTrainer  # importing it applies compat.apply_recbole_fixes
 
-    config = recbole_config(model_class, keys["dataset"], keys)
-    datasets.apply_data_path(config, location)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    if verbose:
-        logger.info(config)
-    dataset = create_dataset(config)
-    if verbose:
-        logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = model_class(config, train_data._dataset).to(config["device"])
-    if verbose:
-        logger.info(model)
+    config, model = built.config, built.model
     trainer = EarlyStoppingTrainer(config, model, cfg.build_policy(), lr_schedule=cfg.lr_schedule, run_dir=run_dir,
                                    record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress,
                                    per_user_metrics=per_user_metrics)
@@ -171,8 +233,9 @@ def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path, location: Any, mode
         trainer.load_resume(run_dir, resume)
     elif origin is not None:
         origin.load_into(trainer)
-    trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
-                test_data=test_data if record_test else None, callback_fn=callback_fn)
-    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))
+    show = bool(config["show_progress"])
+    trainer.fit(built.train_data, built.valid_data, verbose=verbose, saved=True, show_progress=show,
+                test_data=built.test_data if record_test else None, callback_fn=callback_fn)
+    test_result = trainer.evaluate(built.test_data, load_best_model=True, show_progress=show)
     trainer.write_summary(test_result)
     return trainer.summary(test_result)
