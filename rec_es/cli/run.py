@@ -2,6 +2,7 @@
 
     rec-es run --config properties/gru4rec_ml100k.yaml [more.yaml ...] [--set key=value ...]
                [--output-dir DIR] [--resume RUN_DIR] [--record-test] [--no-progress]
+    rec-es run --from-recbole CHECKPOINT [--config POLICY.yaml] [--set epochs=N] [--output-dir DIR]
 
 Files merge RecBole-style (later overrides earlier); ``--set`` values are read as YAML. Everything is
 validated (config, dataset, model, run directory) before the first epoch. The run directory
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +25,7 @@ from rec_es.policy.errors import ConfigError, RecEsError, report
 from rec_es.config.properties import load_config, parse_set_args
 from rec_es.config.lint import PICKLE_PATH_KEYS, PICKLE_WARNING_KEYS, lint_files, pickle_cache_warnings
 from rec_es.training.resume_check import check_run_dir
-from rec_es.training.run import prepare_run_dir, train
+from rec_es.training.run import RunFailed, RunInterrupted, prepare_run_dir, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
                    help="run directory (default runs/<Model>-<dataset>-<time>); must not exist or be empty")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--from-recbole", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start a run directory from a stock RecBole checkpoint (its config, weights, optimizer and "
+                        "epoch; read without running code from it) and continue under --config's policy")
     p.add_argument("--record-test", action="store_true", help="also evaluate the test set at every evaluation")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over epochs")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log lines (the result is still printed)")
@@ -55,15 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad input, 1 other rec_es error)."""
+    """Entry point; returns the exit status (0 ok, 2 bad input, 1 training failed or another rec_es error, 130
+    interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         summary = run(args)
+    except RunInterrupted as exc:
+        print(f"rec-es run: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("rec-es run: interrupted; the run directory keeps every finished epoch - continue it with "
               "rec-es run --resume RUN_DIR", file=sys.stderr)
         return 130
-    except RecEsError as exc:  # ConfigError: bad input, exit 2
+    except RecEsError as exc:  # ConfigError: bad input, exit 2; RunFailed: what ended training comes first
+        if isinstance(exc, RunFailed) and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         return report("rec-es run", exc)
     _print_result(summary)
     return 0
@@ -76,10 +87,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     launch = LaunchSpec(nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
                         group_offset=args.group_offset)
     check_launch(launch, {})  # the arguments alone, before any file is read
-    if launch.total > 1 and args.resume is not None:
-        raise ConfigError("--resume with --nproc is not supported yet: a distributed run cannot be resumed "
-                          "(docs/distributed.md)", source="--resume")
+    for given, flag in ((args.resume, "--resume"), (args.from_recbole, "--from-recbole")):
+        if launch.total > 1 and given is not None:
+            raise ConfigError(f"{flag} with --nproc is not supported yet (docs/distributed.md)", source=flag)
     overrides = parse_set_args(args.overrides)
+    if args.from_recbole is not None:
+        return _from_recbole(args, overrides)
     if args.resume is not None:
         run_dir = args.resume
         _check_resumable(run_dir)
@@ -103,6 +116,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # on resume, train() checks the whole run directory against cfg before it writes anything
     return train(cfg, run_dir, resume=args.resume is not None, record_test=args.record_test,
                  progress=not args.no_progress, verbose=not args.quiet, launch=launch)
+
+
+def _from_recbole(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``--from-recbole CHECKPOINT``: the checkpoint read and its config rebuilt and checked, then train."""
+    from rec_es.training.from_recbole import config_from, read_origin
+
+    if args.resume is not None:
+        raise ConfigError("--from-recbole starts a new run directory; it does not go with --resume",
+                          source="--from-recbole")
+    origin = read_origin(args.from_recbole)
+    cfg = config_from(origin, args.config, overrides)
+    _warn_pickle_caches(cfg)
+    run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
+    print(f"rec-es run: continuing {origin.model} on {origin.dataset} from {origin.path} (RecBole's best epoch "
+          f"{origin.epoch}: its weights and optimizer; RNG and data order start afresh)", file=sys.stderr)
+    return train(cfg, run_dir, record_test=args.record_test, progress=not args.no_progress, verbose=not args.quiet,
+                 origin=origin)
 
 
 def lint_before_training(files: list[str], overrides: dict[str, Any]) -> None:

@@ -16,9 +16,10 @@ from rec_es.rundir.textio import TextInputError, read_text
 from rec_es.rundir.trace import read_trace
 
 #: rec_es modules whose source decides how a recording run trains (hashed into every cache key).
-TRAINING_MODULES = ("training/trainer.py", "training/resume.py", "training/run.py", "policy/schedule.py",
-                    "rundir/checkpoint.py", "training/compat.py", "config/datasets.py", "rundir/trace.py",
-                    "config/properties.py", "rundir/per_user.py", "training/capture.py", "policy/controller.py")
+TRAINING_MODULES = ("training/trainer.py", "training/resume.py", "training/run.py", "training/preflight.py",
+                    "policy/schedule.py", "rundir/checkpoint.py", "training/compat.py", "config/datasets.py",
+                    "rundir/trace.py", "config/properties.py", "rundir/per_user.py", "training/capture.py",
+                    "policy/controller.py")
 #: The rec_es package directory (the root of TRAINING_MODULES).
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: RecBole keys that change logging or paths only, left out of cache keys.

@@ -51,8 +51,13 @@ class DataLocation:
         return self.directory / f"{self.dataset}.inter"
 
 
-def resolve(recbole_keys: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> DataLocation:
-    """Find the dataset directory for a merged config; raise ``ConfigError`` naming where it looked."""
+def resolve(recbole_keys: Mapping[str, Any], sources: Mapping[str, str] | None = None, *,
+            download_missing: bool = True) -> DataLocation:
+    """Find the dataset directory for a merged config; raise ``ConfigError`` naming where it looked.
+
+    ``download_missing=False``: a dataset of RecBole's catalogue that is not on disk is refused like any other
+    instead of downloaded (a probe continues a run on the data it trained on, and writes nothing before training).
+    """
     sources = sources or {}
     dataset = recbole_keys.get("dataset")
     if not isinstance(dataset, str) or not dataset.strip():
@@ -69,7 +74,8 @@ def resolve(recbole_keys: Mapping[str, Any], sources: Mapping[str, str] | None =
         origin = (f"data_path: {data_path!r}" if data_path is not None
                   else f"no data_path, so RecBole's default {RECBOLE_DEFAULT_DATA_PATH!r} relative to {Path.cwd()}")
         missing = f"dataset {dataset!r} not found: looked for {loc.inter_file} ({origin})"
-        url = recbole_url(dataset) if not loc.embedded and _absent_or_empty(loc.directory) else None
+        url = (recbole_url(dataset) if download_missing and not loc.embedded and _absent_or_empty(loc.directory)
+               else None)
         if url is not None:
             download(loc, url, missing, where, "data_path" if data_path is not None else "dataset")
             if loc.inter_file.is_file():

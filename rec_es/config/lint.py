@@ -32,6 +32,7 @@ from rec_es.policy.controller import StopController
 from rec_es.policy.errors import ConfigError, bounded
 from rec_es.policy import StoppingPolicy, rules
 from rec_es.policy.schema import PolicySettings
+from rec_es.config import models
 from rec_es.config.shadowing import shadowed_settings
 from rec_es.policy.monitor import TOPK_METRICS, VALUE_METRICS, computed_metric_keys, metric_base, metric_mode
 from rec_es.policy.schedule import LRSchedule
@@ -142,6 +143,7 @@ class _Lint:
             self.warmup(run_config)
             self.unused_stopping_step(run_config)
         self.findings += [Finding(*row) for row in shadowed_settings(self.files, self.merged, self.sources, run_config)]
+        self.findings += [Finding(*row) for row in models.findings(self.merged, self.sources)]
         return self.findings
 
     # -- keys

@@ -23,6 +23,7 @@ Definitions used in the report (all on the raw monitor values, in evaluation ord
 
 One module per job: ``adapters`` (RUN as an ``Observed``), ``stats``, ``sentences`` (stop, premature, advice),
 ``verdict`` (the call and its facts), ``lost`` (the expected gain), ``counterfactual`` (replayed policies),
+``probe_stats`` and ``probe`` (``--probe N``: the continuation measured on per-user scores, the offer),
 ``report`` (``explain``), ``render`` (text), ``figure`` (PNG); the command is ``rec_es.cli.explain``.
 """
 from rec_es.explain.adapters import load_run

@@ -25,6 +25,7 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
     stop = report["stop"]
     premature = report["premature"]
     _continuation(ax, premature)
+    _probe(ax, report.get("probe"), evals)
     if stop.get("best_epoch") is not None:
         ax.axvline(stop["best_epoch"], color="tab:green", ls="--", label=f"best epoch {stop['best_epoch']}")
     ax.axvline(stop["stop_epoch"], color="tab:red", ls="-", label=f"{'stop' if stop['ending'] == 'early_stopped' else 'last'} epoch {stop['stop_epoch']}")
@@ -37,6 +38,8 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_xlabel("epoch (0-based, as RecBole logs it)")
     ax.set_ylabel(report["monitor"])
     title = f"{report.get('model') or ''} {report.get('dataset') or ''}: {premature['verdict']}"
+    if report.get("probe"):
+        title += f" Probe: {report['probe']['verdict']} (measured)."
     ax.set_title(textwrap.fill(title, 100), fontsize=9)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
@@ -58,6 +61,21 @@ def _continuation(ax: Any, premature: Mapping[str, Any]) -> None:
                     label=f"band of the fitted curve (one-sided {round(100 * estimate['level'])} % bounds)")
     ax.plot(xs, [p["mean"] for p in points], "--", color="tab:purple", lw=1.5,
             label=f"learning-curve fit extrapolated to epoch {xs[-1]}")
+
+
+def _probe(ax: Any, probe: Mapping[str, Any] | None, evals: Sequence[Mapping[str, Any]]) -> None:
+    """The probe's continuation after the stop, joined to the last observed evaluation, in its own colour, with
+    its best evaluation marked."""
+    points = (probe or {}).get("evaluations") or []
+    if not points or probe is None:
+        return
+    joined = [*evals[-1:], *points]
+    xs, ys = [p["epoch"] for p in joined], [p["value"] for p in joined]
+    ax.plot(xs, ys, "o-", ms=3, lw=1, color="tab:cyan",
+            label=f"probe: {probe['epochs']} more epochs, stopping off ({probe['verdict']}, measured)")
+    if probe.get("best_epoch") is not None:
+        ax.plot([probe["best_epoch"]], [probe["best_value"]], "*", ms=12, color="tab:cyan", mec="k",
+                label=f"probe's best, epoch {probe['best_epoch']}")
 
 
 def _smoothed_series(report: Mapping[str, Any], evals: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:

@@ -27,6 +27,13 @@ def render_text(report: Mapping[str, Any]) -> str:
              f"eval_step {report['eval_step']}, {_plural(stop['evaluations'], 'evaluation')} observed", "",
              "Why it stopped", f"  {stop['sentence']}", "", "Was it premature?"]
     lines += [f"  {s}" for s in premature["sentences"]]
+    probe = report.get("probe")
+    if probe:
+        span = (f"epochs {probe['from_epoch']}-{probe['from_epoch'] + probe['epochs'] - 1}" if probe["epochs"]
+                else "no epoch")
+        lines += ["", f"Probe: measured by continuing the run {probe['epochs']} epochs ({span}, stopping off) into "
+                      f"{probe['run_dir']}"]
+        lines += [f"  {s}" for s in probe["sentences"]]
     if report.get("lost"):
         lines += ["", "What continuing would have brought (extrapolated)", f"  {report['lost']['sentence']}"]
     last = report["evaluations"][-1]["epoch"]
@@ -54,4 +61,7 @@ def render_text(report: Mapping[str, Any]) -> str:
         lines += [f"  - {a}" for a in report["worth_trying"]]
     if report["warnings"]:
         lines += ["", "Could not be read / caveats"] + [f"  - {w}" for w in report["warnings"]]
+    offer = report.get("probe_offer")
+    if offer and not probe:
+        lines += ["", offer["sentence"]]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 from rec_es.explain.adapters import load_run
 from rec_es.explain.counterfactual import counterfactuals
 from rec_es.explain.lost import what_was_lost
+from rec_es.explain.probe import offer_probe
 from rec_es.explain.sentences import advice, analyse_premature, analyse_stop, worth_trying
 
 
@@ -23,6 +24,7 @@ def explain(path: str | Path, policies: Sequence[tuple[str, dict[str, Any]]] = (
         "monitor": obs.monitor, "mode": obs.mode, "epochs": obs.epochs, "eval_step": obs.eval_step,
         "observed_policy": obs.policy_mapping, "stop": stop, "premature": premature, "counterfactuals": rows, "lost": lost,
         "advice": shown, "worth_trying": worth_trying(obs, premature, shown), "warnings": obs.warnings,
+        "probe_offer": offer_probe(obs, premature),
         "evaluations": [{k: d.get(k) for k in ("epoch", "value", "smoothed", "improved", "wait_count", "best_epoch")}
                         for d in obs.decisions],
     }

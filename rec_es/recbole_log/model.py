@@ -57,6 +57,7 @@ class RecBoleLog:
     inferred: dict[str, Any] = field(default_factory=dict)
     coloured: bool = False
     warnings: list[str] = field(default_factory=list)
+    checkpoint: str | None = None  # the path of the last "Saving current" line: where RecBole saved the best epoch
 
     def setting(self, key: str) -> Any:
         """The config value of ``key``, or RecBole's default when the log has no config dump."""

@@ -215,6 +215,7 @@ class _Reader:
         self.pending_eval["valid"] = pairs
 
     def _saving(self, number: int, match: re.Match[str], body: list[str]) -> None:
+        self.log.checkpoint = match.group("path").strip() or None
         if self.pending_eval is not None:
             self.pending_eval["saved"] = True
 

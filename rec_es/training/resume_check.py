@@ -61,19 +61,36 @@ def refuse(message: str, where: Path | str) -> ConfigError:
     return ConfigError(f"cannot resume: {message}; nothing in the run directory was changed", source=str(where))
 
 
-def check_run_dir(run_dir: Path) -> None:
-    """The run directory holds the three files as regular files and can be written."""
+def check_run_dir(run_dir: Path, writable: bool = True) -> None:
+    """The run directory holds the three files as regular files and (``writable``) can be written."""
     if not run_dir.is_dir():
         what = "does not exist" if not run_dir.exists() else "is not a directory"
         raise ConfigError(f"cannot resume: {run_dir} {what} (--resume takes a run directory written by rec-es run)",
+                          source="--resume")
+    if unfinished_before_first_epoch(run_dir):
+        raise ConfigError(f"cannot resume: {run_dir / 'last.pth'} is missing: {nothing_to_resume(run_dir)}",
                           source="--resume")
     for name in RESUME_FILES:
         if not (run_dir / name).is_file():
             raise ConfigError(f"cannot resume: {run_dir / name} is missing (a run directory written by rec-es run "
                               "with saving on holds config.yaml, last.pth and trace.jsonl)", source="--resume")
-    if not os.access(run_dir, os.W_OK | os.X_OK):
+    if writable and not os.access(run_dir, os.W_OK | os.X_OK):
         raise refuse("the directory is not writable, and a resume writes trace.jsonl, last.pth, best.pth and "
                      "summary.json into it", run_dir)
+
+
+def unfinished_before_first_epoch(run_dir: Path) -> bool:
+    """``run_dir`` holds what ``rec-es run`` writes before its first epoch ends (config.yaml, trace.jsonl) but no
+    ``last.pth``: a run killed before it saved anything ``--resume`` could continue (a failure that Python sees
+    removes such a directory itself: ``rec_es.training.run.after_failure``)."""
+    return (run_dir / "config.yaml").is_file() and (run_dir / "trace.jsonl").is_file() \
+        and not (run_dir / "last.pth").exists()
+
+
+def nothing_to_resume(run_dir: Path) -> str:
+    """The sentence for a directory ``unfinished_before_first_epoch`` recognises: what to delete."""
+    return (f"the run in {run_dir} ended before its first epoch was saved, so nothing in it can be continued; delete "
+            f"it (rm -r {run_dir}) and start the run again")
 
 
 def read_checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -251,10 +268,12 @@ def check_sidecars(plan: ResumePlan, cfg: Any = None) -> None:
                          "resume", side)
 
 
-def check_resume(run_dir: str | os.PathLike[str], cfg: Any = None) -> ResumePlan:
-    """Validate everything a resume of ``run_dir`` reads (with the new ``cfg``, a RunConfig, when given)."""
+def check_resume(run_dir: str | os.PathLike[str], cfg: Any = None, writable: bool = True) -> ResumePlan:
+    """Validate everything a resume of ``run_dir`` reads (with the new ``cfg``, a RunConfig, when given).
+
+    ``writable=False``: the run is only read (a probe continues a copy of it), so it may be read-only."""
     run = Path(run_dir)
-    check_run_dir(run)
+    check_run_dir(run, writable)
     ckpt = read_checkpoint(run)
     trace, finished = read_kept_trace(run, int(ckpt["trace_lines"]))
     check_trace_matches(ckpt, trace, run)

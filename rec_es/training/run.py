@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from rec_es.policy.errors import ConfigError, brief
+from rec_es.config import models
+from rec_es.policy.errors import ConfigError, RecEsError, brief
 from rec_es.rundir.paths import write_config
 
 
@@ -27,10 +28,15 @@ def default_run_dir(recbole_keys: dict[str, Any]) -> Path:
 
 def prepare_run_dir(output_dir: Path | None, recbole_keys: dict[str, Any]) -> Path:
     """Pick and check the run directory (created later, by ``train``); ConfigError if it exists and is not an
-    empty directory (a run is never overwritten) or cannot be created (under a file, not writable)."""
+    empty directory (a run is never overwritten; one killed before its first epoch was saved is named as such,
+    with the command that deletes it) or cannot be created (under a file, not writable)."""
     from rec_es.rundir.paths import check_output_dir
+    from rec_es.training.resume_check import nothing_to_resume, unfinished_before_first_epoch
 
     run_dir = output_dir if output_dir is not None else default_run_dir(recbole_keys)
+    if run_dir.is_dir() and unfinished_before_first_epoch(run_dir):
+        raise ConfigError(f"run directory {run_dir} already exists: {nothing_to_resume(run_dir)} (or pick another "
+                          "--output-dir)", source="--output-dir")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} already exists and is not empty; rec_es never overwrites a run. "
                           f"Pick another --output-dir, or continue it with --resume {run_dir}", source="--output-dir")
@@ -51,37 +57,42 @@ def model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str
     try:
         model_class = get_model(name)
     except (ValueError, ImportError):  # an unknown name ends in recbole's exlib package, which needs lightgbm
-        raise ConfigError(f"model: {name!r} is not a RecBole 1.2.1 model this installation can train "
-                          "(e.g. GRU4Rec, SASRec, BPR; names are case-sensitive)", source=where, key="model") from None
+        raise ConfigError(f"model: {models.unknown_model_message(name)}", source=where, key="model") from None
     trainer_class = get_trainer(model_class.type, name)
     if trainer_class is not Trainer:
-        raise ConfigError(f"model: {name} trains with RecBole's {trainer_class.__name__}, which has its own fit(); "
-                          "rec_es drives models that use the base Trainer (GRU4Rec, SASRec, BPR, LightGCN, ...). "
-                          f"Train {name} with stock RecBole (run_recbole) instead; rec-es explain reads its log",
-                          source=where, key="model")
+        raise ConfigError(f"model: {models.own_trainer_message(name, trainer_class.__name__)}", source=where,
+                          key="model")
     return model_class, trainer_class
 
 
 def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
           verbose: bool = True, per_user_metrics: Sequence[str] | None = None,
-          callback_fn: Callable[[int, float | None], Any] | None = None, launch: Any = None) -> dict[str, Any]:
+          callback_fn: Callable[[int, float | None], Any] | None = None, preflight: bool = True,
+          origin: Any = None, launch: Any = None) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
     Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
-    ``cfg``: ``rec_es.training.resume_check.check_resume``; a run that recorded test metrics keeps doing so), writes
+    ``cfg``: ``rec_es.training.resume_check.check_resume``; a run that recorded test metrics keeps doing so), builds
+    RecBole's config, data and model and runs the pre-flight (``rec_es.training.preflight``: one training and one
+    evaluation batch, which change nothing training sees; ``preflight=False`` skips the batches), writes
     ``config.yaml`` (on resume: only once the checkpoint has loaded into the model), trains with
     ``EarlyStoppingTrainer``, tests the restored best weights and writes ``summary.json``.
+    A failure in training that leaves nothing ``--resume`` could continue (no ``last.pth`` yet) removes what the
+    run wrote (the directory itself if this call created it) and raises ``RunFailed`` naming the cause; a later
+    failure keeps the directory and says how to continue it.
     ``per_user_metrics``: top-k keys (or ``target_ce``) recorded per user in ``RUN/per_user/`` (default: the monitor's).
     ``callback_fn(epoch, monitor value)``: RecBole's fit callback, called after each evaluation's trace record.
+    ``origin``: a stock RecBole checkpoint to start from (``rec_es.training.from_recbole.Origin``).
     ``launch``: a ``rec_es.training.distributed.LaunchSpec`` to train in several processes (RecBole's ``nproc``);
-    global rank 0 alone writes ``run_dir``, and on a machine without rank 0 the summary returned is ``{}``.
+    the pre-flight runs here, before any process starts; global rank 0 alone writes ``run_dir``, and on a machine
+    without rank 0 the summary returned is ``{}``.
     """
     from rec_es.config import datasets
 
     check_budget(cfg)
     if launch is not None and launch.total > 1:
         return _train_distributed(cfg, run_dir, launch, resume, record_test, progress, verbose, per_user_metrics,
-                                  callback_fn)
+                                  callback_fn, preflight, origin)
     plan = None
     if resume:
         from rec_es.training.resume_check import check_resume
@@ -91,27 +102,35 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
         record_test = record_test or plan.record_test
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
-    if plan is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, cfg.to_dict())
     return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics,
-                  callback_fn)
+                  callback_fn, preflight, origin)
+
+
+class RunFailed(RecEsError):
+    """Training raised after the pre-flight passed; the message says what became of the run directory (removed,
+    or kept for ``--resume``). The exception that ended training is the ``__cause__``."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the message says what became of the run directory, as ``RunFailed``'s."""
 
 
 def _train_distributed(cfg: Any, run_dir: Path, launch: Any, resume: bool, record_test: bool, progress: bool,
                        verbose: bool, per_user_metrics: Sequence[str] | None,
-                       callback_fn: Callable[[int, float | None], Any] | None) -> dict[str, Any]:
-    """Check, write ``config.yaml`` (rank 0's machine), then spawn the ranks (``distributed.launch``)."""
+                       callback_fn: Callable[[int, float | None], Any] | None, preflight: bool,
+                       origin: Any) -> dict[str, Any]:
+    """Check and pre-flight here (one process, nothing written), write ``config.yaml`` (rank 0's machine), then spawn
+    the ranks (``distributed.launch``); a failure leaves the run directory as ``after_failure`` says."""
     import json
 
     from rec_es.config import datasets
     from rec_es.training import distributed
+    from rec_es.training import preflight as pf
 
-    if resume:
-        raise ConfigError("--resume with --nproc is not supported yet: a distributed run cannot be resumed "
-                          "(docs/distributed.md)", source="--resume")
-    if callback_fn is not None:
-        raise ConfigError("callback_fn cannot be called across processes; train with launch=None to use it")
+    for given, what in ((resume, "--resume"), (callback_fn is not None, "callback_fn"), (origin is not None,
+                                                                                         "a stock checkpoint")):
+        if given:
+            raise ConfigError(f"{what} with --nproc is not supported yet (docs/distributed.md)", source=what)
     distributed.check_launch(launch, cfg.recbole, cfg.sources)
     if "target_ce" in [k.lower() for k in (getattr(cfg.build_policy(), "monitor_keys", ()) or ())] + \
             [str(k).lower() for k in (per_user_metrics or ())]:
@@ -119,23 +138,48 @@ def _train_distributed(cfg: Any, run_dir: Path, launch: Any, resume: bool, recor
                           key="early_stopping.monitor")
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
+    if preflight:
+        with recbole_scratch_dir() as scratch:
+            pf.build(model_class, {**_recbole_keys(cfg, verbose=False), "checkpoint_dir": scratch}, location,
+                     verbose=False)
     writes = launch.group_offset == 0
+    created = _topmost_missing(run_dir) if writes else None
     if writes:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg.to_dict())
-    distributed.launch(launch, _train_rank, (cfg, run_dir, location, model_class, record_test, progress, verbose,
-                                             per_user_metrics))
+    try:
+        distributed.launch(launch, _train_rank, (cfg, run_dir, location, model_class, record_test, progress, verbose,
+                                                 per_user_metrics))
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(f"interrupted; {after_failure(run_dir, False, created)}" if writes
+                             else "interrupted") from exc
+    except RecEsError as exc:
+        raise RunFailed(f"{exc}; {after_failure(run_dir, False, created)}" if writes else str(exc)) from None
     return json.loads((run_dir / "summary.json").read_text()) if writes else {}
 
 
 def _train_rank(local_rank: int, launch: Any, cfg: Any, run_dir: Path, location: Any, model_class: type,
                 record_test: bool, progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None) -> None:
-    """One process of a distributed run: global rank 0 gets ``run_dir``, the others no directory at all."""
+    """One process of a distributed run (the pre-flight already passed): global rank 0 gets ``run_dir``, the others
+    no directory at all."""
+    from rec_es.training import preflight as pf
+    from rec_es.training.compat import quiet_recbole_warnings
     from rec_es.training.distributed import rank_keys
 
+    quiet_recbole_warnings()
     rank0 = local_rank + launch.group_offset == 0
-    _train(cfg, run_dir if rank0 else None, location, model_class, None, record_test, progress and rank0, verbose,
-           per_user_metrics, None, extra_keys=rank_keys(launch, local_rank))
+    with recbole_scratch_dir() as scratch:
+        keys = {**_recbole_keys(cfg, verbose), **rank_keys(launch, local_rank), "checkpoint_dir": scratch}
+        built = pf.build(model_class, keys, location, verbose=verbose and rank0, check=False)
+        _train_in(cfg, built, run_dir if rank0 else None, None, record_test, progress and rank0, verbose,
+                  per_user_metrics)
+
+
+def _recbole_keys(cfg: Any, verbose: bool) -> dict[str, Any]:
+    keys = dict(cfg.recbole)
+    if not verbose:
+        keys.setdefault("state", "WARNING")  # RecBole's own log level: quiet means its INFO lines too
+    return keys
 
 
 def _refuse_distributed_resume(plan: Any) -> None:
@@ -162,24 +206,47 @@ def check_budget(cfg: Any) -> None:
             raise ConfigError(f"{key}: must be {allowed} (got {brief(value)})", source=cfg.source_of(key), key=key)
 
 
-def _train(cfg: Any, run_dir: Path | None, location: Any, model_class: type, resume: Any, record_test: bool,
+def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
            progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None,
-           callback_fn: Callable[[int, float | None], Any] | None = None,
-           extra_keys: dict[str, Any] | None = None) -> dict[str, Any]:
+           callback_fn: Callable[[int, float | None], Any] | None = None, preflight: bool = True,
+           origin: Any = None) -> dict[str, Any]:
+    from rec_es.training import preflight as pf
     from rec_es.training.compat import quiet_recbole_warnings
 
     quiet_recbole_warnings()
-    keys = {**cfg.recbole, **(extra_keys or {})}
-    if not verbose:
-        keys.setdefault("state", "WARNING")  # RecBole's own log level: quiet means its INFO lines too
+    keys = _recbole_keys(cfg, verbose)
     with recbole_scratch_dir() as scratch:
         # RecBole pickle.loads `<dataset>-<Class>.pth` / `<dataset>-for-<Model>-dataloader.pth` from its
         # checkpoint_dir by name: it gets a fresh private directory, never the run directory (which may have
         # come from someone else), so a planted file there is never unpickled. rec_es writes the run's own
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
-        return _train_in(cfg, keys, run_dir, location, model_class, resume, record_test, progress, verbose,
-                         per_user_metrics, callback_fn)
+        built = pf.build(model_class, keys, location, verbose=verbose, check=preflight)  # ConfigError: nothing written
+        created, kept = None, frozenset(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else frozenset()
+        if not resume:
+            created = _topmost_missing(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(run_dir, cfg.to_dict())
+        try:
+            return _train_in(cfg, built, run_dir, resume, record_test, progress, verbose, per_user_metrics,
+                             callback_fn, origin)
+        except KeyboardInterrupt as exc:
+            raise RunInterrupted(f"interrupted; {after_failure(run_dir, bool(resume), created, kept)}") from exc
+        except RecEsError:
+            after_failure(run_dir, bool(resume), created, kept)
+            raise
+        except Exception as exc:
+            message = after_failure(run_dir, bool(resume), created, kept)
+            raise RunFailed(f"training failed ({type(exc).__name__}: {brief_error(exc)}); {message}") from exc
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (what ``mkdir(parents=True)`` creates)."""
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 @contextlib.contextmanager
@@ -192,43 +259,68 @@ def recbole_scratch_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _train_in(cfg: Any, keys: dict[str, Any], run_dir: Path | None, location: Any, model_class: type, resume: Any,
-              record_test: bool, progress: bool, verbose: bool,
+def after_failure(run_dir: Path, resumed: bool, created: Path | None, kept: frozenset[str] = frozenset()) -> str:
+    """Leave ``run_dir`` after a failed training so that it never blocks the user, and say what became of it.
+
+    Without ``last.pth`` there is nothing ``--resume`` could continue, so what the run wrote is removed: the
+    directories it created (``created``: the outermost one), or else the files it added to the directory it was
+    given (``kept``: the names that were there before, e.g. a tune trial's ``trial.json``, stay). With ``last.pth``
+    (or when the run was resumed) the directory is kept, and the sentence says how to continue it or what to delete.
+    """
+    if not resumed and not (run_dir / "last.pth").exists():
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif run_dir.is_dir():
+            for child in [c for c in run_dir.iterdir() if c.name not in kept]:
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink()
+        where = (f"the run directory {run_dir} was removed" if created is not None
+                 else f"what it wrote into {run_dir} was removed")
+        return f"it failed before anything --resume could continue, so {where}; fix the cause and run it again"
+    return (f"{run_dir} keeps {_kept_epochs(run_dir)} and last.pth: once the cause is fixed, continue it with "
+            f"rec-es run --resume {run_dir}, or delete the directory (rm -r {run_dir}) to start over")
+
+
+def _kept_epochs(run_dir: Path) -> str:
+    from rec_es.rundir.trace import read_trace
+
+    try:
+        epochs = [r["epoch"] for r in read_trace(run_dir).records]
+    except (RecEsError, OSError, KeyError, TypeError):
+        return "what it recorded"
+    if not epochs:
+        return "no evaluation yet"
+    return f"{len(epochs)} evaluation{'s' * (len(epochs) != 1)} (epochs {epochs[0]}-{epochs[-1]})"
+
+
+def brief_error(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, cut to 300 characters."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:300]
+
+
+def _train_in(cfg: Any, built: Any, run_dir: Path | None, resume: Any, record_test: bool, progress: bool, verbose: bool,
               per_user_metrics: Sequence[str] | None = None,
-              callback_fn: Callable[[int, float | None], Any] | None = None) -> dict[str, Any]:
-    """Build RecBole's config, dataset, model and trainer, then fit; ``resume``: a ResumePlan, or None/False."""
-    from logging import getLogger
-
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
-
-    from rec_es.config import datasets
-    from rec_es.training.compat import recbole_config
+              callback_fn: Callable[[int, float | None], Any] | None = None, origin: Any = None) -> dict[str, Any]:
+    """Fit with ``EarlyStoppingTrainer`` on what ``preflight.build`` made; ``resume``: a ResumePlan, or None/False;
+    ``origin``: a stock checkpoint whose state the trainer starts from."""
     from rec_es.training.trainer import EarlyStoppingTrainer  # importing it applies compat.apply_recbole_fixes
 
-    config = recbole_config(model_class, keys["dataset"], keys)
-    datasets.apply_data_path(config, location)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    if verbose:
-        logger.info(config)
-    dataset = create_dataset(config)
-    if verbose:
-        logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = model_class(config, train_data._dataset).to(config["device"])
-    if verbose:
-        logger.info(model)
+    config, model = built.config, built.model
     trainer = EarlyStoppingTrainer(config, model, cfg.build_policy(), lr_schedule=cfg.lr_schedule, run_dir=run_dir,
                                    record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress,
                                    per_user_metrics=per_user_metrics)
     if resume:
         trainer.load_resume(run_dir, resume)
-    trainer.fit(train_data, valid_data, verbose=verbose, saved=True, show_progress=bool(config["show_progress"]),
-                test_data=test_data if record_test else None, callback_fn=callback_fn)
-    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=bool(config["show_progress"]))
-    if run_dir is not None:
+    elif origin is not None:
+        origin.load_into(trainer)
+    show = bool(config["show_progress"])
+    trainer.fit(built.train_data, built.valid_data, verbose=verbose, saved=True, show_progress=show,
+                test_data=built.test_data if record_test else None, callback_fn=callback_fn)
+    test_result = trainer.evaluate(built.test_data, load_best_model=True, show_progress=show)
+    if run_dir is not None:  # None: a rank other than 0 of a distributed run
         trainer.write_summary(test_result)
     return trainer.summary(test_result)

@@ -1,11 +1,10 @@
 """EarlyStoppingTrainer: RecBole's ``Trainer`` with a rec_es stopping policy, LR schedule, trace and checkpoints.
 
-``fit`` runs, for each epoch: set LR → train → (on evaluation epochs) evaluate → policy.update →
-LR schedule → snapshot best → trace record → report → resume checkpoint → stop?
-RecBole's own ``early_stopping``/``stopping_step`` are never used. The best weights are kept as a
-CPU copy in memory (and in ``best.pth`` when saving), restored before ``evaluate(load_best_model=True)``,
-also with ``saved=False``. Checkpoints load with ``torch.load(weights_only=True)``; continuing a run from
-``last.pth`` (``load_resume``) is done by ``rec_es.training.resume``.
+``fit`` runs, for each epoch: set LR → train → (on evaluation epochs) evaluate → policy.update → LR schedule →
+snapshot best → trace record → report → resume checkpoint → stop? RecBole's own ``early_stopping`` is never used.
+The best weights are kept as a CPU copy in memory (and in ``best.pth`` when saving), restored before
+``evaluate(load_best_model=True)``. Checkpoints load with ``torch.load(weights_only=True)``; continuing from
+``last.pth`` is ``rec_es.training.resume``, starting from a stock checkpoint ``rec_es.training.from_recbole``.
 """
 from __future__ import annotations
 
@@ -87,6 +86,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
         if self.run_dir is not None:
             self.saved_model_file = str(self.run_dir / "best.pth")
         self._resume: dict[str, Any] | None = None
+        self.origin_: Any = None  # a stock RecBole checkpoint the fit starts from (rec_es.training.from_recbole)
         self.per_user_recorder = PerUserRecorder(self, per_user_metrics, getattr(policy, "monitor_keys", ()))
         wanted = [k for k in policy.per_user_keys if k not in self.per_user_recorder.metrics]
         if wanted:
@@ -170,6 +170,9 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
         self._saved_ = saved
         self._begin(train_data, saved)
         start = time.time()
+        if self.origin_ is not None and self._resume is None and valid_data and self.origin_.evaluate(
+                self, start, valid_data, test_data, verbose, show_progress, saved, callback_fn):
+            self.start_epoch = self.epochs  # the policy stopped on the checkpoint's own evaluation
         epochs = range(self.start_epoch, self.epochs)
         bar = tqdm(epochs, desc="epochs", unit="epoch", dynamic_ncols=True,
                    disable=None if self.epoch_progress else True)  # None: only on a terminal
@@ -204,8 +207,8 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
         self.eval_collector.data_collect(train_data)
         if self.config["train_neg_sample_args"].get("dynamic", False):
             train_data.get_model(self.model)
-        if resume is None:
-            self.start_epoch = 0
+        if resume is None:  # a fresh run, or one from a stock checkpoint (after its epoch)
+            self.start_epoch = self.epochs_trained_ = self.origin_.epoch + 1 if self.origin_ is not None else 0
             self.controller.reset()
             if self.run_dir is not None:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -226,8 +229,9 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
                 "lr_schedule": self.schedule.settings if self.schedule is not None else None,
                 "versions": versions(), "model": self.config["model"], "dataset": self.config["dataset"],
                 "seed": self.config["seed"], "epochs": self.epochs, "eval_step": self.eval_step,
-                "record_test": self.record_test, "monitor": self.policy.monitor_name,
-                "mode": self.policy.mode, **({"world_size": self.ranks_.world_size} if self.ranks_ else {})}
+                "record_test": self.record_test, "monitor": self.policy.monitor_name, "mode": self.policy.mode,
+                **({"from_recbole": self.origin_.describe()} if self.origin_ is not None else {}),
+                **({"world_size": self.ranks_.world_size} if self.ranks_ else {})}
 
     # --- the steps of one epoch -----------------------------------------------------------------
     def _apply_lr(self, epoch: int) -> None:

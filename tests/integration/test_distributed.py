@@ -195,6 +195,7 @@ def test_resuming_a_distributed_run_is_refused(ddp_run: dict[str, Any], capsys: 
     (["--nproc", "2", "--world-size", "1"], "--world-size 1 is smaller than --nproc 2"),
     (["--nproc", "2", "--group-offset", "1"], "--group-offset 1 with --nproc 2 names ranks 1..2, outside a world of 2"),
     (["--nproc", "2", "--resume", "runs/x"], "--resume with --nproc is not supported yet"),
+    (["--nproc", "2", "--from-recbole", "x.pth"], "--from-recbole with --nproc is not supported yet"),
 ])
 def test_bad_launch_arguments_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Refused before any file is read or process started, with the argument named."""

@@ -266,11 +266,12 @@ def test_resume_needs_a_run_directory(in_tmp: Path, capsys: pytest.CaptureFixtur
     [
         ({"dataset": "my-own-data"}, [], "dataset 'my-own-data' not found: looked for"),
         ({"data_path": "/nowhere"}, [], "/nowhere/ml-100k-tiny/ml-100k-tiny.inter"),
-        ({"model": "GRU4Recc"}, [], "model: 'GRU4Recc' is not a RecBole 1.2.1 model"),
+        ({"model": "GRU4Recc"}, [], "model: error: 'GRU4Recc' is not a RecBole 1.2.1 model - did you mean GRU4Rec?"),
         # RecBole's get_trainer gives NCL its own NCLTrainer (an E-step every m_step epochs in its own fit())
-        ({"model": "NCL"}, [], "model: NCL trains with RecBole's NCLTrainer, which has its own fit(); rec_es drives "
-                               "models that use the base Trainer"),
-        ({"model": "RecVAE"}, [], "model: RecVAE trains with RecBole's RecVAETrainer"),
+        ({"model": "NCL"}, [], "model: error: NCL trains with RecBole's NCLTrainer, which runs its own fit() with "
+                               "prototype clustering (an E-step) between epochs; rec_es drives models that use the base "
+                               "Trainer"),
+        ({"model": "RecVAE"}, [], "model: error: RecVAE trains with RecBole's RecVAETrainer"),
         ({}, ["--set", "early_stopping={monitor: hit@10}"], "RecBole will not compute hit@10"),
         ({}, ["--set", "lr_schedule={decay: linear}"], "lr_schedule.decay: allowed: none | step"),
         ({"stoping_step": 3}, [], "stoping_step: error: unknown key — did you mean 'stopping_step'?"),
