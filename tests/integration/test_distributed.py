@@ -215,7 +215,6 @@ def test_a_port_in_use_exits_2(in_tmp: Path, capsys: pytest.CaptureFixture[str])
 
 @pytest.mark.parametrize("overrides, message", [
     ({"nproc": 2}, "nproc: is RecBole's distributed setting, which rec_es sets itself"),
-    ({"metrics": ["AUC"], "valid_metric": "AUC"}, "metrics: AUC needs rec.score, data.label"),
     ({"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni100"}},
      "--nproc needs full-ranking evaluation"),
 ])
@@ -240,6 +239,14 @@ def test_nproc_is_run_only(command: str, capsys: pytest.CaptureFixture[str]) -> 
     assert module.main([*argv, "--nproc", "2"]) == 2
     assert "several processes per training (RecBole's distributed data parallel) are rec-es run --nproc N only" in \
         capsys.readouterr().err
+
+
+def test_check_launch_refuses_metrics_it_does_not_gather() -> None:
+    """A metric whose data is not top-k rows or item ids (GAUC's mean ranks, AUC's scores) is refused; rec-es check
+    already refuses value metrics on a full ranking, so this is the launcher's own guard."""
+    keys = {"metrics": ["Recall", "GAUC"], "eval_args": {"mode": "full"}}
+    with pytest.raises(ConfigError, match="metrics: GAUC needs rec.meanrank, which rec_es does not gather"):
+        distributed.check_launch(LaunchSpec(nproc=2, port=free_port()), keys)
 
 
 def test_check_launch_refuses_more_processes_than_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
