@@ -139,6 +139,9 @@ def _train_distributed(cfg: Any, run_dir: Path, launch: Any, resume: bool, recor
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
     if preflight:
+        from rec_es.training.compat import quiet_recbole_warnings
+
+        quiet_recbole_warnings()
         with recbole_scratch_dir() as scratch:
             pf.build(model_class, {**_recbole_keys(cfg, verbose=False), "checkpoint_dir": scratch}, location,
                      verbose=False)
