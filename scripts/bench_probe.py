@@ -5,7 +5,7 @@
     python scripts/bench_probe.py RUNS_DIR --calibrate [--out DIR]
 
 The runs are those of ``scripts/bench_explain.py`` (recorded with stopping disabled, test metrics and per-user
-scores at every epoch) and they are cut where it cuts them (``bench_explain.cases_of``: RecBole's rule, each
+scores at every epoch) and they are cut where it cuts them (``benchlib.cases_of``: RecBole's rule, each
 ``valid_metric`` x ``stopping_step``). A probe of a cut run continues it from its stop with stopping disabled,
 which is what the recording did: a resume is deterministic, so the probe's evaluations are the recorded ones after
 the stop, and its measured verdict is ``rec_es.explain.probe.measure_probe`` on the recording (the suite checks
@@ -17,7 +17,7 @@ scored against two truths:
 * the **full run's validation outcome**: the same corrected test over every evaluation after the stop to the
   budget's end ("did the best of the rest of the run beat the stop-time best by more than the noise?");
   premature when it says so, not premature otherwise;
-* the **test-based truth** of the verdict benchmark (``bench_explain.truth``: the full run's best-validation epoch
+* the **test-based truth** of the verdict benchmark (``benchlib.truth``: the full run's best-validation epoch
   has >= 5 % higher test NDCG@10 than the restored one: premature; <= 1 %: not premature; between: left out).
 
 Beside them: the full run's validation outcome scored on the test truth (the bar the probe must reach there), and
@@ -46,10 +46,8 @@ from typing import Any, Sequence
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
-import bench_explain  # noqa: E402
+import benchlib  # noqa: E402
 from rec_es.explain.probe import continuation_epochs, measure_probe, monitor_matrix  # noqa: E402
 from rec_es.explain.probe_stats import (ALPHA, CANNOT_TELL, CORRECTION, CORRECTIONS, NOT_PREMATURE,  # noqa: E402
                                         PREMATURE, probe_call, best_of_n_differences)
@@ -95,7 +93,7 @@ def probe_cases(runs: Sequence[tuple[str, Any, Path]], ns: Sequence[int],
     for name, trace, run_dir in runs:
         scores = read_per_user(run_dir, "valid", trace=trace)
         last = trace.records[-1]["epoch"]
-        for case, _ in bench_explain.cases_of(name, trace, bench_explain.METRICS, bench_explain.STOPPING_STEPS):
+        for case, _ in benchlib.cases_of(name, trace, benchlib.METRICS, benchlib.STOPPING_STEPS):
             terms = ((case.valid_metric, 1.0),)
             full = measure_probe(scores, terms, "max", case.restored_epoch, case.stop_epoch, last - case.stop_epoch)
             if full is None:
@@ -256,7 +254,7 @@ def post_hoc(cases: Sequence[ProbeCase], ns: Sequence[int], rows: Sequence[dict[
 
 
 def bench(args: argparse.Namespace) -> int:
-    runs = bench_explain.find_runs(args.runs, include_partial=False)
+    runs = benchlib.find_runs(args.runs, include_partial=False)
     if not runs:
         print(f"no recorded runs with test metrics under {', '.join(map(str, args.runs))}", file=sys.stderr)
         return 1
@@ -296,7 +294,7 @@ def bench(args: argparse.Namespace) -> int:
 def calibrate(args: argparse.Namespace) -> int:
     """False positives on a sign-flip null and premature calls on the real continuations, per correction and N
     (and over the whole rest of each run, the full run's validation outcome), with the mean critical values."""
-    runs = bench_explain.find_runs(args.runs, include_partial=False)
+    runs = benchlib.find_runs(args.runs, include_partial=False)
     lengths: list[int | None] = [*args.n, None]  # None: every evaluation after the stop
     null = {(c, n): [] for c in CORRECTIONS for n in lengths}
     real = {(c, n): [] for c in CORRECTIONS for n in lengths}
@@ -305,7 +303,7 @@ def calibrate(args: argparse.Namespace) -> int:
         scores: PerUserScores = read_per_user(run_dir, "valid", trace=trace)
         last = trace.records[-1]["epoch"]
         rng = np.random.default_rng(1000 + index)
-        for case, _ in bench_explain.cases_of(name, trace, bench_explain.METRICS, bench_explain.STOPPING_STEPS):
+        for case, _ in benchlib.cases_of(name, trace, benchlib.METRICS, benchlib.STOPPING_STEPS):
             terms = ((case.valid_metric, 1.0),)
             base = monitor_matrix(scores, terms, [case.restored_epoch])[0]
             for n in lengths:

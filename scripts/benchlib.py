@@ -40,6 +40,7 @@ import yaml
 
 from rec_es.config.properties import RunConfig, load_config, parse_set_args
 from rec_es.explain.verdict import loss_rule
+from rec_es.recbole_log.write import stock_log_name, stock_log_text, stock_replay
 from rec_es.rundir.trace import Trace, read_trace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -353,3 +354,86 @@ def record_text(record: Mapping[str, Any]) -> str:
     parts = [f'  "about": {json.dumps(record["about"])}']
     parts += [f"  {json.dumps(key)}: {block(record[key])}" for key in ("rules", "rules_without_loss")]
     return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+# --- the verdict benchmark's cut logs (bench_explain.py, bench_probe.py) ---------------------------------------
+STOPPING_STEPS = (1, 3, 5, 10, 20, 50)
+METRICS = ("mrr@10", "ndcg@10")
+TEST_METRIC = "ndcg@10"
+PREMATURE_AT, FINE_AT = 1.05, 1.01
+
+
+@dataclass
+class Case:
+    """One cut log: where the rule stopped, what the full run knew, what explain said."""
+
+    regime: str
+    seed: int | None
+    valid_metric: str
+    stopping_step: int
+    budget: int
+    stop_epoch: int
+    restored_epoch: int
+    oracle_epoch: int
+    restored_test: float
+    oracle_test: float
+    ratio: float
+    truth: str  # premature | not premature | between
+    call: str = ""
+    confidence: float | None = None
+    verdict: str = ""
+    log: str = ""
+    held_out: bool = False
+    partial: bool = False
+    trend_z: float | None = None  # the verdict's evidence: the estimator's trend z-score
+    room: float | None = None  # epochs left in the budget / the trend window's span
+    headroom: float | None = None  # the verdict's loss headroom (rec_es.explain.verdict.Evidence.loss_headroom)
+    window_loss_fall: float | None = None  # the training loss's relative fall over the trend window
+    rule: str = ""
+    end_level: float | None = None  # full run: mean valid_metric of its last 5 evaluations
+    actual_gain: float | None = None  # end_level minus explain's curve level at the restored epoch
+    expected_gain: float | None = None  # explain's projected gain to the budget's end (None without a projection)
+    gain_lo: float | None = None
+    gain_hi: float | None = None
+    reproduces: float | None = None  # share of bootstrap resamples of the test users that give the same truth
+
+    @property
+    def right(self) -> bool:
+        return self.call == self.truth
+
+    @property
+    def scored(self) -> bool:
+        """The truth is premature or not premature (a case between 1 % and 5 % is left out of every score)."""
+        return self.truth in (PREMATURE, NOT_PREMATURE)
+
+
+def truth(ratio: float) -> str:
+    if ratio >= PREMATURE_AT:
+        return PREMATURE
+    if ratio <= FINE_AT:
+        return NOT_PREMATURE
+    return "between"
+
+
+def cases_of(name: str, trace: Trace, metrics: Iterable[str], steps: Iterable[int]) -> list[tuple[Case, str]]:
+    """Every (case, stock log text) of one full run: one per (valid_metric, stopping_step) whose rule stops."""
+    out = []
+    regime = name.split("/")[0]
+    test = {r["epoch"]: {k.lower(): v for k, v in r["test"].items()}[TEST_METRIC] for r in trace.records}
+    for metric in metrics:
+        valid = [(r["epoch"], {k.lower(): v for k, v in r["valid"].items()}[metric]) for r in trace.records]
+        oracle = max(valid, key=lambda ev: (ev[1], -ev[0]))[0]
+        end_level = sum(v for _, v in valid[-5:]) / len(valid[-5:])
+        for step in steps:
+            result = stock_replay(trace, metric, step)
+            if not result.stopped or result.best_epoch is None:
+                continue
+            restored = result.best_epoch
+            ratio = test[oracle] / test[restored] if test[restored] > 0 else float("inf")
+            case = Case(regime=regime, seed=trace.header.get("seed"), valid_metric=metric, stopping_step=step,
+                        budget=int(trace.header["epochs"]), stop_epoch=result.stop_epoch, restored_epoch=restored,
+                        oracle_epoch=oracle, restored_test=test[restored], oracle_test=test[oracle], ratio=ratio,
+                        truth=truth(ratio), partial=trace.footer is None, log=stock_log_name(trace),
+                        end_level=end_level)
+            out.append((case, stock_log_text(trace, metric.upper(), step)))
+    return out

@@ -21,7 +21,7 @@ def test_one_run_reproduces_its_committed_cases() -> None:
     """Replaying one committed run's recorded future through the cuts of bench_explain gives the committed rows
     (calls, p-values, best epochs, both truths, the log-only verdict's call) for that run."""
     bench = load_script("bench_probe")
-    runs = [r for r in bench.bench_explain.find_runs([RUN], include_partial=False)]
+    runs = [r for r in bench.benchlib.find_runs([RUN], include_partial=False)]
     cases, _ = bench.probe_cases(runs, bench.PROBE_EPOCHS, bench.read_log_calls())
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)  # noqa: E731
     got = [{k: fmt(v) for k, v in vars(c).items()} for c in cases]
