@@ -37,9 +37,10 @@ from rec_es.tune.space import Param, grid_size, param_space, read_space
 SCORE = "valid_score"
 #: ASHA's time: epochs trained, reported with every evaluation (so the grace period counts epochs whatever eval_step).
 TIME_ATTR = "epochs"
-#: ASHA's defaults (``Asha``): a trial is first compared after one epoch, and the top half of a rung goes on.
-GRACE_PERIOD = 1
-REDUCTION_FACTOR = 2
+#: ASHA's defaults (``Asha``): first rung at epoch 25, then 75 (and 225); the top third of a rung goes on. The
+#: measured best of scripts/bench_search.py (docs/ray.md, "What ASHA saves"), which a test holds them to.
+GRACE_PERIOD = 25
+REDUCTION_FACTOR = 3
 #: ``stopped_by`` values of trials.csv.
 STOPPED_BY = ("policy", "budget", "scheduler", "failed", "interrupted")
 
