@@ -25,7 +25,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from rec_es.policy.controller import StopController
 from rec_es.policy.errors import MetricMissingError, RecEsError, StateError
@@ -135,33 +135,65 @@ def replay(policy: StoppingPolicy, trace: str | os.PathLike[str] | Trace, *, nam
     """
     tr = load_trace(trace)
     label = name or policy.monitor_name
-    if not tr.records:
-        raise ReplayError(f"{tr.path}: trace has no evaluation records; nothing to replay")
-    if need_test and not tr.header.get("record_test") and "test" not in tr.records[0]:
+    if need_test and tr.records and not tr.header.get("record_test") and "test" not in tr.records[0]:
         raise ReplayError(f"{tr.path}: trace has no test metrics (recorded without record_test); "
                           "record it with record_test=True to compare test quality")
-    policy.budget = _budget(tr)
-    scores, notes = per_user_source(policy, tr, label)
-    controller = StopController(policy)
-    controller.reset()
+    steps = replay_steps(policy, tr, name=label)
     decisions: list[Decision] = []
     last: Decision | None = None
     seconds: float | None = 0.0
-    for record in tr.records:
-        try:
-            last = controller.update(record["epoch"], _metrics(record["valid"]), train_loss=record.get("train_loss"),
-                                     elapsed_seconds=record.get("elapsed_seconds"),
-                                     per_user=None if scores is None else scores(record["epoch"])).decision
-        except (MetricMissingError, RecEsError) as exc:
-            raise ReplayError(f"{tr.path}: epoch {record['epoch']}: policy {label!r}: {exc}") from None
+    for record, last in steps:
         spent = record_seconds(record)
         seconds = None if seconds is None or spent is None else seconds + spent
         if keep_decisions:
             decisions.append(last)
-        if last.stop:
-            break
     assert last is not None
-    return _result(policy, tr, label, last, seconds, decisions, notes)
+    return _result(policy, tr, label, last, seconds, decisions, steps.notes)
+
+
+class ReplaySteps:
+    """``policy`` deciding over ``trace`` one evaluation record at a time, as a live run would: iterating yields
+    ``(record, Decision)`` for every record up to and including the one the policy stops on.
+
+    The loop ``replay`` runs, for a caller that acts between evaluations (a Ray Tune trainable that reports each
+    one). The policy is reset and given the trace's budget on creation; ``notes``: what the replay could not
+    reproduce (``per_user_source``). Raises ``ReplayError`` on a trace without records, or while iterating when a
+    record lacks a metric the policy monitors.
+    """
+
+    def __init__(self, policy: StoppingPolicy, trace: Trace, label: str) -> None:
+        if not trace.records:
+            raise ReplayError(f"{trace.path}: trace has no evaluation records; nothing to replay")
+        self.policy, self.trace, self.label = policy, trace, label
+        policy.budget = _budget(trace)
+        self._scores, self.notes = per_user_source(policy, trace, label)
+        self.controller = StopController(policy)
+        self.controller.reset()
+
+    def __iter__(self) -> Iterator[tuple[Mapping[str, Any], Decision]]:
+        scores = self._scores
+        for record in self.trace.records:
+            try:
+                decision = self.controller.update(
+                    record["epoch"], _metrics(record["valid"]), train_loss=record.get("train_loss"),
+                    elapsed_seconds=record.get("elapsed_seconds"),
+                    per_user=None if scores is None else scores(record["epoch"])).decision
+            except (MetricMissingError, RecEsError) as exc:
+                raise ReplayError(f"{self.trace.path}: epoch {record['epoch']}: policy {self.label!r}: {exc}") from None
+            yield record, decision
+            if decision.stop:
+                return
+
+    def result(self, last: Decision, seconds: float | None = None) -> ReplayResult:
+        """The ``ReplayResult`` of a replay whose last decision was ``last`` (the policy's stop, or the last record)."""
+        return _result(self.policy, self.trace, self.label, last, seconds, [], self.notes)
+
+
+def replay_steps(policy: StoppingPolicy, trace: str | os.PathLike[str] | Trace, *,
+                 name: str | None = None) -> ReplaySteps:
+    """``ReplaySteps`` over ``trace`` (a ``Trace``, a ``trace.jsonl`` path or a run directory); ``name`` labels
+    errors (default: the policy's monitor name)."""
+    return ReplaySteps(policy, load_trace(trace), name or policy.monitor_name)
 
 
 PerUserSource = Callable[[int], dict[str, list[float]]]

@@ -1,7 +1,8 @@
 """``rec-es tune``: a hyper-parameter search on Ray Tune with a rec_es stopping policy in every trial.
 
     rec-es tune --config properties/gru4rec_ml100k.yaml --space properties/hyper.test --trials 8
-                [--scheduler asha|none] [--ray [ADDRESS]] [--jobs N] [--output DIR] [--set KEY=VALUE ...]
+                [--scheduler asha|none] [--grace-period EPOCHS] [--reduction-factor F] [--ray [ADDRESS]]
+                [--jobs N] [--output DIR] [--set KEY=VALUE ...]
 
 What a search does and writes: ``rec_es.tune.search``.
 """
@@ -15,7 +16,7 @@ from typing import Sequence
 
 from rec_es.config.properties import parse_set_args
 from rec_es.policy.errors import ConfigError, RecEsError, report
-from rec_es.tune.search import TrialRow, search
+from rec_es.tune.search import GRACE_PERIOD, REDUCTION_FACTOR, Asha, TrialRow, search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trials to sample (default for an all-choice space: every combination once)")
     p.add_argument("--scheduler", default="asha", choices=("asha", "none"),
                    help="asha: stop trials whose validation lags (default); none: run every trial to its own stop")
+    p.add_argument("--grace-period", type=int, default=GRACE_PERIOD, metavar="EPOCHS",
+                   help=f"ASHA: epochs before a trial is first compared (default {GRACE_PERIOD}; see docs/ray.md)")
+    p.add_argument("--reduction-factor", type=float, default=REDUCTION_FACTOR, metavar="F",
+                   help=f"ASHA: rungs at grace x F^k epochs, top 1/F go on (default {REDUCTION_FACTOR})")
     p.add_argument("--ray", nargs="?", const="local", default="local", metavar="ADDRESS",
                    help="Ray to run on: local (default: a local instance), auto, HOST:PORT or ray://HOST:PORT")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
@@ -50,9 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "rec-es run --nproc N only (docs/distributed.md)", source="--nproc")
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})", source="--jobs")
+        asha = Asha(args.grace_period, args.reduction_factor)
         table, best, out = search(args.config, args.space, trials=args.trials, scheduler=args.scheduler,
                                   ray_address=args.ray, output=args.output, overrides=parse_set_args(args.overrides),
-                                  jobs=args.jobs, log=lambda m: print(m, file=sys.stderr))
+                                  jobs=args.jobs, asha=asha, log=lambda m: print(m, file=sys.stderr))
     except KeyboardInterrupt as exc:
         where = exc.args[0] if exc.args else "the --output directory"
         print(f"rec-es tune: interrupted; finished trials are kept in {where}/trials.csv and {where}/trials/. "

@@ -1,11 +1,12 @@
 """``rec-es tune``: a hyper-parameter search on Ray Tune with a rec_es stopping policy in every trial.
 
     rec-es tune --config properties/gru4rec_ml100k.yaml --space properties/hyper.test --trials 8
-                [--scheduler asha|none] [--ray [ADDRESS]] [--jobs N] [--output DIR] [--set KEY=VALUE ...]
+                [--scheduler asha|none] [--grace-period EPOCHS] [--reduction-factor F] [--ray [ADDRESS]]
+                [--jobs N] [--output DIR] [--set KEY=VALUE ...]
 
 Every trial trains with ``EarlyStoppingTrainer`` and the configured ``early_stopping:`` policy (which may stop
 it) and reports its **validation** metrics to Ray Tune after **every** evaluation, once the trace record is
-written, so ASHA can stop a bad trial early (RecBole's ``run_hyper.py`` reports test metrics once, after
+written, so ASHA (``Asha``: its time is epochs trained) can stop a bad trial early (RecBole's ``run_hyper.py`` reports test metrics once, after
 training: its schedulers never see an epoch, and trials are ranked on the test set). ``--space`` is RecBole's
 hyper-parameter file (``rec_es.tune.space``); an all-``choice`` space is searched as a grid (``--trials``
 then defaults to its size), any other is sampled ``--trials`` times.
@@ -34,6 +35,12 @@ from rec_es.tune.space import Param, grid_size, param_space, read_space
 
 #: The metric every trial reports (the policy's monitor value) and ASHA ranks on.
 SCORE = "valid_score"
+#: ASHA's time: epochs trained, reported with every evaluation (so the grace period counts epochs whatever eval_step).
+TIME_ATTR = "epochs"
+#: ASHA's defaults (``Asha``): first rung at epoch 25, then 75 (and 225); the top third of a rung goes on. The
+#: measured best of scripts/bench_search.py (docs/ray.md, "What ASHA saves"), which a test holds them to.
+GRACE_PERIOD = 25
+REDUCTION_FACTOR = 3
 #: ``stopped_by`` values of trials.csv.
 STOPPED_BY = ("policy", "budget", "scheduler", "failed", "interrupted")
 
@@ -77,7 +84,7 @@ def run_trial(params: dict[str, Any], *, files: Sequence[str], overrides: Mappin
 
         def report(epoch: int, value: float | None) -> None:  # the trace record of `epoch` is on disk already
             valid = read_trace(run_dir / "trace.jsonl").records[-1]["valid"]
-            tune.report({SCORE: float("nan") if value is None else float(value), "epoch": epoch,
+            tune.report({SCORE: float("nan") if value is None else float(value), "epoch": epoch, TIME_ATTR: epoch + 1,
                          **{f"valid/{k}": v for k, v in valid.items() if isinstance(v, (int, float))}})
 
         summary = train_with_rec_es(cfg, run_dir, False, callback_fn=report)
@@ -111,18 +118,57 @@ def check_inputs(config_files: Sequence[str], space_file: str, trials: int | Non
     return base, params, grid, size if grid and size is not None else int(trials or 1)
 
 
+@dataclass(frozen=True)
+class Asha:
+    """ASHA's settings: ``grace_period`` (epochs before a trial is first compared; default ``GRACE_PERIOD``) and
+    ``reduction_factor`` (the rungs are grace x factor^k epochs, and a trial must be in the top 1/factor of the
+    trials that reached its rung; default ``REDUCTION_FACTOR``). Raises ConfigError on a grace period < 1 or a
+    factor <= 1."""
+
+    grace_period: int = GRACE_PERIOD
+    reduction_factor: float = REDUCTION_FACTOR
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.grace_period, int) or self.grace_period < 1:
+            raise ConfigError(f"--grace-period must be an integer >= 1 epoch (got {self.grace_period!r})",
+                              source="--grace-period")
+        if not self.reduction_factor > 1:
+            raise ConfigError(f"--reduction-factor must be > 1 (got {self.reduction_factor!r})",
+                              source="--reduction-factor")
+
+    def scheduler(self, epochs: int) -> Any | None:
+        """Ray Tune's ``ASHAScheduler`` for a budget of ``epochs``, or None when its grace period is not shorter
+        than the budget (ASHA would then cut nothing). ``max_t`` is one past the budget: ASHA stops a trial that
+        reaches ``max_t``, which would kill a good trial at its last report, before rec_es restores and tests it."""
+        if self.grace_period >= epochs:
+            return None
+        from ray.tune.schedulers import ASHAScheduler
+
+        return ASHAScheduler(time_attr=TIME_ATTR, max_t=epochs + 1, grace_period=self.grace_period,
+                             reduction_factor=self.reduction_factor)
+
+
 def search(config_files: Sequence[str], space_file: str, *, trials: int | None = None, scheduler: str = "asha",
            ray_address: str | None = "local", output: Path | None = None, overrides: Mapping[str, Any] | None = None,
-           jobs: int | None = None, log: Any = print) -> tuple[list[TrialRow], TrialRow | None, Path]:
+           jobs: int | None = None, asha: Asha | None = None,
+           log: Any = print) -> tuple[list[TrialRow], TrialRow | None, Path]:
     """Run the search; returns (trial rows, the best finished trial on validation, output dir).
 
-    Raises ConfigError before Ray starts on bad input; KeyboardInterrupt after writing what finished.
+    ``asha``: ASHA's settings when ``scheduler`` is ``asha`` (default ``Asha()``: grace period ``GRACE_PERIOD``
+    epochs, reduction factor ``REDUCTION_FACTOR``). Raises ConfigError before Ray starts on bad input;
+    KeyboardInterrupt after writing what finished.
     """
     overrides = dict(overrides or {})
     output = output or Path("runs") / f"tune-{time.strftime('%Y%m%d-%H%M%S')}"
     if scheduler not in ("asha", "none"):
         raise ConfigError(f"--scheduler {scheduler!r}: choose asha or none", source="--scheduler")
+    asha = asha or Asha()
     base, params, grid, samples = check_inputs(config_files, space_file, trials, overrides, output)
+    epochs = max(1, int(base.get("epochs") or 1))
+    if scheduler == "asha" and asha.scheduler(epochs) is None:
+        log(f"ASHA's grace period ({asha.grace_period} epochs) is not shorter than the budget ({epochs} epochs), so "
+            "it would cut no trial: every trial runs to its own stop (set --grace-period below the budget)")
+        scheduler = "none"
     policy = base.build_policy()
     from rec_es.tune.cluster import connect
 
@@ -132,8 +178,8 @@ def search(config_files: Sequence[str], space_file: str, *, trials: int | None =
     trials_dir = (output / "trials").resolve()
     interrupted = False
     try:
-        results = _fit(base, params, grid, samples, scheduler, policy.mode, config_files, overrides, trials_dir,
-                       output, jobs)
+        results = _fit(base, params, grid, samples, asha if scheduler == "asha" else None, policy.mode,
+                       config_files, overrides, trials_dir, output, jobs)
         log(f"{len(results)} trials, {results.num_errors} failed")
     except KeyboardInterrupt:
         interrupted = True
@@ -149,20 +195,16 @@ def search(config_files: Sequence[str], space_file: str, *, trials: int | None =
     return table, best, output
 
 
-def _fit(base: RunConfig, params: list[Param], grid: bool, samples: int, scheduler: str, mode: str,
+def _fit(base: RunConfig, params: list[Param], grid: bool, samples: int, asha: Asha | None, mode: str,
          config_files: Sequence[str], overrides: Mapping[str, Any], trials_dir: Path, output: Path,
          jobs: int | None) -> Any:
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     total = int(ray.cluster_resources().get("CPU", 1))
     threads = max(1, total // jobs) if jobs else 1
-    evaluations = max(1, int(base.get("epochs") or 1) // max(1, int(base.get("eval_step") or 1)))
-    # max_t one past the last evaluation: ASHA stops a trial that reaches max_t, which would kill a good trial
-    # at its last report, before rec_es restores its best weights and tests them
-    sched = (ASHAScheduler(max_t=evaluations + 1, grace_period=1, reduction_factor=2) if scheduler == "asha"
-             else FIFOScheduler())
+    sched = (asha.scheduler(max(1, int(base.get("epochs") or 1))) if asha is not None else None) or FIFOScheduler()
     trainable = functools.partial(run_trial, files=[str(Path(f).resolve()) for f in config_files],
                                   overrides=dict(overrides), trials_dir=str(trials_dir), threads=threads,
                                   cwd=os.getcwd())

@@ -125,7 +125,8 @@ def test_asha_stops_the_bad_trial_early(ray_dir: Path, capsys: pytest.CaptureFix
     (ray_dir / "bad.space").write_text("learning_rate choice [0.01,0.0000001,0.0000001]\n")
     out = ray_dir / "tune-asha"
     assert tune_main(["--config", str(ray_dir / "tiny.yaml"), "--space", str(ray_dir / "bad.space"),
-                      "--scheduler", "asha", "--jobs", "1", "--output", str(out)]) == 0
+                      "--scheduler", "asha", "--grace-period", "1", "--reduction-factor", "2", "--jobs", "1",
+                      "--output", str(out)]) == 0
     table = _trials(out / "trials.csv")
     assert len(table) == 3
     good = [r for r in table if float(r["learning_rate"]) == 0.01]
