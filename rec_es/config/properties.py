@@ -229,7 +229,7 @@ def config_errors(files: Iterable[str | Path], overrides: Mapping[str, Any] | No
 
 
 def _without(merged: dict[str, Any], key: str | None) -> dict[str, Any] | None:
-    """A copy of ``merged`` without the nested ``key`` (``early_stopping.prechelt.alpha``); None if it is not there
+    """A copy of ``merged`` without the nested ``key`` (``early_stopping.smoothing``); None if it is not there
     or is a whole mapping whose removal would change what is validated (``early_stopping`` itself)."""
     if not key or "." not in key:
         return None
