@@ -209,3 +209,97 @@ def test_record_runs_archive_keeps_what_replay_needs(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "per_user").iterdir()) == ["valid.bin.gz", "valid.json"]
     assert not list(tmp_path.glob("*.pth"))
     np.testing.assert_array_equal(read_per_user(tmp_path).array, before)
+
+
+
+def by_user(user_ids: np.ndarray, scale: float) -> np.ndarray:
+    """One distinct value per user, a function of the user id alone (exact in float32): row j must hold user_ids[j]'s
+    value."""
+    return ((np.asarray(user_ids) + 1000 * scale) / 1024).astype(np.float32)
+
+
+def write_by_user(run: Path, users: np.ndarray, epochs: list[int]) -> None:
+    """A finished run whose sidecar holds by_user values in ``users``' order, and a trace with their means."""
+    trace = TraceWriter(run / "trace.jsonl")
+    trace.header(config={"metric_decimal_place": 4}, policy={}, versions={}, model="GRU4Rec", dataset="x")
+    writer = PerUserWriter.create(run, "valid", METRICS)
+    for e in epochs:
+        vals = {"ndcg@10": by_user(users, 1 + e), "recall@10": by_user(users, 3 + e)}
+        writer.append(e, users, vals)
+        trace.record(epoch=e, valid={m: round(float(np.mean(v, dtype=np.float64)), 4) for m, v in vals.items()},
+                     decision={})
+    trace.footer(stop_epoch=epochs[-1], stop_reason="max_epochs", message="", best_epoch=0)
+
+
+def test_row_j_is_user_ids_j_after_a_write_and_read(tmp_path: Path) -> None:
+    """Values written in a known user order read back with row j holding user user_ids[j]'s value, every epoch
+    (a reordering of the values with the user ids kept keeps every mean and would pass any averaged check)."""
+    users = np.array([42, 7, 19, 3, 88], dtype=np.int64)
+    write_by_user(tmp_path, users, [0, 1, 2])
+    s = read_per_user(tmp_path, "valid")
+    assert s.user_ids.tolist() == [42, 7, 19, 3, 88]
+    for i, epoch in enumerate(s.epochs):
+        for j, user in enumerate(s.user_ids):
+            assert s.values("ndcg@10")[i, j] == (user + 1000 * (1 + epoch)) / 1024, (epoch, j, user)
+            assert s.values("recall@10")[i, j] == (user + 1000 * (3 + epoch)) / 1024, (epoch, j, user)
+        assert s.for_policy(epoch)["ndcg@10"] == by_user(users, 1 + epoch).tolist()
+
+
+class _Metric:
+    """RecBole's TopkMetric seen from the capture: topk_result(name, [n_rows, max_k] values) averages them."""
+
+    def topk_result(self, metric: str, value: np.ndarray) -> dict[str, float]:
+        return {f"{metric}@{k}": float(value[:, k - 1].mean()) for k in (1, 2)}
+
+
+class _Evaluator:
+    """RecBole's Evaluator seen from the capture: each metric's topk_result gets the rows in the batches' order."""
+
+    def __init__(self, rows: dict[str, np.ndarray]) -> None:
+        self.metric_class = {name: _Metric() for name in rows}
+        self.rows = rows
+
+    def evaluate(self, struct: dict[str, Any]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, metric in self.metric_class.items():
+            out.update(metric.topk_result(name, self.rows[name]))
+        return out
+
+
+class _Collector:
+    def eval_batch_collect(self, scores: Any, interaction: Any, positive_u: Any, positive_i: Any) -> None:
+        pass
+
+
+def test_captured_row_j_is_the_user_of_row_j_through_the_sidecar(tmp_path: Path) -> None:
+    """RecBole's per-row values, in the order its batches named the users, reach the sidecar with row j = user_ids[j]:
+    two batches (users 42, 7 then 19, 3, 88), each user's value a function of its id, read back from the files."""
+    import torch
+
+    from rec_es.training.capture import PerUserRecorder
+
+    users = np.array([42, 7, 19, 3, 88], dtype=np.int64)
+    rows = {"ndcg": np.stack([by_user(users, 1), by_user(users, 2)], axis=1),
+            "recall": np.stack([by_user(users, 3), by_user(users, 4)], axis=1)}
+    trainer = type("Trainer", (), {})()
+    trainer.config = {"USER_ID_FIELD": "user_id", "metrics": ["NDCG", "Recall"], "topk": [1, 2],
+                      "eval_args": {"mode": "full"}}
+    trainer.evaluator, trainer.eval_collector = _Evaluator(rows), _Collector()
+    recorder = PerUserRecorder(trainer, ["ndcg@2", "recall@1"], ["ndcg@2"])
+    recorder.begin(tmp_path, resumed=False, record_test=False)
+    trace = TraceWriter(tmp_path / "trace.jsonl")
+    trace.header(config={"metric_decimal_place": 4}, policy={}, versions={}, model="GRU4Rec", dataset="x")
+    for batch in (users[:2], users[2:]):
+        trainer.eval_collector.eval_batch_collect(torch.zeros(len(batch), 3), {"user_id": torch.tensor(batch)},
+                                                  None, None)
+    result = trainer.evaluator.evaluate({"rec.topk": torch.zeros(len(users), 3)})
+    scores = recorder.record("valid", 0)
+    trace.record(epoch=0, valid={k: round(v, 4) for k, v in result.items()}, decision={})
+    trace.footer(stop_epoch=0, stop_reason="max_epochs", message="", best_epoch=0)
+
+    assert scores is not None and scores.user_ids.tolist() == users.tolist()
+    s = read_per_user(tmp_path, "valid")
+    assert s.metrics == ("ndcg@2", "recall@1") and s.user_ids.tolist() == users.tolist()
+    for j, user in enumerate(s.user_ids):
+        assert s.values("ndcg@2")[0, j] == (user + 2000) / 1024, (j, user)
+        assert s.values("recall@1")[0, j] == (user + 3000) / 1024, (j, user)
