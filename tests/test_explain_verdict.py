@@ -22,8 +22,7 @@ import pytest
 
 from rec_es.cli.explain import main
 from rec_es.explain import explain
-from rec_es.explain.verdict import (CONFIDENCE, FALLING_Z, LOSS_HEADROOM, MIN_POINTS, SLOW_LOSS, TREND_Z,
-                                    UNDECIDED, UNTUNED)
+from rec_es.explain.verdict import CONFIDENCE, LOSS_HEADROOM, MIN_POINTS, SLOW_LOSS, UNDECIDED, UNTUNED
 from rec_es.policy.learning import estimate_learning
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.recbole_log.write import stock_log_text
@@ -80,7 +79,7 @@ def test_stop_with_the_loss_still_falling_quotes_the_extrapolation() -> None:
     est = estimate_learning(epochs, values, "max", 100, losses)
     fall, headroom = _headroom(epochs, losses, 100)
     premature = explain(path)["premature"]
-    assert headroom > LOSS_HEADROOM and est.trend_z >= TREND_Z
+    assert headroom > LOSS_HEADROOM and est.trend_z >= 2.0  # TREND_Z
     assert (premature["call"], premature["rule"]) == ("premature", "loss falling, monitor rising")
     assert premature["facts"][0].startswith(f"the training loss was still falling {100 * fall:.2g} % per epoch")
     assert premature["facts"][2] == (f"the learning-curve fit expects {est.gain:+.2g} more by epoch 99 (bounds "
@@ -90,13 +89,13 @@ def test_stop_with_the_loss_still_falling_quotes_the_extrapolation() -> None:
 
 def test_late_stop_with_a_flat_loss_is_not_premature() -> None:
     """Stopped at epoch 65 of 100: at the loss's last pace it would shed about 1 % more in the 34 epochs left, under
-    LOSS_HEADROOM: not premature; ndcg@10 drifts down within its noise (z above -FALLING_Z), the second fact."""
+    LOSS_HEADROOM: not premature; ndcg@10 drifts down within its noise (z above -2, FALLING_Z), the second fact."""
     path = CUT / "gru4rec_lr0.005_ss20.log"
     epochs, values, losses = _log_series(path)
     est = estimate_learning(epochs, values, "max", 100, losses)
     fall, headroom = _headroom(epochs, losses, 100)
     premature = explain(path)["premature"]
-    assert 0 < headroom <= LOSS_HEADROOM and -FALLING_Z < est.trend_z < 0
+    assert 0 < headroom <= LOSS_HEADROOM and -2.0 < est.trend_z < 0  # above -FALLING_Z
     rule = "training loss flat for the budget left"
     assert (premature["call"], premature["rule"]) == ("not_premature", rule)
     right, cases = UNTUNED[rule]
@@ -133,7 +132,7 @@ def test_falling_loss_without_a_rising_monitor_cannot_tell(tmp_path: Path) -> No
     report = explain(run)
     premature = report["premature"]
     est = premature["estimate"]
-    assert -FALLING_Z < est["trend_z"] < TREND_Z
+    assert -2.0 < est["trend_z"] < 2.0  # between -FALLING_Z and TREND_Z
     assert (premature["call"], premature["rule"], premature["confidence"]) == (
         "cannot_tell", "loss falling, monitor flat", None)
     assert "(within noise)" in premature["facts"][0]
@@ -162,7 +161,7 @@ def test_a_flat_monitor_beside_a_slowly_falling_loss_is_a_plateau_and_premature(
         premature = explain(write_trace(tmp_path / f"run{pace}", scores, {"patience": 19}, epochs=100,
                                         losses=losses))["premature"]
         assert premature["evidence"]["loss_headroom"] > LOSS_HEADROOM
-        assert -FALLING_Z < premature["estimate"]["trend_z"] < TREND_Z
+        assert -2.0 < premature["estimate"]["trend_z"] < 2.0  # between -FALLING_Z and TREND_Z
         verdicts[pace] = premature
     slow, fast = verdicts[0.001], verdicts[0.01]
     a, b = slow["estimate"]["trend_window"]
@@ -313,3 +312,63 @@ def test_runs_no_rule_stopped_get_no_call() -> None:
     budget = explain(logs / "budget_test_crashed.log")
     assert budget["premature"]["call"] is None and budget["lost"] is None
     assert budget["premature"]["verdict"].startswith("Not stopped early: the run used its whole budget")
+
+
+# --- the thresholds at literal boundary values (docs/explain_verdict.md), not against the imported constants ------
+def _evidence(trend_z: float | None, *, loss_fall: float | None = 0.01, epochs_left: int | None = 50,
+              window_loss_fall: float | None = 0.2) -> Any:
+    """Evidence of a stop at epoch 49 of 100 with a trend window 25-49, the given trend z and training loss."""
+    from rec_es.explain.verdict import Evidence
+    from rec_es.policy.learning import LearningEstimate
+
+    est = LearningEstimate(state="unknown", confidence=0.5, gain=None, gain_lo=None, gain_hi=None, margin=None,
+                           noise=0.01, noise_source="residuals", trend_slope=0.0004 * (trend_z or 0), trend_z=trend_z,
+                           trend_window=(25, 49), loss_progress=None, loss_change=None, facts=(), continuation=(),
+                           method="none", epoch=49, budget=100, level=0.3)
+    return Evidence(epoch=49, budget=100, budget_used=0.5, epochs_left=epochs_left, evaluations=50,
+                    loss_fall=loss_fall, loss_span=(45, 49) if loss_fall is not None else None,
+                    window_loss_fall=window_loss_fall, bar=0.3, bar_epoch=40, bar_level=0.3, estimate=est)
+
+
+@pytest.mark.parametrize("z, call, rule", [
+    (1.49, "cannot_tell", "loss falling, monitor flat"),       # just under LEANING_Z 1.5
+    (1.5, "premature", "loss falling, monitor leaning up"),    # at it
+    (1.51, "premature", "loss falling, monitor leaning up"),
+    (1.99, "premature", "loss falling, monitor leaning up"),   # just under TREND_Z 2
+    (2.0, "premature", "loss falling, monitor rising"),
+    (-1.99, "cannot_tell", "loss falling, monitor flat"),      # just above -FALLING_Z
+    (-2.0, "not_premature", "monitor falling"),                # at -FALLING_Z 2
+    (-2.01, "not_premature", "monitor falling"),
+])
+def test_leaning_and_falling_thresholds_at_their_boundaries(z: float, call: str, rule: str) -> None:
+    """With the loss still falling (headroom 1 - 0.99^50 = 39 % > 4 %) and a fast-falling loss over the window,
+    the trend z alone decides: leaning up from z = 1.5, rising from 2, falling at or below -2 (literal values)."""
+    from rec_es.explain.verdict import decide
+
+    got_call, _, got_rule = decide(_evidence(z))
+    assert (got_call, got_rule) == (call, rule)
+
+
+@pytest.mark.parametrize("z, call, rule", [
+    (-1.99, "not_premature", "trend within noise"),
+    (-2.0, "not_premature", "monitor falling"),
+    (1.99, "not_premature", "trend within noise"),
+    (2.0, "premature", "still rising, with room"),
+])
+def test_falling_and_rising_thresholds_without_a_training_loss(z: float, call: str, rule: str) -> None:
+    """A trace with no training loss: z = -2 is 'monitor falling', -1.99 and 1.99 within noise, 2 rising with the
+    50 epochs left at least the 24-epoch trend window (literal values)."""
+    from rec_es.explain.verdict import decide
+
+    got_call, _, got_rule = decide(_evidence(z, loss_fall=None, window_loss_fall=None))
+    assert (got_call, got_rule) == (call, rule)
+
+
+@pytest.mark.parametrize("z, label", [(2.0, " (still rising)"), (1.99, " (leaning up, within noise)"),
+                                      (1.5, " (leaning up, within noise)"), (1.49, " (within noise)"),
+                                      (-1.99, " (within noise)"), (-2.0, " (falling)")])
+def test_trend_fact_names_the_band_of_its_z(z: float, label: str) -> None:
+    """The trend fact's words change at z = 2, 1.5 and -2, where the rules change (literal values)."""
+    from rec_es.explain.verdict import facts
+
+    assert facts(_evidence(z), "ndcg@10")["trend"].endswith(label)
