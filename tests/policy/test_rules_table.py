@@ -7,6 +7,7 @@ import pytest
 
 from rec_es import build_policy
 from rec_es.policy import StopReason
+from rec_es.policy.smoothing import describe, label, smooth
 
 NAN = math.nan
 
@@ -38,6 +39,12 @@ CASES = [
     ("start_from_epoch ignores early evaluations", {"patience": 1, "start_from_epoch": 2}, [0.9, 0.9, 0.1, 0.05], (3, 2, P)),
     ("EMA smooths a single dip away", {"patience": 1, "smoothing": "ema", "ema_alpha": 0.5},
      [0.1, 0.2, 0.19, 0.3, 0.1], (4, 3, P)),
+    # alpha 0.3 weighs the newest value 0.3 (EMA .1 .16 .172 .1804 .15628): the dip at 2 is still a rise; with the
+    # weights swapped (0.7 on the newest: .1 .24 .212) it is a miss and patience 1 stops at 2
+    ("EMA alpha 0.3 weighs the newest value 0.3", {"patience": 1, "smoothing": "ema", "ema_alpha": 0.3},
+     [0.1, 0.3, 0.2, 0.2, 0.1], (4, 1, P)),
+    ("EMA alpha 0.7 weighs the newest value 0.7", {"patience": 1, "smoothing": "ema", "ema_alpha": 0.7},
+     [0.1, 0.3, 0.2, 0.2, 0.1], (2, 1, P)),
     ("raw patience stops on that dip", {"patience": 1}, [0.1, 0.2, 0.19, 0.3, 0.1], (2, 1, P)),
     ("window mean", {"patience": 1, "smoothing": "window", "window": 2}, [0.1, 0.3, 0.2, 0.1], (3, 1, P)),
     ("best_by smoothed restores the smoothed peak", {"patience": 2, "smoothing": "window", "window": 2, "best_by": "smoothed"},
@@ -141,3 +148,25 @@ def test_decision_fields_track_state() -> None:
     assert (d0.improved, d0.new_best, d0.smoothed) == (True, True, 0.2)
     assert (d1.improved, d1.new_best, d1.value, d1.smoothed, d1.wait_count) == (False, False, 0.1, pytest.approx(0.15), 1)
     assert d1.to_dict()["reason"] == "not_stopped"
+
+
+def test_ema_smoothed_values_with_alpha_0_3() -> None:
+    """s_0 = x_0, s_t = 0.3 x_t + 0.7 s_(t-1): 0.2, 0.17, 0.239 (swapping the weights gives 0.2, 0.13, 0.319)."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 5, "smoothing": "ema", "ema_alpha": 0.3})
+    smoothed = [p.update(e, {"ndcg@10": s}).smoothed for e, s in enumerate([0.2, 0.1, 0.4])]
+    assert smoothed == [0.2, pytest.approx(0.17), pytest.approx(0.239)]
+    assert smooth("ema", 0.3, {"ema": 0.5}, 1.0) == (pytest.approx(0.65), {"ema": pytest.approx(0.65)})
+    assert smooth("ema", 0.3, {}, 1.0) == (1.0, {"ema": 1.0})
+
+
+@pytest.mark.parametrize("settings, suffix, short", [
+    ({"smoothing": "ema", "ema_alpha": 0.3}, " (EMA α=0.3)", " + EMA α=0.3"),
+    ({"smoothing": "window", "window": 4}, " (mean of last 4)", " + window 4"),
+    ({"smoothing": "none"}, "", ""),
+])
+def test_smoother_names_in_messages(settings: dict, suffix: str, short: str) -> None:
+    """The message suffix and the short label name the smoother and its parameter (nothing without smoothing)."""
+    p = build_policy({"monitor": "ndcg@10", **settings})
+    param = {"ema": 0.3, "window": 4}.get(settings["smoothing"], 0)
+    assert describe(settings["smoothing"], param) == suffix
+    assert label(p.settings) == short
