@@ -10,7 +10,7 @@ import pytest
 
 from rec_es import StateError, read_per_user
 from rec_es.rundir.per_user import PerUserWriter, paths, record_dtype
-from rec_es.rundir.trace import TraceWriter
+from rec_es.rundir.trace import TraceWriter, read_trace
 
 METRICS = ("ndcg@10", "recall@10")
 USERS = np.array([7, 3, 11, 5], dtype=np.int64)
@@ -347,6 +347,12 @@ def test_means_are_checked_at_the_runs_metric_decimal_place(tmp_path: Path) -> N
 
     write(tmp_path / "a", 0.28)  # mean 0.275 rounded to 2 decimals
     assert read_per_user(tmp_path / "a").epochs == (0,)
+    trace = read_trace(tmp_path / "a")
+    trace.header["config"] = {}  # a trace that does not say: RecBole's default, 4 decimals
+    with pytest.raises(StateError, match="the per-user mean of ndcg@10 is 0.275000, the trace records 0.28;"):
+        read_per_user(tmp_path / "a", trace=trace)
+    trace.records[0]["valid"]["ndcg@10"] = 0.2750
+    assert read_per_user(tmp_path / "a", trace=trace).epochs == (0,)
     write(tmp_path / "b", 0.269)  # 0.006 off: more than half of 0.01
     with pytest.raises(StateError, match=r"epoch 0: the per-user mean of ndcg@10 is 0\.275000, the trace records "
                                          r"0\.269; these are the per-user scores of another run$"):
@@ -398,7 +404,8 @@ def test_an_index_that_is_not_a_mapping_or_not_utf8_is_refused(tmp_path: Path) -
     with pytest.raises(StateError, match=r"not a rec_es\.per_user version 1 index \(got 'list'\)$"):
         read_per_user(tmp_path)
     index_path.write_bytes(b'{"format": "caf\xe9"}')
-    with pytest.raises(StateError, match=r"a per-user score index \(JSON, UTF-8\)"):
+    with pytest.raises(StateError, match=r"byte 0xe9 is not UTF-8 text; expected a per-user score index \(JSON, "
+                                         r"UTF-8\)\. Save the file"):
         read_per_user(tmp_path)
 
 
@@ -413,6 +420,8 @@ def test_a_flipped_value_byte_fails_the_checksum(tmp_path: Path) -> None:
                                          r"another user order or metric list than the index names, or the file is "
                                          r"damaged$"):
         read_per_user(tmp_path)
+    with pytest.raises(StateError, match=rf"^{bin_path}: record 1 \(epoch 1\) fails its checksum"):
+        PerUserWriter.resume(tmp_path, "valid", [0, 1])
 
 
 def test_cut_at_a_record_boundary_reports_no_torn_record(tmp_path: Path) -> None:
