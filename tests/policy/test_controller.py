@@ -81,3 +81,22 @@ def test_per_user_scores_reach_the_rules(monkeypatch: pytest.MonkeyPatch) -> Non
     ctl.update(0, {"ndcg@10": 0.5}, per_user={"ndcg@10": [0.4, 0.6]})
     ctl.update(1, {"ndcg@10": 0.6})
     assert seen == [{"ndcg@10": [0.4, 0.6]}, None] and ctl.policy.per_user_keys == ()
+
+
+def test_follow_hands_each_records_loss_time_and_per_user_scores_to_the_policy() -> None:
+    """follow passes a record's train_loss, elapsed_seconds and per_user(epoch) to update, None where it has none."""
+    calls = []
+
+    class Spy:
+        def update(self, epoch, valid, train_loss=None, elapsed_seconds=None, per_user=None):  # type: ignore[no-untyped-def]
+            calls.append((epoch, valid, train_loss, elapsed_seconds, per_user))
+            return epoch
+
+    records = [{"epoch": 0, "valid": {"ndcg@10": 0.1}, "train_loss": 1.5, "elapsed_seconds": 3.0},
+               {"epoch": 2, "valid": {"ndcg@10": 0.2}}]
+    assert StopController(Spy()).follow(records, per_user=lambda e: {"ndcg@10": [e, e + 1]}) == [0, 2]  # type: ignore[arg-type]
+    assert calls == [(0, {"ndcg@10": 0.1}, 1.5, 3.0, {"ndcg@10": [0, 1]}),
+                     (2, {"ndcg@10": 0.2}, None, None, {"ndcg@10": [2, 3]})]
+    calls.clear()
+    StopController(Spy()).follow(records)  # type: ignore[arg-type]
+    assert [c[4] for c in calls] == [None, None]

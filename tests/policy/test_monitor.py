@@ -15,7 +15,7 @@ from recbole.utils import EvaluatorType
 
 from rec_es import build_policy
 from rec_es.policy.monitor import (PAIR_METRICS, PER_USER_METRICS, SMALLER_METRICS, TOPK_METRICS, VALUE_METRICS,
-                                   metric_base, metric_mode)
+                                   computed_metric_keys, metric_base, metric_mode)
 
 #: RecBole's metric classes by lower-case name, as ``recbole.evaluator.register`` collects them
 RECBOLE = {name.lower(): cls for name, cls in inspect.getmembers(recbole_metrics, inspect.isclass)
@@ -82,3 +82,10 @@ def test_a_composite_of_two_min_mode_topk_metrics_is_min() -> None:
 def test_metric_base_is_the_lower_case_name_before_the_first_at(key: str, base: str) -> None:
     """metric_base strips the cut-off, surrounding blanks and case."""
     assert metric_base(key) == base
+
+
+def test_computed_keys_take_one_metric_or_cutoff_as_well_as_lists() -> None:
+    """RecBole accepts `metrics: NDCG` and `topk: 10` unlisted; value metrics need no topk at all."""
+    assert computed_metric_keys("NDCG", 10) == ["ndcg@10"]
+    assert computed_metric_keys(["Recall", "RMSE"], [5, 10]) == ["recall@5", "recall@10", "rmse"]
+    assert computed_metric_keys(["RMSE", "AUC"], None) == ["rmse", "auc"]
