@@ -170,3 +170,23 @@ def test_smoother_names_in_messages(settings: dict, suffix: str, short: str) -> 
     param = {"ema": 0.3, "window": 4}.get(settings["smoothing"], 0)
     assert describe(settings["smoothing"], param) == suffix
     assert label(p.settings) == short
+
+
+def test_window_smoothed_values_are_means_of_the_last_n() -> None:
+    """window 2: 0.1, then (0.1 + 0.3) / 2, then (0.3 + 0.2) / 2."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 5, "smoothing": "window", "window": 2})
+    smoothed = [p.update(e, {"ndcg@10": s}).smoothed for e, s in enumerate([0.1, 0.3, 0.2])]
+    assert smoothed == [0.1, pytest.approx(0.2), pytest.approx(0.25)]
+
+
+def test_baseline_stop_sentence_and_other_reasons_kept() -> None:
+    """A patience stop with the baseline never beaten says so, with the setting to change; a budget stop with the
+    baseline never beaten stays a budget stop."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 2, "baseline": 0.5})
+    d = [p.update(e, {"ndcg@10": s}) for e, s in enumerate([0.1, 0.2, 0.3, 0.25])][-1]
+    assert (d.reason, d.message) == (StopReason.BASELINE, (
+        "stopped at epoch 3: ndcg@10 did not beat baseline 0.5 within 4 evaluations (4 epochs) (best 0.3 at epoch 2); "
+        "lower early_stopping.baseline or raise early_stopping.patience"))
+    q = build_policy({"monitor": "ndcg@10", "patience": 5, "baseline": 0.5, "max_epochs": 2})
+    d = [q.update(e, {"ndcg@10": s}) for e, s in enumerate([0.1, 0.2])][-1]
+    assert d.stop and d.reason == StopReason.MAX_EPOCHS
