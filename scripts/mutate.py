@@ -43,18 +43,30 @@ ALSO_COPY = ["docs", "datasets", "scripts", "properties"]
 
 @dataclass(frozen=True)
 class Group:
-    """Files to mutate (globs under the repo), the tests that guard them (pytest arguments) and a budget."""
+    """Files to mutate (globs under the repo), the tests that guard them (pytest arguments) and a budget.
+
+    ``slow``: tests left out of a first pass (their node ids); the mutants that pass survive it go through a second
+    pass with every test. A surviving mutant runs every test that executed its function, so one slow test paid per
+    survivor dominates a run; most mutants die on the fast tests."""
 
     mutate: tuple[str, ...]
     tests: tuple[str, ...]
     minutes: int
+    slow: tuple[str, ...] = ()
 
 
 #: Each group's tests run in seconds to a minute unmutated; ``resume`` trains a tiny model per test module, so it
 #: costs far more per mutant and runs last.
 GROUPS = {
     "policy": Group(("rec_es/policy/*.py", "rec_es/policy/rules/*.py"),
-                    ("tests/policy", "tests/test_schedule.py", "tests/test_target_ce_rows.py"), 150),
+                    ("tests/policy", "tests/test_schedule.py", "tests/test_target_ce_rows.py"), 150,
+                    slow=("tests/policy/test_invariants.py::test_strategy_reaches_every_path",
+                          "tests/policy/test_invariants.py::test_state_roundtrip_changes_nothing",
+                          "tests/policy/test_invariants.py::test_reuse_after_reset_equals_fresh",
+                          "tests/policy/test_invariants.py::test_held_stops_roundtrip_and_reset",
+                          "tests/policy/test_invariants.py::test_held_stops_are_reached",
+                          "tests/policy/test_learning.py::test_recorded_runs_end_level_is_covered_near_nominal",
+                          "tests/policy/test_references.py::test_recbole_legacy_matches_recbole")),
     "checkpoint": Group(("rec_es/rundir/checkpoint.py",),
                         ("tests/test_checkpoint.py",
                          "tests/security/test_planted_pickles.py::test_checkpoint_load_refuses_a_planted_pickle"), 15),
@@ -85,15 +97,15 @@ def copy_tree(dest: Path) -> None:
         shutil.copy2(REPO / rel, target)
 
 
-def mutmut_section(group: Group, only: list[str] | None) -> str:
-    """The ``[tool.mutmut]`` section of the group's copy."""
+def mutmut_section(group: Group, only: list[str] | None, deselect: tuple[str, ...] = ()) -> str:
+    """The ``[tool.mutmut]`` section of the group's copy (``deselect``: node ids pytest leaves out)."""
     def toml_list(items: list[str] | tuple[str, ...]) -> str:
         return "[" + ", ".join(json.dumps(x) for x in items) + "]"
 
     return (f"\n[tool.mutmut]\nsource_paths = [\"rec_es\"]\nalso_copy = {toml_list(ALSO_COPY)}\n"
             f"only_mutate = {toml_list(only or group.mutate)}\n"
             f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
-            "pytest_add_cli_args = [\"-p\", \"no:cacheprovider\"]\n")
+            f"pytest_add_cli_args = {toml_list(['-p', 'no:cacheprovider', *(f'--deselect={d}' for d in deselect)])}\n")
 
 
 def mutmut(dest: Path, *args: str, timeout: float | None = None) -> int:
@@ -127,34 +139,53 @@ def statuses(dest: Path) -> dict[str, str]:
 
 
 def run_group(name: str, *, only: list[str] | None, minutes: float | None, fresh: bool, rerun: list[str]) -> None:
+    """Run one group: a first pass without its slow tests (if it has any), then its survivors with every test."""
     group = GROUPS[name]
-    dest = WORK / name
-    if fresh and dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    copy_tree(dest)
-    (dest / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text() + mutmut_section(group, only))
-    budget = (minutes if minutes is not None else group.minutes) * 60
-    print(f"{name}: mutating {', '.join(only or group.mutate)} against {' '.join(group.tests)}; "
-          f"budget {budget / 60:.0f} min; log {dest / 'mutmut.log'}", flush=True)
     start = time.monotonic()
-    mutmut(dest, "run", "--max-children", "1", *rerun, timeout=budget)
-    write_results(name, group, dest, time.monotonic() - start)
+    budget = (minutes if minutes is not None else group.minutes) * 60
+    passes = [(WORK / name, group.slow), (WORK / f"{name}.all", ())] if group.slow else [(WORK / name, ())]
+    for i, (dest, deselect) in enumerate(passes):
+        if i > 0:  # the second pass: only what survived the first
+            mutants = json.loads((RESULTS / f"{name}.json").read_text())["mutants"]
+            rerun = [m for m, status in mutants.items() if status not in KILLED and status != NOT_RUN]
+            if not rerun:
+                break
+        if fresh and dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        copy_tree(dest)
+        (dest / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text()
+                                             + mutmut_section(group, only, deselect))
+        left = budget - (time.monotonic() - start)
+        what = f"{len(rerun)} mutants" if rerun else ", ".join(only or group.mutate)
+        print(f"{name}: mutating {what} against {' '.join(group.tests)}"
+              f"{f' without {len(deselect)} slow tests' if deselect else ''}; {left / 60:.0f} min left of the "
+              f"budget; log {dest / 'mutmut.log'}", flush=True)
+        if left <= 0:
+            break
+        mutmut(dest, "run", "--max-children", "1", *rerun, timeout=left)
+        write_results(name, group, dest, time.monotonic() - start, keep=set(rerun) if i > 0 else None)
 
 
-def write_results(name: str, group: Group, dest: Path, seconds: float) -> None:
+def write_results(name: str, group: Group, dest: Path, seconds: float, keep: set[str] | None = None) -> None:
+    """Merge ``dest``'s statuses into ``docs/results/mutation/NAME.json`` (``keep``: take only these mutants'); a
+    mutant not reached this time keeps the status an earlier run gave it."""
     found = statuses(dest)
+    if keep is not None:
+        found = {m: s for m, s in found.items() if m in keep}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    mutants = {**old.get("mutants", {}), **found}
+    mutants = json.loads(path.read_text())["mutants"] if path.exists() else {}
+    for mutant, status in found.items():
+        if status != NOT_RUN or mutant not in mutants:
+            mutants[mutant] = status
     path.write_text(json.dumps({"tool": f"mutmut {version('mutmut')}", "mutate": list(group.mutate),
-                                "tests": list(group.tests), "last_run_minutes": round(seconds / 60, 1),
+                                "tests": list(group.tests), "slow_in_second_pass": list(group.slow),
                                 "mutants": dict(sorted(mutants.items()))}, indent=1) + "\n")
     counts: dict[str, int] = {}
     for status in found.values():
         counts[status] = counts.get(status, 0) + 1
-    print(f"{name}: {counts} in {seconds / 60:.1f} min -> {path.relative_to(REPO)}", flush=True)
+    print(f"{name}: {counts} after {seconds / 60:.1f} min -> {path.relative_to(REPO)}", flush=True)
 
 
 def equivalents() -> dict[str, str]:
@@ -166,9 +197,10 @@ def equivalents() -> dict[str, str]:
 
 
 def module_of(mutant: str) -> str:
-    """``rec_es.policy.monitor.x_metric_mode__mutmut_3`` -> ``rec_es/policy/monitor.py``."""
-    parts = mutant.split(".")
-    return "/".join(p for p in parts if not p.startswith("x")) + ".py"
+    """``rec_es.policy.monitor.x_metric_mode__mutmut_3`` -> ``rec_es/policy/monitor.py`` (a package: its
+    ``__init__.py``)."""
+    base = "/".join(p for p in mutant.split(".") if not p.startswith("x"))
+    return f"{base}/__init__.py" if (REPO / base).is_dir() else f"{base}.py"
 
 
 def report() -> int:
