@@ -190,3 +190,27 @@ def test_baseline_stop_sentence_and_other_reasons_kept() -> None:
     q = build_policy({"monitor": "ndcg@10", "patience": 5, "baseline": 0.5, "max_epochs": 2})
     d = [q.update(e, {"ndcg@10": s}) for e, s in enumerate([0.1, 0.2])][-1]
     assert d.stop and d.reason == StopReason.MAX_EPOCHS
+
+
+@pytest.mark.parametrize("settings, scores, elapsed, message", [
+    ({"patience": 50, "max_epochs": 3}, [0.1, 0.2, 0.3], None,
+     "stopped at epoch 2: the budget of early_stopping.max_epochs: 3 epochs is used up; raise early_stopping.max_epochs"),
+    ({"patience": 50, "max_minutes": 0.5}, [0.1, 0.2, 0.3], [10.0, 20.0, 33.0],
+     "stopped at epoch 2: 0.6 minutes of training reached the budget early_stopping.max_minutes: 0.5; raise "
+     "early_stopping.max_minutes"),
+    ({"stopping_threshold": 0.25}, [0.1, 0.2, 0.3], None,
+     "stopped at epoch 2: ndcg@10 0.3 is better than stopping_threshold 0.25 (good enough); raise or remove "
+     "early_stopping.stopping_threshold"),
+    ({"divergence_threshold": 0.05}, [0.1, 0.06, 0.04], None,
+     "stopped at epoch 2: ndcg@10 0.04 is worse than divergence_threshold 0.05; lower or remove "
+     "early_stopping.divergence_threshold"),
+    ({"patience": 3}, [0.3, 0.2], None, "epoch 1: ndcg@10 0.2, best 0.3 at epoch 0, wait 1/3 evaluations"),
+    ({"patience": None}, [0.3, 0.2], None, "epoch 1: ndcg@10 0.2, best 0.3 at epoch 0"),
+])
+def test_each_rule_says_its_whole_sentence(settings: dict, scores: list, elapsed: list | None, message: str) -> None:
+    """The last decision's message, word for word: what fired, the values, the setting, and what to change."""
+    p = build_policy({"monitor": "ndcg@10", **settings})
+    d = None
+    for e, v in enumerate(scores):
+        d = p.update(e, {"ndcg@10": v}, elapsed_seconds=None if elapsed is None else elapsed[e])
+    assert d is not None and d.message == message
