@@ -89,3 +89,13 @@ def test_computed_keys_take_one_metric_or_cutoff_as_well_as_lists() -> None:
     assert computed_metric_keys("NDCG", 10) == ["ndcg@10"]
     assert computed_metric_keys(["Recall", "RMSE"], [5, 10]) == ["recall@5", "recall@10", "rmse"]
     assert computed_metric_keys(["RMSE", "AUC"], None) == ["rmse", "auc"]
+
+
+def test_a_monitor_is_written_back_as_a_property_file_writes_it() -> None:
+    """One metric of weight 1 as its key; a weighted or composite monitor as its {metric: weight} mapping."""
+    from rec_es.policy.core import plain_monitor
+
+    assert plain_monitor(build_policy({"monitor": "NDCG@10"}).monitor) == "ndcg@10"
+    assert plain_monitor(build_policy({"monitor": {"ndcg@10": 2}}).monitor) == {"ndcg@10": 2.0}
+    assert plain_monitor(build_policy({"monitor": {"ndcg@10": 0.5, "recall@10": 0.5}}).monitor) == {
+        "ndcg@10": 0.5, "recall@10": 0.5}

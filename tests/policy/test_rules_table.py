@@ -214,3 +214,27 @@ def test_each_rule_says_its_whole_sentence(settings: dict, scores: list, elapsed
     for e, v in enumerate(scores):
         d = p.update(e, {"ndcg@10": v}, elapsed_seconds=None if elapsed is None else elapsed[e])
     assert d is not None and d.message == message
+
+
+@pytest.mark.parametrize("value, best, mode, kwargs, improves", [
+    (0.5, None, "max", {}, True),                                   # no best yet
+    (0.5, 0.5, "max", {}, False), (0.5, 0.5, "max", {"ties": True}, True),
+    (0.75, 0.5, "max", {"min_delta": 0.25}, False),                 # 0.75 - 0.25 is not above 0.5 ...
+    (0.75, 0.5, "max", {"min_delta": 0.25, "ties": True}, True),    # ... but reaches it
+    (0.875, 0.5, "max", {"min_delta": 0.25}, True),
+    (0.25, 0.5, "max", {"min_delta": 0.25, "ties": True}, False),   # the margin is taken off the value
+    (0.75, 0.5, "max", {"min_delta": 0.5, "relative": True}, False),  # margin 0.5 x |0.5|
+    (0.875, 0.5, "max", {"min_delta": 0.5, "relative": True}, True),
+    (0.25, 0.5, "min", {"min_delta": 0.25}, False), (0.25, 0.5, "min", {"min_delta": 0.25, "ties": True}, True),
+    (0.125, 0.5, "min", {"min_delta": 0.25}, True),
+    (0.75, 0.5, "min", {"min_delta": 0.25, "ties": True}, False),   # the margin is added to the value
+    (-0.75, -0.5, "min", {"min_delta": 0.5, "relative": True}, False),  # margin 0.5 x |-0.5|
+    (-0.875, -0.5, "min", {"min_delta": 0.5, "relative": True}, True),
+])
+def test_is_improvement_at_its_boundaries(value: float, best: float | None, mode: str, kwargs: dict,
+                                          improves: bool) -> None:
+    """Keras' rule, exact binary fractions at the boundary: max value - margin > best, min value + margin < best,
+    >=/<= with ties, margin min_delta or min_delta x |best|; ties and relative are off by default."""
+    from rec_es.policy.compare import is_improvement
+
+    assert is_improvement(value, best, mode, **kwargs) is improves
