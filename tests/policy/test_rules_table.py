@@ -238,3 +238,49 @@ def test_is_improvement_at_its_boundaries(value: float, best: float | None, mode
     from rec_es.policy.compare import is_improvement
 
     assert is_improvement(value, best, mode, **kwargs) is improves
+
+
+_TAIL = " for 2 evaluations (2 epochs) since epoch 0 (0.3); patience 2 evaluations; raise early_stopping.patience or " \
+        "set early_stopping.enabled: false"
+
+
+@pytest.mark.parametrize("settings, scores, message", [
+    ({"ties_improve": True}, [0.3, 0.2, 0.1], "stopped at epoch 2: ndcg@10 did not reach its best" + _TAIL),
+    ({"min_delta": 0.01}, [0.3, 0.2, 0.1], "stopped at epoch 2: ndcg@10 did not improve by more than 0.01" + _TAIL),
+    ({"min_delta": 0.01, "ties_improve": True}, [0.3, 0.2, 0.1],
+     "stopped at epoch 2: ndcg@10 did not improve by ≥ 0.01" + _TAIL),
+    ({"min_delta": 0.1, "min_delta_mode": "rel"}, [0.3, 0.2, 0.1],
+     "stopped at epoch 2: ndcg@10 did not improve by more than 0.1×|best|" + _TAIL),
+    ({"min_delta": 0.1, "min_delta_mode": "rel", "ties_improve": True}, [0.3, 0.2, 0.1],
+     "stopped at epoch 2: ndcg@10 did not improve by at least 0.1×|best|" + _TAIL),
+    ({"check_finite": "miss"}, [NAN, NAN], "stopped at epoch 1: ndcg@10 had no finite value for 2 evaluations "
+                                           "(2 epochs); check the training, or set early_stopping.check_finite: stop"),
+    ({"patience": 5}, [0.2, NAN], "stopped at epoch 1: ndcg@10 is nan (not finite); check the training (learning "
+                                  "rate, loss), or set early_stopping.check_finite: miss to count it as a miss"),
+])
+def test_patience_and_non_finite_sentences(settings: dict, scores: list, message: str) -> None:
+    """How the patience stop words the margin (none, ties, absolute, relative) and the two non-finite stops."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 2, **settings})
+    d = [p.update(e, {"ndcg@10": v}) for e, v in enumerate(scores)][-1]
+    assert d.stop and d.message == message
+
+
+def test_settings_edges_the_messages_rest_on() -> None:
+    """check_finite takes booleans as stop/miss; no smoothing has parameter 0; min_delta: auto refuses rel naming it;
+    a missing monitor metric lists what the result has (or says nothing)."""
+    from rec_es.policy.errors import MetricMissingError
+    from rec_es.policy.smoothing import param
+
+    assert build_policy({"monitor": "ndcg@10", "check_finite": True}).settings.check_finite == "stop"
+    assert build_policy({"monitor": "ndcg@10", "check_finite": False}).settings.check_finite == "miss"
+    assert param(build_policy({"monitor": "ndcg@10"}).settings) == 0.0
+    with pytest.raises(ValueError, match=r"^early_stopping\.min_delta_mode: min_delta: auto measures an absolute "
+                                         r"margin; allowed: abs with min_delta: auto \(got 'rel'\)$"):
+        build_policy({"monitor": "ndcg@10", "min_delta": "auto", "min_delta_mode": "rel"})
+    end = "; change early_stopping.monitor or add the metric to RecBole's `metrics`/`topk`"
+    with pytest.raises(MetricMissingError) as info:
+        build_policy({"monitor": {"ndcg@10": 0.5, "mrr@10": 0.5}}).update(0, {"recall@10": 0.1})
+    assert str(info.value) == "monitor needs ndcg@10, mrr@10 but the evaluation result has only: recall@10" + end
+    with pytest.raises(MetricMissingError) as info:
+        build_policy({"monitor": "ndcg@10"}).update(0, {})
+    assert str(info.value) == "monitor needs ndcg@10 but the evaluation result has only: nothing" + end
