@@ -284,3 +284,39 @@ def test_settings_edges_the_messages_rest_on() -> None:
     with pytest.raises(MetricMissingError) as info:
         build_policy({"monitor": "ndcg@10"}).update(0, {})
     assert str(info.value) == "monitor needs ndcg@10 but the evaluation result has only: nothing" + end
+
+
+@pytest.mark.parametrize("monitor, message", [
+    ({"ndcg@10": 1, "recall@10": 1, "giniindex@10": 1},
+     "early_stopping.mode: monitor mixes bigger-is-better (ndcg@10, recall@10) and smaller-is-better (giniindex@10) "
+     "metrics; set mode: max and give the smaller-is-better ones a negative weight, or monitor one direction; "
+     "allowed: max or min, given explicitly when a composite mixes directions (got 'auto')"),
+    ({1: 0.5}, "early_stopping.monitor: allowed: {metric: non-zero weight, ...} such as {ndcg@10: 0.5, "
+               "recall@10: 0.5} (got {1: 0.5})"),
+    ({"ndcg@10": "x"}, "early_stopping.monitor: allowed: {metric: non-zero weight, ...} such as {ndcg@10: 0.5, "
+                       "recall@10: 0.5} (got {'ndcg@10': 'x'})"),
+    (5, "early_stopping.monitor: allowed: a RecBole metric key such as ndcg@10, or {metric: weight, ...} (got 5)"),
+    ({}, "early_stopping.monitor: allowed: a RecBole metric key such as ndcg@10, or {metric: weight, ...} (got {})"),
+])
+def test_a_monitor_that_cannot_be_built_is_refused_whole(monitor: object, message: str) -> None:
+    """Mixed directions under mode: auto, a weight on a non-string key or a non-number weight, a number, an empty
+    mapping: ConfigError with the key, the problem, what is allowed and what was given."""
+    with pytest.raises(ValueError) as info:
+        build_policy({"monitor": monitor})
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("key, allowed", [("mode", "auto | max | min"), ("min_delta_mode", "abs | rel"),
+                                          ("check_finite", "stop | miss")])
+def test_choice_keys_document_their_choices(key: str, allowed: str) -> None:
+    """The docs table's type column and the messages' allowed text of the choice keys resolved by code."""
+    from rec_es.policy.schema import KEYS
+
+    assert (KEYS[key].validator.allowed, KEYS[key].validator.doc) == (allowed, allowed)
+
+
+def test_plain_patience_stop_sentence() -> None:
+    """No margin and no ties: 'did not improve'."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 2})
+    d = [p.update(e, {"ndcg@10": v}) for e, v in enumerate([0.3, 0.2, 0.1])][-1]
+    assert d.message == "stopped at epoch 2: ndcg@10 did not improve" + _TAIL
