@@ -287,9 +287,9 @@ def test_settings_edges_the_messages_rest_on() -> None:
 
 
 @pytest.mark.parametrize("monitor, message", [
-    ({"ndcg@10": 1, "recall@10": 1, "giniindex@10": 1},
-     "early_stopping.mode: monitor mixes bigger-is-better (ndcg@10, recall@10) and smaller-is-better (giniindex@10) "
-     "metrics; set mode: max and give the smaller-is-better ones a negative weight, or monitor one direction; "
+    ({"ndcg@10": 1, "recall@10": 1, "giniindex@10": 1, "averagepopularity@10": 1},
+     "early_stopping.mode: monitor mixes bigger-is-better (ndcg@10, recall@10) and smaller-is-better (giniindex@10, "
+     "averagepopularity@10) metrics; set mode: max and give the smaller-is-better ones a negative weight, or monitor one direction; "
      "allowed: max or min, given explicitly when a composite mixes directions (got 'auto')"),
     ({1: 0.5}, "early_stopping.monitor: allowed: {metric: non-zero weight, ...} such as {ndcg@10: 0.5, "
                "recall@10: 0.5} (got {1: 0.5})"),
