@@ -245,3 +245,67 @@ def test_bench_replay_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert module.main(["--policies", "3", "--seeds", "2", "--epochs", "30", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "3 policies x 2 traces" in out and "evaluations/s" in out and "peak Python memory" in out
+
+
+# --- per-user scores from the sidecar, and the result as plain data (survivors of mutation testing) -------------
+def test_per_user_source_reads_the_sidecar_beside_the_trace(tmp_path: Path) -> None:
+    """A policy reading per-user scores gets, per epoch, the sidecar's float32 values of its keys as lists; a policy
+    reading none gets nothing; a key the sidecar lacks, a damaged sidecar and no sidecar are each said."""
+    from test_per_user import values, write_run
+
+    from rec_es.replay import per_user_source
+
+    run = tmp_path / "run"
+    write_run(run, [0, 1, 2, 3])
+    tr = read_trace(run)
+    significant = build_policy({"monitor": "ndcg@10", "patience": 1, "improvement": "significant"})
+    at, notes = per_user_source(significant, tr, "p")
+    assert notes == () and at is not None
+    assert at(2) == {"ndcg@10": values(2)["ndcg@10"].tolist()}
+    assert per_user_source(build_policy({"monitor": "ndcg@10"}), tr) == (None, ())
+    with pytest.raises(ReplayError) as info:
+        per_user_source(build_policy({"monitor": "mrr@10", "improvement": "significant"}), tr, "q")
+    assert str(info.value) == (f"{run / 'per_user' / 'valid.bin'}: records per-user ndcg@10, recall@10, but policy "
+                               "'q' needs mrr@10; record them (per_user_metrics) or monitor a recorded metric")
+    (run / "per_user" / "valid.bin").write_bytes(b"")
+    with pytest.raises(ReplayError, match=r"^policy 'p' reads per-user scores: .*valid\.bin: truncated: 0 complete "
+                                          r"records, the trace has 4 evaluations$"):
+        per_user_source(significant, tr, "p")
+    (tmp_path / "bare").mkdir()
+    bare = write_trace(tmp_path / "bare" / "trace.jsonl", CURVE)
+    at, notes = per_user_source(significant, read_trace(bare), "p")
+    assert at is None and notes == (
+        f"{bare}: no per-user validation scores recorded, so ndcg@10 per user were not available: min_delta: auto "
+        "and improvement: significant used the curve's noise instead (1.4826·MAD of first differences; a z-test for "
+        "significance), not what a live run decides",)
+
+
+def test_replay_with_the_sidecar_decides_as_the_live_run_would(tmp_path: Path) -> None:
+    """Replaying a significance policy over a run with a sidecar: no notes, and each decision is update() fed the
+    sidecar's per-user scores by hand."""
+    from test_per_user import write_run
+
+    run = tmp_path / "run"
+    write_run(run, [0, 1, 2, 3])
+    mapping = {"monitor": "ndcg@10", "patience": 1, "improvement": "significant"}
+    r = replay(build_policy(mapping), run, name="p", keep_decisions=True)
+    assert r.notes == ()
+    by_hand = build_policy(mapping)
+    from rec_es import read_per_user
+
+    sidecar = read_per_user(run)
+    expected = [by_hand.update(rec["epoch"], rec["valid"], per_user=sidecar.for_policy(rec["epoch"]))
+                for rec in read_trace(run).records]
+    assert list(r.decisions) == expected[:len(r.decisions)]
+
+
+def test_result_as_plain_data(curve_trace: Path) -> None:
+    """to_dict holds every field under its name, notes only when there are some."""
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": 2}), curve_trace, name="p2")
+    assert r.to_dict() == {
+        "policy": "p2", "trace": str(curve_trace), "seed": 1, "stop_epoch": 6, "stopped": True, "reason": "patience",
+        "message": r.message, "best_epoch": 4, "best_valid": {"ndcg@10": 0.30, "recall@10": 0.60},
+        "best_test": {"ndcg@10": 0.15, "recall@10": 0.30}, "epochs_trained": 7, "evaluations": 7,
+        "wall_seconds": 10.5, "truncated": False}
+    noted = replay(build_policy({"monitor": "ndcg@10", "patience": 2, "improvement": "significant"}), curve_trace)
+    assert noted.to_dict()["notes"] == list(noted.notes) and len(noted.notes) == 1
