@@ -309,3 +309,72 @@ def test_result_as_plain_data(curve_trace: Path) -> None:
         "wall_seconds": 10.5, "truncated": False}
     noted = replay(build_policy({"monitor": "ndcg@10", "patience": 2, "improvement": "significant"}), curve_trace)
     assert noted.to_dict()["notes"] == list(noted.notes) and len(noted.notes) == 1
+
+
+def _ended_trace(path: Path, n: int, epochs: int | None, epochs_trained: int | None) -> Path:
+    """A finished trace of ``n`` evaluations of CURVE (no stop recorded) with the header's budget ``epochs`` and the
+    footer's ``epochs_trained`` as given."""
+    w = TraceWriter(path)
+    w.header(config={"model": "GRU4Rec"}, policy={"enabled": False}, versions={}, model="GRU4Rec",
+             dataset="synthetic", seed=1, epochs=epochs, eval_step=1, record_test=False)
+    for e in range(n):
+        w.record(epoch=e, train_loss=1.0, lr=0.001, valid={"ndcg@10": CURVE[e]}, decision={"epoch": e})
+    w.footer(stop_epoch=n - 1, stop_reason="patience", message="", best_epoch=None, epochs_trained=epochs_trained)
+    return path
+
+
+@pytest.mark.parametrize("n, epochs, trained, truncated, epochs_trained, message", [
+    (5, None, None, False, 5, "did not stop within the budget of 5 epochs"),          # no budget known: it ended
+    (5, 5, None, False, 5, "did not stop within the budget of 5 epochs"),             # the last epoch is the budget's
+    (5, 9, 9, False, 9, "did not stop within the budget of 9 epochs"),                # the footer says all 9 ran
+    (5, 9, 5, True, 5, "did not stop before the trace ended at epoch 4 (the recorded run was cut short)"),
+    (5, 6, 5, True, 5, "did not stop before the trace ended at epoch 4 (the recorded run was cut short)"),
+])
+def test_a_policy_that_never_stops_ends_with_the_budget_or_the_trace(tmp_path: Path, n: int, epochs: int | None,
+                                                                     trained: int | None, truncated: bool,
+                                                                     epochs_trained: int, message: str) -> None:
+    """Not stopping: the budget was reached when the trace covers it (or names none, or its footer says all epochs
+    ran); otherwise the recording stopped early and the replay is truncated at its last evaluation."""
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": None}), _ended_trace(tmp_path / "t.jsonl", n, epochs,
+                                                                                   trained))
+    assert (r.stopped, r.truncated, r.epochs_trained, r.message) == (False, truncated, epochs_trained, message)
+    assert r.reason == (TRUNCATED_REASON if truncated else BUDGET_REASON)
+
+
+@pytest.mark.parametrize("key, value", [("model", "SASRec"), ("dataset", "ml-1m")])
+def test_check_same_run_names_the_differing_key(tmp_path: Path, key: str, value: str) -> None:
+    """Another model or dataset: refused naming the key, both values and both files."""
+    a = read_trace(write_trace(tmp_path / "a.jsonl", CURVE))
+    b = read_trace(write_trace(tmp_path / "b.jsonl", CURVE))
+    b.header[key] = value
+    with pytest.raises(StateError) as info:
+        check_same_run([a, b])
+    assert str(info.value) == (f"{b.path}: {key} {value!r} differs from {a.path}'s {a.header[key]!r}; compare traces "
+                               "of one setup only")
+
+
+def test_replay_many_checks_test_metrics_only_when_asked(tmp_path: Path) -> None:
+    """need_test defaults to False; with True a trace without test metrics is refused."""
+    path = write_trace(tmp_path / "t.jsonl", CURVE, test=False)
+    policies = {"p": build_policy({"monitor": "ndcg@10", "patience": 2})}
+    assert [r.stop_epoch for r in replay_many(policies, [path])] == [6]
+    with pytest.raises(ReplayError, match="trace has no test metrics"):
+        replay_many(policies, [path], need_test=True)
+
+
+def test_messages_and_lookups_whole(curve_trace: Path, tmp_path: Path) -> None:
+    """oracle's refusal, why_not_replayable's three reasons, metric() on the valid split, an all-null run's best."""
+    with pytest.raises(ValueError, match=r"^oracle\(\) needs a policy built with enabled: false \(it would otherwise "
+                                         r"stop early\)$"):
+        oracle(curve_trace, build_policy({"monitor": "ndcg@10"}))
+    assert why_not_replayable(None, None, {"seed": 3, "learning_rate": 0.01}) == (
+        "it sets training keys (learning_rate, seed) that the recorded runs did not use")
+    assert why_not_replayable({"reduce_on_plateau": {"factor": 0.3}}, None) == (
+        "its lr_schedule.reduce_on_plateau changes the learning rate when the monitor stalls")
+    assert why_not_replayable({"decay": "exponential"}, None) == (
+        "its lr_schedule differs from the one the recorded runs trained with")
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": 2}), curve_trace)
+    assert (r.metric("recall@10", "valid"), r.metric("recall@10")) == (0.60, 0.30)
+    nulls = replay(build_policy({"monitor": "ndcg@10", "check_finite": "miss", "patience": 5}),
+                   write_trace(tmp_path / "n.jsonl", [None, None, None]))
+    assert (nulls.best_epoch, nulls.best_valid, nulls.best_test) == (None, None, None)
