@@ -144,10 +144,12 @@ def run_group(name: str, *, only: list[str] | None, minutes: float | None, fresh
     start = time.monotonic()
     budget = (minutes if minutes is not None else group.minutes) * 60
     passes = [(WORK / name, group.slow), (WORK / f"{name}.all", ())] if group.slow else [(WORK / name, ())]
+    named = set(rerun)
     for i, (dest, deselect) in enumerate(passes):
-        if i > 0:  # the second pass: only what survived the first
+        if i > 0:  # the second pass: only what survived the first (of the named mutants, when it was given names)
             mutants = json.loads((RESULTS / f"{name}.json").read_text())["mutants"]
-            rerun = [m for m, status in mutants.items() if status not in KILLED and status != NOT_RUN]
+            rerun = [m for m, status in mutants.items() if status not in KILLED and status != NOT_RUN
+                     and (not named or m in named)]
             if not rerun:
                 break
         if fresh and dest.exists():
@@ -164,7 +166,7 @@ def run_group(name: str, *, only: list[str] | None, minutes: float | None, fresh
         if left <= 0:
             break
         mutmut(dest, "run", "--max-children", "1", *rerun, timeout=left)
-        write_results(name, group, dest, time.monotonic() - start, keep=set(rerun) if i > 0 else None)
+        write_results(name, group, dest, time.monotonic() - start, keep=set(rerun) if rerun else None)
 
 
 def write_results(name: str, group: Group, dest: Path, seconds: float, keep: set[str] | None = None) -> None:

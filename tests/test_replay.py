@@ -378,3 +378,73 @@ def test_messages_and_lookups_whole(curve_trace: Path, tmp_path: Path) -> None:
     nulls = replay(build_policy({"monitor": "ndcg@10", "check_finite": "miss", "patience": 5}),
                    write_trace(tmp_path / "n.jsonl", [None, None, None]))
     assert (nulls.best_epoch, nulls.best_valid, nulls.best_test) == (None, None, None)
+
+
+def _test_trace(path: Path, record_test: bool, with_test: list[bool]) -> Path:
+    """A finished trace whose header says ``record_test`` and whose i-th record has test metrics iff with_test[i]."""
+    w = TraceWriter(path)
+    w.header(config={}, policy={}, versions={}, model="GRU4Rec", dataset="synthetic", seed=1, epochs=len(with_test),
+             eval_step=1, record_test=record_test)
+    for e, has in enumerate(with_test):
+        rec = {"epoch": e, "valid": {"ndcg@10": CURVE[e]}, "decision": {}}
+        if has:
+            rec["test"] = {"ndcg@10": CURVE[e] / 2}
+        w.record(**rec)
+    w.footer(stop_epoch=len(with_test) - 1, stop_reason="max_epochs", message="", best_epoch=None)
+    return path
+
+
+@pytest.mark.parametrize("record_test, with_test, refused", [
+    (True, [False, True], False),    # the header says test metrics were recorded
+    (False, [True, False], False),   # the first record has them
+    (False, [False, True], True),    # neither
+])
+def test_need_test_reads_the_header_and_the_first_record(tmp_path: Path, record_test: bool, with_test: list[bool],
+                                                         refused: bool) -> None:
+    """need_test refuses a trace only when neither its header nor its first record shows test metrics."""
+    path = _test_trace(tmp_path / "t.jsonl", record_test, with_test)
+    policy = build_policy({"monitor": "ndcg@10", "patience": None})
+    if refused:
+        with pytest.raises(ReplayError) as info:
+            replay(policy, path, need_test=True)
+        assert str(info.value) == (f"{path}: trace has no test metrics (recorded without record_test); record it "
+                                   "with record_test=True to compare test quality")
+    else:
+        assert replay(policy, path, need_test=True).stop_epoch == 1
+
+
+def test_replay_defaults_and_what_it_leaves_on_the_policy(curve_trace: Path) -> None:
+    """Decisions are not kept by default; the policy is left with the trace's epoch budget (what rules that look
+    ahead read)."""
+    policy = build_policy({"monitor": "ndcg@10", "patience": 2})
+    r = replay(policy, curve_trace)
+    assert r.decisions == () and policy.budget == 12
+
+
+def test_per_user_messages_name_the_policy_and_every_key(tmp_path: Path) -> None:
+    """The replay's name (or 'policy') in a damaged sidecar's message; every key in the notes and the lacking list;
+    only a run directory's trace.jsonl looks for a sidecar beside it."""
+    import shutil
+
+    from test_per_user import write_run
+
+    from rec_es.replay import per_user_source
+
+    run = tmp_path / "run"
+    write_run(run, [0, 1, 2])
+    both = build_policy({"monitor": {"ndcg@10": 0.5, "mrr@10": 0.5}, "improvement": "significant"})
+    with pytest.raises(ReplayError, match=r"needs mrr@10; record them"):
+        per_user_source(both, read_trace(run), "b")
+    lacking = build_policy({"monitor": {"mrr@10": 0.5, "hit@10": 0.5}, "improvement": "significant"})
+    with pytest.raises(ReplayError, match=r"but policy 'policy' needs mrr@10, hit@10; record them"):
+        per_user_source(lacking, read_trace(run))
+    shutil.copy(run / "trace.jsonl", run / "other.jsonl")  # beside the sidecar, but not the run's trace.jsonl
+    at, notes = per_user_source(both, read_trace(run / "other.jsonl"))
+    assert at is None and notes[0].startswith(f"{run / 'other.jsonl'}: no per-user validation scores recorded, so "
+                                              "ndcg@10, mrr@10 per user were not available")
+    (run / "per_user" / "valid.bin").write_bytes(b"")
+    significant = build_policy({"monitor": "ndcg@10", "improvement": "significant"})
+    with pytest.raises(ReplayError, match=r"^policy 'sig' reads per-user scores: "):
+        replay(significant, run, name="sig")
+    with pytest.raises(ReplayError, match=r"^policy 'policy' reads per-user scores: "):
+        per_user_source(significant, read_trace(run))
