@@ -372,3 +372,43 @@ def test_trend_fact_names_the_band_of_its_z(z: float, label: str) -> None:
     from rec_es.explain.verdict import facts
 
     assert facts(_evidence(z), "ndcg@10")["trend"].endswith(label)
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((0.04, 3.0), ("not_premature", "training loss flat for the budget left")),   # at LOSS_HEADROOM 4 %
+    ((0.0401, 3.0), ("premature", "loss falling, monitor rising")),
+    ((0.1, 0.0, 0.025), ("premature", "loss falling slowly, monitor flat")),       # at SLOW_LOSS 2.5 %
+    ((0.1, 0.0, 0.0251), ("cannot_tell", "loss falling, monitor flat")),
+    ((0.1, None), ("premature", "early stop, loss still falling")),
+])
+def test_loss_rule_at_its_literal_boundaries(args: tuple, expected: tuple[str, str]) -> None:
+    """The loss headroom counts as flat at 4 % exactly, the slow-loss plateau at a 2.5 % fall exactly."""
+    from rec_es.explain.verdict import loss_rule
+
+    assert loss_rule(*args) == expected
+
+
+@pytest.mark.parametrize("epoch, mode, level", [
+    (8, "max", 0.39),    # inside the trend window 4-8: its mean (epoch 6, 0.35) + slope 0.02 x 2 epochs
+    (4, "max", 0.31),    # the window's first epoch is inside it
+    (6, "max", 0.35),
+    (8, "min", 0.31),    # min mode: the slope is oriented (positive = better = lower)
+    (2, "max", 0.2375),  # before the window: the mean of the evaluations around it (epochs 0-6)
+    (3, "max", None),    # not an evaluated epoch
+])
+def test_level_at_is_the_trend_line_in_its_window_else_a_local_mean(epoch: int, mode: str, level: float | None) -> None:
+    """The restored epoch's level (the bar the verdict's lost-gain reads) from the estimator's trend line."""
+    from rec_es.explain.verdict import _level_at
+    from rec_es.policy.learning import LearningEstimate
+
+    points = [(0, 0.1), (2, 0.2), (4, 0.3), (6, 0.35), (8, 0.4)]
+    est = LearningEstimate(state="unknown", confidence=0.5, gain=None, gain_lo=None, gain_hi=None, margin=None,
+                           noise=0.01, noise_source="residuals", trend_slope=0.02, trend_z=1.0, trend_window=(4, 8),
+                           loss_progress=None, loss_change=None, facts=(), continuation=(), method="none", epoch=8,
+                           budget=20, level=0.4)
+    got = _level_at(points, est, mode, epoch)
+    assert got == (None if level is None else pytest.approx(level))
+    from dataclasses import replace
+
+    assert _level_at(points, replace(est, trend_slope=None), mode, 8) == pytest.approx(0.35)  # (0.3+0.35+0.4)/3
+    assert _level_at(points, replace(est, trend_window=None), mode, 8) == pytest.approx(0.35)
