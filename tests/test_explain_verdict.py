@@ -412,3 +412,23 @@ def test_level_at_is_the_trend_line_in_its_window_else_a_local_mean(epoch: int, 
 
     assert _level_at(points, replace(est, trend_slope=None), mode, 8) == pytest.approx(0.35)  # (0.3+0.35+0.4)/3
     assert _level_at(points, replace(est, trend_window=None), mode, 8) == pytest.approx(0.35)
+
+
+def test_gathered_evidence_of_a_stock_log_field_by_field() -> None:
+    """The evidence of the stopping_step-20 log (stop at epoch 65 of 100, best 0.0766 at epoch 44), each field
+    recomputed from the log's text: budget used and left, the loss spans and falls, the bar and its level on the
+    estimator's trend line; the estimator was given the budget, the monitor's name and the losses."""
+    path = CUT / "gru4rec_lr0.005_ss20.log"
+    epochs, scores, losses = _log_series(path)
+    v = explain(path)["premature"]
+    ev, est = v["evidence"], v["estimate"]
+    assert (ev["epoch"], ev["budget"], ev["budget_used"], ev["epochs_left"], ev["evaluations"]) == (65, 100, 0.66, 34, 66)
+    assert (ev["bar"], ev["bar_epoch"]) == (scores[44], 44) == (0.0766, 44)
+    assert ev["loss_span"] == [61, 65]
+    assert ev["loss_fall"] == pytest.approx((losses[61] - losses[65]) / losses[61] / 4)
+    first = est["trend_window"][0]
+    assert ev["window_loss_fall"] == pytest.approx((losses[first] - losses[65]) / losses[first])
+    window = [(e, s) for e, s in zip(epochs, scores) if e >= first]
+    mean_e, mean_v = sum(e for e, _ in window) / len(window), sum(s for _, s in window) / len(window)
+    assert ev["bar_level"] == pytest.approx(mean_v + est["trend_slope"] * (44 - mean_e))
+    assert est["budget"] == 100 and est["loss_progress"] is not None and "ndcg@10" in " ".join(est["facts"]).lower()
