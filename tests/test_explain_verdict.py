@@ -432,3 +432,38 @@ def test_gathered_evidence_of_a_stock_log_field_by_field() -> None:
     mean_e, mean_v = sum(e for e, _ in window) / len(window), sum(s for _, s in window) / len(window)
     assert ev["bar_level"] == pytest.approx(mean_v + est["trend_slope"] * (44 - mean_e))
     assert est["budget"] == 100 and est["loss_progress"] is not None and "ndcg@10" in " ".join(est["facts"]).lower()
+
+
+@pytest.mark.parametrize("epochs, losses, expected", [
+    ([0, 2], [2.0, 1.0], (0.25, (0, 2))),           # two evaluations are enough
+    ([1, 3], [2.0, 1.0], (0.25, (1, 3))),
+    ([0, 2], [1.0, 0.5], (0.25, (0, 2))),
+    ([0, 2], [2.0, 0.0], (0.5, (0, 2))),            # a loss that reached 0
+    ([0, 0, 4], [2.0, 1.5, 1.0], (0.125, (0, 4))),  # first to last, per epoch
+    ([0], [2.0], (None, None)),                     # one evaluation
+    ([3, 3], [2.0, 1.0], (None, None)),             # no epochs between
+    ([0, 2], [0.0, 1.0], (None, None)),             # no relative fall from 0
+])
+def test_loss_fall_per_epoch(epochs: list[int], losses: list[float], expected: tuple) -> None:
+    """The training loss's relative fall per epoch from the first to the last evaluation of the strip."""
+    from rec_es.explain.verdict import _loss_fall
+
+    assert _loss_fall(epochs, losses) == expected
+
+
+def test_small_pieces_of_the_sentence() -> None:
+    """Percentages (two significant digits under 10 %, whole numbers above), a confidence without a left-out record,
+    a verdict with no deciding fact, the loss fact without a budget, and the result's shape."""
+    from rec_es.explain.verdict import _pct, _sentence, facts
+
+    assert [_pct(x) for x in (0.0123, 0.05, 0.123, 1.0)] == ["1.2 %", "5 %", "12 %", "100 %"]
+    assert _sentence("not_premature", 0.8, None, ["a", "b"]) == "Not premature (confidence 80 %): a; b."
+    assert _sentence("premature", 0.9, (8, 12), ["a"]) == (
+        "Premature (confidence 90 %; right 8 of 12 times on regimes left out of its tuning): a.")
+    assert _sentence("cannot_tell", None, None, []) == "Cannot tell: the log holds too little to judge."
+    assert facts(_evidence(0.0, epochs_left=None), "ndcg@10")["loss"] == (
+        "the training loss fell 1 % per epoch (epochs 45-49)")
+    v = explain(CUT / "gru4rec_lr0.005_ss20.log")["premature"]
+    assert {"call", "confidence", "untuned", "rule", "facts", "all_facts", "estimate", "extrapolated",
+            "evidence"} <= set(v)
+    assert "estimate" not in v["evidence"] and isinstance(v["estimate"]["continuation"], list)
