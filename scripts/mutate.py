@@ -191,7 +191,8 @@ def write_results(name: str, group: Group, dest: Path, seconds: float, keep: set
 
 
 def equivalents() -> dict[str, str]:
-    """Mutant name -> reason, from the rows of docs/mutation.md's equivalent-mutant tables (``| `name` | ...``)."""
+    """Mutant name -> reason, from the rows of docs/mutation.md's tables (``| `name` | ...``); a reason that starts
+    with ``killed`` names the test that kills a mutant mutmut's stale record did not run it against."""
     if not TRIAGE.exists():
         return {}
     rows = (re.match(r"\|\s*`([^`]+__mutmut_\d+)`\s*\|(.*)\|\s*$", line) for line in TRIAGE.read_text().splitlines())
@@ -219,7 +220,7 @@ def report() -> int:
         for mutant, status in mutants.items():
             by_module.setdefault(module_of(mutant), []).append((mutant, status))
         for module, rows in sorted(by_module.items()):
-            ran = [(m, s) for m, s in rows if s != NOT_RUN]
+            ran = [(m, "killed" if equivalent.get(m, "").startswith("killed") else s) for m, s in rows if s != NOT_RUN]
             killed = sum(s in KILLED for _, s in ran)
             eq = sum(s not in KILLED and m in equivalent for m, s in ran)
             left = [m for m, s in ran if s not in KILLED and m not in equivalent]
