@@ -21,7 +21,9 @@ SUPPORTED_PYTHONS := 3.10 3.11 3.12 3.13
 UV_REQUIREMENT := uv>=0.13,<0.14
 TORCH_REQUIREMENT := torch==2.13.0
 
-.PHONY: run test install check-python clean-venv
+MUTATE_STAMP := $(VENV)/.rec_es-mutate-installed
+
+.PHONY: run test mutate install check-python clean-venv
 
 install: $(STAMP)
 
@@ -61,6 +63,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Mutation testing (docs/mutation.md): not part of `make test`; hours, one worker. GROUPS picks groups of
+# scripts/mutate.py (default all), ARGS passes more options, e.g. make mutate GROUPS=per_user ARGS=--survivors
+GROUPS ?=
+$(MUTATE_STAMP): $(STAMP)
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -e '.[test,mutate]' '$(TORCH_REQUIREMENT)'
+	touch $(MUTATE_STAMP)
+
+mutate: $(MUTATE_STAMP)
+	$(PY) scripts/mutate.py $(GROUPS) $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -22,8 +22,7 @@ import pytest
 
 from rec_es.cli.explain import main
 from rec_es.explain import explain
-from rec_es.explain.verdict import (CONFIDENCE, FALLING_Z, LOSS_HEADROOM, MIN_POINTS, SLOW_LOSS, TREND_Z,
-                                    UNDECIDED, UNTUNED)
+from rec_es.explain.verdict import CONFIDENCE, LOSS_HEADROOM, MIN_POINTS, SLOW_LOSS, UNDECIDED, UNTUNED
 from rec_es.policy.learning import estimate_learning
 from rec_es.recbole_log import parse_recbole_log
 from rec_es.recbole_log.write import stock_log_text
@@ -82,7 +81,7 @@ def test_stop_with_the_loss_still_falling_quotes_the_extrapolation() -> None:
     est = estimate_learning(epochs, values, "max", 100, losses)
     fall, headroom = _headroom(epochs, losses, 100)
     premature = explain(path)["premature"]
-    assert headroom > LOSS_HEADROOM and est.trend_z >= TREND_Z
+    assert headroom > LOSS_HEADROOM and est.trend_z >= 2.0  # TREND_Z
     assert (premature["call"], premature["rule"]) == ("premature", "loss falling, monitor rising")
     assert premature["facts"][0].startswith(f"the training loss was still falling {100 * fall:.2g} % per epoch")
     assert premature["facts"][2] == (f"the learning-curve fit expects {est.gain:+.2g} more by epoch 99 (bounds "
@@ -92,13 +91,13 @@ def test_stop_with_the_loss_still_falling_quotes_the_extrapolation() -> None:
 
 def test_late_stop_with_a_flat_loss_is_not_premature() -> None:
     """Stopped at epoch 65 of 100: at the loss's last pace it would shed about 1 % more in the 34 epochs left, under
-    LOSS_HEADROOM: not premature; ndcg@10 drifts down within its noise (z above -FALLING_Z), the second fact."""
+    LOSS_HEADROOM: not premature; ndcg@10 drifts down within its noise (z above -2, FALLING_Z), the second fact."""
     path = CUT / "gru4rec_lr0.005_ss20.log"
     epochs, values, losses = _log_series(path)
     est = estimate_learning(epochs, values, "max", 100, losses)
     fall, headroom = _headroom(epochs, losses, 100)
     premature = explain(path)["premature"]
-    assert 0 < headroom <= LOSS_HEADROOM and -FALLING_Z < est.trend_z < 0
+    assert 0 < headroom <= LOSS_HEADROOM and -2.0 < est.trend_z < 0  # above -FALLING_Z
     rule = "training loss flat for the budget left"
     assert (premature["call"], premature["rule"]) == ("not_premature", rule)
     right, cases = UNTUNED[rule]
@@ -135,7 +134,7 @@ def test_falling_loss_without_a_rising_monitor_cannot_tell(tmp_path: Path) -> No
     report = explain(run)
     premature = report["premature"]
     est = premature["estimate"]
-    assert -FALLING_Z < est["trend_z"] < TREND_Z
+    assert -2.0 < est["trend_z"] < 2.0  # between -FALLING_Z and TREND_Z
     assert (premature["call"], premature["rule"], premature["confidence"]) == (
         "cannot_tell", "loss falling, monitor flat", None)
     assert "(within noise)" in premature["facts"][0]
@@ -164,7 +163,7 @@ def test_a_flat_monitor_beside_a_slowly_falling_loss_is_a_plateau_and_premature(
         premature = explain(write_trace(tmp_path / f"run{pace}", scores, {"patience": 19}, epochs=100,
                                         losses=losses))["premature"]
         assert premature["evidence"]["loss_headroom"] > LOSS_HEADROOM
-        assert -FALLING_Z < premature["estimate"]["trend_z"] < TREND_Z
+        assert -2.0 < premature["estimate"]["trend_z"] < 2.0  # between -FALLING_Z and TREND_Z
         verdicts[pace] = premature
     slow, fast = verdicts[0.001], verdicts[0.01]
     a, b = slow["estimate"]["trend_window"]
@@ -316,3 +315,158 @@ def test_runs_no_rule_stopped_get_no_call() -> None:
     budget = explain(logs / "budget_test_crashed.log")
     assert budget["premature"]["call"] is None and budget["lost"] is None
     assert budget["premature"]["verdict"].startswith("Not stopped early: the run used its whole budget")
+
+
+# --- the thresholds at literal boundary values (docs/explain_verdict.md), not against the imported constants ------
+def _evidence(trend_z: float | None, *, loss_fall: float | None = 0.01, epochs_left: int | None = 50,
+              window_loss_fall: float | None = 0.2) -> Any:
+    """Evidence of a stop at epoch 49 of 100 with a trend window 25-49, the given trend z and training loss."""
+    from rec_es.explain.verdict import Evidence
+    from rec_es.policy.learning import LearningEstimate
+
+    est = LearningEstimate(state="unknown", confidence=0.5, gain=None, gain_lo=None, gain_hi=None, margin=None,
+                           noise=0.01, noise_source="residuals", trend_slope=0.0004 * (trend_z or 0), trend_z=trend_z,
+                           trend_window=(25, 49), loss_progress=None, loss_change=None, facts=(), continuation=(),
+                           method="none", epoch=49, budget=100, level=0.3)
+    return Evidence(epoch=49, budget=100, budget_used=0.5, epochs_left=epochs_left, evaluations=50,
+                    loss_fall=loss_fall, loss_span=(45, 49) if loss_fall is not None else None,
+                    window_loss_fall=window_loss_fall, bar=0.3, bar_epoch=40, bar_level=0.3, estimate=est)
+
+
+@pytest.mark.parametrize("z, call, rule", [
+    (1.49, "cannot_tell", "loss falling, monitor flat"),       # just under LEANING_Z 1.5
+    (1.5, "premature", "loss falling, monitor leaning up"),    # at it
+    (1.51, "premature", "loss falling, monitor leaning up"),
+    (1.99, "premature", "loss falling, monitor leaning up"),   # just under TREND_Z 2
+    (2.0, "premature", "loss falling, monitor rising"),
+    (-1.99, "cannot_tell", "loss falling, monitor flat"),      # just above -FALLING_Z
+    (-2.0, "not_premature", "monitor falling"),                # at -FALLING_Z 2
+    (-2.01, "not_premature", "monitor falling"),
+])
+def test_leaning_and_falling_thresholds_at_their_boundaries(z: float, call: str, rule: str) -> None:
+    """With the loss still falling (headroom 1 - 0.99^50 = 39 % > 4 %) and a fast-falling loss over the window,
+    the trend z alone decides: leaning up from z = 1.5, rising from 2, falling at or below -2 (literal values)."""
+    from rec_es.explain.verdict import decide
+
+    got_call, _, got_rule = decide(_evidence(z))
+    assert (got_call, got_rule) == (call, rule)
+
+
+@pytest.mark.parametrize("z, call, rule", [
+    (-1.99, "not_premature", "trend within noise"),
+    (-2.0, "not_premature", "monitor falling"),
+    (1.99, "not_premature", "trend within noise"),
+    (2.0, "premature", "still rising, with room"),
+])
+def test_falling_and_rising_thresholds_without_a_training_loss(z: float, call: str, rule: str) -> None:
+    """A trace with no training loss: z = -2 is 'monitor falling', -1.99 and 1.99 within noise, 2 rising with the
+    50 epochs left at least the 24-epoch trend window (literal values)."""
+    from rec_es.explain.verdict import decide
+
+    got_call, _, got_rule = decide(_evidence(z, loss_fall=None, window_loss_fall=None))
+    assert (got_call, got_rule) == (call, rule)
+
+
+@pytest.mark.parametrize("z, label", [(2.0, " (still rising)"), (1.99, " (leaning up, within noise)"),
+                                      (1.5, " (leaning up, within noise)"), (1.49, " (within noise)"),
+                                      (-1.99, " (within noise)"), (-2.0, " (falling)")])
+def test_trend_fact_names_the_band_of_its_z(z: float, label: str) -> None:
+    """The trend fact's words change at z = 2, 1.5 and -2, where the rules change (literal values)."""
+    from rec_es.explain.verdict import facts
+
+    assert facts(_evidence(z), "ndcg@10")["trend"].endswith(label)
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((0.04, 3.0), ("not_premature", "training loss flat for the budget left")),   # at LOSS_HEADROOM 4 %
+    ((0.0401, 3.0), ("premature", "loss falling, monitor rising")),
+    ((0.1, 0.0, 0.025), ("premature", "loss falling slowly, monitor flat")),       # at SLOW_LOSS 2.5 %
+    ((0.1, 0.0, 0.0251), ("cannot_tell", "loss falling, monitor flat")),
+    ((0.1, None), ("premature", "early stop, loss still falling")),
+])
+def test_loss_rule_at_its_literal_boundaries(args: tuple, expected: tuple[str, str]) -> None:
+    """The loss headroom counts as flat at 4 % exactly, the slow-loss plateau at a 2.5 % fall exactly."""
+    from rec_es.explain.verdict import loss_rule
+
+    assert loss_rule(*args) == expected
+
+
+@pytest.mark.parametrize("epoch, mode, level", [
+    (8, "max", 0.39),    # inside the trend window 4-8: its mean (epoch 6, 0.35) + slope 0.02 x 2 epochs
+    (4, "max", 0.31),    # the window's first epoch is inside it
+    (6, "max", 0.35),
+    (8, "min", 0.31),    # min mode: the slope is oriented (positive = better = lower)
+    (2, "max", 0.2375),  # before the window: the mean of the evaluations around it (epochs 0-6)
+    (3, "max", None),    # not an evaluated epoch
+])
+def test_level_at_is_the_trend_line_in_its_window_else_a_local_mean(epoch: int, mode: str, level: float | None) -> None:
+    """The restored epoch's level (the bar the verdict's lost-gain reads) from the estimator's trend line."""
+    from rec_es.explain.verdict import _level_at
+    from rec_es.policy.learning import LearningEstimate
+
+    points = [(0, 0.1), (2, 0.2), (4, 0.3), (6, 0.35), (8, 0.4)]
+    est = LearningEstimate(state="unknown", confidence=0.5, gain=None, gain_lo=None, gain_hi=None, margin=None,
+                           noise=0.01, noise_source="residuals", trend_slope=0.02, trend_z=1.0, trend_window=(4, 8),
+                           loss_progress=None, loss_change=None, facts=(), continuation=(), method="none", epoch=8,
+                           budget=20, level=0.4)
+    got = _level_at(points, est, mode, epoch)
+    assert got == (None if level is None else pytest.approx(level))
+    from dataclasses import replace
+
+    assert _level_at(points, replace(est, trend_slope=None), mode, 8) == pytest.approx(0.35)  # (0.3+0.35+0.4)/3
+    assert _level_at(points, replace(est, trend_window=None), mode, 8) == pytest.approx(0.35)
+
+
+def test_gathered_evidence_of_a_stock_log_field_by_field() -> None:
+    """The evidence of the stopping_step-20 log (stop at epoch 65 of 100, best 0.0766 at epoch 44), each field
+    recomputed from the log's text: budget used and left, the loss spans and falls, the bar and its level on the
+    estimator's trend line; the estimator was given the budget, the monitor's name and the losses."""
+    path = CUT / "gru4rec_lr0.005_ss20.log"
+    epochs, scores, losses = _log_series(path)
+    v = explain(path)["premature"]
+    ev, est = v["evidence"], v["estimate"]
+    assert (ev["epoch"], ev["budget"], ev["budget_used"], ev["epochs_left"], ev["evaluations"]) == (65, 100, 0.66, 34, 66)
+    assert (ev["bar"], ev["bar_epoch"]) == (scores[44], 44) == (0.0766, 44)
+    assert ev["loss_span"] == [61, 65]
+    assert ev["loss_fall"] == pytest.approx((losses[61] - losses[65]) / losses[61] / 4)
+    first = est["trend_window"][0]
+    assert ev["window_loss_fall"] == pytest.approx((losses[first] - losses[65]) / losses[first])
+    window = [(e, s) for e, s in zip(epochs, scores) if e >= first]
+    mean_e, mean_v = sum(e for e, _ in window) / len(window), sum(s for _, s in window) / len(window)
+    assert ev["bar_level"] == pytest.approx(mean_v + est["trend_slope"] * (44 - mean_e))
+    assert est["budget"] == 100 and est["loss_progress"] is not None and "ndcg@10" in " ".join(est["facts"]).lower()
+
+
+@pytest.mark.parametrize("epochs, losses, expected", [
+    ([0, 2], [2.0, 1.0], (0.25, (0, 2))),           # two evaluations are enough
+    ([1, 3], [2.0, 1.0], (0.25, (1, 3))),
+    ([0, 2], [1.0, 0.5], (0.25, (0, 2))),
+    ([0, 2], [2.0, 0.0], (0.5, (0, 2))),            # a loss that reached 0
+    ([0, 0, 4], [2.0, 1.5, 1.0], (0.125, (0, 4))),  # first to last, per epoch
+    ([0], [2.0], (None, None)),                     # one evaluation
+    ([3, 3], [2.0, 1.0], (None, None)),             # no epochs between
+    ([0, 2], [0.0, 1.0], (None, None)),             # no relative fall from 0
+])
+def test_loss_fall_per_epoch(epochs: list[int], losses: list[float], expected: tuple) -> None:
+    """The training loss's relative fall per epoch from the first to the last evaluation of the strip."""
+    from rec_es.explain.verdict import _loss_fall
+
+    assert _loss_fall(epochs, losses) == expected
+
+
+def test_small_pieces_of_the_sentence() -> None:
+    """Percentages (two significant digits under 10 %, whole numbers above), a confidence without a left-out record,
+    a verdict with no deciding fact, the loss fact without a budget, and the result's shape."""
+    from rec_es.explain.verdict import _pct, _sentence, facts
+
+    assert [_pct(x) for x in (0.0123, 0.05, 0.123, 1.0)] == ["1.2 %", "5 %", "12 %", "100 %"]
+    assert _sentence("not_premature", 0.8, None, ["a", "b"]) == "Not premature (confidence 80 %): a; b."
+    assert _sentence("premature", 0.9, (8, 12), ["a"]) == (
+        "Premature (confidence 90 %; right 8 of 12 times on regimes left out of its tuning): a.")
+    assert _sentence("cannot_tell", None, None, []) == "Cannot tell: the log holds too little to judge."
+    assert facts(_evidence(0.0, epochs_left=None), "ndcg@10")["loss"] == (
+        "the training loss fell 1 % per epoch (epochs 45-49)")
+    v = explain(CUT / "gru4rec_lr0.005_ss20.log")["premature"]
+    assert {"call", "confidence", "untuned", "rule", "facts", "all_facts", "estimate", "extrapolated",
+            "evidence"} <= set(v)
+    assert "estimate" not in v["evidence"] and isinstance(v["estimate"]["continuation"], list)

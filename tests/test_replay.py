@@ -243,3 +243,206 @@ def test_bench_replay_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert module.main(["--policies", "3", "--seeds", "2", "--epochs", "30", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "3 policies x 2 traces" in out and "evaluations/s" in out and "peak Python memory" in out
+
+
+# --- per-user scores from the sidecar, and the result as plain data (survivors of mutation testing) -------------
+def test_per_user_source_reads_the_sidecar_beside_the_trace(tmp_path: Path) -> None:
+    """A policy reading per-user scores gets, per epoch, the sidecar's float32 values of its keys as lists; a policy
+    reading none gets nothing; a key the sidecar lacks, a damaged sidecar and no sidecar are each said."""
+    from test_per_user import values, write_run
+
+    from rec_es.replay import per_user_source
+
+    run = tmp_path / "run"
+    write_run(run, [0, 1, 2, 3])
+    tr = read_trace(run)
+    significant = build_policy({"monitor": "ndcg@10", "patience": 1, "improvement": "significant"})
+    at, notes = per_user_source(significant, tr, "p")
+    assert notes == () and at is not None
+    assert at(2) == {"ndcg@10": values(2)["ndcg@10"].tolist()}
+    assert per_user_source(build_policy({"monitor": "ndcg@10"}), tr) == (None, ())
+    with pytest.raises(ReplayError) as info:
+        per_user_source(build_policy({"monitor": "mrr@10", "improvement": "significant"}), tr, "q")
+    assert str(info.value) == (f"{run / 'per_user' / 'valid.bin'}: records per-user ndcg@10, recall@10, but policy "
+                               "'q' needs mrr@10; record them (per_user_metrics) or monitor a recorded metric")
+    (run / "per_user" / "valid.bin").write_bytes(b"")
+    with pytest.raises(ReplayError, match=r"^policy 'p' reads per-user scores: .*valid\.bin: truncated: 0 complete "
+                                          r"records, the trace has 4 evaluations$"):
+        per_user_source(significant, tr, "p")
+    (tmp_path / "bare").mkdir()
+    bare = write_trace(tmp_path / "bare" / "trace.jsonl", CURVE)
+    at, notes = per_user_source(significant, read_trace(bare), "p")
+    assert at is None and notes == (
+        f"{bare}: no per-user validation scores recorded, so ndcg@10 per user were not available: min_delta: auto "
+        "and improvement: significant used the curve's noise instead (1.4826·MAD of first differences; a z-test for "
+        "significance), not what a live run decides",)
+
+
+def test_replay_with_the_sidecar_decides_as_the_live_run_would(tmp_path: Path) -> None:
+    """Replaying a significance policy over a run with a sidecar: no notes, and each decision is update() fed the
+    sidecar's per-user scores by hand."""
+    from test_per_user import write_run
+
+    run = tmp_path / "run"
+    write_run(run, [0, 1, 2, 3])
+    mapping = {"monitor": "ndcg@10", "patience": 1, "improvement": "significant"}
+    r = replay(build_policy(mapping), run, name="p", keep_decisions=True)
+    assert r.notes == ()
+    by_hand = build_policy(mapping)
+    from rec_es import read_per_user
+
+    sidecar = read_per_user(run)
+    expected = [by_hand.update(rec["epoch"], rec["valid"], per_user=sidecar.for_policy(rec["epoch"]))
+                for rec in read_trace(run).records]
+    assert list(r.decisions) == expected[:len(r.decisions)]
+
+
+def test_result_as_plain_data(curve_trace: Path) -> None:
+    """to_dict holds every field under its name, notes only when there are some."""
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": 2}), curve_trace, name="p2")
+    assert r.to_dict() == {
+        "policy": "p2", "trace": str(curve_trace), "seed": 1, "stop_epoch": 6, "stopped": True, "reason": "patience",
+        "message": r.message, "best_epoch": 4, "best_valid": {"ndcg@10": 0.30, "recall@10": 0.60},
+        "best_test": {"ndcg@10": 0.15, "recall@10": 0.30}, "epochs_trained": 7, "evaluations": 7,
+        "wall_seconds": 10.5, "truncated": False}
+    noted = replay(build_policy({"monitor": "ndcg@10", "patience": 2, "improvement": "significant"}), curve_trace)
+    assert noted.to_dict()["notes"] == list(noted.notes) and len(noted.notes) == 1
+
+
+def _ended_trace(path: Path, n: int, epochs: int | None, epochs_trained: int | None) -> Path:
+    """A finished trace of ``n`` evaluations of CURVE (no stop recorded) with the header's budget ``epochs`` and the
+    footer's ``epochs_trained`` as given."""
+    w = TraceWriter(path)
+    w.header(config={"model": "GRU4Rec"}, policy={"enabled": False}, versions={}, model="GRU4Rec",
+             dataset="synthetic", seed=1, epochs=epochs, eval_step=1, record_test=False)
+    for e in range(n):
+        w.record(epoch=e, train_loss=1.0, lr=0.001, valid={"ndcg@10": CURVE[e]}, decision={"epoch": e})
+    w.footer(stop_epoch=n - 1, stop_reason="patience", message="", best_epoch=None, epochs_trained=epochs_trained)
+    return path
+
+
+@pytest.mark.parametrize("n, epochs, trained, truncated, epochs_trained, message", [
+    (5, None, None, False, 5, "did not stop within the budget of 5 epochs"),          # no budget known: it ended
+    (5, 5, None, False, 5, "did not stop within the budget of 5 epochs"),             # the last epoch is the budget's
+    (5, 9, 9, False, 9, "did not stop within the budget of 9 epochs"),                # the footer says all 9 ran
+    (5, 9, 5, True, 5, "did not stop before the trace ended at epoch 4 (the recorded run was cut short)"),
+    (5, 6, 5, True, 5, "did not stop before the trace ended at epoch 4 (the recorded run was cut short)"),
+])
+def test_a_policy_that_never_stops_ends_with_the_budget_or_the_trace(tmp_path: Path, n: int, epochs: int | None,
+                                                                     trained: int | None, truncated: bool,
+                                                                     epochs_trained: int, message: str) -> None:
+    """Not stopping: the budget was reached when the trace covers it (or names none, or its footer says all epochs
+    ran); otherwise the recording stopped early and the replay is truncated at its last evaluation."""
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": None}), _ended_trace(tmp_path / "t.jsonl", n, epochs,
+                                                                                   trained))
+    assert (r.stopped, r.truncated, r.epochs_trained, r.message) == (False, truncated, epochs_trained, message)
+    assert r.reason == (TRUNCATED_REASON if truncated else BUDGET_REASON)
+
+
+@pytest.mark.parametrize("key, value", [("model", "SASRec"), ("dataset", "ml-1m")])
+def test_check_same_run_names_the_differing_key(tmp_path: Path, key: str, value: str) -> None:
+    """Another model or dataset: refused naming the key, both values and both files."""
+    a = read_trace(write_trace(tmp_path / "a.jsonl", CURVE))
+    b = read_trace(write_trace(tmp_path / "b.jsonl", CURVE))
+    b.header[key] = value
+    with pytest.raises(StateError) as info:
+        check_same_run([a, b])
+    assert str(info.value) == (f"{b.path}: {key} {value!r} differs from {a.path}'s {a.header[key]!r}; compare traces "
+                               "of one setup only")
+
+
+def test_replay_many_checks_test_metrics_only_when_asked(tmp_path: Path) -> None:
+    """need_test defaults to False; with True a trace without test metrics is refused."""
+    path = write_trace(tmp_path / "t.jsonl", CURVE, test=False)
+    policies = {"p": build_policy({"monitor": "ndcg@10", "patience": 2})}
+    assert [r.stop_epoch for r in replay_many(policies, [path])] == [6]
+    with pytest.raises(ReplayError, match="trace has no test metrics"):
+        replay_many(policies, [path], need_test=True)
+
+
+def test_messages_and_lookups_whole(curve_trace: Path, tmp_path: Path) -> None:
+    """oracle's refusal, why_not_replayable's three reasons, metric() on the valid split, an all-null run's best."""
+    with pytest.raises(ValueError, match=r"^oracle\(\) needs a policy built with enabled: false \(it would otherwise "
+                                         r"stop early\)$"):
+        oracle(curve_trace, build_policy({"monitor": "ndcg@10"}))
+    assert why_not_replayable(None, None, {"seed": 3, "learning_rate": 0.01}) == (
+        "it sets training keys (learning_rate, seed) that the recorded runs did not use")
+    assert why_not_replayable({"reduce_on_plateau": {"factor": 0.3}}, None) == (
+        "its lr_schedule.reduce_on_plateau changes the learning rate when the monitor stalls")
+    assert why_not_replayable({"decay": "exponential"}, None) == (
+        "its lr_schedule differs from the one the recorded runs trained with")
+    r = replay(build_policy({"monitor": "ndcg@10", "patience": 2}), curve_trace)
+    assert (r.metric("recall@10", "valid"), r.metric("recall@10")) == (0.60, 0.30)
+    nulls = replay(build_policy({"monitor": "ndcg@10", "check_finite": "miss", "patience": 5}),
+                   write_trace(tmp_path / "n.jsonl", [None, None, None]))
+    assert (nulls.best_epoch, nulls.best_valid, nulls.best_test) == (None, None, None)
+
+
+def _test_trace(path: Path, record_test: bool, with_test: list[bool]) -> Path:
+    """A finished trace whose header says ``record_test`` and whose i-th record has test metrics iff with_test[i]."""
+    w = TraceWriter(path)
+    w.header(config={}, policy={}, versions={}, model="GRU4Rec", dataset="synthetic", seed=1, epochs=len(with_test),
+             eval_step=1, record_test=record_test)
+    for e, has in enumerate(with_test):
+        rec = {"epoch": e, "valid": {"ndcg@10": CURVE[e]}, "decision": {}}
+        if has:
+            rec["test"] = {"ndcg@10": CURVE[e] / 2}
+        w.record(**rec)
+    w.footer(stop_epoch=len(with_test) - 1, stop_reason="max_epochs", message="", best_epoch=None)
+    return path
+
+
+@pytest.mark.parametrize("record_test, with_test, refused", [
+    (True, [False, True], False),    # the header says test metrics were recorded
+    (False, [True, False], False),   # the first record has them
+    (False, [False, True], True),    # neither
+])
+def test_need_test_reads_the_header_and_the_first_record(tmp_path: Path, record_test: bool, with_test: list[bool],
+                                                         refused: bool) -> None:
+    """need_test refuses a trace only when neither its header nor its first record shows test metrics."""
+    path = _test_trace(tmp_path / "t.jsonl", record_test, with_test)
+    policy = build_policy({"monitor": "ndcg@10", "patience": None})
+    if refused:
+        with pytest.raises(ReplayError) as info:
+            replay(policy, path, need_test=True)
+        assert str(info.value) == (f"{path}: trace has no test metrics (recorded without record_test); record it "
+                                   "with record_test=True to compare test quality")
+    else:
+        assert replay(policy, path, need_test=True).stop_epoch == 1
+
+
+def test_replay_defaults_and_what_it_leaves_on_the_policy(curve_trace: Path) -> None:
+    """Decisions are not kept by default; the policy is left with the trace's epoch budget (what rules that look
+    ahead read)."""
+    policy = build_policy({"monitor": "ndcg@10", "patience": 2})
+    r = replay(policy, curve_trace)
+    assert r.decisions == () and policy.budget == 12
+
+
+def test_per_user_messages_name_the_policy_and_every_key(tmp_path: Path) -> None:
+    """The replay's name (or 'policy') in a damaged sidecar's message; every key in the notes and the lacking list;
+    only a run directory's trace.jsonl looks for a sidecar beside it."""
+    import shutil
+
+    from test_per_user import write_run
+
+    from rec_es.replay import per_user_source
+
+    run = tmp_path / "run"
+    write_run(run, [0, 1, 2])
+    both = build_policy({"monitor": {"ndcg@10": 0.5, "mrr@10": 0.5}, "improvement": "significant"})
+    with pytest.raises(ReplayError, match=r"needs mrr@10; record them"):
+        per_user_source(both, read_trace(run), "b")
+    lacking = build_policy({"monitor": {"mrr@10": 0.5, "hit@10": 0.5}, "improvement": "significant"})
+    with pytest.raises(ReplayError, match=r"but policy 'policy' needs mrr@10, hit@10; record them"):
+        per_user_source(lacking, read_trace(run))
+    shutil.copy(run / "trace.jsonl", run / "other.jsonl")  # beside the sidecar, but not the run's trace.jsonl
+    at, notes = per_user_source(both, read_trace(run / "other.jsonl"))
+    assert at is None and notes[0].startswith(f"{run / 'other.jsonl'}: no per-user validation scores recorded, so "
+                                              "ndcg@10, mrr@10 per user were not available")
+    (run / "per_user" / "valid.bin").write_bytes(b"")
+    significant = build_policy({"monitor": "ndcg@10", "improvement": "significant"})
+    with pytest.raises(ReplayError, match=r"^policy 'sig' reads per-user scores: "):
+        replay(significant, run, name="sig")
+    with pytest.raises(ReplayError, match=r"^policy 'policy' reads per-user scores: "):
+        per_user_source(significant, read_trace(run))

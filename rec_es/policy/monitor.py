@@ -1,7 +1,8 @@
 """The monitored score: one RecBole metric or a weighted sum of several, and its direction.
 
 Metric keys are RecBole's (``ndcg@10``, ``rmse``), matched in any case. The metric tables mirror
-``recbole.evaluator`` (checked against it in tests/policy/test_monitor.py) so this module needs no RecBole.
+``recbole.evaluator`` so this module needs no RecBole; tests/policy/test_monitor.py checks every table and every
+metric's direction against RecBole's metric classes.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import tiny_recbole_config
+from rec_es import build_policy
 from rec_es.cli.compare import main
 from rec_es.compare import TraceCache, recording_config, run_cached
 from rec_es.tune.workers import train_with_rec_es
@@ -98,3 +99,20 @@ def test_compare_command_end_to_end(workdir: dict[str, Any], capsys: pytest.Capt
     with open(out / "runs.csv") as fh:
         live_row = [line for line in fh if line.startswith("plateau,")][0]
     assert ",live,2020," in live_row
+
+
+def test_recorded_elapsed_seconds_drive_a_replayed_time_budget(workdir: dict[str, Any]) -> None:
+    """Each record of a real run keeps elapsed_seconds (docs/CONTRACT.md), rising and within the footer's wall time;
+    a replayed max_minutes stops at the first evaluation whose recorded elapsed time reaches it."""
+    recorded = workdir["recorded"]
+    elapsed = [r.get("elapsed_seconds") for r in recorded.records]
+    assert all(isinstance(e, float) and e > 0 for e in elapsed), elapsed
+    assert elapsed == sorted(elapsed) and len(set(elapsed)) == len(elapsed)
+    assert elapsed[-1] <= recorded.footer["wall_seconds"]
+    for epoch in (2, 5):
+        policy = {"monitor": "ndcg@10", "patience": None, "max_minutes": elapsed[epoch] / 60}
+        r = replay(build_policy(policy), recorded)
+        assert (r.stop_epoch, r.reason) == (epoch, "time_budget")
+        between = {**policy, "max_minutes": (elapsed[epoch] + elapsed[epoch + 1]) / 2 / 60}
+        r = replay(build_policy(between), recorded)
+        assert (r.stop_epoch, r.reason) == (epoch + 1, "time_budget")

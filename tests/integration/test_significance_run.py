@@ -80,7 +80,8 @@ def test_replay_reproduces_the_live_run_from_the_sidecar(run_dir: Path) -> None:
     assert result.notes == ()
     live = [r["decision"] for r in trace.records[:len(result.decisions)]]
     assert [json.loads(json.dumps(d.to_dict())) for d in result.decisions] == live
-    assert result.stop_epoch == (trace.footer or {}).get("stop_epoch", result.stop_epoch)
+    assert trace.footer is not None, "the run finished, so its trace must end with a footer"
+    assert result.stop_epoch == trace.footer["stop_epoch"]
 
 
 def test_follow_with_per_user_equals_replay(run_dir: Path) -> None:

@@ -81,3 +81,47 @@ def test_per_user_scores_reach_the_rules(monkeypatch: pytest.MonkeyPatch) -> Non
     ctl.update(0, {"ndcg@10": 0.5}, per_user={"ndcg@10": [0.4, 0.6]})
     ctl.update(1, {"ndcg@10": 0.6})
     assert seen == [{"ndcg@10": [0.4, 0.6]}, None] and ctl.policy.per_user_keys == ()
+
+
+def test_follow_hands_each_records_loss_time_and_per_user_scores_to_the_policy() -> None:
+    """follow passes a record's train_loss, elapsed_seconds and per_user(epoch) to update, None where it has none."""
+    calls = []
+
+    class Spy:
+        def update(self, epoch, valid, train_loss=None, elapsed_seconds=None, per_user=None):  # type: ignore[no-untyped-def]
+            calls.append((epoch, valid, train_loss, elapsed_seconds, per_user))
+            return epoch
+
+    records = [{"epoch": 0, "valid": {"ndcg@10": 0.1}, "train_loss": 1.5, "elapsed_seconds": 3.0},
+               {"epoch": 2, "valid": {"ndcg@10": 0.2}}]
+    assert StopController(Spy()).follow(records, per_user=lambda e: {"ndcg@10": [e, e + 1]}) == [0, 2]  # type: ignore[arg-type]
+    assert calls == [(0, {"ndcg@10": 0.1}, 1.5, 3.0, {"ndcg@10": [0, 1]}),
+                     (2, {"ndcg@10": 0.2}, None, None, {"ndcg@10": [2, 3]})]
+    calls.clear()
+    StopController(Spy()).follow(records)  # type: ignore[arg-type]
+    assert [c[4] for c in calls] == [None, None]
+
+
+def test_update_hands_every_input_on_and_the_schedule_a_reason_only_for_a_stop() -> None:
+    """update passes train_loss, elapsed_seconds and per_user to the policy; the schedule gets improved as a bool
+    and the stop reason only when the policy stops (None otherwise)."""
+    seen: dict[str, list] = {"policy": [], "schedule": []}
+
+    class Schedule:
+        def on_evaluation(self, epoch, improved, stop_reason):  # type: ignore[no-untyped-def]
+            seen["schedule"].append((epoch, improved, stop_reason))
+
+    policy = build_policy({"monitor": "ndcg@10", "patience": 3, "max_minutes": 1})
+    original = policy.update
+
+    def update(epoch, metrics, train_loss=None, elapsed_seconds=None, per_user=None):  # type: ignore[no-untyped-def]
+        seen["policy"].append((train_loss, elapsed_seconds, per_user))
+        return original(epoch, metrics, train_loss=train_loss, elapsed_seconds=elapsed_seconds, per_user=per_user)
+
+    policy.update = update  # type: ignore[method-assign]
+    ctl = StopController(policy, Schedule())  # type: ignore[arg-type]
+    assert not ctl.update(0, {"ndcg@10": 0.5}, train_loss=2.0, elapsed_seconds=3.0, per_user={"ndcg@10": [0.5]}).stop
+    assert not ctl.update(1, {"ndcg@10": 0.4}, train_loss=1.9, elapsed_seconds=6.0).stop
+    assert ctl.update(2, {"ndcg@10": 0.3}, elapsed_seconds=61.0).stop
+    assert seen["policy"] == [(2.0, 3.0, {"ndcg@10": [0.5]}), (1.9, 6.0, None), (None, 61.0, None)]
+    assert seen["schedule"] == [(0, True, None), (1, False, None), (2, False, "time_budget")]

@@ -85,7 +85,13 @@ def test_wait_is_described_by_the_first_plateau_rule_that_can() -> None:
                                 "early_stopping.patience 3 evaluations with eval_step 2 waits 6 epochs without improvement")
     assert wait(patience=None, prechelt=[{"criterion": "GL", "alpha": 1}, {"criterion": "UP", "s": 2}]) == (
         "early_stopping.prechelt", "the patience rule is off (patience: null); Prechelt GL, UP decide")
-    assert wait(patience=None)[1].endswith("only thresholds and budgets can stop the run")
+    assert wait(patience=None) == ("early_stopping.patience", "the patience rule is off (patience: null): only "
+                                                               "thresholds and budgets can stop the run")
+    # patience in epochs rounds up to whole evaluations: 5 epochs at eval_step 2 wait 3 evaluations, 6 epochs
+    assert wait(patience=5, patience_unit="epochs") == (
+        "early_stopping.patience",
+        "early_stopping.patience 5 epochs waits 6 epochs (3 evaluations every 2 epochs) without improvement")
+    assert wait(patience=4, patience_unit="epochs")[1].startswith("early_stopping.patience 4 epochs waits 4 epochs (2 ")
 
 
 #: names every module may use: patience is the shared vocabulary of Decision, the LR schedule and the reports;

@@ -7,6 +7,7 @@ import pytest
 
 from rec_es import build_policy
 from rec_es.policy import StopReason
+from rec_es.policy.smoothing import describe, label, smooth
 
 NAN = math.nan
 
@@ -38,6 +39,12 @@ CASES = [
     ("start_from_epoch ignores early evaluations", {"patience": 1, "start_from_epoch": 2}, [0.9, 0.9, 0.1, 0.05], (3, 2, P)),
     ("EMA smooths a single dip away", {"patience": 1, "smoothing": "ema", "ema_alpha": 0.5},
      [0.1, 0.2, 0.19, 0.3, 0.1], (4, 3, P)),
+    # alpha 0.3 weighs the newest value 0.3 (EMA .1 .16 .172 .1804 .15628): the dip at 2 is still a rise; with the
+    # weights swapped (0.7 on the newest: .1 .24 .212) it is a miss and patience 1 stops at 2
+    ("EMA alpha 0.3 weighs the newest value 0.3", {"patience": 1, "smoothing": "ema", "ema_alpha": 0.3},
+     [0.1, 0.3, 0.2, 0.2, 0.1], (4, 1, P)),
+    ("EMA alpha 0.7 weighs the newest value 0.7", {"patience": 1, "smoothing": "ema", "ema_alpha": 0.7},
+     [0.1, 0.3, 0.2, 0.2, 0.1], (2, 1, P)),
     ("raw patience stops on that dip", {"patience": 1}, [0.1, 0.2, 0.19, 0.3, 0.1], (2, 1, P)),
     ("window mean", {"patience": 1, "smoothing": "window", "window": 2}, [0.1, 0.3, 0.2, 0.1], (3, 1, P)),
     ("best_by smoothed restores the smoothed peak", {"patience": 2, "smoothing": "window", "window": 2, "best_by": "smoothed"},
@@ -141,3 +148,175 @@ def test_decision_fields_track_state() -> None:
     assert (d0.improved, d0.new_best, d0.smoothed) == (True, True, 0.2)
     assert (d1.improved, d1.new_best, d1.value, d1.smoothed, d1.wait_count) == (False, False, 0.1, pytest.approx(0.15), 1)
     assert d1.to_dict()["reason"] == "not_stopped"
+
+
+def test_ema_smoothed_values_with_alpha_0_3() -> None:
+    """s_0 = x_0, s_t = 0.3 x_t + 0.7 s_(t-1): 0.2, 0.17, 0.239 (swapping the weights gives 0.2, 0.13, 0.319)."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 5, "smoothing": "ema", "ema_alpha": 0.3})
+    smoothed = [p.update(e, {"ndcg@10": s}).smoothed for e, s in enumerate([0.2, 0.1, 0.4])]
+    assert smoothed == [0.2, pytest.approx(0.17), pytest.approx(0.239)]
+    assert smooth("ema", 0.3, {"ema": 0.5}, 1.0) == (pytest.approx(0.65), {"ema": pytest.approx(0.65)})
+    assert smooth("ema", 0.3, {}, 1.0) == (1.0, {"ema": 1.0})
+
+
+@pytest.mark.parametrize("settings, suffix, short", [
+    ({"smoothing": "ema", "ema_alpha": 0.3}, " (EMA α=0.3)", " + EMA α=0.3"),
+    ({"smoothing": "window", "window": 4}, " (mean of last 4)", " + window 4"),
+    ({"smoothing": "none"}, "", ""),
+])
+def test_smoother_names_in_messages(settings: dict, suffix: str, short: str) -> None:
+    """The message suffix and the short label name the smoother and its parameter (nothing without smoothing)."""
+    p = build_policy({"monitor": "ndcg@10", **settings})
+    param = {"ema": 0.3, "window": 4}.get(settings["smoothing"], 0)
+    assert describe(settings["smoothing"], param) == suffix
+    assert label(p.settings) == short
+
+
+def test_window_smoothed_values_are_means_of_the_last_n() -> None:
+    """window 2: 0.1, then (0.1 + 0.3) / 2, then (0.3 + 0.2) / 2."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 5, "smoothing": "window", "window": 2})
+    smoothed = [p.update(e, {"ndcg@10": s}).smoothed for e, s in enumerate([0.1, 0.3, 0.2])]
+    assert smoothed == [0.1, pytest.approx(0.2), pytest.approx(0.25)]
+
+
+def test_baseline_stop_sentence_and_other_reasons_kept() -> None:
+    """A patience stop with the baseline never beaten says so, with the setting to change; a budget stop with the
+    baseline never beaten stays a budget stop."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 2, "baseline": 0.5})
+    d = [p.update(e, {"ndcg@10": s}) for e, s in enumerate([0.1, 0.2, 0.3, 0.25])][-1]
+    assert (d.reason, d.message) == (StopReason.BASELINE, (
+        "stopped at epoch 3: ndcg@10 did not beat baseline 0.5 within 4 evaluations (4 epochs) (best 0.3 at epoch 2); "
+        "lower early_stopping.baseline or raise early_stopping.patience"))
+    q = build_policy({"monitor": "ndcg@10", "patience": 5, "baseline": 0.5, "max_epochs": 2})
+    d = [q.update(e, {"ndcg@10": s}) for e, s in enumerate([0.1, 0.2])][-1]
+    assert d.stop and d.reason == StopReason.MAX_EPOCHS
+
+
+@pytest.mark.parametrize("settings, scores, elapsed, message", [
+    ({"patience": 50, "max_epochs": 3}, [0.1, 0.2, 0.3], None,
+     "stopped at epoch 2: the budget of early_stopping.max_epochs: 3 epochs is used up; raise early_stopping.max_epochs"),
+    ({"patience": 50, "max_minutes": 0.5}, [0.1, 0.2, 0.3], [10.0, 20.0, 33.0],
+     "stopped at epoch 2: 0.6 minutes of training reached the budget early_stopping.max_minutes: 0.5; raise "
+     "early_stopping.max_minutes"),
+    ({"stopping_threshold": 0.25}, [0.1, 0.2, 0.3], None,
+     "stopped at epoch 2: ndcg@10 0.3 is better than stopping_threshold 0.25 (good enough); raise or remove "
+     "early_stopping.stopping_threshold"),
+    ({"divergence_threshold": 0.05}, [0.1, 0.06, 0.04], None,
+     "stopped at epoch 2: ndcg@10 0.04 is worse than divergence_threshold 0.05; lower or remove "
+     "early_stopping.divergence_threshold"),
+    ({"patience": 3}, [0.3, 0.2], None, "epoch 1: ndcg@10 0.2, best 0.3 at epoch 0, wait 1/3 evaluations"),
+    ({"patience": None}, [0.3, 0.2], None, "epoch 1: ndcg@10 0.2, best 0.3 at epoch 0"),
+])
+def test_each_rule_says_its_whole_sentence(settings: dict, scores: list, elapsed: list | None, message: str) -> None:
+    """The last decision's message, word for word: what fired, the values, the setting, and what to change."""
+    p = build_policy({"monitor": "ndcg@10", **settings})
+    d = None
+    for e, v in enumerate(scores):
+        d = p.update(e, {"ndcg@10": v}, elapsed_seconds=None if elapsed is None else elapsed[e])
+    assert d is not None and d.message == message
+
+
+@pytest.mark.parametrize("value, best, mode, kwargs, improves", [
+    (0.5, None, "max", {}, True),                                   # no best yet
+    (0.5, 0.5, "max", {}, False), (0.5, 0.5, "max", {"ties": True}, True),
+    (0.75, 0.5, "max", {"min_delta": 0.25}, False),                 # 0.75 - 0.25 is not above 0.5 ...
+    (0.75, 0.5, "max", {"min_delta": 0.25, "ties": True}, True),    # ... but reaches it
+    (0.875, 0.5, "max", {"min_delta": 0.25}, True),
+    (0.25, 0.5, "max", {"min_delta": 0.25, "ties": True}, False),   # the margin is taken off the value
+    (0.75, 0.5, "max", {"min_delta": 0.5, "relative": True}, False),  # margin 0.5 x |0.5|
+    (0.875, 0.5, "max", {"min_delta": 0.5, "relative": True}, True),
+    (0.25, 0.5, "min", {"min_delta": 0.25}, False), (0.25, 0.5, "min", {"min_delta": 0.25, "ties": True}, True),
+    (0.125, 0.5, "min", {"min_delta": 0.25}, True),
+    (0.75, 0.5, "min", {"min_delta": 0.25, "ties": True}, False),   # the margin is added to the value
+    (-0.75, -0.5, "min", {"min_delta": 0.5, "relative": True}, False),  # margin 0.5 x |-0.5|
+    (-0.875, -0.5, "min", {"min_delta": 0.5, "relative": True}, True),
+])
+def test_is_improvement_at_its_boundaries(value: float, best: float | None, mode: str, kwargs: dict,
+                                          improves: bool) -> None:
+    """Keras' rule, exact binary fractions at the boundary: max value - margin > best, min value + margin < best,
+    >=/<= with ties, margin min_delta or min_delta x |best|; ties and relative are off by default."""
+    from rec_es.policy.compare import is_improvement
+
+    assert is_improvement(value, best, mode, **kwargs) is improves
+
+
+_TAIL = " for 2 evaluations (2 epochs) since epoch 0 (0.3); patience 2 evaluations; raise early_stopping.patience or " \
+        "set early_stopping.enabled: false"
+
+
+@pytest.mark.parametrize("settings, scores, message", [
+    ({"ties_improve": True}, [0.3, 0.2, 0.1], "stopped at epoch 2: ndcg@10 did not reach its best" + _TAIL),
+    ({"min_delta": 0.01}, [0.3, 0.2, 0.1], "stopped at epoch 2: ndcg@10 did not improve by more than 0.01" + _TAIL),
+    ({"min_delta": 0.01, "ties_improve": True}, [0.3, 0.2, 0.1],
+     "stopped at epoch 2: ndcg@10 did not improve by ≥ 0.01" + _TAIL),
+    ({"min_delta": 0.1, "min_delta_mode": "rel"}, [0.3, 0.2, 0.1],
+     "stopped at epoch 2: ndcg@10 did not improve by more than 0.1×|best|" + _TAIL),
+    ({"min_delta": 0.1, "min_delta_mode": "rel", "ties_improve": True}, [0.3, 0.2, 0.1],
+     "stopped at epoch 2: ndcg@10 did not improve by at least 0.1×|best|" + _TAIL),
+    ({"check_finite": "miss"}, [NAN, NAN], "stopped at epoch 1: ndcg@10 had no finite value for 2 evaluations "
+                                           "(2 epochs); check the training, or set early_stopping.check_finite: stop"),
+    ({"patience": 5}, [0.2, NAN], "stopped at epoch 1: ndcg@10 is nan (not finite); check the training (learning "
+                                  "rate, loss), or set early_stopping.check_finite: miss to count it as a miss"),
+])
+def test_patience_and_non_finite_sentences(settings: dict, scores: list, message: str) -> None:
+    """How the patience stop words the margin (none, ties, absolute, relative) and the two non-finite stops."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 2, **settings})
+    d = [p.update(e, {"ndcg@10": v}) for e, v in enumerate(scores)][-1]
+    assert d.stop and d.message == message
+
+
+def test_settings_edges_the_messages_rest_on() -> None:
+    """check_finite takes booleans as stop/miss; no smoothing has parameter 0; min_delta: auto refuses rel naming it;
+    a missing monitor metric lists what the result has (or says nothing)."""
+    from rec_es.policy.errors import MetricMissingError
+    from rec_es.policy.smoothing import param
+
+    assert build_policy({"monitor": "ndcg@10", "check_finite": True}).settings.check_finite == "stop"
+    assert build_policy({"monitor": "ndcg@10", "check_finite": False}).settings.check_finite == "miss"
+    assert param(build_policy({"monitor": "ndcg@10"}).settings) == 0.0
+    with pytest.raises(ValueError, match=r"^early_stopping\.min_delta_mode: min_delta: auto measures an absolute "
+                                         r"margin; allowed: abs with min_delta: auto \(got 'rel'\)$"):
+        build_policy({"monitor": "ndcg@10", "min_delta": "auto", "min_delta_mode": "rel"})
+    end = "; change early_stopping.monitor or add the metric to RecBole's `metrics`/`topk`"
+    with pytest.raises(MetricMissingError) as info:
+        build_policy({"monitor": {"ndcg@10": 0.5, "mrr@10": 0.5}}).update(0, {"recall@10": 0.1})
+    assert str(info.value) == "monitor needs ndcg@10, mrr@10 but the evaluation result has only: recall@10" + end
+    with pytest.raises(MetricMissingError) as info:
+        build_policy({"monitor": "ndcg@10"}).update(0, {})
+    assert str(info.value) == "monitor needs ndcg@10 but the evaluation result has only: nothing" + end
+
+
+@pytest.mark.parametrize("monitor, message", [
+    ({"ndcg@10": 1, "recall@10": 1, "giniindex@10": 1, "averagepopularity@10": 1},
+     "early_stopping.mode: monitor mixes bigger-is-better (ndcg@10, recall@10) and smaller-is-better (giniindex@10, "
+     "averagepopularity@10) metrics; set mode: max and give the smaller-is-better ones a negative weight, or monitor one direction; "
+     "allowed: max or min, given explicitly when a composite mixes directions (got 'auto')"),
+    ({1: 0.5}, "early_stopping.monitor: allowed: {metric: non-zero weight, ...} such as {ndcg@10: 0.5, "
+               "recall@10: 0.5} (got {1: 0.5})"),
+    ({"ndcg@10": "x"}, "early_stopping.monitor: allowed: {metric: non-zero weight, ...} such as {ndcg@10: 0.5, "
+                       "recall@10: 0.5} (got {'ndcg@10': 'x'})"),
+    (5, "early_stopping.monitor: allowed: a RecBole metric key such as ndcg@10, or {metric: weight, ...} (got 5)"),
+    ({}, "early_stopping.monitor: allowed: a RecBole metric key such as ndcg@10, or {metric: weight, ...} (got {})"),
+])
+def test_a_monitor_that_cannot_be_built_is_refused_whole(monitor: object, message: str) -> None:
+    """Mixed directions under mode: auto, a weight on a non-string key or a non-number weight, a number, an empty
+    mapping: ConfigError with the key, the problem, what is allowed and what was given."""
+    with pytest.raises(ValueError) as info:
+        build_policy({"monitor": monitor})
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("key, allowed", [("mode", "auto | max | min"), ("min_delta_mode", "abs | rel"),
+                                          ("check_finite", "stop | miss")])
+def test_choice_keys_document_their_choices(key: str, allowed: str) -> None:
+    """The docs table's type column and the messages' allowed text of the choice keys resolved by code."""
+    from rec_es.policy.schema import KEYS
+
+    assert (KEYS[key].validator.allowed, KEYS[key].validator.doc) == (allowed, allowed)
+
+
+def test_plain_patience_stop_sentence() -> None:
+    """No margin and no ties: 'did not improve'."""
+    p = build_policy({"monitor": "ndcg@10", "patience": 2})
+    d = [p.update(e, {"ndcg@10": v}) for e, v in enumerate([0.3, 0.2, 0.1])][-1]
+    assert d.message == "stopped at epoch 2: ndcg@10 did not improve" + _TAIL

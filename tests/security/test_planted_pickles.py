@@ -1,8 +1,10 @@
-"""A run directory from someone else must not run code: RecBole's pickle caches are never read from it.
+"""A run directory from someone else must not run code: its checkpoints load weights-only and RecBole's pickle
+caches are never read from it.
 
 Each planted file is a real pickle whose unpickling would create a marker file; the tests assert that no
 marker appears, that the run still resumes or is refused with a clear message, and that check/run warn when
-a config turns RecBole's own pickle loading on.
+a config turns RecBole's own pickle loading on. A planted ``last.pth``/``best.pth`` is written with
+``torch.save`` (the zip format ``torch.load`` reads), so only ``weights_only=True`` stands between it and the code.
 """
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from rec_es.config.lint import lint_files
 from rec_es.cli.run import main
+from rec_es.config.lint import lint_files
+from rec_es.policy.errors import StateError
+from rec_es.rundir import checkpoint
 
 from conftest import tiny_recbole_config
 
@@ -31,6 +36,12 @@ class _Payload:
 
 def plant(path: Path, marker: Path) -> None:
     path.write_bytes(pickle.dumps(_Payload(marker)))
+
+
+def plant_checkpoint(path: Path, marker: Path) -> None:
+    """A ``torch.save`` file shaped like a rec_es checkpoint whose ``state_dict`` unpickles to ``os.mkdir(marker)``."""
+    torch.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "kind": path.stem, "epoch": 0,
+                "state_dict": _Payload(marker)}, path)
 
 
 def write_config(path: Path, **overrides: object) -> Path:
@@ -99,3 +110,56 @@ def test_run_warns_about_a_pickle_path_given_with_set(in_tmp: Path, capsys: pyte
     err = capsys.readouterr().err
     assert "warning: --set: dataloaders_save_path" in err and "pickle.load" in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["last.pth", "best.pth"])
+def test_checkpoint_load_refuses_a_planted_pickle(tmp_path: Path, name: str) -> None:
+    """checkpoint.load on a torch.save'd last.pth/best.pth holding a pickled callable: StateError, no code runs."""
+    marker = tmp_path / "PWNED"
+    plant_checkpoint(tmp_path / name, marker)
+    with pytest.raises(StateError, match=f"{name}: cannot be read as a weights-only checkpoint"):
+        checkpoint.load(tmp_path / name, kind=name.removesuffix(".pth"))
+    assert not marker.exists(), f"a planted {name} was unpickled: checkpoint.load ran its code"
+
+
+def test_resume_refuses_a_planted_last_and_best_checkpoint(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rec-es run --resume RUN with last.pth and best.pth replaced by planted pickles: exit 2, no code runs."""
+    cfg = write_config(in_tmp / "tiny.yaml", epochs=1)
+    assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 0
+    marker = in_tmp / "PWNED"
+    plant_checkpoint(in_tmp / "run" / "last.pth", marker)
+    plant_checkpoint(in_tmp / "run" / "best.pth", marker)
+    capsys.readouterr()
+
+    status = main(["--resume", "run", "--set", "epochs=2", "--no-progress", "--quiet"])
+
+    err = capsys.readouterr().err
+    assert not marker.exists(), "a planted checkpoint was unpickled: code ran on --resume"
+    assert status == 2
+    assert "last.pth" in err and "cannot be read as a weights-only checkpoint" in err
+
+
+def test_evaluate_refuses_a_planted_model_file(in_tmp: Path) -> None:
+    """EarlyStoppingTrainer.evaluate(model_file=planted best.pth): StateError before any weights change, no code runs."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, init_seed
+
+    from rec_es import build_policy
+    from rec_es.training.compat import recbole_config
+    from rec_es.training.trainer import EarlyStoppingTrainer
+
+    keys = tiny_recbole_config(epochs=1, checkpoint_dir=str(in_tmp / "saved"))
+    config = recbole_config(keys["model"], keys["dataset"], keys)
+    init_seed(config["seed"], config["reproducibility"])
+    _, valid, _ = data_preparation(config, dataset := create_dataset(config))
+    model = get_model(config["model"])(config, dataset).to(config["device"])
+    trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10"}), run_dir=in_tmp / "run")
+    marker = in_tmp / "PWNED"
+    plant_checkpoint(in_tmp / "best.pth", marker)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    with pytest.raises(StateError, match="cannot be read as a weights-only checkpoint"):
+        trainer.evaluate(valid, load_best_model=True, model_file=str(in_tmp / "best.pth"))
+
+    assert not marker.exists(), "a planted model_file was unpickled: evaluate ran its code"
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
