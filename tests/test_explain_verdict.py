@@ -465,7 +465,7 @@ def test_small_pieces_of_the_sentence() -> None:
         "Premature (confidence 90 %; right 8 of 12 times on regimes left out of its tuning): a.")
     assert _sentence("cannot_tell", None, None, []) == "Cannot tell: the log holds too little to judge."
     assert facts(_evidence(0.0, epochs_left=None), "ndcg@10")["loss"] == (
-        "the training loss fell 1 % per epoch (epochs 45-49)")
+        "the training loss fell 1 % per epoch on average over epochs 45-49")
     v = explain(CUT / "gru4rec_lr0.005_ss20.log")["premature"]
     assert {"call", "confidence", "untuned", "rule", "facts", "all_facts", "estimate", "extrapolated",
             "evidence"} <= set(v)
