@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start a run directory from a stock RecBole checkpoint (its config, weights, optimizer and "
                         "epoch; read without running code from it) and continue under --config's policy")
     p.add_argument("--record-test", action="store_true", help="also evaluate the test set at every evaluation")
+    p.add_argument("--ranked", type=int, default=0, metavar="K",
+                   help="keep each validation user's top K items at every evaluation (RUN/ranked/, 4 K bytes per user "
+                        "and evaluation) and their churn, coverage, overlap and gini in the trace (default 0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over epochs")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log lines (the result is still printed)")
     d = p.add_argument_group("several processes (RecBole's distributed data parallel; docs/distributed.md)")
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         run_dir = prepare_run_dir(args.output_dir, cfg.recbole)
     # on resume, train() checks the whole run directory against cfg before it writes anything
     return train(cfg, run_dir, resume=args.resume is not None, record_test=args.record_test,
-                 progress=not args.no_progress, verbose=not args.quiet, launch=launch)
+                 progress=not args.no_progress, verbose=not args.quiet, launch=launch, ranked_k=args.ranked)
 
 
 def _from_recbole(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +135,7 @@ def _from_recbole(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[s
     print(f"rec-es run: continuing {origin.model} on {origin.dataset} from {origin.path} (RecBole's best epoch "
           f"{origin.epoch}: its weights and optimizer; RNG and data order start afresh)", file=sys.stderr)
     return train(cfg, run_dir, record_test=args.record_test, progress=not args.no_progress, verbose=not args.quiet,
-                 origin=origin)
+                 origin=origin, ranked_k=args.ranked)
 
 
 def lint_before_training(files: list[str], overrides: dict[str, Any]) -> None:

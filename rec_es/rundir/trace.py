@@ -37,7 +37,7 @@ HEADER_TYPES = {"config": (_DICT,), "policy": (_DICT,), "lr_schedule": (_DICT, _
                 "mode": (_STR, _NULL), "resumed_with_changes": ("list",)}
 RECORD_TYPES = {"train_loss": (_NUM, _NULL), "lr": (_NUM, _NULL), "elapsed_seconds": (_NUM, _NULL),
                 "train_seconds": (_NUM, _NULL), "eval_seconds": (_NUM, _NULL), "test_seconds": (_NUM, _NULL),
-                "train_losses": ("list",), "lr_action": (_DICT, _NULL)}
+                "train_losses": ("list",), "lr_action": (_DICT, _NULL), "ranked": (_DICT, _NULL)}
 #: Types of ``Decision.to_dict()`` fields in a record's ``decision``, checked when present.
 DECISION_TYPES = {"epoch": (_INT,), "stop": ("bool",), "improved": ("bool",), "new_best": ("bool",),
                   "reason": (_STR,), "message": (_STR,), "value": (_NUM, _NULL), "smoothed": (_NUM, _NULL),

@@ -24,6 +24,7 @@ import torch
 
 from rec_es.policy.errors import ConfigError, StateError
 from rec_es.rundir.per_user import PerUserWriter, for_policy
+from rec_es.rundir.ranked import RankedWriter
 from rec_es.policy.monitor import PER_USER_METRICS, TARGET_CE, TOPK_METRICS, VALUE_METRICS
 from rec_es.policy.monitor import per_user_keys as monitor_keys_of
 from rec_es.config.protocol import unavailable
@@ -32,10 +33,14 @@ from rec_es.training.target_ce import TargetCE
 
 @dataclass(frozen=True)
 class UserScores:
-    """One evaluation's per-user values: ``values[metric]`` is a float32 array aligned with ``user_ids``."""
+    """One evaluation's per-user values: ``values[metric]`` is a float32 array aligned with ``user_ids``;
+    ``items``: each user's top-k item ids (``[n_users, k]``, best first) when ranked lists are kept, else None;
+    ``n_items``: the catalogue size the lists rank (0 without lists)."""
 
     user_ids: np.ndarray
     values: dict[str, np.ndarray]
+    items: np.ndarray | None = None
+    n_items: int = 0
 
 
 def per_user_keys(config: Any) -> tuple[str, ...]:
@@ -93,14 +98,19 @@ class PerUserCapture:
     """Keeps the per-user values of ``metrics`` from every ``trainer.evaluate`` call; ``take()`` hands them out.
 
     ``target_ce``: the ``TargetCE`` whose rows are the values of the key ``target_ce`` (needed if it is recorded).
+    ``ranked_k``: also keep each user's top ``ranked_k`` item ids (full-sort evaluation only; default 0: none).
     """
 
-    def __init__(self, trainer: Any, metrics: Sequence[str], target_ce: TargetCE | None = None) -> None:
+    def __init__(self, trainer: Any, metrics: Sequence[str], target_ce: TargetCE | None = None,
+                 ranked_k: int = 0) -> None:
         self.uid_field = trainer.config["USER_ID_FIELD"]
         self.metrics: tuple[str, ...] = ()
         self._evaluator = trainer.evaluator
         self._wrapped: set[str] = set()
         self._uids: list[torch.Tensor] = []
+        self.ranked_k = int(ranked_k)
+        self._items: list[torch.Tensor] = []
+        self._n_items = 0
         self._rows: dict[str, np.ndarray] = {}
         self._last: UserScores | None = None
         self.target_ce = target_ce
@@ -132,6 +142,9 @@ class PerUserCapture:
             if len(uids) != scores_tensor.shape[0]:  # negative-sampled ranking: a user's rows are consecutive
                 uids = torch.unique_consecutive(uids)
             self._uids.append(uids)
+            if self.ranked_k:
+                self._items.append(torch.topk(scores_tensor, self.ranked_k, dim=-1).indices.cpu())
+                self._n_items = int(scores_tensor.shape[1])
             collect(scores_tensor, interaction, positive_u, positive_i)
 
         return wrapped
@@ -141,6 +154,8 @@ class PerUserCapture:
         local = torch.cat(self._uids) if self._uids else torch.zeros(0, dtype=torch.int64)
         uids = (self._gather(local) if self._gather is not None else local).cpu().numpy().astype(np.int64)
         rows, self._rows, self._uids = self._rows, {}, []
+        items = torch.cat(self._items).numpy().astype(np.int32) if self._items else None
+        self._items = []
         n = struct.get("rec.topk").shape[0] if "rec.topk" in struct else -1
         if len(uids) != n:
             raise StateError(f"per-user scores: RecBole scored {n} rows but its batches named {len(uids)} users; "
@@ -155,7 +170,7 @@ class PerUserCapture:
                 raise StateError(f"per-user scores: metric {name} did not pass its per-user values through "
                                  "TopkMetric.topk_result (pass per_user_metrics without it)")
             values[key] = np.asarray(rows[name][:, int(k) - 1], dtype=np.float32)
-        self._last = UserScores(uids, values)
+        self._last = UserScores(uids, values, items, self._n_items if items is not None else 0)
 
     def _target_rows(self, n: int) -> np.ndarray:
         if self.target_ce is None:
@@ -195,18 +210,23 @@ class PerUserRecorder:
     A resumed run keeps recording the metrics its sidecar holds, whatever is asked now.
     """
 
-    def __init__(self, trainer: Any, metrics: Sequence[str] | None, monitor_keys: Sequence[str]) -> None:
+    def __init__(self, trainer: Any, metrics: Sequence[str] | None, monitor_keys: Sequence[str],
+                 ranked_k: int = 0) -> None:
         self._trainer = trainer
         self.metrics = choose_metrics(trainer.config, metrics, monitor_keys)
         asked = [f"early_stopping.monitor ({k})" for k in monitor_keys if k.lower() == TARGET_CE]
         self.target_ce = (TargetCE(trainer, asked[0] if asked else "per_user_metrics")
                           if asked or TARGET_CE in self.metrics else None)
-        self.capture = PerUserCapture(trainer, self.metrics, self.target_ce) if self.metrics else None
+        self.ranked_k = check_ranked_k(trainer.config, ranked_k)
+        self.capture = (PerUserCapture(trainer, self.metrics, self.target_ce, self.ranked_k)
+                        if self.metrics or self.ranked_k else None)
         self.writers: dict[str, PerUserWriter] = {}
+        self.ranked: RankedWriter | None = None
+        self.signals: dict[str, float | None] | None = None
 
     def begin(self, run_dir: str | os.PathLike[str] | None, *, resumed: bool, record_test: bool) -> None:
         """Open the sidecars of a fit (none without a run directory); on resume cut them back to the trace."""
-        self.writers = {}
+        self.writers, self.ranked = {}, None
         if self.capture is not None:
             self.capture.take()  # nothing from an evaluation before this fit
         if run_dir is None:
@@ -214,8 +234,23 @@ class PerUserRecorder:
         splits = ("valid", "test") if record_test else ("valid",)
         if resumed:
             self._resume(run_dir, splits)
+            self._resume_ranked(run_dir)
         elif self.capture is not None:
-            self.writers = {s: PerUserWriter.create(run_dir, s, self.metrics) for s in splits}
+            self.writers = {s: PerUserWriter.create(run_dir, s, self.metrics) for s in splits if self.metrics}
+            if self.ranked_k:
+                self.ranked = RankedWriter.create(run_dir, "valid", self.ranked_k, 0)
+
+    def _resume_ranked(self, run_dir: str | os.PathLike[str]) -> None:
+        from rec_es.rundir.trace import read_trace
+
+        kept = [r["epoch"] for r in read_trace(run_dir).records]
+        self.ranked = RankedWriter.resume(run_dir, "valid", kept)
+        if self.ranked is not None and self.ranked.k != self.ranked_k:
+            getLogger().info(f"ranked lists: keeping the top {self.ranked.k} as this run did so far")
+            self.ranked_k = self.ranked.k
+            if self.capture is None:
+                self.capture = PerUserCapture(self._trainer, self.metrics, self.target_ce, self.ranked_k)
+            self.capture.ranked_k = self.ranked_k
 
     def _resume(self, run_dir: str | os.PathLike[str], splits: Sequence[str]) -> None:
         from rec_es.rundir.trace import read_trace
@@ -255,10 +290,29 @@ class PerUserRecorder:
             return None
         scores = self.capture.take()
         writer = self.writers.get(split)
-        if scores is not None and writer is not None:
+        if scores is not None and writer is not None and scores.values:
             writer.append(epoch, scores.user_ids, scores.values)
+        self.signals = None
+        if split == "valid" and scores is not None and scores.items is not None and self.ranked is not None:
+            self.ranked.n_items = self.ranked.n_items or scores.n_items
+            self.signals = self.ranked.append(epoch, scores.user_ids, scores.items)
         return scores
 
     def policy_values(self, scores: UserScores | None) -> dict[str, list[float]] | None:
         """``{metric: [float, ...]}`` for ``policy.update(per_user=...)`` (every ``Policy`` takes it), or None."""
-        return None if scores is None else for_policy(scores.values)
+        return None if scores is None or not scores.values else for_policy(scores.values)
+
+
+def check_ranked_k(config: Any, k: Any) -> int:
+    """``k`` as the number of ranked items to keep (0: none); ``ConfigError`` unless an integer >= 0 under a
+    full-ranking evaluation."""
+    if k is None or k is False:
+        return 0
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ConfigError(f"ranked: {k!r}: the number of top items kept per user must be an integer >= 1 "
+                          "(10 matches RecBole's topk), or 0 to keep none", key="ranked")
+    if k and unavailable(_eval_args(config)):
+        raise ConfigError("ranked: the top-k lists need full-ranking evaluation (eval_args.mode: full): a "
+                          "negative-sampled evaluation ranks only each user's sampled items; set eval_args.mode: "
+                          "full, or keep no lists", key="eval_args")
+    return k

@@ -68,7 +68,7 @@ def model_and_trainer_class(recbole_keys: dict[str, Any], sources: dict[str, str
 def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = False, progress: bool = False,
           verbose: bool = True, per_user_metrics: Sequence[str] | None = None,
           callback_fn: Callable[[int, float | None], Any] | None = None, preflight: bool = True,
-          origin: Any = None, launch: Any = None) -> dict[str, Any]:
+          origin: Any = None, launch: Any = None, ranked_k: int = 0) -> dict[str, Any]:
     """Train ``cfg`` (a ``RunConfig``) into ``run_dir``; the Python API behind ``rec-es run``.
 
     Checks dataset and model before anything is written (and, with ``resume``, the whole run directory against
@@ -81,6 +81,8 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     run wrote (the directory itself if this call created it) and raises ``RunFailed`` naming the cause; a later
     failure keeps the directory and says how to continue it.
     ``per_user_metrics``: top-k keys (or ``target_ce``) recorded per user in ``RUN/per_user/`` (default: the monitor's).
+    ``ranked_k``: keep each validation user's top ``ranked_k`` items in ``RUN/ranked/`` and their signals in the
+    trace (default 0: none; one process and full ranking only: ``rec_es.rundir.ranked``).
     ``callback_fn(epoch, monitor value)``: RecBole's fit callback, called after each evaluation's trace record.
     ``origin``: a stock RecBole checkpoint to start from (``rec_es.training.from_recbole.Origin``).
     ``launch``: a ``rec_es.training.distributed.LaunchSpec`` to train in several processes (RecBole's ``nproc``);
@@ -89,8 +91,14 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     """
     from rec_es.config import datasets
 
+    from rec_es.training.capture import check_ranked_k
+
     check_budget(cfg)
+    ranked_k = check_ranked_k(cfg.recbole, ranked_k)  # before anything is written
     if launch is not None and launch.total > 1:
+        if ranked_k:
+            raise ConfigError("ranked: top-k lists are kept on one process only; drop --ranked or --nproc",
+                              key="ranked")
         return _train_distributed(cfg, run_dir, launch, resume, record_test, progress, verbose, per_user_metrics,
                                   callback_fn, preflight, origin)
     plan = None
@@ -103,7 +111,7 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
     return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics,
-                  callback_fn, preflight, origin)
+                  callback_fn, preflight, origin, ranked_k)
 
 
 class RunFailed(RecEsError):
@@ -212,7 +220,7 @@ def check_budget(cfg: Any) -> None:
 def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: Any, record_test: bool,
            progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None,
            callback_fn: Callable[[int, float | None], Any] | None = None, preflight: bool = True,
-           origin: Any = None) -> dict[str, Any]:
+           origin: Any = None, ranked_k: int = 0) -> dict[str, Any]:
     from rec_es.training import preflight as pf
     from rec_es.training.compat import quiet_recbole_warnings
 
@@ -232,7 +240,7 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
             write_config(run_dir, cfg.to_dict())
         try:
             return _train_in(cfg, built, run_dir, resume, record_test, progress, verbose, per_user_metrics,
-                             callback_fn, origin)
+                             callback_fn, origin, ranked_k)
         except KeyboardInterrupt as exc:
             raise RunInterrupted(f"interrupted; {after_failure(run_dir, bool(resume), created, kept)}") from exc
         except RecEsError:
@@ -307,7 +315,8 @@ def brief_error(exc: BaseException) -> str:
 
 def _train_in(cfg: Any, built: Any, run_dir: Path | None, resume: Any, record_test: bool, progress: bool, verbose: bool,
               per_user_metrics: Sequence[str] | None = None,
-              callback_fn: Callable[[int, float | None], Any] | None = None, origin: Any = None) -> dict[str, Any]:
+              callback_fn: Callable[[int, float | None], Any] | None = None, origin: Any = None,
+              ranked_k: int = 0) -> dict[str, Any]:
     """Fit with ``EarlyStoppingTrainer`` on what ``preflight.build`` made; ``resume``: a ResumePlan, or None/False;
     ``origin``: a stock checkpoint whose state the trainer starts from."""
     from rec_es.training.trainer import EarlyStoppingTrainer  # importing it applies compat.apply_recbole_fixes
@@ -315,7 +324,7 @@ def _train_in(cfg: Any, built: Any, run_dir: Path | None, resume: Any, record_te
     config, model = built.config, built.model
     trainer = EarlyStoppingTrainer(config, model, cfg.build_policy(), lr_schedule=cfg.lr_schedule, run_dir=run_dir,
                                    record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress,
-                                   per_user_metrics=per_user_metrics)
+                                   per_user_metrics=per_user_metrics, ranked_k=ranked_k)
     if resume:
         trainer.load_resume(run_dir, resume)
     elif origin is not None:

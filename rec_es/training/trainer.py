@@ -56,6 +56,9 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
             every evaluation, written to ``RUN/per_user/`` and passed to a policy whose ``update`` takes
             ``per_user`` (default None: the monitor's keys that have per-user values; ``()``: none).
         run_config: plain mapping written to the trace header as the run's config (default: RecBole's keys).
+        ranked_k: keep each validation user's top ``ranked_k`` item ids at every evaluation in ``RUN/ranked/`` and
+            their label-free signals (churn, coverage, overlap, gini: ``rec_es.rundir.ranked``) in the trace's
+            ``"ranked"`` field (default 0: neither; full-ranking evaluation on one process only).
         epoch_progress: show a tqdm bar over epochs on a terminal, and per-batch bars once an epoch
             took longer than 30 s (default False).
     """
@@ -63,7 +66,8 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
     def __init__(self, config: Any, model: torch.nn.Module, policy: Any,
                  lr_schedule: Mapping[str, Any] | LRSchedule | None = None, run_dir: str | os.PathLike[str] | None = None,
                  record_test: bool = False, run_config: Mapping[str, Any] | None = None,
-                 epoch_progress: bool = False, per_user_metrics: Sequence[str] | None = None) -> None:
+                 epoch_progress: bool = False, per_user_metrics: Sequence[str] | None = None,
+                 ranked_k: int = 0) -> None:
         super().__init__(config, model)
         self._init_ranks(config)  # several processes: rows gathered, loss reduced, decisions agreed
         if isinstance(policy, Mapping):
@@ -87,7 +91,11 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
             self.saved_model_file = str(self.run_dir / "best.pth")
         self._resume: dict[str, Any] | None = None
         self.origin_: Any = None  # a stock RecBole checkpoint the fit starts from (rec_es.training.from_recbole)
-        self.per_user_recorder = PerUserRecorder(self, per_user_metrics, getattr(policy, "monitor_keys", ()))
+        if ranked_k and self.ranks_ is not None:
+            raise ConfigError("ranked: top-k lists are kept on one process only; drop --ranked or --nproc",
+                              key="ranked")
+        self.per_user_recorder = PerUserRecorder(self, per_user_metrics, getattr(policy, "monitor_keys", ()),
+                                                 ranked_k)
         wanted = [k for k in policy.per_user_keys if k not in self.per_user_recorder.metrics]
         if wanted:
             raise ConfigError(f"early_stopping: the policy reads per-user {', '.join(wanted)} (improvement: significant "
@@ -334,6 +342,8 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
             fields["test"] = test
             fields["test_seconds"] = test_s
         fields.update(elapsed_seconds=elapsed, train_seconds=train_s, eval_seconds=eval_s, decision=dec)
+        if self.per_user_recorder.signals is not None:
+            fields["ranked"] = self.per_user_recorder.signals
         if action is not None:
             fields["lr_action"] = action.to_dict()
         self.trace_.record(**fields)
