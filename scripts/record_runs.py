@@ -2,7 +2,8 @@
 """Record long runs with stopping disabled, test metrics and per-user scores at every epoch (issue 12's evidence).
 
     OMP_NUM_THREADS=1 python scripts/record_runs.py [--regimes NAME ...] [--seeds 2020 2021 2022]
-                      [--output docs/results/long_runs] [--epochs N] [--target-ce] [--list]
+                      [--output docs/results/long_runs] [--epochs N] [--target-ce] [--ranked K]
+                      [--weights DIR] [--list]
 
 Each regime x seed trains the full epoch budget (``properties/policies/disabled.yaml``: no rule stops) with
 ``--record-test`` and per-user ndcg@10, recall@10 and mrr@10, into ``OUTPUT/<regime>/seed<N>/``, a rec_es run
@@ -12,6 +13,10 @@ config.yaml, per_user/. Runs go one after another, in one thread; a finished run
 is resumed from its last.pth, so the same command continues after a kill. ``--epochs`` overrides every budget
 (to time an epoch: ``--epochs 1 --output /tmp/x``). ``--target-ce`` also records ``target_ce`` (the cross-entropy
 at the target item, ``rec_es.training.target_ce``) per user and averaged in the trace, valid and test.
+``--ranked K`` keeps each validation user's top-K items (``RUN/ranked/``, gzipped when the run ends) and their
+signals in the trace (``rec-es run --ranked``). ``--weights DIR`` also saves the model's weights after every
+evaluation as ``DIR/<regime>/seed<N>/epoch<E>.pth`` (a plain dict of tensors: ``torch.load(weights_only=True)``
+reads it), the input of ``scripts/bench_restore.py``.
 """
 from __future__ import annotations
 
@@ -106,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override every regime's epoch budget")
     p.add_argument("--target-ce", action="store_true",
                    help="also record target_ce (cross-entropy at the target item) per user and in the trace")
+    p.add_argument("--ranked", type=int, default=0, metavar="K", help="keep each validation user's top K items")
+    p.add_argument("--weights", type=Path, default=None, metavar="DIR",
+                   help="save the weights after every evaluation under DIR/<regime>/seed<N>/")
     p.add_argument("--list", action="store_true", help="print each run's state and exit")
     return p
 
@@ -132,7 +140,7 @@ def archive(run_dir: Path) -> None:
     """Drop the checkpoints and gzip the per-user sidecars of a finished run (replay needs neither .pth)."""
     for name in ("best.pth", "last.pth"):
         (run_dir / name).unlink(missing_ok=True)
-    for path in sorted((run_dir / "per_user").glob("*.bin")):
+    for path in sorted((run_dir / "per_user").glob("*.bin")) + sorted((run_dir / "ranked").glob("*.bin")):
         packed = path.with_name(path.name + ".gz")
         tmp = packed.with_name(f".{packed.name}.tmp")
         tmp.write_bytes(gzip.compress(path.read_bytes(), compresslevel=9, mtime=0))
@@ -140,7 +148,27 @@ def archive(run_dir: Path) -> None:
         path.unlink()
 
 
-def record(regime: str, seed: int, output: Path, epochs: int | None, target_ce: bool = False) -> None:
+def save_weights_after_each_evaluation(root: Path) -> None:
+    """Make every ``EarlyStoppingTrainer`` of this process save its weights after each trace record."""
+    import torch
+
+    from rec_es.training.trainer import EarlyStoppingTrainer
+
+    record_eval = EarlyStoppingTrainer._record
+
+    def _record(self: Any, epoch: int, *args: Any, **kwargs: Any) -> None:
+        record_eval(self, epoch, *args, **kwargs)
+        if self.run_dir is not None:
+            out = root / self.run_dir.parent.name / self.run_dir.name
+            out.mkdir(parents=True, exist_ok=True)
+            state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            torch.save(state, out / f"epoch{epoch}.pth")
+
+    EarlyStoppingTrainer._record = _record
+
+
+def record(regime: str, seed: int, output: Path, epochs: int | None, target_ce: bool = False,
+           ranked: int = 0) -> None:
     """Train (or resume) one regime x seed into ``output/<regime>/seed<N>`` and archive it."""
     from rec_es.rundir.per_user import read_per_user
     from rec_es.training.run import prepare_run_dir, train
@@ -157,7 +185,7 @@ def record(regime: str, seed: int, output: Path, epochs: int | None, target_ce: 
     print(f"{time.strftime('%H:%M:%S')} {regime} seed {seed}: {'resuming' if now == 'partial' else 'recording'} "
           f"{cfg.recbole['epochs']} epochs into {run_dir}", flush=True)
     summary = train(cfg, run_dir, resume=now == "partial", record_test=True, verbose=False,
-                    per_user_metrics=PER_USER_METRICS + (("target_ce",) if target_ce else ()))
+                    per_user_metrics=PER_USER_METRICS + (("target_ce",) if target_ce else ()), ranked_k=ranked)
     archive(run_dir)
     for split in ("valid", "test"):
         read_per_user(run_dir, split)  # the archived sidecars read back and match the trace
@@ -176,10 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     output = args.output.resolve()
+    if args.weights is not None:
+        save_weights_after_each_evaluation(args.weights.resolve())
     with tempfile.TemporaryDirectory(prefix="rec_es_record_") as scratch:
         os.chdir(scratch)  # RecBole writes log/ and log_tensorboard/ into the working directory
         for r, s in runs:
-            record(r, s, output, args.epochs, args.target_ce)
+            record(r, s, output, args.epochs, args.target_ce, args.ranked)
     return 0
 
 

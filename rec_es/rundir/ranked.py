@@ -10,6 +10,7 @@ user's top ``K`` item ids (``EarlyStoppingTrainer(ranked_k=K)``). Layout, one pa
 Row ``j`` is the user ``user_ids[j]`` (RecBole's internal ids, the per-user sidecar's order), its ``k`` items best
 first. The crc32 covers the epoch and the items. A record is written before its trace line; the reader keeps the
 records of the trace's evaluations (a killed run may leave one more), ``--resume`` cuts the file back to them.
+An archived run may hold ``<split>.bin.gz`` (gzip of the same bytes); the reader takes either.
 Size: ``8 + 4 k n_users`` bytes per evaluation (38 KB for ml-100k's 943 users at k = 10).
 
 ``signals(previous, current, n_items)`` is what the trace records under ``"ranked"`` at each evaluation:
@@ -21,6 +22,7 @@ numpy and the standard library only; nothing is unpickled.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import zlib
@@ -184,7 +186,16 @@ def _read(index_path: Path, path: Path, epochs: Sequence[int]) -> RankedLists:
         raise StateError(f"{index_path}: not a {FORMAT} version {VERSION} index")
     user_ids = np.asarray(index["user_ids"], dtype=np.int64)
     dtype = record_dtype(len(user_ids), index["k"])
-    data = path.read_bytes() if path.is_file() else b""
+    packed = path.with_name(path.name + ".gz")
+    if path.is_file():
+        data = path.read_bytes()
+    elif packed.is_file():  # an archived run: gzip of the same bytes
+        try:
+            data = gzip.decompress(packed.read_bytes())
+        except (OSError, EOFError, zlib.error) as exc:
+            raise StateError(f"{packed}: not a readable gzip file ({exc})") from exc
+    else:
+        data = b""
     if len(data) < len(epochs) * dtype.itemsize:
         raise StateError(f"{path}: truncated: {len(data) // dtype.itemsize} complete records, the trace has "
                          f"{len(epochs)} evaluations")
