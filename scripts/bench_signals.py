@@ -40,6 +40,7 @@ import numpy as np
 
 from rec_es.policy.stats import difference_noise
 from rec_es.rundir.per_user import read_per_user
+from rec_es.rundir.ranked import read_ranked, signals
 from rec_es.rundir.trace import read_trace
 from benchlib import emit
 
@@ -76,10 +77,12 @@ def load(run_dir: Path, root: Path) -> Run:
     hits = read_per_user(run_dir, "valid", trace=trace).values("recall@10") > 0
     churn: list[float | None] = [None] + [float((hits[i] != hits[i - 1]).mean()) for i in range(1, len(hits))]
     run.signals["target_churn"] = churn
-    if (run_dir / "ranked" / "valid.json").is_file():
-        ranked = [r.get("ranked") or {} for r in trace.records]
-        run.signals["list_churn"] = [r.get("churn") for r in ranked]
-        run.signals["coverage"] = [r.get("coverage") for r in ranked]
+    if (run_dir / "ranked" / "valid.json").is_file():  # the signals computed from the lists themselves
+        lists = read_ranked(run_dir, trace=trace)
+        ranked = [signals(lists.items[i - 1] if i else None, lists.items[i], lists.n_items)
+                  for i in range(len(lists.epochs))]
+        run.signals["list_churn"] = [r["churn"] for r in ranked]
+        run.signals["coverage"] = [r["coverage"] for r in ranked]
     return run
 
 

@@ -292,8 +292,10 @@ class PerUserRecorder:
         writer = self.writers.get(split)
         if scores is not None and writer is not None and scores.values:
             writer.append(epoch, scores.user_ids, scores.values)
+        if split != "valid":
+            return scores
         self.signals = None
-        if split == "valid" and scores is not None and scores.items is not None and self.ranked is not None:
+        if scores is not None and scores.items is not None and self.ranked is not None:
             self.ranked.n_items = self.ranked.n_items or scores.n_items
             self.signals = self.ranked.append(epoch, scores.user_ids, scores.items)
         return scores

@@ -22,8 +22,9 @@ def test_lists_are_each_users_ranking_and_the_trace_holds_their_signals(in_tmp: 
     keys = tiny_recbole_config(epochs=3, checkpoint_dir=str(in_tmp / "s"))
     config, train, valid, test, model = build(keys)
     trainer = EarlyStoppingTrainer(config, model, build_policy({"monitor": "ndcg@10", "patience": None}),
-                                   run_dir=in_tmp / "run", per_user_metrics=["mrr@10", "recall@10"], ranked_k=10)
-    trainer.fit(train, valid, verbose=False)
+                                   run_dir=in_tmp / "run", per_user_metrics=["mrr@10", "recall@10"], ranked_k=10,
+                                   record_test=True)  # the test evaluation between must not touch the valid lists
+    trainer.fit(train, valid, verbose=False, test_data=test)
     lists, scores = read_ranked(in_tmp / "run"), read_per_user(in_tmp / "run")
     assert lists.epochs == scores.epochs == (0, 1, 2) and lists.items.shape == (3, len(scores.user_ids), 10)
     assert np.array_equal(lists.user_ids, scores.user_ids)
