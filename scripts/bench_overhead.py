@@ -2,7 +2,7 @@
 """Per-epoch overhead of EarlyStoppingTrainer vs RecBole's stock Trainer, interleaved batch by batch in one process.
 
     OMP_NUM_THREADS=1 python scripts/bench_overhead.py [--config FILE ...] [--set key=value ...]
-                        [--epochs 6] [--rounds 4] [--no-control] [--separate-models] [--cpu N]
+                        [--epochs 6] [--rounds 4] [--no-control] [--separate-models] [--cpu N] [--ranked K]
 
 Each round starts one fit per mode, each in its own thread, and lets them take turns one slice at a time, a
 slice being everything a fit does up to its next training or scoring batch (or evaluation callback), in a
@@ -22,7 +22,8 @@ subclass whose ``fit`` only calls ``Trainer.fit``: what the harness charges a tr
 with no work added), ``rec_es default`` (the config's
 own policy, without its time budget, recording per-user scores of its monitor as ``rec-es run`` does),
 ``rec_es default, no per-user`` (the same with ``per_user_metrics: []``: its ratio to ``rec_es default`` is
-the cost of the per-user capture and sidecars, issue 12) and ``rec_es richest`` (composite monitor + EMA + Prechelt GL + dynamic
+the cost of the per-user capture and sidecars) and, with ``--ranked K``, ``rec_es default, ranked K`` (the same
+keeping the top-K lists and their signals: its ratio to ``rec_es default`` is their cost), and ``rec_es richest`` (composite monitor + EMA + Prechelt GL + dynamic
 patience + warmup/cosine/reduce-on-plateau LR schedule). Both rec_es modes write the full run directory as
 ``rec-es run`` does (trace.jsonl, best.pth on each improvement, last.pth every epoch) and keep the best
 weights in memory. Each run's first epoch (set-up) is left out.
@@ -271,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=4, help="runs per mode, each round on a freshly seeded model (default 4)")
     p.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
                    help="CPU to pin the whole benchmark to (default: the highest-numbered one available)")
+    p.add_argument("--ranked", type=int, default=0, metavar="K",
+                   help="also time 'rec_es default' keeping each user's top K items (rec-es run --ranked K)")
     p.add_argument("--no-control", dest="control", action="store_false",
                    help="leave out the second stock trainer and the stock subclass (faster, but the method's "
                         "resolution is not shown)")
@@ -311,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     builders["rec_es default, no per-user"] = lambda attach, d: make_fit(  # the per-user sidecars' share
         setup, args.epochs, attach, EarlyStoppingTrainer, build_policy(default_policy), lr_schedule=default_schedule,
         run_dir=d, per_user_metrics=())
+    if args.ranked:
+        builders[f"rec_es default, ranked {args.ranked}"] = lambda attach, d: make_fit(  # the ranked lists' share
+            setup, args.epochs, attach, EarlyStoppingTrainer, build_policy(default_policy),
+            lr_schedule=default_schedule, run_dir=d, ranked_k=args.ranked)
     names = list(builders)
     wall: dict[str, list[float]] = {m: [] for m in names}
     round_wall: dict[str, list[float]] = {m: [] for m in names}  # per round: the mode's total / stock's
