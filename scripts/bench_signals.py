@@ -229,7 +229,8 @@ def find(roots: Sequence[Path]) -> list[tuple[Path, Path]]:
     found = []
     for root in roots:
         for trace in sorted(root.glob("*/seed*/trace.jsonl")):
-            found.append((trace.parent, root))
+            if (trace.parent / "summary.json").is_file():  # finished runs only
+                found.append((trace.parent, root))
     return found
 
 
