@@ -1,7 +1,8 @@
 """`rec-es run --nproc 2`: two processes x one thread, gloo on the CPU, the tiny slice without one user (119
 validation users, so RecBole's DistributedSampler pads one duplicate), 2 epochs. One real distributed run is shared
-by the run-directory, agreement and numbers checks; the collective primitives and a dying rank run without RecBole
-data; bad input never starts a process."""
+by the run-directory, agreement, numbers and refused-resume checks; a second one has rank 1 killed after epoch 0's
+checkpoint and is resumed on two processes, then compared with the first; the collective primitives and a dying
+rank run without RecBole data; bad input never starts a process."""
 from __future__ import annotations
 
 import contextlib
