@@ -32,6 +32,22 @@ Prints per mode the median epoch, each round's ratio of total epoch time to stoc
 mean with a 95 % t-interval over rounds (epochs of one fit are not independent samples: they share its
 thread, which carried differences of up to 1.7 % between identical fits here), and where in the epoch the time
 goes. Target: <= 1.01.
+
+Several processes (``rec-es run --nproc N`` against RecBole's own distributed trainer):
+
+    OMP_NUM_THREADS=1 python scripts/bench_overhead.py --nproc 2 [--config FILE ...] [--set key=value ...]
+                        [--epochs 6] [--rounds 4] [--no-control] [--port 29533]
+
+``--nproc N`` starts N processes (gloo on the CPU when no GPU is asked for, RecBole's NCCL path otherwise; rank r
+pinned to the r-th allowed CPU when there are enough) that each build the data once and then, round after round,
+fit ``stock`` (RecBole's ``Trainer`` under its distributed data parallel: its ``_map_reduce`` evaluation, rank 0
+writing its checkpoint), ``stock (control)`` and ``rec_es default`` (``EarlyStoppingTrainer`` with the config's
+policy: rows gathered, loss reduced, one decision, every rank's random state gathered into rank 0's run directory)
+one after the other on a freshly seeded model, in an order rotated every round. Processes cannot share a batch
+loop, so the modes are not interleaved batch by batch: they are side by side in one run, round by round. Rank 0
+prints, per mode, every round's wall seconds per epoch (rank 0's clock; the ranks wait for each other in every
+collective) and the ratio of its total epoch time to stock's in the same round, with the mean and 95 %
+t-interval over rounds, and the CPU seconds summed over ranks. Each fit's first epoch (set-up) is left out.
 """
 from __future__ import annotations
 
@@ -264,6 +280,89 @@ def added_work_ms(setup: Setup, tmp: Path, repeat: int = 20) -> dict[str, float]
     return out
 
 
+# --- several processes: rec_es against RecBole's own distributed trainer -----------------------------------------
+DISTRIBUTED_MODES = ("stock", "stock (control)", "rec_es default")
+
+
+def distributed_rank(local_rank: int, spec: Any, files: list[str], sets: list[str], epochs: int, rounds: int,
+                     control: bool) -> None:
+    """One process of ``--nproc``: build RecBole's data once (the process group starts with RecBole's config), then
+    fit every mode once per round; rank 0 prints the table."""
+    import torch.distributed as dist
+
+    from rec_es import build_policy
+    from rec_es.training.distributed import rank_keys
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) >= spec.nproc:
+        os.sched_setaffinity(0, {allowed[local_rank]})
+    keys = rank_keys(spec, local_rank)
+    setup = load(files, sets, **keys)
+    rank = dist.get_rank()
+    from recbole.trainer import Trainer
+
+    from rec_es.training.trainer import EarlyStoppingTrainer
+
+    policy, schedule = rec_es_modes(setup)["rec_es default"]
+    names = [m for m in DISTRIBUTED_MODES if control or m != "stock (control)"]
+    if rank == 0:
+        print(f"distributed overhead benchmark: {setup.config['model']} on {setup.config['dataset']}, "
+              f"{spec.total} processes ({dist.get_backend()}), {rounds} rounds x {epochs} epochs ({epochs - 1} "
+              f"timed) x {len(names)} modes, one mode after another in a rotated order; {threads_line()}",
+              flush=True)
+    wall: dict[str, list[list[float]]] = {m: [] for m in names}  # per round: rank 0's wall s per timed epoch
+    cpu: dict[str, list[float]] = {m: [] for m in names}  # per round: CPU s of the timed epochs, summed over ranks
+    with scratch_cwd(setup) as tmp:
+        for r in range(rounds):
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                attach = lambda cls, *a, **kw: cls(setup.config, setup.fresh_model(), *a, **kw)  # noqa: E731
+                if name.startswith("rec_es"):
+                    run_dir = tmp / f"run-{r}" if rank == 0 else None
+                    fit = make_fit(setup, epochs, attach, EarlyStoppingTrainer, build_policy(policy),
+                                   lr_schedule=schedule, run_dir=run_dir)
+                else:
+                    fit = make_fit(setup, epochs, attach, Trainer)
+                marks: list[tuple[float, float]] = []
+                dist.barrier()
+                marks.append((time.perf_counter(), time.process_time()))
+                fit(lambda epoch, score: marks.append((time.perf_counter(), time.process_time())))
+                if len(marks) != epochs + 1:
+                    raise SystemExit(f"{name} stopped after {len(marks) - 1} of {epochs} epochs; use fewer --epochs")
+                epoch_wall = [b[0] - a[0] for a, b in zip(marks, marks[1:])][1:]
+                epoch_cpu = sum(b[1] - a[1] for a, b in zip(marks[1:], marks[2:]))
+                cpus = [None] * spec.total if rank == 0 else None
+                dist.gather_object(epoch_cpu, cpus, dst=0)
+                wall[name].append(epoch_wall)
+                cpu[name].append(sum(cpus) if cpus is not None else 0.0)
+            if rank == 0:
+                for name in names:
+                    print(f"  round {r + 1} {name:<28} wall s/epoch: " + " ".join(f"{t:.3f}" for t in wall[name][r]),
+                          flush=True)
+    if rank != 0:
+        return
+    print(f"\nratio of each round's total epoch time to stock's in the same round (rank 0's wall clock; cpu: "
+          f"summed over the {spec.total} processes); mean over the {rounds} rounds with its 95 % t-interval")
+    print(f"{'mode':<29}{'median s/epoch':>15}" + "".join(f"{f'round {r + 1}':>9}" for r in range(rounds))
+          + f"{'mean':>9}{'95 % interval':>17}{'cpu mean':>10}")
+    for name in names:
+        ratios = [sum(w) / sum(s) for w, s in zip(wall[name], wall["stock"])]
+        cpu_ratio = statistics.fmean(c / s for c, s in zip(cpu[name], cpu["stock"]))
+        mean, lo, hi = mean_interval(ratios)
+        print(f"{name:<29}{median([t for w in wall[name] for t in w]):>15.3f}" + "".join(f"{x:>9.4f}" for x in ratios)
+              + f"{mean:>9.4f}{f'{lo:.4f}-{hi:.4f}':>17}{cpu_ratio:>10.4f}")
+
+
+def main_distributed(args: argparse.Namespace) -> int:
+    """``--nproc N``: the processes of ``distributed_rank``, started as ``rec-es run --nproc`` starts them."""
+    from rec_es.training.distributed import LaunchSpec, check_launch, launch
+
+    spec = LaunchSpec(nproc=args.nproc, ip="127.0.0.1", port=args.port)
+    check_launch(spec, {})
+    launch(spec, distributed_rank, (list(args.config), list(args.sets), args.epochs, args.rounds, args.control))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", nargs="+", default=[DEFAULT_CONFIG], metavar="FILE")
@@ -279,9 +378,15 @@ def main(argv: list[str] | None = None) -> int:
                         "resolution is not shown)")
     p.add_argument("--separate-models", action="store_true",
                    help="give each mode its own model and optimizer instead of one shared pair")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="N > 1: compare rec_es against RecBole's own distributed trainer in N processes, one mode "
+                        "after another (see the module docstring; --cpu and --separate-models do not apply)")
+    p.add_argument("--port", type=int, default=29533, help="rendezvous port on 127.0.0.1 with --nproc (default 29533)")
     args = p.parse_args(argv)
     if args.epochs < 2 or args.rounds < 1:
         p.error("--epochs must be >= 2 (the first epoch is not timed) and --rounds >= 1")
+    if args.nproc > 1:
+        return main_distributed(args)
     if args.cpu not in os.sched_getaffinity(0):
         p.error(f"--cpu {args.cpu}: allowed CPUs are {sorted(os.sched_getaffinity(0))}")
     os.sched_setaffinity(0, {args.cpu})  # before any thread starts, so all of them inherit it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -110,3 +111,21 @@ def test_trainers_share_one_model_and_optimizer_unless_asked_not_to() -> None:
     own = bench.trainer_factory(Setup(), separate=True)
     c, d = own(FakeTrainer), own(FakeTrainer)
     assert c.model is not d.model and c.optimizer is not d.optimizer and "predict" in vars(d.model)
+
+
+def test_bench_overhead_runs_in_two_processes() -> None:
+    """`--nproc 2`: stock RecBole's distributed trainer and rec_es side by side in two gloo processes, the smallest
+    run (no timing asserted)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "scripts/bench_overhead.py", "--nproc", "2", "--port", str(port), "--set",
+           f"data_path={REPO / 'datasets'}", "--set", "dataset=ml-100k-tiny", "--set", "embedding_size=16", "--set",
+           "hidden_size=16", "--epochs", "2", "--rounds", "1", "--no-control"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 processes (gloo), 1 rounds x 2 epochs (1 timed) x 2 modes" in out.stdout
+    for mode in ("stock", "rec_es default"):
+        assert f"round 1 {mode:<28} wall s/epoch: " in out.stdout
+    assert "rec_es default" in out.stdout.split("95 % interval")[1]

@@ -85,14 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Validate everything, then train; returns the summary written to ``RUN/summary.json``."""
-    from rec_es.training.distributed import LaunchSpec, check_launch
+    from rec_es.training.distributed import LaunchSpec, check_launch, check_resume_launch
 
     launch = LaunchSpec(nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
                         group_offset=args.group_offset)
     check_launch(launch, {})  # the arguments alone, before any file is read
-    for given, flag in ((args.resume, "--resume"), (args.from_recbole, "--from-recbole")):
-        if launch.total > 1 and given is not None:
-            raise ConfigError(f"{flag} with --nproc is not supported yet (docs/distributed.md)", source=flag)
+    if args.resume is not None:
+        check_resume_launch(launch)
+    if launch.total > 1 and args.from_recbole is not None:
+        raise ConfigError("--from-recbole with --nproc is not supported yet (docs/distributed.md)",
+                          source="--from-recbole")
     overrides = parse_set_args(args.overrides)
     if args.from_recbole is not None:
         return _from_recbole(args, overrides)

@@ -112,7 +112,8 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
                  train_data_rng: torch.Tensor | None, trace_lines: int, elapsed_seconds: float,
                  best: Mapping[str, Any] | None, trace_digests: list[str] | None = None,
                  policy_settings: Mapping[str, Any] | None = None,
-                 schedule_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 schedule_settings: Mapping[str, Any] | None = None,
+                 rank_states: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The ``last.pth`` content: everything ``--resume`` needs to continue exactly after ``epoch``.
 
     Model (CPU copy), ``other_parameter``, optimizer, LR schedule and policy state, every RNG state (and
@@ -121,6 +122,8 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
     ``valid_result``, ``score``, ``test_result``) or None before the first evaluation. When given (the trainer
     always does): ``trace_digests``, one digest per trace line after the header (an edited trace is refused on
     resume), and ``policy_settings`` / ``schedule_settings``, the settings the two states belong to.
+    ``rank_states`` (several processes only): every global rank's ``rank_state()`` in rank order, stored with
+    ``world_size``; ``rng`` and ``train_data_rng`` are then rank 0's. A one-process ``last.pth`` has neither key.
     """
     if best is not None:
         best = {**best, "valid_result": plain(best["valid_result"]), "test_result": plain(best["test_result"])}
@@ -139,6 +142,9 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
     if policy_settings is not None:  # the settings both states belong to (schedule_settings None: no schedule)
         payload["policy_settings"] = plain(policy_settings)
         payload["schedule_settings"] = plain(schedule_settings)
+    if rank_states is not None:
+        payload["world_size"] = len(rank_states)
+        payload["rank_states"] = [plain(state) for state in rank_states]
     return payload
 
 
@@ -221,6 +227,44 @@ def capture_rng_state() -> dict[str, Any]:
     if torch.cuda.is_available():
         state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
     return state
+
+
+def rank_state(train_data: Any) -> dict[str, Any]:
+    """What one process of a distributed run needs to repeat its randomness and data order after a resume:
+    ``rng`` (``capture_rng_state``), ``train_data_rng`` (the train loader's generator, None without one) and
+    ``sampler`` (the train loader's ``DistributedSampler`` ``seed`` and ``epoch``, None without one)."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    gen = getattr(train_data, "generator", None)
+    sampler = getattr(train_data, "sampler", None)
+    return {"rng": capture_rng_state(), "train_data_rng": gen.get_state() if gen is not None else None,
+            "sampler": ({"seed": int(sampler.seed), "epoch": int(sampler.epoch)}
+                        if isinstance(sampler, DistributedSampler) else None)}
+
+
+def own_rank_state(data: Mapping[str, Any], rank: int) -> dict[str, Any]:
+    """The ``rank_state`` of global ``rank`` in a ``last.pth`` payload; a one-process payload (no
+    ``rank_states``) gives its ``rng`` and ``train_data_rng`` for rank 0. StateError for a rank it does not hold."""
+    states = data.get("rank_states")
+    if states is None:
+        if rank != 0:
+            raise StateError(f"last.pth holds one process's random state; rank {rank} has none")
+        return {"rng": data["rng"], "train_data_rng": data.get("train_data_rng"), "sampler": None}
+    if not 0 <= rank < len(states):
+        raise StateError(f"last.pth holds the random state of {len(states)} ranks; rank {rank} has none")
+    return dict(states[rank])
+
+
+def restore_rank_state(state: Mapping[str, Any], train_data: Any) -> None:
+    """Inverse of ``rank_state``: the RNGs, the train loader's generator and its sampler's seed and epoch."""
+    restore_rng_state(state["rng"])
+    gen = getattr(train_data, "generator", None)
+    if gen is not None and state.get("train_data_rng") is not None:
+        gen.set_state(state["train_data_rng"])
+    sampler, saved = getattr(train_data, "sampler", None), state.get("sampler")
+    if saved is not None and sampler is not None and hasattr(sampler, "set_epoch"):
+        sampler.seed = int(saved["seed"])
+        sampler.set_epoch(int(saved["epoch"]))
 
 
 def restore_rng_state(state: Mapping[str, Any]) -> None:

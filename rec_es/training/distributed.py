@@ -9,7 +9,8 @@
   several ranks start at once (``FileExistsError: './log'`` killed a rank here); it is made race-free everywhere.
 * ``Ranks`` is what an ``EarlyStoppingTrainer`` holds under several processes: the evaluation rows all-gathered in
   RecBole's user order with the ``DistributedSampler``'s padding duplicates dropped, the training loss reduced,
-  and the decision (stop, new best) and the learning rate made identical by an explicit reduction.
+  the decision (stop, new best) and the learning rate made identical by an explicit reduction, every rank's
+  random state gathered for rank 0's ``last.pth``, and rank 0's resumed state shared with the others.
 * ``LaunchSpec``, ``check_launch`` and ``launch``: ``rec-es run --nproc N``; every check runs before a process
   starts. Global rank 0 alone holds the run directory.
 """
@@ -160,6 +161,18 @@ class Ranks:
         dist.broadcast(t, src=0)
         return float(t[0])
 
+    def gather_states(self, state: Any) -> list[Any] | None:
+        """Every rank's ``state`` (picklable) on rank 0, in global rank order; None on the other ranks."""
+        parts: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
+        dist.gather_object(state, parts, dst=0)
+        return parts
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` (picklable) on every rank; the other ranks' ``value`` is ignored."""
+        box = [value if self.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 class RanksHooks:
     """What ``EarlyStoppingTrainer`` (a RecBole ``Trainer``) does differently under several processes; one process
@@ -267,6 +280,15 @@ def check_launch(spec: LaunchSpec, recbole_keys: Mapping[str, Any], sources: Map
         _check_port_free(spec.ip, spec.port)
 
 
+def check_resume_launch(spec: LaunchSpec) -> None:
+    """ConfigError for ``--resume`` on several machines: only rank 0's machine holds the run directory, and the
+    ranks of a resumed run read their state from rank 0's ``last.pth`` through the launching process."""
+    if spec.nproc != spec.total:
+        raise ConfigError(f"--resume of a run on several machines (--world-size {spec.total}, --nproc {spec.nproc}) "
+                          "is not supported: only rank 0's machine holds the run directory. Resume it on one machine "
+                          f"with --nproc {spec.total}", source="--resume")
+
+
 def _check_evaluation(keys: Mapping[str, Any], sources: Mapping[str, str]) -> None:
     from recbole.evaluator import metrics_dict
 
@@ -330,5 +352,6 @@ def _entry(local_rank: int, spec: LaunchSpec, target: Callable[..., Any], args: 
             dist.destroy_process_group()
 
 
-__all__ = ["DISTRIBUTED_KEYS", "GatheringEvaluator", "LaunchSpec", "Ranks", "RanksHooks", "check_launch", "gpu_asked", "launch",
+__all__ = ["DISTRIBUTED_KEYS", "GatheringEvaluator", "LaunchSpec", "Ranks", "RanksHooks", "check_launch",
+           "check_resume_launch", "gpu_asked", "launch",
            "rank_keys", "use_gloo_on_cpu"]

@@ -5,7 +5,8 @@
 payload (a state that does not fit the model built from the config is refused here, still before any write);
 its ``fit`` then calls ``begin_resumed``, the only place a resume writes: ``config.yaml``, the trace cut back to
 the lines the checkpoint counted (a new file renamed over the old one) and its header, then policy, schedule,
-best snapshot, RNG and data order as they were after the saved epoch. The policy state is loaded when the
+best snapshot, RNG and data order as they were after the saved epoch (under several processes, each rank's own:
+``begin_resumed``). The policy state is loaded when the
 policy is the one the checkpoint was saved with (``policy_settings`` in ``last.pth``); other settings are
 replayed over the recorded evaluations, and the trace header names both (``resumed_with_changes``).
 The ``last.pth`` payload itself is built by ``rec_es.rundir.checkpoint.last_payload``.
@@ -56,9 +57,10 @@ def read_resume(trainer: EarlyStoppingTrainer, run_dir: str | os.PathLike[str],
 @dataclass
 class ResumeState:
     """What a resumed fit continues from, for the trainer to apply: the trace writer (cut back to the lines the
-    checkpoint counted), the best snapshot, the first epoch to train and the seconds already spent."""
+    checkpoint counted; None on a rank that writes nothing), the best snapshot, the first epoch to train and the
+    seconds already spent."""
 
-    trace: TraceWriter
+    trace: TraceWriter | None
     best: checkpoint.BestSnapshot | None
     start_epoch: int
     elapsed_seconds: float
@@ -66,14 +68,39 @@ class ResumeState:
 
 def begin_resumed(trainer: EarlyStoppingTrainer, resume: Mapping[str, Any], train_data: Any) -> ResumeState:
     """The start of a resumed ``fit``, where a resume first writes: ``config.yaml``, the trace cut back to the
-    checkpoint's ``trace_lines`` (atomically), then ``apply_resume``. Returns the state the trainer continues from."""
+    checkpoint's ``trace_lines`` (atomically), then ``apply_resume``. Returns the state the trainer continues from.
+
+    Several processes (``trainer.ranks_``; every rank calls this): global rank 0, the one with the run directory,
+    does the above, then sends its policy and schedule state and best snapshot (loaded, or replayed under a changed
+    policy) to the other ranks, which write nothing, take them and restore their own random state and data order
+    from ``last.pth``'s ``rank_states``."""
+    ranks = getattr(trainer, "ranks_", None)
     if trainer.run_dir is None:
-        raise StateError("resuming needs the run_dir the run was written to")
+        if ranks is None or ranks.rank == 0:
+            raise StateError("resuming needs the run_dir the run was written to")
+        return _follow_rank_0(trainer, resume, train_data)
     if trainer.run_config is not None:
         write_config(trainer.run_dir, trainer.run_config)
     writer = TraceWriter(trainer.run_dir / "trace.jsonl", keep_lines=int(resume["trace_lines"]))
     best = apply_resume(trainer, resume, train_data, read_trace(trainer.run_dir / "trace.jsonl"))
+    if ranks is not None:
+        ranks.share({"policy": trainer.policy.state_dict(),
+                     "schedule": trainer.schedule.state_dict() if trainer.schedule is not None else None,
+                     "best": best.to_payload() if best is not None else None})
     return ResumeState(trace=writer, best=best, start_epoch=int(resume["epoch"]) + 1,
+                       elapsed_seconds=float(resume.get("elapsed_seconds", 0.0)))
+
+
+def _follow_rank_0(trainer: EarlyStoppingTrainer, resume: Mapping[str, Any], train_data: Any) -> ResumeState:
+    """A rank other than 0: rank 0's policy, schedule and best snapshot, this rank's own random state."""
+    assert trainer.ranks_ is not None
+    shared = trainer.ranks_.share(None)
+    trainer.policy.load_state_dict(shared["policy"])
+    if trainer.schedule is not None and shared["schedule"] is not None:
+        trainer.schedule.load_state_dict(shared["schedule"])
+    best = checkpoint.BestSnapshot.from_payload(shared["best"]) if shared["best"] is not None else None
+    checkpoint.restore_rank_state(checkpoint.own_rank_state(resume, trainer.ranks_.rank), train_data)
+    return ResumeState(trace=None, best=best, start_epoch=int(resume["epoch"]) + 1,
                        elapsed_seconds=float(resume.get("elapsed_seconds", 0.0)))
 
 
@@ -124,10 +151,9 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
         record = trace.records[-1]
         snapshot = checkpoint.BestSnapshot.take(trainer.model, last, record.get("valid"), trainer.policy.best_score,
                                                 record.get("test"))
-    checkpoint.restore_rng_state(data["rng"])
-    gen = getattr(train_data, "generator", None)
-    if gen is not None and data.get("train_data_rng") is not None:
-        gen.set_state(data["train_data_rng"])
+    ranks = getattr(trainer, "ranks_", None)
+    rank = ranks.rank if ranks is not None else 0
+    checkpoint.restore_rank_state(checkpoint.own_rank_state(data, rank), train_data)
     return snapshot
 
 

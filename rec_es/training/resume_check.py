@@ -114,7 +114,41 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     best = data["best"]
     if best is not None and (not isinstance(best.get("epoch"), int) or not isinstance(best.get("state_dict"), dict)):
         raise refuse("its best snapshot lacks an epoch or state_dict", path)
+    states = data.get("rank_states")
+    if states is not None:
+        if not isinstance(states, list) or data.get("world_size") != len(states) or len(states) < 2:
+            raise refuse(f"its rank_states (one per process) do not match its world_size {brief(data.get('world_size'))}"
+                         ": the checkpoint is damaged", path)
+        for rank, state in enumerate(states):
+            if not isinstance(state, dict) or not isinstance(state.get("rng"), dict) \
+                    or not {"python", "numpy", "torch"} <= set(state["rng"]):
+                raise refuse(f"the random state of rank {rank} lacks python, numpy or torch", path)
     return data
+
+
+def recorded_world_size(plan: ResumePlan) -> int:
+    """The number of processes the run was trained by: ``last.pth``'s ``world_size``, else the trace header's,
+    else 1."""
+    world = plan.checkpoint.get("world_size", plan.trace.header.get("world_size", 1))
+    return world if isinstance(world, int) and not isinstance(world, bool) and world >= 1 else 1
+
+
+def check_world_size(plan: ResumePlan, world_size: int) -> None:
+    """A run is resumed by as many processes as trained it (each rank restores its own random state and data order
+    from ``last.pth``'s ``rank_states``); ConfigError naming the recorded world size and the option that matches
+    it. A distributed ``last.pth`` without ``rank_states`` (rank 0's random state only) is refused."""
+    recorded = recorded_world_size(plan)
+    path = plan.run_dir / "last.pth"
+    if recorded != world_size:
+        fix = f"resume it with --nproc {recorded}" if recorded > 1 else "resume it without --nproc"
+        raise refuse(f"{plan.run_dir} was trained by {recorded} process{'es' * (recorded != 1)} (world size "
+                     f"{recorded}) and would be resumed by {world_size}; every process restores its own random "
+                     f"state and data order, so a resume keeps the world size: {fix}", path)
+    if recorded > 1 and plan.checkpoint.get("rank_states") is None:
+        raise refuse(f"{plan.run_dir} was trained by {recorded} processes, but its last.pth holds rank 0's random "
+                     "state only (written before rec_es kept every rank's), so a resumed run would not repeat the "
+                     "uninterrupted one. Its best.pth and trace are complete up to the last epoch; start a new run "
+                     "to train further", path)
 
 
 def read_kept_trace(run_dir: Path, trace_lines: int) -> tuple[Trace, bool]:

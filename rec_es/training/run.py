@@ -95,19 +95,23 @@ def train(cfg: Any, run_dir: Path, *, resume: bool = False, record_test: bool = 
 
     check_budget(cfg)
     ranked_k = check_ranked_k(cfg.recbole, ranked_k)  # before anything is written
-    if launch is not None and launch.total > 1:
+    world = launch.total if launch is not None else 1
+    plan = None
+    if resume:
+        from rec_es.training.distributed import check_resume_launch
+        from rec_es.training.resume_check import check_resume, check_world_size
+
+        if launch is not None:
+            check_resume_launch(launch)
+        plan = check_resume(run_dir, cfg)
+        check_world_size(plan, world)
+        record_test = record_test or plan.record_test
+    if world > 1:
         if ranked_k:
             raise ConfigError("ranked: top-k lists are kept on one process only; drop --ranked or --nproc",
                               key="ranked")
-        return _train_distributed(cfg, run_dir, launch, resume, record_test, progress, verbose, per_user_metrics,
+        return _train_distributed(cfg, run_dir, launch, plan, record_test, progress, verbose, per_user_metrics,
                                   callback_fn, preflight, origin)
-    plan = None
-    if resume:
-        from rec_es.training.resume_check import check_resume
-
-        plan = check_resume(run_dir, cfg)
-        _refuse_distributed_resume(plan)
-        record_test = record_test or plan.record_test
     location = datasets.resolve(cfg.recbole, cfg.sources)
     model_class, _ = model_and_trainer_class(cfg.recbole, cfg.sources)
     return _train(cfg, run_dir, location, model_class, plan, record_test, progress, verbose, per_user_metrics,
@@ -123,20 +127,20 @@ class RunInterrupted(KeyboardInterrupt):
     """Training was interrupted (Ctrl-C); the message says what became of the run directory, as ``RunFailed``'s."""
 
 
-def _train_distributed(cfg: Any, run_dir: Path, launch: Any, resume: bool, record_test: bool, progress: bool,
+def _train_distributed(cfg: Any, run_dir: Path, launch: Any, plan: Any, record_test: bool, progress: bool,
                        verbose: bool, per_user_metrics: Sequence[str] | None,
                        callback_fn: Callable[[int, float | None], Any] | None, preflight: bool,
                        origin: Any) -> dict[str, Any]:
-    """Check and pre-flight here (one process, nothing written), write ``config.yaml`` (rank 0's machine), then spawn
-    the ranks (``distributed.launch``); a failure leaves the run directory as ``after_failure`` says."""
+    """Check and pre-flight here (one process, nothing written), write ``config.yaml`` (rank 0's machine; on resume
+    rank 0 writes it once the checkpoint has loaded), then spawn the ranks (``distributed.launch``), each with the
+    checked resume ``plan`` (None: a new run); a failure leaves the run directory as ``after_failure`` says."""
     import json
 
     from rec_es.config import datasets
     from rec_es.training import distributed
     from rec_es.training import preflight as pf
 
-    for given, what in ((resume, "--resume"), (callback_fn is not None, "callback_fn"), (origin is not None,
-                                                                                         "a stock checkpoint")):
+    for given, what in ((callback_fn is not None, "callback_fn"), (origin is not None, "a stock checkpoint")):
         if given:
             raise ConfigError(f"{what} with --nproc is not supported yet (docs/distributed.md)", source=what)
     distributed.check_launch(launch, cfg.recbole, cfg.sources)
@@ -154,25 +158,34 @@ def _train_distributed(cfg: Any, run_dir: Path, launch: Any, resume: bool, recor
             pf.build(model_class, {**_recbole_keys(cfg, verbose=False), "checkpoint_dir": scratch}, location,
                      verbose=False)
     writes = launch.group_offset == 0
-    created = _topmost_missing(run_dir) if writes else None
-    if writes:
+    resumed = plan is not None
+    created = _topmost_missing(run_dir) if writes and not resumed else None
+    if writes and not resumed:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg.to_dict())
     try:
-        distributed.launch(launch, _train_rank, (cfg, run_dir, location, model_class, record_test, progress, verbose,
-                                                 per_user_metrics))
+        distributed.launch(launch, _train_rank, (cfg, run_dir, location, model_class, plan, record_test, progress,
+                                                 verbose, per_user_metrics))
     except KeyboardInterrupt as exc:
-        raise RunInterrupted(f"interrupted; {after_failure(run_dir, False, created)}" if writes
+        raise RunInterrupted(f"interrupted; {after_failure(run_dir, resumed, created)}" if writes
                              else "interrupted") from exc
     except RecEsError as exc:
-        raise RunFailed(f"{exc}; {after_failure(run_dir, False, created)}" if writes else str(exc)) from None
+        raise RunFailed(f"{exc}; {after_failure(run_dir, resumed, created)}" if writes else str(exc)) from None
     return json.loads((run_dir / "summary.json").read_text()) if writes else {}
 
 
-def _train_rank(local_rank: int, launch: Any, cfg: Any, run_dir: Path, location: Any, model_class: type,
+def _train_rank(local_rank: int, launch: Any, cfg: Any, run_dir: Path, location: Any, model_class: type, plan: Any,
                 record_test: bool, progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None) -> None:
     """One process of a distributed run (the pre-flight already passed): global rank 0 gets ``run_dir``, the others
-    no directory at all."""
+    no directory at all; with a resume ``plan`` every rank loads its model and optimizer state, and rank 0 sends
+    the rest (``rec_es.training.resume.begin_resumed``).
+
+    The ``plan`` is deep-copied first: ``torch.multiprocessing.spawn`` passes the tensors of its arguments in
+    shared memory, and the optimizer adopts the loaded moment tensors as its own, so without a copy every rank
+    would update the same Adam moments in place."""
+    import copy
+
+    plan = copy.deepcopy(plan)
     from rec_es.training import preflight as pf
     from rec_es.training.compat import quiet_recbole_warnings
     from rec_es.training.distributed import rank_keys
@@ -182,7 +195,7 @@ def _train_rank(local_rank: int, launch: Any, cfg: Any, run_dir: Path, location:
     with recbole_scratch_dir() as scratch:
         keys = {**_recbole_keys(cfg, verbose), **rank_keys(launch, local_rank), "checkpoint_dir": scratch}
         built = pf.build(model_class, keys, location, verbose=verbose and rank0, check=False)
-        _train_in(cfg, built, run_dir if rank0 else None, None, record_test, progress and rank0, verbose,
+        _train_in(cfg, built, run_dir if rank0 else None, plan, record_test, progress and rank0, verbose,
                   per_user_metrics)
 
 
@@ -191,18 +204,6 @@ def _recbole_keys(cfg: Any, verbose: bool) -> dict[str, Any]:
     if not verbose:
         keys.setdefault("state", "WARNING")  # RecBole's own log level: quiet means its INFO lines too
     return keys
-
-
-def _refuse_distributed_resume(plan: Any) -> None:
-    """A run trained by several processes is not resumed (in one process or several): its ``last.pth`` holds rank
-    0's random state only, so the resumed run would not repeat the uninterrupted one (rec_es's resume promise)."""
-    world = plan.trace.header.get("world_size")
-    if isinstance(world, int) and world > 1:
-        raise ConfigError(f"{plan.run_dir} was trained by {world} processes (trace header world_size: {world}); "
-                          "resuming a distributed run is not supported yet, in one process or in several: its "
-                          "last.pth holds rank 0's random state only, so the resumed run would not repeat the "
-                          "uninterrupted one. Its best.pth and trace are complete up to the last epoch; start a "
-                          "new run to train further", source="--resume")
 
 
 def check_budget(cfg: Any) -> None:
@@ -326,7 +327,7 @@ def _train_in(cfg: Any, built: Any, run_dir: Path | None, resume: Any, record_te
                                    record_test=record_test, run_config=cfg.to_dict(), epoch_progress=progress,
                                    per_user_metrics=per_user_metrics, ranked_k=ranked_k)
     if resume:
-        trainer.load_resume(run_dir, resume)
+        trainer.load_resume(resume.run_dir, resume)  # every rank; only the one with run_dir writes
     elif origin is not None:
         origin.load_into(trainer)
     show = bool(config["show_progress"])

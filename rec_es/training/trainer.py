@@ -369,6 +369,9 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
         self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid))
 
     def _save_last(self, epoch: int, start: float, saved: bool) -> None:
+        rank_states = None
+        if saved and self.ranks_ is not None:  # collective: every rank's random state, for rank 0's last.pth
+            rank_states = self.ranks_.gather_states(checkpoint.rank_state(self._train_data_ref))
         if not saved or self.run_dir is None or self.trace_ is None:
             return
         best = self.best_.to_payload() if self.best_ is not None else None
@@ -379,7 +382,8 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
             train_data_rng=gen.get_state() if gen is not None else None, trace_lines=self.trace_.lines,
             elapsed_seconds=self.elapsed_offset_ + time.time() - start, best=best,
             trace_digests=self.trace_.digests, policy_settings=jsonable(self.policy.settings_mapping()),
-            schedule_settings=self.schedule.settings if self.schedule is not None else None)
+            schedule_settings=self.schedule.settings if self.schedule is not None else None,
+            rank_states=rank_states)
         checkpoint.atomic_save(payload, self.run_dir / "last.pth")
 
     def _end(self, verbose: bool) -> None:

@@ -1,9 +1,12 @@
 """`rec-es run --nproc 2`: two processes x one thread, gloo on the CPU, the tiny slice without one user (119
 validation users, so RecBole's DistributedSampler pads one duplicate), 2 epochs. One real distributed run is shared
-by the run-directory, agreement and numbers checks; the collective primitives and a dying rank run without RecBole
-data; bad input never starts a process."""
+by the run-directory, agreement, numbers and refused-resume checks; a second one has rank 1 killed after epoch 0's
+checkpoint and is resumed on two processes, then compared with the first; the collective primitives and a dying
+rank run without RecBole data; bad input never starts a process."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -26,6 +29,7 @@ from conftest import DATASETS, REPO, tiny_recbole_config
 
 RIG = Path(__file__).resolve().parent / "ddp_rig"
 DROPPED_USER = "1"
+TIMING = ("elapsed_seconds", "train_seconds", "eval_seconds", "test_seconds")
 
 
 def free_port() -> int:
@@ -42,6 +46,10 @@ def odd_slice(root: Path) -> Path:
     out.mkdir(parents=True)
     (out / "ml-100k-odd.inter").write_text(lines[0] + "".join(l for l in lines[1:] if l.split("\t")[0] != DROPPED_USER))
     return root
+
+
+def records_without_timing(run_dir: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_trace(run_dir).records]
 
 
 def odd_config(root: Path, **overrides: Any) -> dict[str, Any]:
@@ -83,30 +91,43 @@ def test_gpu_asked_keeps_recboles_own_init_device(monkeypatch: pytest.MonkeyPatc
 
 
 # --- b, c, d: one real distributed run -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """`rec-es run --nproc 2` with rank 1's controller rigged to stop at epoch 0 (tests/integration/ddp_rig), each
-    rank's own view written by the rig; the spawned ranks get this worktree and the rig through PYTHONPATH."""
-    root = tmp_path_factory.mktemp("ddp")
-    rig_out = root / "rig"
-    rig_out.mkdir()
-    cfg_file = root / "tiny.yaml"
-    cfg_file.write_text(yaml.safe_dump(odd_config(root / "data", checkpoint_dir=str(root / "ckpt"))))
-    env = {"PYTHONPATH": f"{REPO}{os.pathsep}{RIG}", "REC_ES_DDP_RIG": str(rig_out), "OMP_NUM_THREADS": "1"}
+def run_cli(cwd: Path, args: list[str], **env: str) -> tuple[int, str]:
+    """``rec-es run ARGS`` in ``cwd`` with ``env`` added (the spawned ranks get this worktree and the rig through
+    PYTHONPATH, one thread each); returns the exit status and what it wrote to stderr."""
+    env = {"PYTHONPATH": f"{REPO}{os.pathsep}{RIG}", "OMP_NUM_THREADS": "1", **env}
     saved = {k: os.environ.get(k) for k in env}
-    cwd = os.getcwd()
+    here = os.getcwd()
+    err = io.StringIO()
     os.environ.update(env)
-    os.chdir(root)
+    os.chdir(cwd)
     try:
-        rc = main(["--config", str(cfg_file), "--nproc", "2", "--ip", "127.0.0.1", "--port", str(free_port()),
-                   "--output-dir", str(root / "run"), "--no-progress", "--quiet"])
+        with contextlib.redirect_stderr(err):
+            rc = main([*args, "--no-progress", "--quiet"])
     finally:
-        os.chdir(cwd)
+        os.chdir(here)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    return rc, err.getvalue()
+
+
+def two_ranks() -> list[str]:
+    return ["--nproc", "2", "--ip", "127.0.0.1", "--port", str(free_port())]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`rec-es run --nproc 2` with rank 1's controller rigged to stop at epoch 0 (tests/integration/ddp_rig), each
+    rank's own view written by the rig."""
+    root = tmp_path_factory.mktemp("ddp")
+    rig_out = root / "rig"
+    rig_out.mkdir()
+    cfg_file = root / "tiny.yaml"
+    cfg_file.write_text(yaml.safe_dump(odd_config(root / "data", checkpoint_dir=str(root / "ckpt"))))
+    rc, _ = run_cli(root, ["--config", str(cfg_file), *two_ranks(), "--output-dir", str(root / "run")],
+                    REC_ES_DDP_RIG=str(rig_out))
     ranks = [json.loads((rig_out / f"rank{r}.json").read_text()) for r in (0, 1)]
     return {"rc": rc, "run": root / "run", "ranks": ranks, "config": cfg_file, "root": root}
 
@@ -179,14 +200,83 @@ def test_one_row_per_user_and_the_mean_of_one_process(ddp_run: dict[str, Any], i
     assert round(float(np.mean(values)), 4) == single["ndcg@10"]
 
 
-def test_resuming_a_distributed_run_is_refused(ddp_run: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
-    """In one process, the run's world size is named and nothing in the run directory changes."""
+@pytest.mark.parametrize("nproc, fix", [(1, "resume it with --nproc 2"), (3, "resume it with --nproc 2")])
+def test_resuming_with_another_world_size_is_refused(nproc: int, fix: str, ddp_run: dict[str, Any]) -> None:
+    """In one process or in three, the run's world size is named with the fix; exit 2 and nothing in the run
+    directory changes (no process is started)."""
     run = ddp_run["run"]
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
-    assert main(["--resume", str(run), "--set", "epochs=4", "--no-progress", "--quiet"]) == 2
-    assert "was trained by 2 processes (trace header world_size: 2); resuming a distributed run is not supported" \
-        in capsys.readouterr().err
+    args = ["--resume", str(run), "--set", "epochs=4"]
+    if nproc > 1:
+        args += ["--nproc", str(nproc), "--ip", "127.0.0.1", "--port", str(free_port())]
+    rc, err = run_cli(ddp_run["root"], args)
+    assert rc == 2
+    assert (f"was trained by 2 processes (world size 2) and would be resumed by {nproc}; every process restores its "
+            f"own random state and data order, so a resume keeps the world size: {fix}") in err
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
+def test_last_pth_holds_every_ranks_random_state(ddp_run: dict[str, Any]) -> None:
+    """last.pth loads weights-only and holds one random state per rank (rank 0's is also its top-level 'rng'); the
+    ranks' states differ (RecBole seeds each rank's model with seed + rank)."""
+    data = torch.load(ddp_run["run"] / "last.pth", weights_only=True)
+    assert data["world_size"] == 2 and len(data["rank_states"]) == 2
+    r0, r1 = data["rank_states"]
+    assert torch.equal(r0["rng"]["torch"], data["rng"]["torch"])
+    assert not torch.equal(r0["rng"]["torch"], r1["rng"]["torch"])
+    assert r0["sampler"] == r1["sampler"] == {"seed": 0, "epoch": 1}
+
+
+# --- a rank killed after a checkpoint; the run resumed on two processes -------------------------------------------
+@pytest.fixture(scope="module")
+def killed_and_resumed(ddp_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """ddp_run's config again, with rank 1 SIGKILLed at the start of epoch 1 (after a barrier, so rank 0 has saved
+    last.pth of epoch 0); then `--resume RUN --nproc 2`, each rank's view written by the rig."""
+    root = tmp_path_factory.mktemp("ddp-killed")
+    run, rig_out = root / "run", root / "rig"
+    rig_out.mkdir()
+    cfg = str(ddp_run["config"])
+    killed_rc, killed_err = run_cli(root, ["--config", cfg, *two_ranks(), "--output-dir", str(run)],
+                                    REC_ES_DDP_KILL="1:1")
+    at_kill = read_trace(run)
+    resumed_rc, resumed_err = run_cli(root, ["--resume", str(run), *two_ranks()], REC_ES_DDP_RIG=str(rig_out))
+    ranks = [json.loads((rig_out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return {"run": run, "killed": (killed_rc, killed_err), "at_kill": at_kill, "resumed": (resumed_rc, resumed_err),
+            "ranks": ranks}
+
+
+def test_a_killed_rank_leaves_a_resumable_run_directory(killed_and_resumed: dict[str, Any]) -> None:
+    """The launcher names the killed rank and says how to continue; the directory keeps epoch 0 and last.pth, and
+    `--resume` on two processes finishes it."""
+    run = killed_and_resumed["run"]
+    rc, err = killed_and_resumed["killed"]
+    assert rc == 1
+    assert ("rank 1 was killed by signal SIGKILL; the other ranks were stopped; "
+            f"{run} keeps 1 evaluation (epochs 0-0) and last.pth: once the cause is fixed, continue it with "
+            f"rec-es run --resume {run}") in err
+    assert [r["epoch"] for r in killed_and_resumed["at_kill"].records] == [0]
+    assert killed_and_resumed["at_kill"].footer is None
+    rc, err = killed_and_resumed["resumed"]
+    assert rc == 0, err
+    assert read_trace(run).footer is not None
+
+
+def test_the_resumed_run_repeats_the_uninterrupted_one(ddp_run: dict[str, Any],
+                                                       killed_and_resumed: dict[str, Any]) -> None:
+    """The killed-and-resumed run's trace (timing aside), summary and best weights equal the uninterrupted run's;
+    each rank starts epoch 1 with the random state it had in the uninterrupted run and computes the same loss."""
+    full, run = ddp_run["run"], killed_and_resumed["run"]
+    assert records_without_timing(run) == records_without_timing(full)
+    assert read_trace(run).header["world_size"] == 2 and "resumed_with_changes" not in read_trace(run).header
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (full, run))
+    for key in ("best_epoch", "stop_epoch", "stop_reason", "best_valid_result", "test_result", "epochs_trained"):
+        assert a[key] == b[key], key
+    best_full, best_run = (torch.load(d / "best.pth", weights_only=True)["state_dict"] for d in (full, run))
+    assert all(torch.equal(best_full[k], best_run[k]) for k in best_full)
+    for straight, resumed in zip(ddp_run["ranks"], killed_and_resumed["ranks"]):
+        assert resumed["rng_at_epoch"] == {"1": straight["rng_at_epoch"]["1"]}
+        assert resumed["local_losses"] == straight["local_losses"][1:]
+    assert killed_and_resumed["ranks"][0]["rng_at_epoch"] != killed_and_resumed["ranks"][1]["rng_at_epoch"]
 
 
 # --- e: bad input, before any process starts --------------------------------------------------------------------
@@ -194,7 +284,8 @@ def test_resuming_a_distributed_run_is_refused(ddp_run: dict[str, Any], capsys: 
     (["--nproc", "0"], "--nproc must be an integer >= 1 (got 0)"),
     (["--nproc", "2", "--world-size", "1"], "--world-size 1 is smaller than --nproc 2"),
     (["--nproc", "2", "--group-offset", "1"], "--group-offset 1 with --nproc 2 names ranks 1..2, outside a world of 2"),
-    (["--nproc", "2", "--resume", "runs/x"], "--resume with --nproc is not supported yet"),
+    (["--nproc", "1", "--world-size", "2", "--resume", "runs/x"],
+     "--resume of a run on several machines (--world-size 2, --nproc 1) is not supported"),
     (["--nproc", "2", "--from-recbole", "x.pth"], "--from-recbole with --nproc is not supported yet"),
 ])
 def test_bad_launch_arguments_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
