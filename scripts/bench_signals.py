@@ -178,8 +178,9 @@ def score(called: np.ndarray, y: np.ndarray) -> dict[str, float]:
             "right": float(right / made.sum()) if made.any() else float("nan"), "n_called": int(made.sum())}
 
 
-def lomo(rows: list[dict[str, Any]], cols: Sequence[str]) -> np.ndarray:
-    """Leave one model out: each row's call by a model fitted on the other models' rows."""
+def lomo(rows: list[dict[str, Any]], cols: Sequence[str], probs: np.ndarray | None = None) -> np.ndarray:
+    """Leave one model out: each row's call by a model fitted on the other models' rows (``probs``, if given,
+    receives each row's out-of-sample probability)."""
     out = np.full(len(rows), -1)
     models = sorted({r["model"] for r in rows})
     y = np.array([r["rises"] for r in rows], dtype=float)
@@ -190,7 +191,19 @@ def lomo(rows: list[dict[str, Any]], cols: Sequence[str]) -> np.ndarray:
         w = fit_logistic((x[~test] - mu) / sd, y[~test])
         hi, lo = thresholds(predict(w, (x[~test] - mu) / sd), y[~test])
         out[test] = calls(predict(w, (x[test] - mu) / sd), hi, lo)
+        if probs is not None:
+            probs[test] = predict(w, (x[test] - mu) / sd)
     return out
+
+
+def auc(p: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve (the chance that a random 'rises' decision gets a higher probability than a
+    random 'peak' one; ties count half). Descriptive: not part of the registered decision rule."""
+    pos, neg = p[y == 1], p[y == 0]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
 
 
 def regime_alone(rows: list[dict[str, Any]]) -> np.ndarray:
@@ -247,23 +260,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [load(d, root) for d, root in find(args.runs)]
     rows = [r for run in runs for r in decisions(run, args.features)]
     y = np.array([r["rises"] for r in rows], dtype=int)
+    p_feat, p_epoch = np.zeros(len(rows)), np.zeros(len(rows))
     results = {
-        "features": lomo(rows, args.features),
-        "epoch index alone": lomo([{**r, "epoch": r["t"]} for r in rows], ["epoch"]),
+        "features": lomo(rows, args.features, p_feat),
+        "epoch index alone": lomo([{**r, "epoch": r["t"]} for r in rows], ["epoch"], p_epoch),
         "regime alone": regime_alone(rows),
     }
     shuf = shuffled(rows, runs, args.features)
+    p_shuf = np.zeros(len(shuf))
+    y_shuf = np.array([r["rises"] for r in shuf], dtype=int)
     table = {name: score(c, y) for name, c in results.items()}
-    table["features shuffled within regime"] = score(lomo(shuf, args.features),
-                                                     np.array([r["rises"] for r in shuf], dtype=int))
+    table["features shuffled within regime"] = score(lomo(shuf, args.features, p_shuf), y_shuf)
+    aucs = {"features": auc(p_feat, y), "epoch index alone": auc(p_epoch, y), "regime alone": float("nan"),
+            "features shuffled within regime": auc(p_shuf, y_shuf)}
+    for name in table:
+        table[name]["auc"] = aucs[name]
     models = sorted({r["model"] for r in rows})
     lines = [f"# Label-free signals: {', '.join(args.features)} (leave one model out)", "",
              f"{len(runs)} runs, {len(models)} models ({', '.join(models)}), {len(rows)} decision points, "
              f"{y.mean():.0%} of them 'rises'.", "",
-             "| predictor | decisions | called | right of calls |", "|---|---|---|---|"]
+             "| predictor | decisions | called | right of calls | AUC (descriptive) |", "|---|---|---|---|---|"]
     for name, s in table.items():
-        lines.append(f"| {name} | {s['decisions']} | {s['called']:.1%} ({s['n_called']}) | {s['right']:.1%} |")
-    lines += ["", "Per left-out model (features): called / right", ""]
+        lines.append(f"| {name} | {s['decisions']} | {s['called']:.1%} ({s['n_called']}) | {s['right']:.1%} | "
+                     f"{'-' if math.isnan(s['auc']) else format(s['auc'], '.3f')} |")
+    lines += ["", "AUC: leave-one-model-out probabilities ranked against the label; descriptive, not part of the "
+              "registered decision rule (docs/signals_registration.md).", "",
+              "Per left-out model (features): called / right", ""]
     for m in models:
         sel = np.array([r["model"] == m for r in rows])
         s = score(results["features"][sel], y[sel])
