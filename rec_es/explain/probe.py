@@ -16,7 +16,7 @@ import numpy as np
 
 from rec_es.explain.observed import Observed
 from rec_es.explain.probe_stats import (CANNOT_TELL, CORRECTION, NOT_PREMATURE, PREMATURE, TREND_Z, ProbeTest,
-                                        best_of_n, curve_best_of_n, probe_call)
+                                        best_of_n, curve_best_of_n, probe_call, still_rising)
 from rec_es.rundir.per_user import PerUserScores
 from rec_es.rundir.trace import Trace
 
@@ -50,7 +50,7 @@ def measure_probe(scores: PerUserScores, terms: Sequence[tuple[str, float]], mod
 # ----- the report ------------------------------------------------------------------------------------------
 #: the probe length explain offers and advises: the smallest N of scripts/bench_probe.py's table that meets issue
 #: 33's goal, or its best N when none does (docs/results/bench_probe/summary.json; a test checks they agree)
-ADVISED_EPOCHS = 20
+ADVISED_EPOCHS = 30
 #: explain offers a probe when the log-read verdict says "cannot tell", or premature with a confidence under this
 OFFER_BELOW = 0.9
 CALL_WORDS = {PREMATURE: "premature", NOT_PREMATURE: "not premature", CANNOT_TELL: "cannot tell"}
@@ -257,11 +257,11 @@ def _call_sentence(out: Mapping[str, Any], test: ProbeTest, monitor: str, log_ca
     if out["call"] == PREMATURE:
         text = (f"Premature, measured: {best}, {test.gain:+.4g} over {against}, more than its noise "
                 f"({how}: p = {test.p_value:.3g}; {bound}).")
-    elif out["call"] == CANNOT_TELL:
-        text = (f"Cannot tell, measured: the best of the {out['epochs']} epochs, {best}, is {test.gain:+.4g} "
-                f"against {against}, within its noise ({how}: p = {test.p_value:.3g}; {bound}), but {monitor} was "
+    elif still_rising(test):
+        text = (f"Not premature, measured: the best of the {out['epochs']} epochs, {best}, is {test.gain:+.4g} "
+                f"against {against}, within its noise ({how}: p = {test.p_value:.3g}; {bound}); {monitor} was "
                 f"still rising when the probe ended ({trend} >= {TREND_Z:g}): a longer probe "
-                f"(--probe {2 * int(out['requested_epochs'])}) may tell.")
+                f"(--probe {2 * int(out['requested_epochs'])}) may find a gain.")
     else:
         text = (f"Not premature, measured: the best of the {out['epochs']} epochs, {best}, is {test.gain:+.4g} "
                 f"against {against}, within its noise ({how}: p = {test.p_value:.3g}; {bound}), and {monitor} "

@@ -19,14 +19,14 @@ Taking the best of ``K`` evaluations favours a lucky one, so the test is correct
 
 ``CORRECTION`` says which one the probe uses and why (docs/explain_verdict.md has the measurement).
 
-The call (``probe_call``), fixed before the benchmark scored it:
+The call (``probe_call``; docs/explain_verdict.md has the registered tests that chose it):
 
 * **premature**: the corrected one-sided ``p < ALPHA``: some continuation evaluation beat the run's best by more
   than the noise allows for the best of ``K``;
-* **cannot tell**: not that, but the monitor was still rising when the probe ended: the per-user slope of the
-  probe's evaluations (least squares over their epochs, user by user) has a t-statistic ``>= TREND_Z``, with at
-  least ``MIN_TREND_POINTS`` evaluations; a longer probe may still find the gain;
-* **not premature**: otherwise.
+* **not premature**: otherwise. When the monitor was still rising as the probe ended (the per-user slope of the
+  probe's evaluations, least squares over their epochs user by user, has a t-statistic ``>= TREND_Z`` over at
+  least ``MIN_TREND_POINTS`` evaluations), the report says so and that a longer probe may find a gain; it does
+  not change the call (a "cannot tell" there cost agreement with the whole run and found no more gains).
 
 numpy only (no torch, no RecBole).
 """
@@ -44,7 +44,7 @@ from rec_es.policy.stats import difference_noise, normal_quantile, normal_sf, t_
 PREMATURE, NOT_PREMATURE, CANNOT_TELL = "premature", "not_premature", "cannot_tell"
 #: one-sided level of the corrected test
 ALPHA = 0.05
-#: a probe whose monitor still rises this many standard errors (per-user slope) says "cannot tell"
+#: a probe whose monitor still rises this many standard errors (per-user slope) is reported as still rising
 TREND_Z = 2.0
 #: fewest continuation evaluations a trend is fitted to
 MIN_TREND_POINTS = 3
@@ -167,12 +167,13 @@ def curve_best_of_n(base: float, values: Sequence[float], epochs: Sequence[int],
 
 
 def probe_call(test: ProbeTest) -> str:
-    """premature / not_premature / cannot_tell (the rule in the module docstring)."""
-    if test.p_value < test.alpha:
-        return PREMATURE
-    if test.trend_z is not None and test.trend_z >= TREND_Z:
-        return CANNOT_TELL
-    return NOT_PREMATURE
+    """premature (corrected p < alpha) or not_premature (the rule in the module docstring)."""
+    return PREMATURE if test.p_value < test.alpha else NOT_PREMATURE
+
+
+def still_rising(test: ProbeTest) -> bool:
+    """The monitor was still rising when the probe ended (trend t-statistic >= ``TREND_Z``)."""
+    return test.trend_z is not None and test.trend_z >= TREND_Z
 
 
 def paired_trend(values: np.ndarray, epochs: Sequence[int]) -> tuple[float | None, float | None]:
