@@ -112,7 +112,8 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
                  train_data_rng: torch.Tensor | None, trace_lines: int, elapsed_seconds: float,
                  best: Mapping[str, Any] | None, trace_digests: list[str] | None = None,
                  policy_settings: Mapping[str, Any] | None = None,
-                 schedule_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 schedule_settings: Mapping[str, Any] | None = None,
+                 averaging: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``last.pth`` content: everything ``--resume`` needs to continue exactly after ``epoch``.
 
     Model (CPU copy), ``other_parameter``, optimizer, LR schedule and policy state, every RNG state (and
@@ -121,6 +122,7 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
     ``valid_result``, ``score``, ``test_result``) or None before the first evaluation. When given (the trainer
     always does): ``trace_digests``, one digest per trace line after the header (an edited trace is refused on
     resume), and ``policy_settings`` / ``schedule_settings``, the settings the two states belong to.
+    ``averaging``: an averaging ``restore``'s kept weights and history (``rec_es.training.averaging``), only then.
     """
     if best is not None:
         best = {**best, "valid_result": plain(best["valid_result"]), "test_result": plain(best["test_result"])}
@@ -139,6 +141,8 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
     if policy_settings is not None:  # the settings both states belong to (schedule_settings None: no schedule)
         payload["policy_settings"] = plain(policy_settings)
         payload["schedule_settings"] = plain(schedule_settings)
+    if averaging is not None:
+        payload["averaging"] = averaging
     return payload
 
 
