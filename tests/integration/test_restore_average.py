@@ -12,6 +12,7 @@ import yaml
 
 from rec_es import build_policy
 from rec_es.cli.run import main
+from rec_es.config.lint import lint_files
 from rec_es.config.properties import load_config
 from rec_es.policy.errors import ConfigError
 from rec_es.policy.restore import RestoreSpec, epochs_to_average
@@ -124,14 +125,16 @@ def test_a_resumed_run_restores_the_same_average(in_tmp: Path, monkeypatch: pyte
 
 
 def test_bad_restore_is_refused_before_anything_is_written(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A window longer than the budget stops `rec-es run` before the run directory exists, naming the key; the
-    trainer refuses it too (library use)."""
+    """A window longer than the budget stops `rec-es run` before the run directory exists, naming the key (a lint
+    error, so `rec-es check` says it too); the trainer refuses it as well (library use)."""
     cfg = write(in_tmp / "tiny.yaml", tiny_recbole_config(epochs=4))
     assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet", "--set",
                  "early_stopping={monitor: ndcg@10, restore: {average: window, window: 5}}"]) == 2
     err = capsys.readouterr().err
     assert "early_stopping.restore.window" in err and "makes 4 evaluations, fewer than window 5" in err
     assert not (in_tmp / "run").exists()
+    findings = lint_files([cfg], {"early_stopping": {"monitor": "ndcg@10", "restore": {"average": "peak", "window": 9}}})
+    assert [(f.level, f.key) for f in findings if "restore" in f.key] == [("error", "early_stopping.restore.window")]
     config, _, _, _, model = build(tiny_recbole_config(epochs=4, eval_step=2, checkpoint_dir=str(in_tmp / "s")))
     with pytest.raises(ConfigError, match=r"restore\.k: the budget \(epochs 4, eval_step 2\) makes 2 evaluations"):
         EarlyStoppingTrainer(config, model, {"monitor": "ndcg@10", "restore": {"average": "best_k", "k": 3}})
