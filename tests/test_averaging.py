@@ -158,3 +158,13 @@ def test_averager_keeps_what_it_needs_and_round_trips_through_last_pth(tmp_path:
     assert for_trainer(build_policy({"monitor": "ndcg@10"}), model, "Linear", 10, 1) is None
     with pytest.raises(ConfigError, match="restore.k: the budget"):
         for_trainer(build_policy({"monitor": "ndcg@10", "restore": {"average": "best_k", "k": 2}}), model, "L", 3, 2)
+
+
+def test_docstring_example() -> None:
+    """average_state_dicts' example gives what it shows."""
+    import doctest
+
+    import rec_es.training.averaging as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0, result

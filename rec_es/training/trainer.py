@@ -172,7 +172,8 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
     def fit(self, train_data: Any, valid_data: Any = None, verbose: bool = True, saved: bool = True,
             show_progress: bool = False, callback_fn: Callable[[int, float | None], Any] | None = None,
             test_data: Any = None) -> tuple[float | None, dict[str, float] | None]:
-        """Train until the policy stops or ``epochs`` run out; restore the best weights.
+        """Train until the policy stops or ``epochs`` run out; restore the best weights (or the average of weights
+        ``early_stopping.restore`` asks for, once it passed one extra validation pass: ``rec_es.training.averaging``).
 
         Same signature and return value as RecBole's ``Trainer.fit`` (best monitor value, best valid
         result), plus ``test_data`` (needed with ``record_test``). ``saved`` writes best.pth/last.pth
