@@ -16,6 +16,10 @@ index is there, truncated, of another user order or of another run is a ``Replay
 without per-user scores (an older trace, a stock RecBole log) is replayed with the rules' documented fallback
 (noise from the curve instead of the users), and the result says so in ``notes``.
 
+A policy that restores an average of weights (``early_stopping.restore``) cannot be replayed as such: a trace holds
+metrics, not weights. Its stop is replayed exactly (``restore`` never changes a decision), and the result reports
+the single best evaluation, flagged ``average_not_replayed`` with a note.
+
 Pure Python (no torch, numpy or recbole; numpy only to read a per-user sidecar): replaying 20 policies over
 5 long traces takes well under a second.
 """
@@ -53,6 +57,9 @@ class ReplayResult:
     trace has no test metrics). ``epochs_trained``: epochs a live run trains (``stop_epoch + 1``, or the whole
     budget when the policy never stops). ``wall_seconds``: training + validation seconds of those epochs as
     recorded (None when the trace has no timings). ``truncated``: the trace ended before the run would have.
+    ``average_not_replayed``: the policy restores an average of weights (``early_stopping.restore``), which a trace
+    cannot replay (it holds metrics, not weights): ``best_epoch`` and ``best_*`` are the single best evaluation's,
+    as ``restore: best`` would restore, and ``notes`` says so.
     """
 
     policy: str
@@ -71,6 +78,7 @@ class ReplayResult:
     truncated: bool = False
     decisions: tuple[Decision, ...] = field(default=(), repr=False)
     notes: tuple[str, ...] = ()
+    average_not_replayed: bool = False
 
     def metric(self, key: str, split: str = "test") -> float | None:
         """Metric ``key`` (any case) of the restored epoch in ``split`` ('test' or 'valid'); None if absent."""
@@ -88,6 +96,8 @@ class ReplayResult:
                "wall_seconds": self.wall_seconds, "truncated": self.truncated}
         if self.notes:
             out["notes"] = list(self.notes)
+        if self.average_not_replayed:
+            out["average_not_replayed"] = True
         return out
 
 
@@ -167,6 +177,7 @@ class ReplaySteps:
         self.policy, self.trace, self.label = policy, trace, label
         policy.budget = _budget(trace)
         self._scores, self.notes = per_user_source(policy, trace, label)
+        self.notes += average_note(policy, label)
         self.controller = StopController(policy)
         self.controller.reset()
 
@@ -194,6 +205,16 @@ def replay_steps(policy: StoppingPolicy, trace: str | os.PathLike[str] | Trace, 
     """``ReplaySteps`` over ``trace`` (a ``Trace``, a ``trace.jsonl`` path or a run directory); ``name`` labels
     errors (default: the policy's monitor name)."""
     return ReplaySteps(policy, load_trace(trace), name or policy.monitor_name)
+
+
+def average_note(policy: Any, label: str = "policy") -> tuple[str, ...]:
+    """``(a note,)`` when ``policy`` restores an average of weights (``early_stopping.restore``), else ``()``."""
+    spec = getattr(getattr(policy, "settings", None), "restore", None)
+    if spec is None or not spec.averages:
+        return ()
+    return (f"policy {label!r} restores an average of weights ({spec.describe()}), which a trace cannot replay (it "
+            "holds metrics, not weights): its stop is replayed exactly, but the restored epoch and metrics are the "
+            "single best evaluation's, as restore: best would give",)
 
 
 PerUserSource = Callable[[int], dict[str, list[float]]]
@@ -254,7 +275,7 @@ def _result(policy: StoppingPolicy, tr: Trace, label: str, last: Decision, secon
         best_valid=dict(best["valid"]) if best else None,
         best_test=dict(best["test"]) if best and best.get("test") is not None else None,
         epochs_trained=epochs, evaluations=evaluations, wall_seconds=seconds, truncated=truncated,
-        decisions=tuple(decisions), notes=notes)
+        decisions=tuple(decisions), notes=notes, average_not_replayed=bool(average_note(policy)))
 
 
 def replay_many(policies: Mapping[str, StoppingPolicy], traces: Iterable[str | os.PathLike[str] | Trace], *,

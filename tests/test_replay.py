@@ -446,3 +446,20 @@ def test_per_user_messages_name_the_policy_and_every_key(tmp_path: Path) -> None
         replay(significant, run, name="sig")
     with pytest.raises(ReplayError, match=r"^policy 'policy' reads per-user scores: "):
         per_user_source(significant, read_trace(run))
+
+
+def test_an_averaging_restore_is_replayed_as_the_best_epoch_and_says_so(tmp_path: Path) -> None:
+    """restore: {average: ...} decides as restore: best (same stop, same best epoch), flagged and noted."""
+    from conftest import small_trace
+
+    trace = small_trace(tmp_path / "run" / "trace.jsonl", scores=(0.1, 0.3, 0.2, 0.25, 0.1), patience=2)
+    plain = replay(build_policy({"monitor": "ndcg@10", "patience": 2}), trace)
+    averaged = replay(build_policy({"monitor": "ndcg@10", "patience": 2,
+                                    "restore": {"average": "best_k", "k": 2}}), trace, name="avg")
+    assert (averaged.stop_epoch, averaged.best_epoch, averaged.best_valid) == (
+        plain.stop_epoch, plain.best_epoch, plain.best_valid)
+    assert averaged.average_not_replayed and not plain.average_not_replayed and not plain.notes
+    assert averaged.notes == ("policy 'avg' restores an average of weights (restore: best_k, k 2), which a trace "
+                              "cannot replay (it holds metrics, not weights): its stop is replayed exactly, but the "
+                              "restored epoch and metrics are the single best evaluation's, as restore: best would give",)
+    assert averaged.to_dict()["average_not_replayed"] is True and "average_not_replayed" not in plain.to_dict()

@@ -35,6 +35,7 @@ from rec_es.policy.schema import PolicySettings
 from rec_es.config import models
 from rec_es.config.shadowing import shadowed_settings
 from rec_es.policy.monitor import TOPK_METRICS, VALUE_METRICS, computed_metric_keys, metric_base, metric_mode
+from rec_es.policy.restore import check_budget
 from rec_es.policy.schedule import LRSchedule
 from rec_es.policy.validate import did_you_mean, integer, is_int, is_number, message
 
@@ -141,6 +142,7 @@ class _Lint:
             self.patience(run_config)
             self.min_delta(run_config)
             self.warmup(run_config)
+            self.restore(run_config)
             self.unused_stopping_step(run_config)
         self.findings += [Finding(*row) for row in shadowed_settings(self.files, self.merged, self.sources, run_config)]
         self.findings += [Finding(*row) for row in models.findings(self.merged, self.sources)]
@@ -330,6 +332,16 @@ class _Lint:
                          + (f", early_stopping.max_epochs {s.max_epochs}" if s.max_epochs else "")
                          + f": last epoch {budget - 1}), so no metric rule can ever stop the run",
                          file=self.sources.get("early_stopping"))
+
+    def restore(self, cfg: RunConfig) -> None:
+        """An averaging ``restore`` asking for more evaluations than the budget makes is an error."""
+        epochs, s = self.epochs(), cfg.settings
+        if not epochs or s.is_legacy:
+            return
+        try:
+            check_budget(s.restore, epochs, self.eval_step_value(), s.max_epochs)
+        except ConfigError as exc:
+            self.add("error", exc.key or "early_stopping.restore", _bare(exc), file=self.sources.get("early_stopping"))
 
     def unused_stopping_step(self, cfg: RunConfig) -> None:
         if "stopping_step" in self.merged and "early_stopping" in self.merged and not cfg.settings.is_legacy:

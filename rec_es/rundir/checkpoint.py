@@ -113,7 +113,8 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
                  best: Mapping[str, Any] | None, trace_digests: list[str] | None = None,
                  policy_settings: Mapping[str, Any] | None = None,
                  schedule_settings: Mapping[str, Any] | None = None,
-                 rank_states: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                 rank_states: list[Mapping[str, Any]] | None = None,
+                 averaging: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``last.pth`` content: everything ``--resume`` needs to continue exactly after ``epoch``.
 
     Model (CPU copy), ``other_parameter``, optimizer, LR schedule and policy state, every RNG state (and
@@ -124,6 +125,7 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
     resume), and ``policy_settings`` / ``schedule_settings``, the settings the two states belong to.
     ``rank_states`` (several processes only): every global rank's ``rank_state()`` in rank order, stored with
     ``world_size``; ``rng`` and ``train_data_rng`` are then rank 0's. A one-process ``last.pth`` has neither key.
+    ``averaging``: an averaging ``restore``'s kept weights and history (``rec_es.training.averaging``), only then.
     """
     if best is not None:
         best = {**best, "valid_result": plain(best["valid_result"]), "test_result": plain(best["test_result"])}
@@ -145,6 +147,8 @@ def last_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch
     if rank_states is not None:
         payload["world_size"] = len(rank_states)
         payload["rank_states"] = [plain(state) for state in rank_states]
+    if averaging is not None:
+        payload["averaging"] = averaging
     return payload
 
 

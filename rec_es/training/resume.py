@@ -49,9 +49,27 @@ def read_resume(trainer: EarlyStoppingTrainer, run_dir: str | os.PathLike[str],
         raise refuse(f"its model/optimizer state does not fit the model built from the config ({brief(exc)}); "
                      "was a model setting (embedding_size, hidden_size, ...) or the learner changed with "
                      "--config/--set? Resume with the run's own model settings", Path(run_dir) / "last.pth") from None
+    _check_averaging(trainer, data, Path(run_dir) / "last.pth")
     trainer.logger.info(f"resuming {run_dir} from epoch {int(data['epoch']) + 1} "
                         f"(trace keeps its first {data['trace_lines']} lines)")
     return data
+
+
+def _check_averaging(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], path: Path) -> None:
+    """An averaging ``restore`` resumes only from the weights it kept, chosen under the same settings."""
+    if trainer.averager is None:
+        return
+    saved, now = data.get("averaging"), trainer.averager.basis
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("kept"), Mapping):
+        raise refuse(f"early_stopping.restore: {trainer.averager.spec.describe()} averages weights of several "
+                     "evaluations, and this run kept none (it restored the best evaluation); resume with the run's "
+                     "own restore setting, or start a new run", path)
+    before = jsonable(saved.get("basis") or {})
+    changed = [f"{k}: {before.get(k)!r} (now {v!r})" for k, v in jsonable(now).items() if before.get(k) != v]
+    if changed:
+        raise refuse(f"early_stopping.restore: the weights last.pth keeps for the average were chosen under other "
+                     f"settings ({'; '.join(changed)}); resume with the run's settings (or restore: best), or start "
+                     "a new run", path)
 
 
 @dataclass
@@ -151,6 +169,8 @@ def apply_resume(trainer: EarlyStoppingTrainer, data: Mapping[str, Any], train_d
         record = trace.records[-1]
         snapshot = checkpoint.BestSnapshot.take(trainer.model, last, record.get("valid"), trainer.policy.best_score,
                                                 record.get("test"))
+    if trainer.averager is not None:
+        trainer.averager.load_state_dict(data["averaging"])
     ranks = getattr(trainer, "ranks_", None)
     rank = ranks.rank if ranks is not None else 0
     checkpoint.restore_rank_state(checkpoint.own_rank_state(data, rank), train_data)

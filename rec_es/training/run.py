@@ -222,6 +222,7 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
            progress: bool, verbose: bool, per_user_metrics: Sequence[str] | None = None,
            callback_fn: Callable[[int, float | None], Any] | None = None, preflight: bool = True,
            origin: Any = None, ranked_k: int = 0) -> dict[str, Any]:
+    from rec_es.training import averaging
     from rec_es.training import preflight as pf
     from rec_es.training.compat import quiet_recbole_warnings
 
@@ -234,6 +235,8 @@ def _train(cfg: Any, run_dir: Path, location: Any, model_class: type, resume: An
         # files (best.pth, last.pth, ...) to run_dir itself.
         keys["checkpoint_dir"] = scratch
         built = pf.build(model_class, keys, location, verbose=verbose, check=preflight)  # ConfigError: nothing written
+        averaging.for_trainer(cfg.build_policy(), built.model, built.config["model"], built.config["epochs"],
+                              built.config["eval_step"])  # an average the model or budget cannot serve: the same
         created, kept = None, frozenset(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else frozenset()
         if not resume:
             created = _topmost_missing(run_dir)

@@ -27,6 +27,7 @@ from rec_es.rundir.checkpoint import BestSnapshot, StopInfo
 from rec_es.training.compat import apply_recbole_fixes, versions
 from rec_es.policy.controller import StopController
 from rec_es.policy.errors import ConfigError, StateError
+from rec_es.training import averaging
 from rec_es.training.capture import PerUserRecorder
 from rec_es.training.distributed import RanksHooks
 from rec_es.training.loss import NonFiniteLossError, loss_value
@@ -104,11 +105,16 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
                               key="per_user_metrics")
         if isinstance(policy, StoppingPolicy):
             policy.budget = self.epochs  # a rule may weigh what is left of the budget
+        self.averager = averaging.for_trainer(policy, model, config["model"], self.epochs, self.eval_step)
         self._clear_run_state()
 
     # --- state of one fit ----------------------------------------------------------------------
     def _clear_run_state(self) -> None:
         self.best_: BestSnapshot | None = None
+        self.restored_: BestSnapshot | None = None  # an average of weights restored instead of best_ (restore:)
+        self.restore_: averaging.Restored | None = None
+        if self.averager is not None:
+            self.averager.reset()
         self.stop_: StopInfo | None = None
         self.epochs_trained_ = 0
         self.elapsed_offset_ = 0.0
@@ -166,7 +172,8 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
     def fit(self, train_data: Any, valid_data: Any = None, verbose: bool = True, saved: bool = True,
             show_progress: bool = False, callback_fn: Callable[[int, float | None], Any] | None = None,
             test_data: Any = None) -> tuple[float | None, dict[str, float] | None]:
-        """Train until the policy stops or ``epochs`` run out; restore the best weights.
+        """Train until the policy stops or ``epochs`` run out; restore the best weights (or the average of weights
+        ``early_stopping.restore`` asks for, once it passed one extra validation pass: ``rec_es.training.averaging``).
 
         Same signature and return value as RecBole's ``Trainer.fit`` (best monitor value, best valid
         result), plus ``test_data`` (needed with ``record_test``). ``saved`` writes best.pth/last.pth
@@ -205,7 +212,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
                 if stop:
                     break
         self.wall_seconds_ = self.elapsed_offset_ + time.time() - start
-        self._end(verbose)
+        self._end(verbose, valid_data)
         return self.best_valid_score, self.best_valid_result
 
     def _begin(self, train_data: Any, saved: bool) -> None:
@@ -307,6 +314,8 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
             stop, new_best = self.ranks_.agree(epoch, stop, new_best)
         if new_best:
             self._snapshot_best(epoch, valid, test, decision, saved)
+        if self.averager is not None:
+            self.averager.observe(decision, self.model, per_user)
         self._record(epoch, lr, loss, valid, test, elapsed, train_s, eval_s, test_s, decision, action)
         self._report(epoch, eval_s, valid, decision, action, verbose)
         if stop:
@@ -323,8 +332,12 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
             self._save_best()
 
     def _save_best(self) -> None:
+        """``best.pth``: the best snapshot, or at the end the average restored instead (saying so)."""
         assert self.run_dir is not None and self.best_ is not None
-        payload = self.best_.best_file(self.model, self.config["model"], self.config["dataset"])
+        snapshot = self.restored_ if self.restored_ is not None else self.best_
+        payload = snapshot.best_file(self.model, self.config["model"], self.config["dataset"])
+        if self.restore_ is not None:
+            payload["restored"] = checkpoint.plain(self.restore_.to_dict())
         checkpoint.atomic_save(payload, self.run_dir / "best.pth")
 
     def _record(self, epoch: int, lr: float, loss: Any, valid: dict[str, float], test: dict[str, float] | None,
@@ -383,10 +396,11 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
             elapsed_seconds=self.elapsed_offset_ + time.time() - start, best=best,
             trace_digests=self.trace_.digests, policy_settings=jsonable(self.policy.settings_mapping()),
             schedule_settings=self.schedule.settings if self.schedule is not None else None,
-            rank_states=rank_states)
+            rank_states=rank_states,
+            averaging=self.averager.state_dict() if self.averager is not None else None)
         checkpoint.atomic_save(payload, self.run_dir / "last.pth")
 
-    def _end(self, verbose: bool) -> None:
+    def _end(self, verbose: bool, valid_data: Any = None) -> None:
         if self.stop_ is None:
             best = f"best epoch {self.best_epoch_}" if self.best_epoch_ is not None else "no evaluation ran"
             self.stop_ = StopInfo(self.epochs_trained_ - 1, "max_epochs",
@@ -394,9 +408,13 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
                                   f"{best}; raise epochs to train longer")
         if self.best_ is not None:
             self.best_.restore(self.model, self.device)
-            if self._saved_ and self.run_dir is not None:  # best.pth always matches the final best epoch
+            self.restore_ = averaging.restore_average(self, valid_data)  # an average checked on validation
+            if self._saved_ and self.run_dir is not None:  # best.pth always holds what was restored
                 self._save_best()
             restored = f"restored the best weights from epoch {self.best_epoch_}"
+            if self.restore_ is not None:
+                restored = self.restore_.sentence(self.policy.monitor_name)
+                self.stop_ = StopInfo(self.stop_.epoch, self.stop_.reason, f"{self.stop_.message}; {restored}")
         else:
             restored = "no evaluation ran, so the last weights are kept"
         if verbose:
@@ -405,7 +423,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
         if self.trace_ is not None:
             self.trace_.footer(stop_epoch=self.stop_epoch_, stop_reason=self.stop_reason_, message=self.stop_message_,
                                best_epoch=self.best_epoch_, epochs_trained=self.epochs_trained_,
-                               wall_seconds=self.wall_seconds_)
+                               wall_seconds=self.wall_seconds_, **self._restored_entry())
         if self.best_valid_score is not None:
             self._add_hparam_to_tensorboard(self.best_valid_score)
 
@@ -423,8 +441,8 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
                 data = checkpoint.load(model_file, kind="best")
                 self.model.load_state_dict(data["state_dict"])
                 self.model.load_other_parameter(checkpoint.on_device(data.get("other_parameter"), self.device))
-            elif self.best_ is not None:
-                self.best_.restore(self.model, self.device)
+            elif self.restored_ is not None or self.best_ is not None:
+                (self.restored_ or self.best_).restore(self.model, self.device)
         self._eval_sampler = getattr(eval_data, "sampler", None)
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
@@ -439,8 +457,12 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
             "monitor": self.policy.monitor_name,
             "run_dir": str(self.run_dir) if self.run_dir is not None else None,
             "best_checkpoint": str(self.run_dir / "best.pth") if self.run_dir is not None and
-            (self.run_dir / "best.pth").exists() else None,
+            (self.run_dir / "best.pth").exists() else None, **self._restored_entry(),
         })
+
+    def _restored_entry(self) -> dict[str, Any]:
+        """``{"restored": ...}`` after a fit that restored (or tried) an average of weights, else ``{}``."""
+        return {"restored": jsonable(self.restore_.to_dict())} if self.restore_ is not None else {}
 
     def write_summary(self, test_result: Mapping[str, float] | None = None) -> Path:
         """Write ``RUN/summary.json`` atomically; returns its path."""

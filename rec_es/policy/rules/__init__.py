@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 import rec_es.policy.core as core
+import rec_es.policy.restore as restore
 import rec_es.policy.smoothing as smoothing
 from rec_es.policy.base import Rule, Stage
 from rec_es.policy.compare import better_than, is_improvement, worse_than
@@ -30,6 +31,7 @@ PARTS: tuple[Rule, ...] = (
     dynamic_patience.RULE,
     core.TIMING,
     smoothing.SETTINGS,
+    restore.SETTINGS,
     stopping_threshold.RULE,
     divergence_threshold.RULE,
     baseline.RULE,
