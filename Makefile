@@ -61,8 +61,10 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 run: $(STAMP)
 	$(PY) scripts/run_gru4rec.py --config $(CONFIG) $(ARGS)
 
+# two workers (pytest-xdist), a test file at a time on each: the suite's CPU time is about 7.5 minutes, the
+# machine has 2 cores (docs/benchmarks.md, "The test suite"); `pytest -q` alone runs it in one process
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Mutation testing (docs/mutation.md): not part of `make test`; hours, one worker. GROUPS picks groups of
 # scripts/mutate.py (default all), ARGS passes more options, e.g. make mutate GROUPS=per_user ARGS=--survivors
