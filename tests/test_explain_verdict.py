@@ -470,3 +470,32 @@ def test_small_pieces_of_the_sentence() -> None:
     assert {"call", "confidence", "untuned", "rule", "facts", "all_facts", "estimate", "extrapolated",
             "evidence"} <= set(v)
     assert "estimate" not in v["evidence"] and isinstance(v["estimate"]["continuation"], list)
+
+
+def test_a_stop_without_a_known_budget(tmp_path: Path) -> None:
+    """A trace whose header has no epoch budget: no budget fact, no budget used or epochs left, and the estimator
+    is given the stop's epoch + 1 as its budget (epoch 17: budget 18, nothing to extrapolate); a curve still
+    rising then cannot be told."""
+    scores = [0.1 + 0.01 * i + (0.003 if i % 2 else 0.0) for i in range(16)] + [0.24, 0.245]
+    run = write_trace(tmp_path / "run", scores, {"patience": 2, "min_delta": 0.01}, epochs=None,
+                      losses=[5.0 * 0.99 ** n for n in range(18)])
+    premature = explain(run)["premature"]
+    ev, est = premature["evidence"], premature["estimate"]
+    assert (ev["epoch"], ev["budget"], ev["budget_used"], ev["epochs_left"], ev["loss_headroom"]) == (
+        17, None, None, None, None)
+    assert (est["budget"], est["continuation"], est["gain"]) == (18, [], 0.0)
+    assert (premature["call"], premature["rule"]) == ("cannot_tell", "rising, budget unknown")
+    assert "budget" not in premature["all_facts"] and "room" not in premature["all_facts"]
+
+
+def test_a_stop_at_the_budgets_last_epoch_has_no_epochs_left(tmp_path: Path) -> None:
+    """Patience fires at epoch 9 of a 10-epoch budget: 0 epochs left, so no headroom (0 %) whatever the loss's
+    pace, and the loss fact says so."""
+    scores = [0.1, 0.2, 0.3, 0.35, 0.4, 0.42, 0.44, 0.45, 0.43, 0.42]
+    run = write_trace(tmp_path / "run", scores, {"patience": 2}, epochs=10, losses=[5.0 * 0.99 ** n for n in range(10)])
+    premature = explain(run)["premature"]
+    ev = premature["evidence"]
+    assert (ev["epoch"], ev["budget_used"], ev["epochs_left"], ev["loss_headroom"]) == (9, 1.0, 0, 0.0)
+    assert (premature["call"], premature["rule"]) == ("not_premature", "training loss flat for the budget left")
+    assert premature["facts"][0].endswith(": at the average pace 0 % more over the 0 epochs left, not above the 4 % "
+                                          "below which training counts as finished")
