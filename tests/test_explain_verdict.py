@@ -499,3 +499,70 @@ def test_a_stop_at_the_budgets_last_epoch_has_no_epochs_left(tmp_path: Path) -> 
     assert (premature["call"], premature["rule"]) == ("not_premature", "training loss flat for the budget left")
     assert premature["facts"][0].endswith(": at the average pace 0 % more over the 0 epochs left, not above the 4 % "
                                           "below which training counts as finished")
+
+
+def _flat_monitor_falling_loss(tmp_path: Path) -> Path:
+    """The run of test_falling_loss_without_a_rising_monitor_cannot_tell: cannot tell, 'loss falling, monitor flat'."""
+    scores = [0.2 + (0.004 if i % 3 == 0 else -0.003 if i % 3 == 1 else 0.0) for i in range(20)]
+    return write_trace(tmp_path / "run", scores, {"patience": 19}, epochs=100,
+                       losses=[5.0 * 0.99 ** n for n in range(20)])
+
+
+def test_cannot_tell_states_no_confidence_even_with_a_recorded_one(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cannot-tell call states no confidence and no left-out record, whatever the benchmark's record holds for
+    its rule (today it holds none: this guards the promise, not the data)."""
+    from rec_es.explain import verdict as module
+
+    rule = "loss falling, monitor flat"
+    monkeypatch.setitem(module.CONFIDENCE, rule, 0.5)
+    monkeypatch.setitem(module.UNTUNED, rule, (3, 4))
+    premature = explain(_flat_monitor_falling_loss(tmp_path))["premature"]
+    assert (premature["call"], premature["rule"], premature["confidence"], premature["untuned"]) == (
+        "cannot_tell", rule, None, None)
+    assert premature["verdict"].startswith("Cannot tell: ")
+
+
+def test_a_left_out_record_is_stated_only_beside_a_confidence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule with a left-out-regime record but no confidence states neither."""
+    from rec_es.explain import verdict as module
+
+    rule = "training loss flat for the budget left"
+    monkeypatch.delitem(module.CONFIDENCE, rule)
+    premature = explain(CUT / "gru4rec_lr0.005_ss20.log")["premature"]
+    assert (premature["rule"], premature["confidence"], premature["untuned"]) == (rule, None, None)
+    assert premature["verdict"].startswith("Not premature: the training loss had flattened")
+
+
+def test_at_most_three_deciding_facts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a rule names, the verdict quotes the first three of its facts the evidence has, in its order (a name
+    without a fact is skipped, not counted)."""
+    from rec_es.explain import verdict as module
+
+    decide = module.decide
+
+    def five_names(ev: Any) -> tuple[str, list[str], str]:
+        call, _, rule = decide(ev)
+        return call, ["no such fact", "trend", "slow", "loss", "budget"], rule
+
+    monkeypatch.setattr(module, "decide", five_names)
+    premature = explain(_flat_monitor_falling_loss(tmp_path))["premature"]
+    facts = premature["all_facts"]
+    assert premature["facts"] == [facts["trend"], facts["slow"], facts["loss"]]
+
+
+@pytest.mark.parametrize("recent, span, text", [
+    (0.02, (48, 49), "the training loss fell 1 % per epoch on average over epochs 45-49, 2 % per epoch over epochs 48-49"),
+    (0.02, (45, 49), "the training loss fell 1 % per epoch on average over epochs 45-49"),  # the same span: once
+    (None, (48, 49), "the training loss fell 1 % per epoch on average over epochs 45-49"),
+    (0.02, None, "the training loss fell 1 % per epoch on average over epochs 45-49"),
+])
+def test_loss_fact_adds_the_last_steps_pace_only_over_a_shorter_span(recent: float | None,
+                                                                     span: tuple[int, int] | None, text: str) -> None:
+    """The loss fact quotes the last step's pace beside the average only when there is one, over other epochs."""
+    from dataclasses import replace
+
+    from rec_es.explain.verdict import facts
+
+    ev = replace(_evidence(0.0, epochs_left=None), recent_loss_fall=recent, recent_span=span)
+    assert facts(ev, "ndcg@10")["loss"] == text
