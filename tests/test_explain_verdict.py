@@ -319,7 +319,7 @@ def test_runs_no_rule_stopped_get_no_call() -> None:
 
 # --- the thresholds at literal boundary values (docs/explain_verdict.md), not against the imported constants ------
 def _evidence(trend_z: float | None, *, loss_fall: float | None = 0.01, epochs_left: int | None = 50,
-              window_loss_fall: float | None = 0.2) -> Any:
+              window_loss_fall: float | None = 0.2, evaluations: int = 50) -> Any:
     """Evidence of a stop at epoch 49 of 100 with a trend window 25-49, the given trend z and training loss."""
     from rec_es.explain.verdict import Evidence
     from rec_es.policy.learning import LearningEstimate
@@ -328,7 +328,7 @@ def _evidence(trend_z: float | None, *, loss_fall: float | None = 0.01, epochs_l
                            noise=0.01, noise_source="residuals", trend_slope=0.0004 * (trend_z or 0), trend_z=trend_z,
                            trend_window=(25, 49), loss_progress=None, loss_change=None, facts=(), continuation=(),
                            method="none", epoch=49, budget=100, level=0.3)
-    return Evidence(epoch=49, budget=100, budget_used=0.5, epochs_left=epochs_left, evaluations=50,
+    return Evidence(epoch=49, budget=100, budget_used=0.5, epochs_left=epochs_left, evaluations=evaluations,
                     loss_fall=loss_fall, loss_span=(45, 49) if loss_fall is not None else None,
                     window_loss_fall=window_loss_fall, bar=0.3, bar_epoch=40, bar_level=0.3, estimate=est)
 
@@ -566,3 +566,50 @@ def test_loss_fact_adds_the_last_steps_pace_only_over_a_shorter_span(recent: flo
 
     ev = replace(_evidence(0.0, epochs_left=None), recent_loss_fall=recent, recent_span=span)
     assert facts(ev, "ndcg@10")["loss"] == text
+
+
+@pytest.mark.parametrize("evidence, gain, expected", [
+    # monitor falling: the loss fact second, as 'overfit' only when the loss still had headroom (39 % here)
+    ({"trend_z": -2.5}, None, ("not_premature", ["trend", "overfit", "budget"], "monitor falling")),
+    ({"trend_z": -2.5, "loss_fall": 0.0005}, None, ("not_premature", ["trend", "loss", "budget"], "monitor falling")),
+    ({"trend_z": -2.5, "loss_fall": None}, None, ("not_premature", ["trend", "loss", "budget"], "monitor falling")),
+    # a rule naming the extrapolation names the budget instead when the fit has no gain
+    ({"trend_z": 2.0}, None, ("premature", ["loss", "trend", "budget"], "loss falling, monitor rising")),
+    ({"trend_z": 2.0}, 0.01, ("premature", ["loss", "trend", "extrapolation"], "loss falling, monitor rising")),
+    ({"trend_z": 1.5}, None, ("premature", ["loss", "trend", "budget"], "loss falling, monitor leaning up")),
+    # without a training loss: no trend, or fewer than 8 evaluations (MIN_POINTS), is too few for a curve
+    ({"trend_z": None, "loss_fall": None}, None, ("cannot_tell", ["budget", "loss"], "too few evaluations for a curve")),
+    ({"trend_z": 0.0, "loss_fall": None, "evaluations": 7}, None,
+     ("cannot_tell", ["budget", "loss"], "too few evaluations for a curve")),
+    ({"trend_z": 0.0, "loss_fall": None, "evaluations": 8}, None,
+     ("not_premature", ["trend", "room", "loss"], "trend within noise")),
+    ({"trend_z": 2.0, "loss_fall": None, "epochs_left": None}, None,
+     ("cannot_tell", ["trend", "loss"], "rising, budget unknown")),
+    ({"trend_z": 2.0, "loss_fall": None, "epochs_left": 23}, None,
+     ("not_premature", ["room", "trend", "loss"], "little budget left")),   # 23 epochs left < the 24-epoch window
+    ({"trend_z": 2.0, "loss_fall": None, "epochs_left": 24}, None,
+     ("premature", ["trend", "room", "extrapolation"], "still rising, with room")),
+])
+def test_decide_names_its_facts_in_order(evidence: dict[str, Any], gain: float | None,
+                                         expected: tuple[str, list[str], str]) -> None:
+    """Each rule's call, the facts it names (in the sentence's order) and its name, on hand-built evidence of a
+    stop at epoch 49 of 100 with a trend window 25-49 (literal values)."""
+    from dataclasses import replace
+
+    from rec_es.explain.verdict import decide
+
+    trend_z = evidence.pop("trend_z")
+    ev = _evidence(trend_z, **evidence)
+    ev = replace(ev, estimate=replace(ev.estimate, gain=gain))
+    assert decide(ev) == expected
+
+
+@pytest.mark.parametrize("headroom, loss", [(0.04, "loss"), (0.0401, "overfit")])
+def test_falling_monitor_calls_the_loss_overfitting_only_above_4_percent(headroom: float, loss: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A falling monitor's loss fact is the overfitting one only when the loss's headroom is above 4 % (at 4 %
+    exactly training counts as finished, as in the loss rule)."""
+    from rec_es.explain.verdict import Evidence, decide
+
+    monkeypatch.setattr(Evidence, "loss_headroom", property(lambda self: headroom))
+    assert decide(_evidence(-2.5))[1] == ["trend", loss, "budget"]
