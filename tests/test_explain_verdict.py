@@ -613,3 +613,70 @@ def test_falling_monitor_calls_the_loss_overfitting_only_above_4_percent(headroo
 
     monkeypatch.setattr(Evidence, "loss_headroom", property(lambda self: headroom))
     assert decide(_evidence(-2.5))[1] == ["trend", loss, "budget"]
+
+
+def test_every_fact_word_for_word() -> None:
+    """Each fact of a stop at epoch 49 of 100 with the loss still falling 1 % per epoch (39 % of headroom), a flat
+    trend and a 20 % fall over the trend window, whole (the benchmark's counts for 'undecided' from its record)."""
+    from rec_es.explain.verdict import facts
+
+    premature, cases = UNDECIDED
+    assert facts(_evidence(0.0), "ndcg@10") == {
+        "budget": "it stopped at epoch 49, 50 % into its 100-epoch budget",
+        "loss": "the training loss was still falling 1 % per epoch on average over epochs 45-49: at the average pace "
+                "39 % more over the 50 epochs left, above the 4 % below which training counts as finished",
+        "undecided": "a fall beside a flat validation curve that a plateau before a second rise and a model fitting "
+                     "its training data past its validation peak both show: on the benchmark's recorded runs such "
+                     f"stops were premature {premature} times in {cases}, depending on the model and learning rate; "
+                     "only more epochs can tell (a larger stopping_step or patience)",
+        "overfit": "the training loss still fell 1 % per epoch on average over epochs 45-49, so the model was fitting "
+                   "its training data better without helping the validation users",
+        "slow": "the training loss fell 20 % over epochs 25-49, the trend window, above the 2.5 % of a plateau the "
+                "training loss shares with the validation curve",
+        "trend": "ndcg@10 stayed flat 0 per 10 epochs over epochs 25-49, z = +0.0 against its noise of 0.01 "
+                 "(within noise)",
+        "room": "50 of its 100 epochs were left, more than the 24 the trend was measured over"}
+
+
+@pytest.mark.parametrize("z, text", [
+    (1.0, "ndcg@10 rose 0.004 per 10 epochs"),      # slope 0.0004 per epoch
+    (0.0, "ndcg@10 stayed flat 0 per 10 epochs"),
+    (-1.0, "ndcg@10 fell 0.004 per 10 epochs"),
+])
+def test_trend_fact_says_which_way_the_slope_goes(z: float, text: str) -> None:
+    """A positive slope rose, zero stayed flat, a negative one fell, however small."""
+    from rec_es.explain.verdict import facts
+
+    assert facts(_evidence(z), "ndcg@10")["trend"].startswith(text + " over epochs 25-49")
+
+
+@pytest.mark.parametrize("fell, text", [
+    (0.025, "the training loss fell only 2.5 % over epochs 25-49, the trend window, not above the 2.5 %"),
+    (0.0251, "the training loss fell 2.5 % over epochs 25-49, the trend window, above the 2.5 %"),
+])
+def test_slow_loss_fact_at_its_literal_boundary(fell: float, text: str) -> None:
+    """A 2.5 % fall over the trend window is a plateau's ('only ... not above'); 2.51 % is above it."""
+    from rec_es.explain.verdict import facts
+
+    assert facts(_evidence(0.0, window_loss_fall=fell), "ndcg@10")["slow"].startswith(text)
+
+
+@pytest.mark.parametrize("headroom, start", [(0.04, "the training loss had flattened ("),
+                                             (0.0401, "the training loss was still falling ")])
+def test_loss_fact_at_4_percent_of_headroom(headroom: float, start: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 % of headroom exactly is flattened, as the loss rule counts it; above it the loss was still falling."""
+    from rec_es.explain.verdict import Evidence, facts
+
+    monkeypatch.setattr(Evidence, "loss_headroom", property(lambda self: headroom))
+    assert facts(_evidence(0.0), "ndcg@10")["loss"].startswith(start)
+
+
+@pytest.mark.parametrize("change", [{"trend_window": None}, {"trend_z": None}, {"trend_slope": None}])
+def test_no_trend_fact_without_a_z_a_slope_and_a_window(change: dict[str, Any]) -> None:
+    """The trend fact needs all three of the estimator's z, slope and window."""
+    from dataclasses import replace
+
+    from rec_es.explain.verdict import facts
+
+    ev = _evidence(1.0)
+    assert "trend" not in facts(replace(ev, estimate=replace(ev.estimate, **change)), "ndcg@10")
