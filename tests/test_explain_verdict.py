@@ -578,7 +578,8 @@ def test_loss_fact_adds_the_last_steps_pace_only_over_a_shorter_span(recent: flo
     ({"trend_z": 2.0}, 0.01, ("premature", ["loss", "trend", "extrapolation"], "loss falling, monitor rising")),
     ({"trend_z": 1.5}, None, ("premature", ["loss", "trend", "budget"], "loss falling, monitor leaning up")),
     # without a training loss: no trend, or fewer than 8 evaluations (MIN_POINTS), is too few for a curve
-    ({"trend_z": None, "loss_fall": None}, None, ("cannot_tell", ["budget", "loss"], "too few evaluations for a curve")),
+    ({"trend_z": None, "loss_fall": None}, None,
+     ("cannot_tell", ["budget", "loss"], "too few evaluations for a curve")),
     ({"trend_z": 0.0, "loss_fall": None, "evaluations": 7}, None,
      ("cannot_tell", ["budget", "loss"], "too few evaluations for a curve")),
     ({"trend_z": 0.0, "loss_fall": None, "evaluations": 8}, None,
@@ -680,3 +681,31 @@ def test_no_trend_fact_without_a_z_a_slope_and_a_window(change: dict[str, Any]) 
 
     ev = _evidence(1.0)
     assert "trend" not in facts(replace(ev, estimate=replace(ev.estimate, **change)), "ndcg@10")
+
+
+@pytest.mark.parametrize("left, text", [
+    (24, "24 of its 100 epochs were left, more than the 24 the trend was measured over"),
+    (23, "23 of its 100 epochs were left, fewer than the 24 the trend was measured over"),
+])
+def test_room_fact_at_the_trend_windows_length(left: int, text: str) -> None:
+    """As many epochs left as the 24-epoch trend window is room ('more'), one fewer is not (ROOM 1, literal)."""
+    from rec_es.explain.verdict import facts
+
+    assert facts(_evidence(2.0, epochs_left=left), "ndcg@10")["room"] == text
+
+
+@pytest.mark.parametrize("gain, lo, hi", [(0.01, -0.005, 0.02), (None, -0.005, 0.02), (0.01, None, 0.02),
+                                          (0.01, -0.005, None)])
+def test_extrapolation_fact_needs_the_gain_and_both_bounds(gain: float | None, lo: float | None,
+                                                           hi: float | None) -> None:
+    """The fit's expected gain is quoted with its bounds, or not at all."""
+    from dataclasses import replace
+
+    from rec_es.explain.verdict import facts
+
+    ev = _evidence(2.0)
+    got = facts(replace(ev, estimate=replace(ev.estimate, gain=gain, gain_lo=lo, gain_hi=hi)), "ndcg@10")
+    if None in (gain, lo, hi):
+        assert "extrapolation" not in got
+    else:
+        assert got["extrapolation"] == "the learning-curve fit expects +0.01 more by epoch 99 (bounds -0.005 to +0.02)"
