@@ -599,8 +599,7 @@ def test_decide_names_its_facts_in_order(evidence: dict[str, Any], gain: float |
 
     from rec_es.explain.verdict import decide
 
-    trend_z = evidence.pop("trend_z")
-    ev = _evidence(trend_z, **evidence)
+    ev = _evidence(evidence["trend_z"], **{k: v for k, v in evidence.items() if k != "trend_z"})
     ev = replace(ev, estimate=replace(ev.estimate, gain=gain))
     assert decide(ev) == expected
 
