@@ -8,7 +8,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
+
+from rec_es.policy.errors import ConfigError
 
 #: subcommand -> (module with ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -18,6 +20,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("rec_es.cli.check", "lint RecBole + rec_es property files before training"),
     "tune": ("rec_es.cli.tune", "hyper-parameter search on Ray Tune, a rec_es policy in every trial"),
 }
+
+
+def refuse_nproc(command: str, why: str) -> NoReturn:
+    """Refuse ``--nproc`` on a command other than ``run``: ``why`` says how ``command`` spreads its work instead."""
+    raise ConfigError(f"rec-es {command} {why}; several processes per training (RecBole's distributed "
+                      "data parallel) are rec-es run --nproc N only (docs/distributed.md)", source="--nproc")
 
 
 def usage() -> str:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from rec_es.cli import refuse_nproc
 from rec_es.compare.cache import DEFAULT_CACHE
 from rec_es.compare.comparison import Comparison, compare
 from rec_es.compare.figure import plot
@@ -58,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         if args.nproc is not None:
-            raise ConfigError("--nproc: rec-es compare runs every job in one process (locally or as Ray "
-                              "tasks with --ray); "
-                              "several processes per training (RecBole's distributed data parallel) are "
-                              "rec-es run --nproc N only (docs/distributed.md)", source="--nproc")
+            refuse_nproc("compare", "runs every job in one process (locally or as Ray tasks with --ray)")
         if args.max_epochs is not None and args.max_epochs < 1:
             raise ConfigError(f"--max-epochs must be >= 1 (got {args.max_epochs})", source="--max-epochs")
         check_output_dir(out, "--output")  # before anything trains: a comparison never ends in a traceback here

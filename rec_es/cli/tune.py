@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from rec_es.cli import refuse_nproc
 from rec_es.config.properties import parse_set_args
 from rec_es.policy.errors import ConfigError, RecEsError, report
 from rec_es.tune.search import GRACE_PERIOD, REDUCTION_FACTOR, Asha, TrialRow, search
@@ -49,10 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.nproc is not None:
-            raise ConfigError("--nproc: rec-es tune runs every trial in one process (Ray places the trials "
-                              "on its workers); "
-                              "several processes per training (RecBole's distributed data parallel) are "
-                              "rec-es run --nproc N only (docs/distributed.md)", source="--nproc")
+            refuse_nproc("tune", "runs every trial in one process (Ray places the trials on its workers)")
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})", source="--jobs")
         asha = Asha(args.grace_period, args.reduction_factor)

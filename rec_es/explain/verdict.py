@@ -353,7 +353,6 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def estimate_dict(est: LearningEstimate) -> dict[str, Any]:
-    """The shared estimator's result as plain data (continuation as a list of dicts)."""
-    out = _plain(asdict(est))
-    out["continuation"] = [asdict(p) for p in est.continuation]
-    return out
+    """The shared estimator's result as plain data (``asdict`` makes the continuation's points dicts; ``_plain``
+    the tuples lists)."""
+    return _plain(asdict(est))

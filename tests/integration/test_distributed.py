@@ -320,16 +320,22 @@ def test_config_that_cannot_be_gathered_exits_2(overrides: dict[str, Any], messa
     assert not (in_tmp / "run").exists()
 
 
-@pytest.mark.parametrize("command", ["tune", "compare"])
-def test_nproc_is_run_only(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """tune and compare say where several processes per training are supported."""
+@pytest.mark.parametrize("command, argv, why", [
+    ("tune", ["--config", "x.yaml", "--space", "s.yaml"],
+     "runs every trial in one process (Ray places the trials on its workers)"),
+    ("compare", ["--config", "x.yaml", "--policies", "p.yaml"],
+     "runs every job in one process (locally or as Ray tasks with --ray)"),
+])
+def test_nproc_is_run_only(command: str, argv: list[str], why: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """tune and compare refuse --nproc in one sentence (rec_es.cli.refuse_nproc), naming the option once, how the
+    command spreads its work instead, and where several processes per training are supported."""
     import importlib
 
     module = importlib.import_module(f"rec_es.cli.{command}")
-    argv = {"tune": ["--config", "x.yaml", "--space", "s.yaml"], "compare": ["--config", "x.yaml", "--policies", "p.yaml"]}[command]
     assert module.main([*argv, "--nproc", "2"]) == 2
-    assert "several processes per training (RecBole's distributed data parallel) are rec-es run --nproc N only" in \
-        capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"rec-es {command}: error: --nproc: rec-es {command} {why}; several processes per training (RecBole's "
+        "distributed data parallel) are rec-es run --nproc N only (docs/distributed.md)\n")
 
 
 def test_check_launch_refuses_metrics_it_does_not_gather() -> None:

@@ -216,6 +216,30 @@ def test_each_rule_says_its_whole_sentence(settings: dict, scores: list, elapsed
     assert d is not None and d.message == message
 
 
+@pytest.mark.parametrize("settings, scores, message", [
+    ({"monitor": "ndcg@10", "stopping_threshold": 0.25}, [0.1, 0.3],
+     "stopped at epoch 1: ndcg@10 0.3 is better than stopping_threshold 0.25 (good enough); raise or remove "
+     "early_stopping.stopping_threshold"),
+    ({"monitor": "rmse", "stopping_threshold": 0.9}, [1.2, 0.8],
+     "stopped at epoch 1: rmse 0.8 is better than stopping_threshold 0.9 (good enough); lower or remove "
+     "early_stopping.stopping_threshold"),
+    ({"monitor": "ndcg@10", "divergence_threshold": 0.05}, [0.1, 0.04],
+     "stopped at epoch 1: ndcg@10 0.04 is worse than divergence_threshold 0.05; lower or remove "
+     "early_stopping.divergence_threshold"),
+    ({"monitor": "rmse", "divergence_threshold": 1.5}, [1.2, 1.6],
+     "stopped at epoch 1: rmse 1.6 is worse than divergence_threshold 1.5; raise or remove "
+     "early_stopping.divergence_threshold"),
+])
+def test_threshold_hint_points_the_way_that_fires_later(settings: dict, scores: list, message: str) -> None:
+    """A threshold that fired too soon moves away from the values it caught: a stopping_threshold up for ndcg@10
+    (bigger is better) but down for rmse (smaller is better), a divergence_threshold the other way round."""
+    p = build_policy(settings)
+    monitor = settings["monitor"]
+    decisions = [p.update(e, {monitor: v}) for e, v in enumerate(scores)]
+    assert p.settings.mode == ("min" if monitor == "rmse" else "max")
+    assert decisions[-1].stop and decisions[-1].message == message
+
+
 @pytest.mark.parametrize("value, best, mode, kwargs, improves", [
     (0.5, None, "max", {}, True),                                   # no best yet
     (0.5, 0.5, "max", {}, False), (0.5, 0.5, "max", {"ties": True}, True),

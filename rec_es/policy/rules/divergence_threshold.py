@@ -6,4 +6,4 @@ from rec_es.policy.rules._threshold import Threshold
 
 RULE = Threshold("divergence_threshold", worse_than, "worse than", "",
                  "stop as soon as the monitor is worse than this (hopeless)",
-                 "lower or remove early_stopping.divergence_threshold")
+                 "worse")

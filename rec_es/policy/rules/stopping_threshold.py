@@ -6,4 +6,4 @@ from rec_es.policy.rules._threshold import Threshold
 
 RULE = Threshold("stopping_threshold", better_than, "better than", " (good enough)",
                  "stop as soon as the monitor is better than this (good enough)",
-                 "raise or remove early_stopping.stopping_threshold")
+                 "better")
