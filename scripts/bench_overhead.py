@@ -339,6 +339,7 @@ def distributed_rank(local_rank: int, spec: Any, files: list[str], sets: list[st
                 for name in names:
                     print(f"  round {r + 1} {name:<28} wall s/epoch: " + " ".join(f"{t:.3f}" for t in wall[name][r]),
                           flush=True)
+    alone = collectives_ms(setup)
     if rank != 0:
         return
     print(f"\nratio of each round's total epoch time to stock's in the same round (rank 0's wall clock; cpu: "
@@ -351,6 +352,48 @@ def distributed_rank(local_rank: int, spec: Any, files: list[str], sets: list[st
         mean, lo, hi = mean_interval(ratios)
         print(f"{name:<29}{median([t for w in wall[name] for t in w]):>15.3f}" + "".join(f"{x:>9.4f}" for x in ratios)
               + f"{mean:>9.4f}{f'{lo:.4f}-{hi:.4f}':>17}{cpu_ratio:>10.4f}")
+    stock_epoch = median([t for w in wall["stock"] for t in w])
+    print(f"the collectives timed alone: {sum(alone.values()):.2f} ms = "
+          f"{100 * sum(alone.values()) / 1000 / stock_epoch:.3f} % of a {stock_epoch:.2f} s stock epoch")
+
+
+def collectives_ms(setup: Setup, repeat: int = 30) -> dict[str, float]:
+    """The collective steps rec_es adds to an evaluation epoch, each timed alone on this process group (median
+    ms over ``repeat``, after a barrier): the per-user rows' gather (three metrics and the user ids of the
+    validation users), the loss reduction, the decision's agreement, the learning rate's broadcast and the
+    per-rank random states' gather for ``last.pth``; rank 0 prints them."""
+    import torch
+    import torch.distributed as dist
+    from torch.utils.data.distributed import DistributedSampler
+
+    from rec_es.rundir.checkpoint import rank_state
+    from rec_es.training.distributed import Ranks
+
+    ranks = Ranks()
+    users = len(setup.valid_data._dataset.inter_feat)
+    sampler = DistributedSampler(range(users), num_replicas=ranks.world_size, rank=ranks.rank, shuffle=False)
+    local = torch.zeros(sampler.num_samples, dtype=torch.float32)
+    steps = {"per-user rows: 3 metrics + user ids": lambda: [ranks.gather_rows(local, sampler) for _ in range(4)],
+             "training loss reduced": lambda: ranks.reduce_loss(1.0, None),
+             "decision agreed (stop, new best)": lambda: ranks.agree(0, False, False),
+             "learning rate broadcast": lambda: ranks.broadcast_float(0.001),
+             "random states gathered for last.pth": lambda: ranks.gather_states(rank_state(setup.train_data))}
+    out = {}
+    for name, step in steps.items():
+        times = []
+        for _ in range(repeat):
+            dist.barrier()
+            t0 = time.perf_counter()
+            step()
+            times.append(1000 * (time.perf_counter() - t0))
+        out[name] = median(times)
+    if ranks.rank == 0:
+        print(f"\ncollectives rec_es adds per evaluation epoch, each timed alone ({users} validation users, median "
+              f"of {repeat}):")
+        for name, ms in out.items():
+            print(f"  {name:<40}{ms:>8.2f} ms")
+        print(f"  {'all of them':<40}{sum(out.values()):>8.2f} ms")
+    return out
 
 
 def main_distributed(args: argparse.Namespace) -> int:
