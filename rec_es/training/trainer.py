@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from recbole.trainer import Trainer
-from recbole.utils import dict2str, set_color
+from recbole.utils import set_color
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -27,7 +27,7 @@ from rec_es.rundir.checkpoint import BestSnapshot, StopInfo
 from rec_es.training.compat import apply_recbole_fixes, versions
 from rec_es.policy.controller import StopController
 from rec_es.policy.errors import ConfigError, StateError
-from rec_es.training import averaging
+from rec_es.training import averaging, evaluation_log
 from rec_es.training.capture import PerUserRecorder
 from rec_es.training.distributed import RanksHooks
 from rec_es.training.loss import NonFiniteLossError, loss_value
@@ -343,43 +343,15 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
     def _record(self, epoch: int, lr: float, loss: Any, valid: dict[str, float], test: dict[str, float] | None,
                 elapsed: float, train_s: float, eval_s: float, test_s: float | None, decision: Any,
                 action: PlateauAction | None) -> None:
-        if self.trace_ is None:
-            return
-        dec = decision.to_dict()
-        if action is not None and action.defer_stop:
-            dec.update(stop=False, deferred_reason=dec["reason"], reason="not_stopped", message=action.message)
-        fields: dict[str, Any] = {"epoch": epoch, "train_loss": loss_value(loss), "lr": lr, "valid": valid}
-        if isinstance(loss, tuple):
-            fields["train_losses"] = [float(x) for x in loss]
-        if test is not None:
-            fields["test"] = test
-            fields["test_seconds"] = test_s
-        fields.update(elapsed_seconds=elapsed, train_seconds=train_s, eval_seconds=eval_s, decision=dec)
-        if self.per_user_recorder.signals is not None:
-            fields["ranked"] = self.per_user_recorder.signals
-        if action is not None:
-            fields["lr_action"] = action.to_dict()
-        self.trace_.record(**fields)
+        if self.trace_ is not None:
+            self.trace_.record(**evaluation_log.record_fields(
+                epoch, lr, loss, valid, test, elapsed, train_s, eval_s, test_s, decision, action,
+                self.per_user_recorder.signals))
 
     def _report(self, epoch: int, eval_s: float, valid: dict[str, float], decision: Any,
                 action: PlateauAction | None, verbose: bool) -> None:
-        name = self.policy.monitor_name
-        if decision.value is not None:
-            self.tensorboard.add_scalar(f"rec_es/monitor/{name}", decision.value, epoch)
-        if decision.smoothed is not None:
-            self.tensorboard.add_scalar(f"rec_es/smoothed/{name}", decision.smoothed, epoch)
-        self.tensorboard.add_scalar("rec_es/improved", int(bool(decision.improved)), epoch)
-        self.tensorboard.add_scalar("rec_es/wait_count", decision.wait_count, epoch)
-        self.tensorboard.add_scalar("rec_es/stop", int(bool(decision.stop)), epoch)
-        self.tensorboard.add_scalar("rec_es/lr", float(self.optimizer.param_groups[0]["lr"]), epoch)
-        if not verbose:
-            return
-        status = action.message if action is not None else decision.message
-        status = status[len(f"epoch {epoch}: "):] if status.startswith(f"epoch {epoch}: ") else status
-        line = (set_color("epoch %d evaluating", "green") + " [" + set_color("time", "blue") + ": %.2fs]: %s") % (
-            epoch, eval_s, status)
-        self.logger.info(line)
-        self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid))
+        evaluation_log.report(self.logger if verbose else None, self.tensorboard, self.policy.monitor_name, epoch,
+                              eval_s, valid, decision, action, float(self.optimizer.param_groups[0]["lr"]))
 
     def _save_last(self, epoch: int, start: float, saved: bool) -> None:
         rank_states = None
