@@ -134,3 +134,123 @@ def test_budget() -> None:
 def test_judge(average: float, best: float | None, mode: str, margin: float | None, keep: bool) -> None:
     """The average is kept unless it is worse than the single best by more than the margin."""
     assert judge(average, best, mode, margin, "test").keep is keep
+
+
+@pytest.mark.parametrize("mapping, expected", [
+    ({"average": "window", "window": 3, "k": 2},
+     "p.yaml: early_stopping.restore.k: k does not apply to average: window; allowed: only average and window with "
+     "average: window (got 2)"),
+    ({"average": "peak", "window": 3, "zz": 1, "decay": 0.5},   # the first extra key in sorted order is named
+     "p.yaml: early_stopping.restore.decay: decay does not apply to average: peak; allowed: only average and window "
+     "with average: peak (got 0.5)"),
+    ({"average": "best_k"},
+     "p.yaml: early_stopping.restore.k: required by average: best_k; allowed: an integer >= 1 (got nothing)"),
+    ({"average": "ema"},
+     "p.yaml: early_stopping.restore.decay: required by average: ema; allowed: a number in (0, 1) (got nothing)"),
+    ({"average": 3, "k": 2},    # not a string: no .strip(), still the unknown-mode error
+     "p.yaml: early_stopping.restore.average: unknown averaging mode; allowed: best_k | window | peak | ema (got 3)"),
+])
+def test_bad_restore_messages_word_for_word(mapping: dict[str, Any], expected: str) -> None:
+    """An extra or missing parameter and a non-string mode: the whole message (what is allowed, what was given)."""
+    with pytest.raises(ConfigError) as err:
+        build_policy({"monitor": "ndcg@10", "restore": mapping}, source="p.yaml")
+    assert str(err.value) == expected
+
+
+@pytest.mark.parametrize("restore, described, copies", [
+    ("best", "restore: best", 0),
+    ({"average": "best_k", "k": 3}, "restore: best_k, k 3", 3),
+    ({"average": "window", "window": 5}, "restore: window, window 5", 5),
+    ({"average": "peak", "window": 1}, "restore: peak, window 1", 1),
+    ({"average": "peak", "window": 2}, "restore: peak, window 2", 2),      # W + (W - 1) // 2 = 2 + 0
+    ({"average": "peak", "window": 3}, "restore: peak, window 3", 4),      # 3 + 1
+    ({"average": "peak", "window": 4}, "restore: peak, window 4", 5),      # 4 + 1
+    ({"average": "peak", "window": 5}, "restore: peak, window 5", 7),      # 5 + 2
+    ({"average": "ema", "decay": 0.9}, "restore: ema, decay 0.9", 1),
+    ({"average": "ema", "decay": 0.25}, "restore: ema, decay 0.25", 1),
+])
+def test_describe_and_copies(restore: Any, described: str, copies: int) -> None:
+    """describe() as messages name the setting; copies() per mode, an int (the trainer's buffer size)."""
+    s = RestoreSpec.parse(restore)
+    assert s.describe() == described
+    assert s.copies() == copies and type(s.copies()) is int
+
+
+#: raw and smoothed rank differently: raw's best is epoch 1, smoothed's epoch 0
+SPLIT = [(0, 0.1, 0.3), (1, 0.3, 0.1), (2, 0.2, 0.2)]
+
+
+def test_defaults_are_max_and_raw() -> None:
+    """Left out, mode is max and best_by raw, in ranked, epochs_to_average and epochs_to_keep."""
+    assert ranked(SPLIT) == [1, 2, 0]
+    assert ranked(SPLIT, "max", "smoothed") == [0, 2, 1]
+    assert epochs_to_average(spec(average="best_k", k=1), SPLIT) == [1]
+    assert epochs_to_keep(spec(average="best_k", k=1), SPLIT) == [1]
+    assert epochs_to_average(spec(average="peak", window=1), SPLIT) == [1]
+    assert epochs_to_keep(spec(average="peak", window=1), SPLIT) == [1]
+
+
+@pytest.mark.parametrize("restore, raw, smoothed", [
+    ({"average": "best_k", "k": 1}, [1], [0]),
+    ({"average": "peak", "window": 1}, [1], [0]),
+    ({"average": "peak", "window": 2}, [1, 2], [0, 1]),      # the peak and the one after it
+])
+def test_epochs_to_keep_ranks_by_best_by(restore: dict[str, Any], raw: list[int], smoothed: list[int]) -> None:
+    """epochs_to_keep passes best_by on: what a trainer keeps follows the series the average ranks by."""
+    s = RestoreSpec.parse(restore)
+    assert epochs_to_keep(s, SPLIT, "max", "raw") == raw
+    assert epochs_to_keep(s, SPLIT, "max", "smoothed") == smoothed
+
+
+def test_ranked_ties_break_on_the_epoch_and_extreme_values_keep_their_order() -> None:
+    """A tie in the ranked series goes to the earlier epoch, whatever the other series says; values near the
+    float limit rank by value (no scaling that overflows them into a tie)."""
+    tie = [(0, 0.5, 0.2), (1, 0.1, 0.2)]
+    assert ranked(tie, "max", "smoothed") == [0, 1] and ranked(tie, "min", "smoothed") == [0, 1]
+    huge = [(0, 1e308, 1e308), (1, 1.5e308, 1.5e308)]
+    assert ranked(huge, "max") == [1, 0]
+    low = [(0, -1e308, -1e308), (1, -1.5e308, -1.5e308)]
+    assert ranked(low, "min") == [1, 0]
+
+
+def test_budget_edges() -> None:
+    """No epochs: no evaluations (no division); one epoch: one; the message's source, singular and plural; ema is
+    never refused, even by an empty budget."""
+    assert evaluations_in_budget(0, 1) == 0 and evaluations_in_budget(1, 1) == 1
+    assert evaluations_in_budget(1, 5) == 1 and evaluations_in_budget(-3, 1) == 0
+    check_budget(spec(average="ema", decay=0.9), 0, 1)
+    check_budget(RestoreSpec(), 0, 1)
+    with pytest.raises(ConfigError) as err:
+        check_budget(spec(average="best_k", k=3), 2, 1, source="run.yaml")
+    assert err.value.source == "run.yaml" and err.value.key == "early_stopping.restore.k"
+    assert str(err.value) == ("run.yaml: early_stopping.restore.k: the budget (epochs 2, eval_step 1) makes 2 "
+                              "evaluations, fewer than k 3; lower k or raise epochs; allowed: an integer in [1, 2] "
+                              "(got 3)")
+    with pytest.raises(ConfigError) as err:
+        check_budget(spec(average="peak", window=2), 1, 1)
+    assert "makes 1 evaluation, fewer than window 2" in str(err.value)
+
+
+def test_judge_verdicts_carry_their_inputs() -> None:
+    """The verdict records the scores, the margin used (None or negative: 0) and the source, on each path."""
+    from rec_es.policy.restore import Verdict
+    inf = math.inf
+    assert judge(-inf, 0.3, "max", 0.02, "noise") == Verdict(False, -inf, 0.3, 0.02, "noise")
+    assert judge(None, 0.3, "max", None, "noise") == Verdict(False, None, 0.3, 0.0, "noise")
+    assert judge(0.2, inf, "max", 0.05, "noise") == Verdict(True, 0.2, inf, 0.05, "noise")
+    assert judge(0.2, None, "min", -1.0, "noise") == Verdict(True, 0.2, None, 0.0, "noise")
+    assert judge(0.25, 0.5, "max", 0.25, "noise") == Verdict(True, 0.25, 0.5, 0.25, "noise")   # exactly the margin
+    assert judge(0.75, 0.5, "min", 0.25, "noise") == Verdict(True, 0.75, 0.5, 0.25, "noise")
+    assert judge(0.25, 0.5, "max", 0.125, "noise") == Verdict(False, 0.25, 0.5, 0.125, "noise")
+
+
+@pytest.mark.parametrize("average, best, margin, keep", [
+    (0.30, 0.31, None, False),   # worse by 0.01 with no margin: falls back
+    (0.30, 0.31, 0.0, False),
+    (0.30, 0.31, -0.5, False),   # a negative margin is 0
+    (NAN, None, 0.0, False),     # a NaN average never wins, even with no best to compare with
+    (None, None, 0.0, False),
+])
+def test_judge_without_margin(average: float | None, best: float | None, margin: float | None, keep: bool) -> None:
+    """No margin means no slack; a missing or NaN average score is never kept."""
+    assert judge(average, best, "max", margin, "test").keep is keep
