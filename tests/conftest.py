@@ -8,6 +8,7 @@ puts scripts/ on sys.path (a script run as ``python scripts/NAME.py`` has it the
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -66,17 +67,28 @@ def tiny_config() -> dict[str, Any]:
     return tiny_recbole_config()
 
 
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Run the test inside tmp_path with one torch thread; returns tmp_path."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+@contextlib.contextmanager
+def one_thread_in(directory: Path) -> Iterator[pytest.MonkeyPatch]:
+    """Inside ``directory`` (RecBole writes log/ relative to it) with ``OMP_NUM_THREADS=1`` and one torch thread;
+    the working directory, the variable and torch's thread count are restored afterwards."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(threads)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(directory)
+        mp.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        try:
+            yield mp
+        finally:
+            torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path) -> Iterator[Path]:
+    """Run the test inside tmp_path with one torch thread; returns tmp_path."""
+    with one_thread_in(tmp_path):
+        yield tmp_path
 
 
 @pytest.fixture

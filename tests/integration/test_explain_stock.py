@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
 from rec_es.cli import main as cli_main
@@ -31,7 +30,7 @@ from rec_es.cli.explain import main
 from rec_es.explain import explain, load_run
 from rec_es.recbole_log import parse_recbole_log
 
-from conftest import REPO, tiny_recbole_config
+from conftest import REPO, one_thread_in, tiny_recbole_config
 
 STOCK = """
 import json, sys
@@ -193,16 +192,9 @@ def rec_es_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = tiny_recbole_config(checkpoint_dir=str(root / "saved"), epochs=500, learning_rate=0.01,
                               early_stopping={"patience": 3})
     (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:  # in this process: a process start costs more than the run
-        mp.chdir(root)
-        mp.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
-        try:
-            assert cli_main(["run", "--config", "tiny.yaml", "--output-dir", str(root / "run"), "--no-progress",
-                             "--quiet"]) == 0
-        finally:
-            torch.set_num_threads(threads)
+    with one_thread_in(root):  # in this process: a process start costs more than the run
+        assert cli_main(["run", "--config", "tiny.yaml", "--output-dir", str(root / "run"), "--no-progress",
+                         "--quiet"]) == 0
     return root / "run"
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from rec_es.cli.explain import main as explain_main
@@ -23,7 +22,7 @@ from rec_es.explain.probe_stats import probe_call
 from rec_es.rundir.per_user import read_per_user
 from rec_es.rundir.trace import read_trace
 
-from conftest import tiny_recbole_config
+from conftest import one_thread_in, tiny_recbole_config
 
 #: the stopped run trains epochs 0-2 (early_stopping.max_epochs: 3), the probe 2 more, the full recording 5
 STOP, N, FULL = 2, 2, 5
@@ -43,31 +42,24 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (``--json --plot``), and the full recording of the same config with stopping disabled to epoch 4: the future
     the probe must reproduce. Hashes of the stopped run before and after."""
     root = tmp_path_factory.mktemp("probe")
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
+    with one_thread_in(root):
+        for name, policy in (("stopped", {"max_epochs": STOP + 1, "patience": 100}),
+                             ("full", {"enabled": False})):
+            (root / f"{name}.yaml").write_text(yaml.safe_dump({**tiny_recbole_config(epochs=FULL),
+                                                               "early_stopping": policy}))
+            assert run_main(["--config", f"{name}.yaml", "--output-dir", name, "--record-test",
+                             "--no-progress", "--quiet"]) == 0
+        before = tree(root / "stopped")
+        out = io.StringIO()
+        modes = {p: p.stat().st_mode for p in [root / "stopped", *(root / "stopped").rglob("*")]}
+        for p in modes:  # the run is only read: a read-only run directory can be probed
+            p.chmod(modes[p] & ~0o222)
         try:
-            for name, policy in (("stopped", {"max_epochs": STOP + 1, "patience": 100}),
-                                 ("full", {"enabled": False})):
-                (root / f"{name}.yaml").write_text(yaml.safe_dump({**tiny_recbole_config(epochs=FULL),
-                                                                   "early_stopping": policy}))
-                assert run_main(["--config", f"{name}.yaml", "--output-dir", name, "--record-test",
-                                 "--no-progress", "--quiet"]) == 0
-            before = tree(root / "stopped")
-            out = io.StringIO()
-            modes = {p: p.stat().st_mode for p in [root / "stopped", *(root / "stopped").rglob("*")]}
-            for p in modes:  # the run is only read: a read-only run directory can be probed
-                p.chmod(modes[p] & ~0o222)
-            try:
-                with contextlib.redirect_stdout(out):
-                    status = explain_main(["stopped", "--probe", str(N), "--json", "--plot", "probe.png"])
-            finally:
-                for p, mode in modes.items():
-                    p.chmod(mode)
+            with contextlib.redirect_stdout(out):
+                status = explain_main(["stopped", "--probe", str(N), "--json", "--plot", "probe.png"])
         finally:
-            torch.set_num_threads(threads)
+            for p, mode in modes.items():
+                p.chmod(mode)
     return {"root": root, "status": status, "report": json.loads(out.getvalue()), "before": before,
             "after": tree(root / "stopped")}
 

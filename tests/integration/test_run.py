@@ -22,7 +22,7 @@ from rec_es.rundir.per_user import paths
 from rec_es.cli.run import main
 from rec_es.rundir.trace import read_trace
 
-from conftest import REPO, tiny_recbole_config
+from conftest import REPO, one_thread_in, tiny_recbole_config
 
 TIMING = ("elapsed_seconds", "train_seconds", "eval_seconds", "test_seconds")
 SCRIPT = REPO / "scripts" / "run_gru4rec.py"
@@ -115,19 +115,12 @@ def resumed_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A finished 3-epoch run (default policy), resumed with ``--set epochs=5`` and the policy
     ``{monitor: mrr@10, patience: 4, min_delta: 0.5}``: the trace before and after, and the summary."""
     root = tmp_path_factory.mktemp("resumed")
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
-        try:
-            cfg = write_config(root / "tiny.yaml", epochs=3)
-            assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 0
-            before = read_trace(root / "run")
-            assert main(["--resume", "run", "--set", "epochs=5", "--set",
-                         "early_stopping={monitor: mrr@10, patience: 4, min_delta: 0.5}", "--no-progress", "--quiet"]) == 0
-        finally:
-            torch.set_num_threads(threads)
+    with one_thread_in(root):
+        cfg = write_config(root / "tiny.yaml", epochs=3)
+        assert main(["--config", str(cfg), "--output-dir", "run", "--no-progress", "--quiet"]) == 0
+        before = read_trace(root / "run")
+        assert main(["--resume", "run", "--set", "epochs=5", "--set",
+                     "early_stopping={monitor: mrr@10, patience: 4, min_delta: 0.5}", "--no-progress", "--quiet"]) == 0
     return {"before": before, "after": read_trace(root / "run"),
             "summary": json.loads((root / "run" / "summary.json").read_text())}
 
