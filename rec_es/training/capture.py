@@ -233,17 +233,17 @@ class PerUserRecorder:
             return
         splits = ("valid", "test") if record_test else ("valid",)
         if resumed:
-            self._resume(run_dir, splits)
-            self._resume_ranked(run_dir)
+            from rec_es.rundir.trace import read_trace
+
+            kept = [r["epoch"] for r in read_trace(run_dir).records]  # the evaluations the resumed trace keeps
+            self._resume(run_dir, splits, kept)
+            self._resume_ranked(run_dir, kept)
         elif self.capture is not None:
             self.writers = {s: PerUserWriter.create(run_dir, s, self.metrics) for s in splits if self.metrics}
             if self.ranked_k:
                 self.ranked = RankedWriter.create(run_dir, "valid", self.ranked_k, 0)
 
-    def _resume_ranked(self, run_dir: str | os.PathLike[str]) -> None:
-        from rec_es.rundir.trace import read_trace
-
-        kept = [r["epoch"] for r in read_trace(run_dir).records]
+    def _resume_ranked(self, run_dir: str | os.PathLike[str], kept: Sequence[int]) -> None:
         self.ranked = RankedWriter.resume(run_dir, "valid", kept)
         if self.ranked is not None and self.ranked.k != self.ranked_k:
             getLogger().info(f"ranked lists: keeping the top {self.ranked.k} as this run did so far")
@@ -252,10 +252,7 @@ class PerUserRecorder:
                 self.capture = PerUserCapture(self._trainer, self.metrics, self.target_ce, self.ranked_k)
             self.capture.ranked_k = self.ranked_k
 
-    def _resume(self, run_dir: str | os.PathLike[str], splits: Sequence[str]) -> None:
-        from rec_es.rundir.trace import read_trace
-
-        kept = [r["epoch"] for r in read_trace(run_dir).records]
+    def _resume(self, run_dir: str | os.PathLike[str], splits: Sequence[str], kept: Sequence[int]) -> None:
         resumed = {s: PerUserWriter.resume(run_dir, s, kept) for s in splits}
         recorded = next((w.metrics for w in resumed.values() if w is not None), None)
         if recorded is not None and recorded != self.metrics:
