@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -34,8 +33,8 @@ import numpy as np
 from rec_es import build_policy
 from rec_es.policy.stats import paired_se
 from rec_es.replay import replay
-from rec_es.rundir.per_user import read_per_user
 from rec_es.rundir.trace import read_trace
+from rec_es.training.averaging import average_state_dicts
 from benchlib import emit, load, scratch_cwd, shipped_policy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,15 +58,6 @@ def epochs_for(mode: str, params: dict[str, Any], valid: Sequence[float], stop: 
     if mode == "ema":
         return seen
     raise ValueError(mode)
-
-
-def average(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Uniform average of float tensors; other tensors from the first state."""
-    out = {}
-    for key, first in states[0].items():
-        out[key] = (sum(s[key].double() for s in states) / len(states)).to(first.dtype) \
-            if first.is_floating_point() else first.clone()
-    return out
 
 
 def ema_of(states: Sequence[dict[str, Any]], decay: float) -> dict[str, Any]:
@@ -116,7 +106,6 @@ def score_run(run_dir: Path, weights_dir: Path) -> list[dict[str, Any]]:
     result = replay(build_policy(shipped_policy("recommended")), trace)
     stop, best = result.stop_epoch, result.best_epoch
     oracle = max(range(len(valid)), key=lambda e: (valid[e], -e))
-    per_user = read_per_user(run_dir, "valid", trace=trace).values(METRIC).astype(np.float64)
     load_w = lambda e: torch.load(weights_dir / f"epoch{e}.pth", weights_only=True)  # noqa: E731
     evaluate = Evaluator(run_dir)
     with scratch_cwd(evaluate.setup):
@@ -128,7 +117,7 @@ def score_run(run_dir: Path, weights_dir: Path) -> list[dict[str, Any]]:
         for mode, params in MODES.items():
             epochs = epochs_for(mode, params, valid, stop, best)
             states = [load_w(e) for e in epochs]
-            state = ema_of(states, params["decay"]) if mode == "ema" else average(states)
+            state = ema_of(states, params["decay"]) if mode == "ema" else average_state_dicts(states)
             pu, t = (best_pu, best_test) if mode == "best" else evaluate(state)
             gap = pu.mean() - best_pu.mean()
             fallback = mode != "best" and gap < -2 * paired_se(pu.tolist(), best_pu.tolist())
