@@ -55,8 +55,9 @@ class Group:
     slow: tuple[str, ...] = ()
 
 
-#: Each group's tests run in seconds to a minute unmutated; ``resume`` trains a tiny model per test module, so it
-#: costs far more per mutant and runs last.
+#: Each group's tests run in seconds to a minute unmutated. ``resume``'s first pass takes apart one run trained once
+#: (the refused-resume tests); its second pass, for what survives that, resumes real runs trained in every fork
+#: (minutes per mutant), so the group runs last.
 GROUPS = {
     "policy": Group(("rec_es/policy/*.py", "rec_es/policy/rules/*.py"),
                     ("tests/policy", "tests/test_schedule.py", "tests/test_target_ce_rows.py"), 150,
@@ -74,7 +75,13 @@ GROUPS = {
     "replay": Group(("rec_es/replay.py",), ("tests/test_replay.py", "tests/test_hostile_traces.py"), 20),
     "verdict": Group(("rec_es/explain/verdict.py",), ("tests/test_explain_verdict.py",), 30),
     "resume": Group(("rec_es/training/resume.py", "rec_es/training/resume_check.py"),
-                    ("tests/security/test_refused_resume.py",), 120),
+                    ("tests/security/test_refused_resume.py", "tests/security/test_planted_links.py",
+                     "tests/security/test_planted_pickles.py", "tests/integration/test_run.py",
+                     "tests/integration/test_preflight.py",
+                     "tests/integration/test_restore_average.py::test_a_resumed_run_restores_the_same_average"), 120,
+                    slow=("tests/security/test_planted_links.py", "tests/security/test_planted_pickles.py",
+                          "tests/integration/test_run.py", "tests/integration/test_preflight.py",
+                          "tests/integration/test_restore_average.py")),
 }
 #: mutmut's exit-code statuses counted as killed (a test failed, the mutant hung, or it crashed the interpreter)
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
@@ -110,9 +117,15 @@ def mutmut_section(group: Group, only: list[str] | None, deselect: tuple[str, ..
 
 def mutmut(dest: Path, *args: str, timeout: float | None = None) -> int:
     """Run mutmut in ``dest`` with one worker, niced, one thread per library; output to ``dest/mutmut.log``.
-    Past ``timeout`` seconds its whole process group (the forked mutants too) is stopped; its results so far stay."""
+    Past ``timeout`` seconds its whole process group (the forked mutants too) is stopped; its results so far stay.
+    ``REC_ES_TEST_RUN_CACHE`` (``dest/test-cache``, emptied first) lets a test module that trains a run to take
+    apart train it once per mutmut run instead of once per forked mutant (tests/security/test_refused_resume.py)."""
+    cache = dest / "test-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir()
     # no PYTHONPATH: mutmut puts mutants/ first on sys.path itself, and an inherited one could shadow it
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "REC_ES_TEST_RUN_CACHE": str(cache)}
     command = ["nice", "-n", "10", str(Path(sys.executable).with_name("mutmut")), *args]
     with open(dest / "mutmut.log", "a") as log:
         proc = subprocess.Popen(command, cwd=dest, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import rec_es.policy.rules as rules
 from rec_es import build_policy
+from rec_es.policy import rules
 from rec_es.policy.base import Rule
 from rec_es.policy.errors import StateError
 
@@ -56,10 +56,10 @@ def test_the_status_line_notes_warmup_before_its_last_epoch_and_disabled_stoppin
     messages = [d.message for d in _run({"monitor": "ndcg@10", "patience": 2, "enabled": False, "warmup": 2},
                                         [0.30, 0.31, 0.30])]
     assert messages == [
-        "epoch 0: ndcg@10 0.3, best 0.3 at epoch 0, wait 0/2 evaluations, improved "
-        "(warmup: no stop before epoch 2) (stopping disabled)",
-        "epoch 1: ndcg@10 0.31, best 0.31 at epoch 1, wait 0/2 evaluations, improved "
-        "(warmup: no stop before epoch 2) (stopping disabled)",
+        ("epoch 0: ndcg@10 0.3, best 0.3 at epoch 0, wait 0/2 evaluations, improved "
+         "(warmup: no stop before epoch 2) (stopping disabled)"),
+        ("epoch 1: ndcg@10 0.31, best 0.31 at epoch 1, wait 0/2 evaluations, improved "
+         "(warmup: no stop before epoch 2) (stopping disabled)"),
         "epoch 2: ndcg@10 0.3, best 0.31 at epoch 1, wait 1/2 evaluations (stopping disabled)",
     ]
 
