@@ -8,8 +8,8 @@ import math
 import pytest
 
 from rec_es import ConfigError, build_policy
-from rec_es.policy.errors import RecEsError
 from rec_es.policy import StopReason
+from rec_es.policy.errors import RecEsError
 
 CURVE = [0.10, 0.12, 0.11, 0.13, 0.12, 0.14]
 # the curve noise after 5 values: first differences .02 -.01 .02 -.01, median .005, |d - .005| all .015,
@@ -125,8 +125,8 @@ def test_bad_per_user_input_is_refused() -> None:
 
 @pytest.mark.parametrize("mapping,pattern", [
     ({"improvement": "significant", "monitor": "auc"},
-     r"early_stopping\.improvement: the monitor's auc has no per-user values .*allowed: threshold \(a significance "
-     r"test needs per-user scores\) \(got 'significant'\)"),
+     (r"early_stopping\.improvement: the monitor's auc has no per-user values .*allowed: threshold \(a significance "
+      r"test needs per-user scores\) \(got 'significant'\)")),
     ({"improvement": "significant", "monitor": {"ndcg@10": 0.5, "itemcoverage@10": 0.5}, "mode": "max"},
      r"early_stopping\.improvement: the monitor's itemcoverage@10 has no per-user values"),
     ({"improvement": "sometimes"}, r"early_stopping\.improvement: allowed: threshold \| significant \(got 'sometimes'\)"),
@@ -170,3 +170,80 @@ def test_per_user_keys_of_a_config() -> None:
     assert per_user_keys("MRR", 10, False) == ("mrr@10",)
     assert per_user_keys(["NDCG", "GAUC"], [10], True) == ("ndcg@10", "target_ce")
     assert per_user_keys(["AUC", "LogLoss"], [10], True) == ()
+
+
+def test_missing_per_user_scores_name_every_metric_needed_and_passed() -> None:
+    """The error for per-user scores lacking the monitor names every monitor metric missing and every key that was
+    passed (sorted, lower-cased), or 'none' when the mapping is empty."""
+    p = build_policy({"monitor": {"ndcg@10": 0.5, "recall@10": 0.5}, "improvement": "significant"})
+    needed = ("per-user scores of ndcg@10, recall@10 are needed (early_stopping.min_delta: auto or improvement: "
+              "significant) but the evaluation passed only ")
+    with pytest.raises(RecEsError) as info:
+        p.update(0, {"ndcg@10": 0.1, "recall@10": 0.1}, per_user={"MRR@10": [0.1], "hit@10": [0.2]})
+    assert str(info.value) == needed + "hit@10, mrr@10"
+    p.reset()
+    with pytest.raises(RecEsError) as info:
+        p.update(0, {"ndcg@10": 0.1, "recall@10": 0.1}, per_user={})
+    assert str(info.value) == needed + "none"
+
+
+def test_per_user_columns_of_different_lengths_are_refused() -> None:
+    """A composite monitor's per-user columns must have one value per user each: 2 and 3 users is an error."""
+    p = build_policy({"monitor": {"ndcg@10": 0.5, "recall@10": 0.5}, "min_delta": "auto"})
+    with pytest.raises(RecEsError) as info:
+        p.update(0, {"ndcg@10": 0.15, "recall@10": 0.2},
+                 per_user={"ndcg@10": [0.1, 0.2], "recall@10": [0.1, 0.2, 0.3]})
+    assert str(info.value) == "per-user scores of the monitor's metrics have different numbers of users"
+
+
+@pytest.mark.parametrize("monitor,before,after,se", [
+    # weights 1 and 1: per user ndcg + recall, (.1 + .2, .3 + .2) then (.2 + .2, .3 + .6): difference (.1, .4);
+    # with two users the SE of the mean difference is |d1 - d2| / 2 = .15 (ndcg alone would give .05)
+    ({"ndcg@10": 1.0, "recall@10": 1.0}, {"ndcg@10": [0.1, 0.3], "recall@10": [0.2, 0.2]},
+     {"ndcg@10": [0.2, 0.3], "recall@10": [0.2, 0.6]}, 0.15),
+    # one metric of weight 2: difference 2 * (.1, 0) = (.2, 0), SE .1 (unweighted it would be .05)
+    ({"ndcg@10": 2.0}, {"ndcg@10": [0.1, 0.3]}, {"ndcg@10": [0.2, 0.3]}, 0.1),
+    # one metric of weight 1: difference (.1, 0), SE .05
+    ({"ndcg@10": 1.0}, {"ndcg@10": [0.1, 0.3]}, {"ndcg@10": [0.2, 0.3]}, 0.05),
+])
+def test_per_user_margin_is_measured_on_the_weighted_monitor(monitor: dict, before: dict, after: dict,
+                                                             se: float) -> None:
+    """min_delta: auto measures the paired SE on the monitor as weighted: each user's weighted sum of the terms."""
+    p = build_policy({"monitor": monitor, "min_delta": "auto"})
+    mean = {k: sum(v) / len(v) for k, v in before.items()}
+    p.update(0, mean, per_user=before)
+    d = p.update(1, {k: sum(v) / len(v) for k, v in after.items()}, per_user=after)
+    assert d.measured["min_delta"] == {"value": pytest.approx(se), "source": "per-user paired SE vs epoch 0"}
+
+
+def test_p_equal_to_alpha_is_not_significant() -> None:
+    """An improvement needs p < alpha strictly, and the decision records p, alpha, the test and the verdict. Ties
+    improve (ties_improve: true), so epoch 5's 0.13 equal to the best 0.13 is tested: z = 0 against the curve noise
+    of the first five values, p = 0.5 exactly, which at alpha 0.5 is refused; 0.131 (z > 0, p < 0.5) is not."""
+    mapping = {"improvement": "significant", "alpha": 0.5, "ties_improve": True, "patience": 5}
+    d = run(mapping, [0.10, 0.12, 0.11, 0.13, 0.12, 0.13])[5]
+    assert not d.improved
+    assert d.measured == {"significance": {"p_value": 0.5, "alpha": 0.5, "confirmed": False,
+                                           "test": "z against the curve noise (no per-user scores)"}}
+    d = run(mapping, [0.10, 0.12, 0.11, 0.13, 0.12, 0.131])[5]
+    assert d.improved and d.measured["significance"]["confirmed"] is True
+
+
+def test_significance_stop_message_in_full() -> None:
+    """A patience stop under improvement: significant says, after the patience clause, that improvements must pass
+    the test at alpha, and hints at alpha; with no p measured at the last evaluation (fewer than 5 values and no
+    per-user scores) it names no p."""
+    ds = run({"patience": 1, "improvement": "significant"}, [0.1, 0.1])
+    assert ds[-1].message == (
+        "stopped at epoch 1: ndcg@10 did not improve for 1 evaluation (1 epoch) since epoch 0 (0.1); patience 1 "
+        "evaluations; improvements must pass a one-sided paired t-test at alpha 0.05; raise early_stopping.alpha "
+        "or early_stopping.patience")
+
+
+def test_other_stops_are_not_reworded_by_the_noise_rule() -> None:
+    """Only a patience stop is reworded: an epoch budget stop under min_delta: auto and improvement: significant
+    keeps the budget's own clause and hint."""
+    ds = run({"patience": 5, "min_delta": "auto", "improvement": "significant", "max_epochs": 2}, [0.1, 0.2])
+    assert ds[-1].reason is StopReason.MAX_EPOCHS
+    assert ds[-1].message == ("stopped at epoch 1: the budget of early_stopping.max_epochs: 2 epochs is used up; "
+                              "raise early_stopping.max_epochs")

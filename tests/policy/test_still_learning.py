@@ -59,7 +59,7 @@ def test_the_horizon_is_the_budget(budget: int | None, max_epochs: int | None, h
     ds = run(mapping, LINE[:11], budget=budget)
     est = ds[10].measured["still_learning"]
     assert est["budget"] == horizon + 1
-    assert f"expected by epoch {horizon}," in ds[10].message
+    assert f"ndcg@10 expected by epoch {horizon}," in ds[10].message  # the monitor by name, not "the monitor"
 
 
 def test_stop_mode_stops_a_falling_curve_not_a_plateau() -> None:
@@ -91,10 +91,124 @@ def test_stop_mode_lets_a_rising_curve_run() -> None:
     ({"still_learning": "maybe"}, r"early_stopping\.still_learning: allowed: off \| hold \| stop \(got 'maybe'\)"),
     ({"still_learning": "hold", "learning_confidence": 1},
      r"early_stopping\.learning_confidence: allowed: a number in \(0\.5, 1\) \(got 1\)"),
-    ({"learning_confidence": 0.8}, r"early_stopping\.learning_confidence: learning_confidence is set but "
-                                   r"still_learning is 'off'"),
+    ({"learning_confidence": 0.8}, (r"early_stopping\.learning_confidence: learning_confidence is set but "
+                                    r"still_learning is 'off'")),
 ])
 def test_bad_settings_are_named(mapping: dict, pattern: str) -> None:
     """Bad still_learning settings are ConfigErrors naming the file, key, allowed values and what was given."""
     with pytest.raises(ConfigError, match=f"^p.yaml: {pattern}"):
         build_policy({"monitor": "ndcg@10", **mapping}, source="p.yaml")
+
+
+def feed(mapping: dict, scores: list[float], losses: list[float | None], budget: int | None = 100) -> tuple:
+    """The policy and its decisions up to the first stop, with the given training loss at each evaluation."""
+    policy = build_policy({"monitor": "ndcg@10", **mapping}, budget=budget)
+    out = []
+    for epoch, (score, loss) in enumerate(zip(scores, losses)):
+        d = policy.update(epoch, {"ndcg@10": score}, train_loss=loss)
+        out.append(d)
+        if d.stop:
+            break
+    return policy, out
+
+
+HOLD = {"patience": 10, "min_delta": 0.01, "still_learning": "hold"}
+FALLING_LOSS = [100.0 - i for i in range(30)]
+
+
+def test_the_estimate_is_recorded_in_the_decision_and_the_state() -> None:
+    """A held stop records the estimate it judged: the decision's measured `still_learning` has exactly the epoch,
+    state, confidence, gain, its bounds, margin, noise and budget (not the facts); the saved state has the same and
+    the facts, whose first sentence is the reason the stop was held."""
+    policy, ds = feed(HOLD, LINE[:11], FALLING_LOSS)
+    est = ds[10].measured["still_learning"]
+    assert set(est) == {"epoch", "state", "confidence", "gain", "gain_lo", "gain_hi", "margin", "noise", "budget"}
+    assert (est["epoch"], est["state"], est["budget"]) == (10, "learning", 100)
+    assert est["gain_lo"] < est["gain"] < est["gain_hi"] and est["noise"] >= 0
+    saved = policy.state_dict()["state"]["learning_estimate"]
+    assert saved == {**est, "facts": saved["facts"]}
+    assert ds[10].message.endswith(f"held: ndcg@10 is still learning (confidence 1.00): {saved['facts'][0]}")
+
+
+def test_learning_confidence_sets_the_width_of_the_bounds() -> None:
+    """`learning_confidence` is the one-sided level of each bound: on the straight rise at epoch 10 (one plausible
+    curve, so each bound is gain -+ z * se) the half-widths scale with z(level): z(0.6) = 0.2533 and
+    z(0.9) = 1.2816, a ratio of 0.1977; 0.99 widens them further."""
+    def half_widths(level: float) -> tuple[float, float]:
+        _, ds = feed({**HOLD, "learning_confidence": level}, LINE[:11], FALLING_LOSS)
+        est = ds[10].measured["still_learning"]
+        return est["gain"] - est["gain_lo"], est["gain_hi"] - est["gain"]
+
+    low, default, high = half_widths(0.6), half_widths(0.9), half_widths(0.99)
+    assert low[0] / default[0] == pytest.approx(0.1977, rel=0.01)
+    assert low[1] / default[1] == pytest.approx(0.1977, rel=0.01)
+    assert high[0] > default[0] and high[1] > default[1]
+
+
+def test_stop_mode_holds_a_plateau_stop_too() -> None:
+    """`stop` also holds back other stops: on the straight rise the patience stop at epoch 10 (and 21) is held,
+    with the reason taken from the estimate `stop` mode already made at that evaluation."""
+    _, ds = feed({**HOLD, "still_learning": "stop"}, LINE, FALLING_LOSS)
+    assert not ds[-1].stop and [d.epoch for d in ds if "held" in d.measured] == [10, 21]
+    assert "patience would stop, held: ndcg@10 is still learning (confidence 1.00): exponential curve on " \
+           "epochs 3-10:" in ds[10].message
+
+
+def test_a_stalled_training_loss_is_not_held() -> None:
+    """The training loss is passed on: a loss flat at 1.0 (Prechelt's P_5 = 0 < 0.1 per mille) means the model is
+    not learning, so the patience stop at epoch 10 on the straight rise is not held (a falling loss holds it)."""
+    _, ds = feed(HOLD, LINE, [1.0] * 30)
+    assert ds[-1].stop and ds[-1].epoch == 10 and ds[-1].reason is StopReason.PATIENCE
+    assert "held" not in ds[-1].measured
+
+
+def test_a_loss_missing_at_any_evaluation_is_not_used() -> None:
+    """Evaluations without a training loss are fine, but then the loss history is not used at all: with no loss at
+    epoch 0 and a flat 1.0 after (which alone would read as stalled), the rise is held at epochs 10 and 21."""
+    policy, ds = feed(HOLD, LINE, [None] + [1.0] * 29)
+    assert not ds[-1].stop and [d.epoch for d in ds if "held" in d.measured] == [10, 21]
+    assert policy.state_dict()["state"]["learning_losses"][:2] == [None, 1.0]
+
+
+def test_off_keeps_no_history() -> None:
+    """`still_learning: off` records nothing: the saved state's histories stay empty and no estimate is made."""
+    policy, ds = feed({"patience": 10, "min_delta": 0.01}, LINE[:5], FALLING_LOSS)
+    state = policy.state_dict()["state"]
+    assert [state[k] for k in ("learning_epochs", "learning_values", "learning_losses", "learning_estimate")] \
+        == [[], [], [], None]
+    assert "still_learning" not in ds[-1].measured
+
+
+def test_off_never_holds_even_with_a_history() -> None:
+    """A run saved with `hold` and resumed with `off` does not hold: the patience stop at epoch 10 goes through
+    although the loaded history (epochs 0-9 of the straight rise) would read as learning under `hold`."""
+    saved, _ = feed(HOLD, LINE[:10], FALLING_LOSS)
+    off = build_policy({"monitor": "ndcg@10", "patience": 10, "min_delta": 0.01}, budget=100)
+    off.load_state_dict(saved.state_dict())
+    d = off.update(10, {"ndcg@10": LINE[10]}, train_loss=90.0)
+    assert d.stop and d.reason is StopReason.PATIENCE and "held" not in d.measured
+
+
+def test_a_non_finite_evaluation_is_neither_recorded_nor_held() -> None:
+    """With `check_finite: miss` a NaN at epoch 10 of the straight rise is the tenth miss: patience stops there and
+    the stop is not held (the NaN says nothing about learning), and the NaN is not added to the history."""
+    scores = LINE[:10] + [math.nan] + LINE[11:]
+    policy, ds = feed({**HOLD, "check_finite": "miss"}, scores, FALLING_LOSS)
+    assert ds[-1].stop and ds[-1].epoch == 10 and ds[-1].reason is StopReason.PATIENCE
+    assert "held" not in ds[-1].measured
+    assert policy.state_dict()["state"]["learning_epochs"] == list(range(10))
+
+
+def test_the_stop_message_gives_every_fact_and_the_setting() -> None:
+    """A still_learning stop says what it measured, every fact joined by '; ', then which setting to change."""
+    plateau = [round(0.3 - 0.2 * math.exp(-i / 2) + 0.001 * ((i * 7) % 5 - 2), 4) for i in range(60)]
+    falling = [round(v - 0.0005 * max(0, i - 15), 4) for i, v in enumerate(plateau)]
+    policy, ds = feed({"patience": None, "still_learning": "stop"}, falling, [100.0 - i for i in range(60)])
+    last = ds[-1]
+    assert last.stop and last.reason is StopReason.STILL_LEARNING
+    est = policy.state_dict()["state"]["learning_estimate"]
+    assert len(est["facts"]) == 3
+    assert last.message == (f"stopped at epoch {last.epoch}: ndcg@10 has stopped learning (confidence "
+                            f"{est['confidence']:.2f}): " + "; ".join(est["facts"])
+                            + "; set early_stopping.still_learning: hold (only hold back other stops) or raise "
+                              "early_stopping.learning_confidence")

@@ -1,0 +1,61 @@
+"""dynamic_patience: patience grows to ceil(factor x n) with the time n (in patience_unit) the latest improvement
+took, capped at max_patience, and only for improvements of at least min_gain (relative); scripted scores with the
+effective patience worked out by hand in the comments."""
+from __future__ import annotations
+
+import pytest
+
+from rec_es import build_policy
+from rec_es.policy import StopReason
+
+
+def patiences(mapping: dict, scores: list[float], epochs: list[int] | None = None, monitor: str = "ndcg@10") -> list:
+    """The effective patience after each evaluation of ``scores`` (at ``epochs``, default 0, 1, 2, ...)."""
+    policy = build_policy({"monitor": monitor, **mapping})
+    return [policy.update(e, {monitor: v}).patience
+            for e, v in zip(range(len(scores)) if epochs is None else epochs, scores)]
+
+
+def test_grown_patience_is_capped_and_the_stop_says_it_grew() -> None:
+    """Six improvements in a row grow patience 2 with factor 1 towards 6 (n = 6 evaluations), but max_patience caps
+    it at 3: the run stops after 3 evaluations without improvement, and the stop says dynamic_patience grew it."""
+    policy = build_policy({"monitor": "ndcg@10", "patience": 2, "dynamic_patience": {"factor": 1.0, "max_patience": 3}})
+    ds = [policy.update(e, {"ndcg@10": v}) for e, v in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.1, 0.1, 0.1])]
+    # n = 1, 2, 3, ...: ceil(1 x n) = n, capped at 3; never below patience 2
+    assert [d.patience for d in ds] == [2, 2, 3, 3, 3, 3, 3, 3, 3]
+    assert [d.stop for d in ds] == [False] * 8 + [True]
+    assert ds[-1].reason is StopReason.PATIENCE
+    assert ds[-1].message == (
+        "stopped at epoch 8: ndcg@10 did not improve for 3 evaluations (3 epochs) since epoch 5 (0.6); patience 3 "
+        "evaluations (dynamic_patience grew it from 2); raise early_stopping.patience or set early_stopping.enabled: "
+        "false")
+
+
+# factor 2, patience 1, min_gain 0.5: the first evaluation improves from nothing and grants ceil(2 x 1) = 2; the
+# second grants ceil(2 x 2) = 4 only if its gain over the first, (new - old) / |old| (sign flipped for min), is
+# at least 0.5.
+@pytest.mark.parametrize("monitor,scores,patience", [
+    ("ndcg@10", [0.5, 0.75], 4),   # gain .25 / .5 = .5 exactly: enough (min_gain is inclusive)
+    ("ndcg@10", [0.5, 0.74], 2),   # gain .24 / .5 = .48: too small, restarts the wait, grants nothing
+    ("rmse", [0.5, 0.25], 4),      # smaller is better: gain -(-.25) / .5 = .5 exactly
+    ("rmse", [0.5, 0.26], 2),      # gain .24 / .5 = .48
+    ("ndcg@10", [1.0, 1.1], 2),    # gain .1 / 1 = .1
+    ("ndcg@10", [0.0, 0.1], 4),    # from a best of 0 no relative gain can be measured: the improvement counts
+])
+def test_min_gain_is_relative_to_the_previous_best(monitor: str, scores: list[float], patience: int) -> None:
+    """Only an improvement of at least min_gain relative to the best it beats (in the monitor's direction) grows
+    patience; smaller ones restart the wait but leave patience where it was."""
+    got = patiences({"patience": 1, "dynamic_patience": {"factor": 2.0, "min_gain": 0.5}}, scores, monitor=monitor)
+    assert got == [2, patience]
+
+
+@pytest.mark.parametrize("unit,expected", [
+    ("evaluations", [2, 2, 3]),    # n = 1, 2, 3 evaluations: ceil(1 x n), never below patience 2
+    ("epochs", [2, 4, 6]),         # n = epoch + 1 = 2, 4, 6 epochs
+])
+def test_growth_counts_in_patience_unit(unit: str, expected: list[int]) -> None:
+    """n counts in patience_unit: evaluations at epochs 1, 3 and 5 (every second epoch) are 3 evaluations but 6
+    epochs, so factor 1 grows patience 2 to 3 evaluations or to 6 epochs."""
+    got = patiences({"patience": 2, "patience_unit": unit, "dynamic_patience": {"factor": 1.0}},
+                    [0.1, 0.2, 0.3], epochs=[1, 3, 5])
+    assert got == expected
