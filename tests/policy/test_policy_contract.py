@@ -105,3 +105,52 @@ def test_every_stopping_rule_says_when_it_fires() -> None:
     """The policy reads each stopping rule's verdict from its ``update``: a stopping rule that kept Rule's no-op
     default would never fire (and the policy's lookup of its verdict assumes there is one)."""
     assert all(type(p).update is not Rule.update for p in rules.STOPPING)
+
+
+def test_an_evaluation_out_of_order_asks_for_reset() -> None:
+    policy = build_policy({"monitor": "ndcg@10", "patience": 3})
+    policy.update(4, {"ndcg@10": 0.3})
+    with pytest.raises(ValueError) as err:
+        policy.update(4, {"ndcg@10": 0.3})
+    assert str(err.value) == ("epoch 4 is not after the previous evaluation's epoch 4; call reset() before a new "
+                              "fit")
+
+
+def test_an_evaluation_before_start_from_epoch_is_reported_and_ignored() -> None:
+    """Before start_from_epoch the value is passed through, nothing improves and nothing is kept as best."""
+    policy = build_policy({"monitor": "ndcg@10", "patience": 3, "start_from_epoch": 2})
+    d = policy.update(1, {"ndcg@10": 0.25})
+    assert (d.value, d.smoothed, d.improved, d.new_best, d.stop, d.best_epoch) == (0.25, None, False, False, False,
+                                                                                   None)
+    assert d.improved is False and d.new_best is False
+    assert d.message == "epoch 1: ndcg@10 0.25 ignored (start_from_epoch 2)"
+
+
+def test_a_missed_non_finite_evaluation_neither_improves_nor_becomes_best() -> None:
+    """check_finite: miss counts a NaN as a miss: improved and new_best are False (not None, not True)."""
+    policy = build_policy({"monitor": "ndcg@10", "patience": 3, "check_finite": "miss"})
+    policy.update(0, {"ndcg@10": 0.3})
+    d = policy.update(1, {"ndcg@10": float("nan")})
+    assert d.improved is False and d.new_best is False and not d.stop
+    assert (d.best_epoch, d.wait_count) == (0, 1)
+
+
+def test_a_held_stop_records_what_would_have_stopped_and_why() -> None:
+    """A straight rise by 0.001 per epoch never beats min_delta 0.01: patience 10 would stop at epoch 10, but the
+    still-learning rule (hold) holds it; the decision keeps the evaluation's values and records the hold."""
+    policy = build_policy({"monitor": "ndcg@10", "patience": 10, "min_delta": 0.01, "still_learning": "hold"})
+    decisions = [policy.update(e, {"ndcg@10": round(0.3 + 0.001 * e, 4)}, train_loss=10.0 - 0.1 * e)
+                 for e in range(11)]
+    held = decisions[10]
+    assert not held.stop
+    assert (held.value, held.smoothed) == (0.31, 0.31)
+    assert held.improved is False and held.new_best is False
+    assert held.measured["held"]["reason"] == "patience"
+    assert held.measured["held"]["because"].startswith("ndcg@10 is still learning (confidence ")
+    assert "; patience would stop, held: ndcg@10 is still learning" in held.message
+
+
+def test_a_stop_is_not_a_new_best() -> None:
+    """The stopping decision's new_best is False (the stop itself keeps no new weights)."""
+    decisions = _run({"monitor": "ndcg@10", "patience": 1}, [0.30, 0.20])
+    assert decisions[1].stop and decisions[1].new_best is False
