@@ -212,3 +212,21 @@ def test_the_stop_message_gives_every_fact_and_the_setting() -> None:
                             f"{est['confidence']:.2f}): " + "; ".join(est["facts"])
                             + "; set early_stopping.still_learning: hold (only hold back other stops) or raise "
                               "early_stopping.learning_confidence")
+
+
+@pytest.mark.parametrize("patience,expected", [
+    (None, (30, "still_learning")),   # the only plateau criterion: all_of stops when it fires
+    (18, (30, "all_of")),             # best at epoch 12, wait 18 at epoch 30: both fire at once
+    (100, (None, "not_stopped")),     # patience far off: all_of waits for it, up to the last score (epoch 59)
+])
+def test_stop_mode_is_one_criterion_of_all_of(patience: int | None, expected: tuple) -> None:
+    """`still_learning: stop` counts as one plateau criterion for `combine: all_of` (`hold` adds none): on the
+    curve that saturates at epoch 12 (0.3015) and then falls 0.0005 per epoch, the rule fires from epoch 30 on. Alone
+    it stops the run there; with patience 18 both fire at epoch 30 and all_of stops; with patience 100 all_of waits
+    for patience and the scores run out first."""
+    plateau = [round(0.3 - 0.2 * math.exp(-i / 2) + 0.001 * ((i * 7) % 5 - 2), 4) for i in range(60)]
+    falling = [round(v - 0.0005 * max(0, i - 15), 4) for i, v in enumerate(plateau)]
+    ds = run({"patience": patience, "still_learning": "stop", "combine": "all_of"}, falling, budget=100)
+    last = ds[-1]
+    assert (last.epoch if last.stop else None, last.reason.value) == expected
+    assert len(ds) == (31 if last.stop else 60)
