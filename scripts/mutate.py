@@ -60,7 +60,12 @@ class Group:
 #: (minutes per mutant), so the group runs last.
 GROUPS = {
     "policy": Group(("rec_es/policy/*.py", "rec_es/policy/rules/*.py"),
-                    ("tests/policy", "tests/test_schedule.py", "tests/test_target_ce_rows.py"), 150,
+                    ("tests/policy", "tests/test_schedule.py", "tests/test_target_ce_rows.py",
+                     # the property-file reference table (schema.main, with_table) is checked against docs/
+                     "tests/test_readme.py::test_reference_table_lists_every_key_with_type_and_default",
+                     "tests/test_readme.py::test_reference_table_is_the_generated_one",
+                     "tests/test_readme.py::test_table_regenerates_from_a_stale_copy",
+                     "tests/test_readme.py::test_policy_tables_are_copies_of_the_generated_one"), 150,
                     slow=("tests/policy/test_invariants.py::test_strategy_reaches_every_path",
                           "tests/policy/test_invariants.py::test_state_roundtrip_changes_nothing",
                           "tests/policy/test_invariants.py::test_reuse_after_reset_equals_fresh",

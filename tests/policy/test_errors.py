@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rec_es import ConfigError, build_policy
-from rec_es.policy.errors import MetricMissingError, RecEsError
+from rec_es.policy.errors import ConfigError, MetricMissingError, RecEsError, StateError, brief, report
 
 CASES = [
     ({"patiance": 5}, r"early_stopping\.patiance: unknown key — did you mean 'patience'\?; allowed: the keys enabled, preset, monitor.*\(got 'patiance'\)"),
@@ -92,3 +92,16 @@ def test_bad_epoch(epoch) -> None:
     """Epoch must be a non-negative int."""
     with pytest.raises(ValueError, match=r"epoch must be an int >= 0"):
         build_policy({"monitor": "ndcg@10"}).update(epoch, {"ndcg@10": 0.1})
+
+
+def test_report_prints_the_command_and_the_error_and_exits_2_for_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad input (ConfigError) exits 2, any other rec_es error 1; one stderr line names the command."""
+    assert report("rec-es run", ConfigError("patience must be >= 0", source="a.yaml", key="patience")) == 2
+    assert capsys.readouterr().err == "rec-es run: error: a.yaml: patience must be >= 0\n"
+    assert report("rec-es explain", StateError("trace line 3 is not JSON")) == 1
+    assert capsys.readouterr().err == "rec-es explain: error: trace line 3 is not JSON\n"
+
+
+def test_brief_cuts_a_long_value_to_twelve_items() -> None:
+    assert brief(list(range(20))) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, ...]"
+    assert brief("short") == "'short'"
