@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rec_es import ConfigError, build_policy
-from rec_es.policy.errors import ConfigError, MetricMissingError, RecEsError, StateError, brief, report
+from rec_es.policy.errors import MetricMissingError, RecEsError, StateError, brief, report
 
 CASES = [
     ({"patiance": 5}, r"early_stopping\.patiance: unknown key — did you mean 'patience'\?; allowed: the keys enabled, preset, monitor.*\(got 'patiance'\)"),
