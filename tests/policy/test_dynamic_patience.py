@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rec_es import build_policy
+from rec_es import ConfigError, build_policy
 from rec_es.policy import StopReason
 
 
@@ -59,3 +59,37 @@ def test_growth_counts_in_patience_unit(unit: str, expected: list[int]) -> None:
     got = patiences({"patience": 2, "patience_unit": unit, "dynamic_patience": {"factor": 1.0}},
                     [0.1, 0.2, 0.3], epochs=[1, 3, 5])
     assert got == expected
+
+
+ALLOWED = "allowed: null or {factor: > 0, max_patience: int | null, min_gain: >= 0}"
+
+
+@pytest.mark.parametrize("given,got", [
+    ({"factor": 1.0, "bogus": 1}, "{'factor': 1.0, 'bogus': 1}"),   # an unknown field beside factor
+    ({"max_patience": 3}, "{'max_patience': 3}"),                  # known fields only, but no factor
+    (2.0, "2.0"),                                                    # not a mapping
+    (["factor"], "['factor']"),                                      # not a mapping, though it holds 'factor'
+])
+def test_bad_dynamic_patience_is_refused_naming_what_was_given(given: object, got: str) -> None:
+    """dynamic_patience must be null or a mapping with factor and no fields but factor, max_patience and
+    min_gain; anything else is a ConfigError with the allowed form and the value as given."""
+    with pytest.raises(ConfigError) as info:
+        build_policy({"monitor": "ndcg@10", "patience": 2, "dynamic_patience": given}, source="policy.yaml")
+    assert str(info.value) == f"policy.yaml: early_stopping.dynamic_patience: {ALLOWED} (got {got})"
+
+
+def test_dynamic_patience_needs_patience() -> None:
+    """With patience: null there is nothing to grow: dynamic_patience is refused, naming the value given."""
+    with pytest.raises(ConfigError) as info:
+        build_policy({"monitor": "ndcg@10", "patience": None, "dynamic_patience": {"factor": 1.0}},
+                     source="policy.yaml")
+    assert str(info.value) == ("policy.yaml: early_stopping.dynamic_patience: dynamic patience adapts the patience "
+                               "rule; allowed: null when patience is null (got {'factor': 1.0})")
+
+
+def test_reference_table_row() -> None:
+    """The keys table of docs/properties.md gives dynamic_patience's type as null or the mapping's fields."""
+    from rec_es.policy.schema import reference_table
+
+    row = "| `dynamic_patience` | null \\| {factor, max_patience, min_gain} | `null` | patience grows with the time "
+    assert row in reference_table()

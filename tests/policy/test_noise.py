@@ -247,3 +247,88 @@ def test_other_stops_are_not_reworded_by_the_noise_rule() -> None:
     assert ds[-1].reason is StopReason.MAX_EPOCHS
     assert ds[-1].message == ("stopped at epoch 1: the budget of early_stopping.max_epochs: 2 epochs is used up; "
                               "raise early_stopping.max_epochs")
+
+
+def test_monitor_without_per_user_values_is_named_in_full() -> None:
+    """Refusing improvement: significant for a monitor without per-user values names every such metric of the
+    monitor, comma-separated, and lists RecBole's per-user top-k metrics (sorted) in the message."""
+    with pytest.raises(ConfigError) as info:
+        build_policy({"monitor": {"auc": 0.5, "itemcoverage@10": 0.5}, "mode": "max", "improvement": "significant"},
+                     source="policy.yaml")
+    assert str(info.value) == (
+        "policy.yaml: early_stopping.improvement: the monitor's auc, itemcoverage@10 has no per-user values (only "
+        "RecBole's top-k metrics hit, map, mrr, ndcg, precision, recall average one value per user); allowed: "
+        "threshold (a significance test needs per-user scores) (got 'significant')")
+
+
+def test_curve_fallback_tests_the_gain_in_a_smaller_is_better_monitor() -> None:
+    """For a monitor where smaller is better (target_ce) the z-test against the curve noise takes the gain as
+    best - value: CURVE mirrored (0.90, 0.88, 0.89, 0.87, 0.88) has the same noise 1.4826 * .015 = 0.022239 and
+    best 0.87; 0.80 gains 0.07, z = 0.07 / 0.022239 = 3.1476, p = 0.000823 < 0.05: an improvement. (The gain
+    taken as value - best, z = -3.15, p = 0.99918, would refuse it; as best + value, p would be 0.)"""
+    policy = build_policy({"monitor": "target_ce", "improvement": "significant", "patience": 10})
+    ds = [policy.update(e, {"target_ce": v}) for e, v in enumerate([0.90, 0.88, 0.89, 0.87, 0.88, 0.80])]
+    assert [d.improved for d in ds] == [True, True, False, True, False, True]
+    sig = ds[5].measured["significance"]
+    assert sig["p_value"] == pytest.approx(0.5 * math.erfc(0.07 / CURVE_MARGIN / math.sqrt(2)))
+    assert sig["p_value"] == pytest.approx(0.000823, abs=1e-6)
+    assert sig["confirmed"] is True and sig["test"] == "z against the curve noise (no per-user scores)"
+
+
+def test_a_non_finite_evaluation_is_neither_measured_nor_tested() -> None:
+    """A NaN (check_finite: miss) is not tested for significance (no p, nothing in the decision's measured) and
+    does not enter the curve noise: after CURVE's five values and a NaN, the next value is tested against the
+    noise of those five values (0.022239) and the state holds only the finite values."""
+    policy = build_policy({"monitor": "ndcg@10", "improvement": "significant", "check_finite": "miss",
+                           "patience": 10})
+    for epoch, v in enumerate(CURVE[:5]):
+        policy.update(epoch, {"ndcg@10": v})
+    d = policy.update(5, {"ndcg@10": math.nan})
+    assert d.measured == {} and not d.improved
+    assert policy.state_dict()["state"]["noise_p"] is None
+    assert policy.state_dict()["state"]["noise_values"] == CURVE[:5]
+    # 0.14 against the best 0.13: z = 0.01 / 0.022239 = 0.4497, p = 0.3265 (as without the NaN)
+    d = policy.update(6, {"ndcg@10": 0.14})
+    assert d.measured["significance"]["p_value"] == pytest.approx(0.5 * math.erfc(0.01 / CURVE_MARGIN / math.sqrt(2)))
+
+
+def test_a_non_finite_evaluation_ignores_its_per_user_scores() -> None:
+    """min_delta: auto at a NaN evaluation (check_finite: miss) measures no paired SE from its per-user scores
+    (with two finite values before it the margin is 'not measured yet'), and per-user scores lacking the monitor
+    are not an error there."""
+    policy = build_policy({"monitor": "ndcg@10", "min_delta": "auto", "check_finite": "miss", "patience": 5})
+    policy.update(0, {"ndcg@10": MEANS[0]}, per_user={"ndcg@10": USERS[0]})
+    policy.update(1, {"ndcg@10": MEANS[1]}, per_user={"ndcg@10": USERS[1]})
+    d = policy.update(2, {"ndcg@10": math.nan}, per_user={"ndcg@10": USERS[2]})
+    # measured from USERS[2] against USERS[1] it would be SE .027080, "per-user paired SE vs epoch 1"
+    assert d.measured == {"min_delta": {"value": 0.0, "source": "not measured yet (fewer than 5 values)"}}
+    d = policy.update(3, {"ndcg@10": math.nan}, per_user={})
+    assert not d.improved and d.measured["min_delta"]["value"] == 0.0
+
+
+def test_no_noise_state_without_auto_or_significant() -> None:
+    """With neither min_delta: auto nor improvement: significant the noise rule records nothing: no values, no
+    reference (and per-user scores passed are not read)."""
+    policy = build_policy({"monitor": "ndcg@10", "patience": 3})
+    for epoch, v in enumerate(CURVE):
+        policy.update(epoch, {"ndcg@10": v}, per_user={"recall@10": [0.1, 0.2]})
+    state = policy.state_dict()["state"]
+    assert state["noise_values"] == [] and state["noise_reference"] is None and state["noise_reference_epoch"] is None
+
+
+# a jump then alternating noise: 0.30, 0.34, then -0.01, +0.01, ... (odd epochs 0.34, even epochs 0.33).
+JUMPY = [0.30] + [0.34 if e % 2 else 0.33 for e in range(1, 22)]
+
+
+def test_curve_noise_window_is_the_last_20_values() -> None:
+    """The curve noise is measured over the last 20 raw values, and the state keeps the last 21 (the 20 the
+    next measurement reads, and one more).
+    At epoch 20 the 20 values 0.30 .. 0.34 have 19 differences: .04, nine -.01 and nine +.01; median +.01,
+    absolute deviations nine .02, nine 0 and one .03, MAD .02: margin 1.4826 * .02 = 0.029652 (over the last 19
+    values alone, the jump left out: median 0, MAD .01, margin 0.014826)."""
+    policy = build_policy({"monitor": "ndcg@10", "min_delta": "auto", "patience": 30})
+    ds = [policy.update(e, {"ndcg@10": v}) for e, v in enumerate(JUMPY)]
+    assert ds[20].measured["min_delta"]["value"] == pytest.approx(1.482602218505602 * 0.02)
+    assert ds[20].measured["min_delta"]["value"] == pytest.approx(0.029652, abs=1e-6)
+    assert policy.state_dict()["state"]["noise_values"] == JUMPY[-21:]
+    assert len(JUMPY) == 22
