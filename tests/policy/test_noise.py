@@ -321,8 +321,8 @@ JUMPY = [0.30] + [0.34 if e % 2 else 0.33 for e in range(1, 22)]
 
 
 def test_curve_noise_window_is_the_last_20_values() -> None:
-    """The curve noise is measured over the last 20 raw values, and the state keeps the last 21 (the 20 the
-    next measurement reads, and one more).
+    """The curve noise is measured over the last 20 raw values, and the state keeps exactly those 20 (the ones the
+    next measurement reads).
     At epoch 20 the 20 values 0.30 .. 0.34 have 19 differences: .04, nine -.01 and nine +.01; median +.01,
     absolute deviations nine .02, nine 0 and one .03, MAD .02: margin 1.4826 * .02 = 0.029652 (over the last 19
     values alone, the jump left out: median 0, MAD .01, margin 0.014826)."""
@@ -330,5 +330,5 @@ def test_curve_noise_window_is_the_last_20_values() -> None:
     ds = [policy.update(e, {"ndcg@10": v}) for e, v in enumerate(JUMPY)]
     assert ds[20].measured["min_delta"]["value"] == pytest.approx(1.482602218505602 * 0.02)
     assert ds[20].measured["min_delta"]["value"] == pytest.approx(0.029652, abs=1e-6)
-    assert policy.state_dict()["state"]["noise_values"] == JUMPY[-21:]
+    assert policy.state_dict()["state"]["noise_values"] == JUMPY[-20:]
     assert len(JUMPY) == 22

@@ -187,7 +187,7 @@ class Noise(Rule):
         s = ctx.settings
         if (s.min_delta != AUTO and s.improvement != "significant") or not ctx.finite:
             return []
-        state["noise_values"] = (state["noise_values"] + [ctx.raw])[-(NOISE_WINDOW + 1):]
+        state["noise_values"] = (state["noise_values"] + [ctx.raw])[-NOISE_WINDOW:]
         if ctx.improved:
             state["noise_reference"] = _vector(ctx)
             state["noise_reference_epoch"] = ctx.epoch
