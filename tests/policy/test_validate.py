@@ -2,28 +2,52 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 
 from rec_es.policy.errors import ConfigError
-from rec_es.policy.validate import (MISSING, Invalid, KeySpec, Scope, and_, boolean, custom, did_you_mean, integer,
-                             is_int, is_number, number, one_of, optional, parse_keys, table)
+from rec_es.policy.validate import (
+    MISSING,
+    Invalid,
+    KeySpec,
+    Scope,
+    Validator,
+    and_,
+    boolean,
+    custom,
+    did_you_mean,
+    integer,
+    is_int,
+    is_number,
+    message,
+    number,
+    one_of,
+    optional,
+    parse_keys,
+    table,
+)
 
 
-@pytest.mark.parametrize("validator, allowed, doc, good, bad", [
-    (boolean(), "true or false", "bool", [True, False], [0, 1, "yes", None]),
-    (integer(1), "an integer >= 1", "int >= 1", [1, 7], [0, True, 1.0, "2", None]),
-    (number(0), "a number >= 0", "float >= 0", [0, 0.5, 3], [-0.1, math.nan, math.inf, True, "1"]),
-    (number(0, low_open=True), "a number > 0", "float > 0", [1e-9, 2], [0, -1]),
-    (number(0, 1, low_open=True), "a number in (0, 1]", "float in (0, 1]", [0.5, 1], [0, 1.01]),
-    (number(0, 1, low_open=True, high_open=True), "a number in (0, 1)", "float in (0, 1)", [0.5], [0, 1]),
-    (number(), "a finite number", "float", [-3, 2.5], [math.nan, None]),
-    (one_of("abs", "rel"), "abs | rel", "abs | rel", ["abs", "REL"], ["percent", 1, None]),
-    (one_of("none", "step", ignore_case=False), "none | step", "none | step", ["step"], ["Step"]),
-    (optional(integer(1)), "an integer >= 1 or null", "int >= 1 | null", [None, 3], [0, True]),
+# Factories, not validators: each test builds its validators itself, so a mutant of a builder (boolean(), optional()
+# ...) is on when they are built (mutmut imports the test modules, and so evaluates these lists, before it switches a
+# mutant on).
+@pytest.mark.parametrize("make, allowed, doc, good, bad", [
+    (boolean, "true or false", "bool", [True, False], [0, 1, "yes", None]),
+    (lambda: integer(1), "an integer >= 1", "int >= 1", [1, 7], [0, True, 1.0, "2", None]),
+    (lambda: number(0), "a number >= 0", "float >= 0", [0, 0.5, 3], [-0.1, math.nan, math.inf, True, "1"]),
+    (lambda: number(0, low_open=True), "a number > 0", "float > 0", [1e-9, 2], [0, -1]),
+    (lambda: number(0, 1, low_open=True), "a number in (0, 1]", "float in (0, 1]", [0.5, 1], [0, 1.01]),
+    (lambda: number(0, 1, low_open=True, high_open=True), "a number in (0, 1)", "float in (0, 1)", [0.5], [0, 1]),
+    (number, "a finite number", "float", [-3, 2.5], [math.nan, None]),
+    (lambda: one_of("abs", "rel"), "abs | rel", "abs | rel", ["abs", "REL"], ["percent", 1, None]),
+    (lambda: one_of("none", "step", ignore_case=False), "none | step", "none | step", ["step"], ["Step"]),
+    (lambda: optional(integer(1)), "an integer >= 1 or null", "int >= 1 | null", [None, 3], [0, True]),
 ])
-def test_validator_checks_and_describes(validator, allowed: str, doc: str, good: list, bad: list) -> None:
+def test_validator_checks_and_describes(make: Callable[[], Validator], allowed: str, doc: str, good: list,
+                                        bad: list) -> None:
     """Good values pass, bad ones raise Invalid with the allowed text; `doc` is the docs' type column."""
+    validator = make()
     assert (validator.allowed, validator.doc, validator.describe()) == (allowed, doc, doc)
     assert repr(validator) == f"<validator {doc}>"
     for value in good:
@@ -32,6 +56,14 @@ def test_validator_checks_and_describes(validator, allowed: str, doc: str, good:
         with pytest.raises(Invalid) as info:
             validator(value)
         assert info.value.allowed == allowed and info.value.given is value
+
+
+def test_boolean_passes_true_and_false_unchanged() -> None:
+    """boolean() returns True and False as they are (YAML's true/false) and refuses the int 1 with its text."""
+    check = boolean()
+    assert check(True) is True and check(False) is False
+    with pytest.raises(Invalid, match=r"^true or false$"):
+        check(1)
 
 
 def test_values_are_normalised() -> None:
@@ -63,6 +95,7 @@ def test_and_applies_each_in_turn() -> None:
     even = custom("an even number", "even", lambda v: v % 2 == 0)
     both = and_(integer(0), even)
     assert both(4) == 4 and both.allowed == "an integer >= 0 and an even number"
+    assert both.doc == "int >= 0, even"
     with pytest.raises(Invalid, match="an integer >= 0"):
         both(-2)
     with pytest.raises(Invalid) as info:
@@ -100,6 +133,32 @@ def test_one_template_names_file_key_allowed_and_given() -> None:
     assert str(info.value) == "early_stopping.dynamic_patience.factor: too small; allowed: a number > 0 (got 0)"
 
 
+def test_message_without_key_or_problem() -> None:
+    """message(): `KEY: ` only when a key is given (None for reports that name the key themselves, as lint's) and
+    `PROBLEM; ` only when a problem is given."""
+    assert message(None, "an integer", 2.5) == "allowed: an integer (got 2.5)"
+    assert message("epochs", "an integer >= 1", 0) == "epochs: allowed: an integer >= 1 (got 0)"
+    assert message(None, "a number > 0", 0, "too small") == "too small; allowed: a number > 0 (got 0)"
+
+
+def test_optional_keeps_the_inner_problem_and_nested_key() -> None:
+    """optional() only adds `or null` to what is allowed: the inner validator's problem and nested key stay in the
+    error, so the ConfigError names the nested key and says what is wrong."""
+    def factor(value: object) -> object:
+        raise Invalid("a number > 0", value, "too small", key="dynamic_patience.factor")
+
+    check = optional(Validator("a number > 0", "float > 0", factor))
+    assert check(None) is None
+    with pytest.raises(Invalid) as raised:
+        check(0)
+    assert (raised.value.allowed, raised.value.given, raised.value.problem, raised.value.key) == (
+        "a number > 0 or null", 0, "too small", "dynamic_patience.factor")
+    with pytest.raises(ConfigError) as info:
+        Scope("p.yaml", "early_stopping.").check("dynamic_patience", check, 0)
+    assert str(info.value) == ("p.yaml: early_stopping.dynamic_patience.factor: too small; "
+                               "allowed: a number > 0 or null (got 0)")
+
+
 def test_unknown_keys_and_mapping_messages() -> None:
     """An unknown key is named with a suggestion and the keys allowed; a non-mapping says what it must hold."""
     scope = Scope("s.yaml", "lr_schedule.")
@@ -110,28 +169,47 @@ def test_unknown_keys_and_mapping_messages() -> None:
         scope.mapping(3, "gamma")
 
 
-SPECS = (KeySpec("decay", one_of("none", "step"), "none", "decay"),
-         KeySpec("gamma", number(0, 1, low_open=True), MISSING, "factor", only_with=("decay", ("step",))),
-         KeySpec("floor", number(0), 0.0, "lowest", only_with=("decay", ("step",))))
+def specs() -> tuple[KeySpec, ...]:
+    """Built in each test (not at import), so mutants of KeySpec and the validators are on when they are built."""
+    return (KeySpec("decay", one_of("none", "step"), "none", "decay"),
+            KeySpec("gamma", number(0, 1, low_open=True), MISSING, "factor", only_with=("decay", ("step",))),
+            KeySpec("floor", number(0), 0.0, "lowest", only_with=("decay", ("step",))))
 
 
 def test_parse_keys_defaults_required_and_only_with() -> None:
     """Defaults fill in, a key that applies only with another value is refused elsewhere, MISSING is required."""
     scope = Scope("f.yaml", "s.")
-    assert parse_keys(scope, {}, SPECS) == {"decay": "none"}
-    assert parse_keys(scope, {"decay": "step", "gamma": 0.5}, SPECS) == {"decay": "step", "gamma": 0.5, "floor": 0.0}
+    assert parse_keys(scope, {}, specs()) == {"decay": "none"}
+    assert parse_keys(scope, {"decay": "step", "gamma": 0.5}, specs()) == {"decay": "step", "gamma": 0.5, "floor": 0.0}
     with pytest.raises(ConfigError, match=r"^f\.yaml: s\.gamma: gamma is set but decay is 'none'; allowed: only with "
                                           r"decay: step \(got 0\.5\)$"):
-        parse_keys(scope, {"gamma": 0.5}, SPECS)
+        parse_keys(scope, {"gamma": 0.5}, specs())
     with pytest.raises(ConfigError, match=r"^f\.yaml: s\.gamma: required by decay: step; allowed: a number in \(0, 1\] "
                                           r"\(got nothing\)$"):
-        parse_keys(scope, {"decay": "step"}, SPECS)
+        parse_keys(scope, {"decay": "step"}, specs())
 
 
 def test_table_rows_come_from_the_specs() -> None:
     """The docs table: one row per key, type from the validator, default as YAML, pipes escaped."""
-    assert table(SPECS).splitlines() == [
+    assert table(specs()).splitlines() == [
         "| key | type | default | meaning |", "|---|---|---|---|",
         "| `decay` | none \\| step | `none` | decay |",
         "| `gamma` | float in (0, 1] | required | factor |",
         "| `floor` | float >= 0 | `0.0` | lowest |"]
+
+
+def test_table_writes_defaults_as_yaml_and_keeps_a_given_type() -> None:
+    """Defaults read as YAML: null, true / false (not Python's None / True), strings bare; a spec's own `type`
+    wins over its validator's doc, which is the type otherwise."""
+    rows = table((KeySpec("baseline", optional(number()), None, "a floor"),
+                  KeySpec("enabled", boolean(), True, "on or off"),
+                  KeySpec("ties", boolean(), False, "ties count"),
+                  KeySpec("preset", optional(one_of("recbole")), None, "a preset", type="str | null"),
+                  KeySpec("window", integer(1), 3, "epochs"))).splitlines()[2:]
+    assert rows == ["| `baseline` | float \\| null | `null` | a floor |",
+                    "| `enabled` | bool | `true` | on or off |",
+                    "| `ties` | bool | `false` | ties count |",
+                    "| `preset` | str \\| null | `null` | a preset |",
+                    "| `window` | int >= 1 | `3` | epochs |"]
+    assert KeySpec("window", integer(1), 3, "epochs").type == "int >= 1"
+    assert KeySpec("preset", optional(one_of("recbole")), None, "", type="str | null").type == "str | null"
