@@ -55,9 +55,10 @@ class Group:
     slow: tuple[str, ...] = ()
 
 
-#: Each group's tests run in seconds to a minute unmutated. ``resume``'s first pass takes apart one run trained once
-#: (the refused-resume tests); its second pass, for what survives that, resumes real runs trained in every fork
-#: (minutes per mutant), so the group runs last.
+#: Each group's tests run in seconds to a minute unmutated. ``resume``'s first pass takes apart one run and resumes
+#: another, both trained once per mutmut run (REC_ES_TEST_RUN_CACHE); its second pass, for what survives that,
+#: trains runs in every fork (a minute or more per mutant), so the group runs last. Only tests that train in the
+#: test process count: mutmut's switched-on mutant does not reach a subprocess (test_run.py's kill-and-resume).
 GROUPS = {
     "policy": Group(("rec_es/policy/*.py", "rec_es/policy/rules/*.py"),
                     ("tests/policy", "tests/test_schedule.py", "tests/test_target_ce_rows.py",
@@ -80,13 +81,13 @@ GROUPS = {
     "replay": Group(("rec_es/replay.py",), ("tests/test_replay.py", "tests/test_hostile_traces.py"), 20),
     "verdict": Group(("rec_es/explain/verdict.py",), ("tests/test_explain_verdict.py",), 30),
     "resume": Group(("rec_es/training/resume.py", "rec_es/training/resume_check.py"),
-                    ("tests/security/test_refused_resume.py", "tests/security/test_planted_links.py",
-                     "tests/security/test_planted_pickles.py", "tests/integration/test_run.py",
-                     "tests/integration/test_preflight.py",
+                    ("tests/security/test_refused_resume.py", "tests/integration/test_resume_repeats.py",
+                     "tests/security/test_planted_links.py", "tests/security/test_planted_pickles.py",
+                     "tests/integration/test_run.py::test_resume_finished_run_under_another_policy",
+                     "tests/integration/test_run.py::test_resume_under_another_policy_reports_one_best_epoch",
                      "tests/integration/test_restore_average.py::test_a_resumed_run_restores_the_same_average"), 120,
                     slow=("tests/security/test_planted_links.py", "tests/security/test_planted_pickles.py",
-                          "tests/integration/test_run.py", "tests/integration/test_preflight.py",
-                          "tests/integration/test_restore_average.py")),
+                          "tests/integration/test_run.py", "tests/integration/test_restore_average.py")),
 }
 #: mutmut's exit-code statuses counted as killed (a test failed, the mutant hung, or it crashed the interpreter)
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
