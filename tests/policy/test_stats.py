@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import pytest
 import scipy.stats as ss
@@ -75,3 +79,115 @@ def test_fit_line_hand_value() -> None:
     line = stats.fit_line([0, 1, 2, 3, 4], [1, 3, 5, 7, 9])
     assert (line.intercept, line.slope, line.resid_sd) == pytest.approx((1.0, 2.0, 0.0))
     assert line.slope_se(1.0) == pytest.approx(1 / math.sqrt(10))
+
+
+@contextmanager
+def _deadline(seconds: int) -> Iterator[None]:
+    """Raise TimeoutError in the block after ``seconds`` (so a ranking loop that never ends fails instead of hanging)."""
+    def _expired(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError(f"did not finish within {seconds} s")
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("t", [0.5, 1.0, 2.0, 3.0, 5.0, 10.0])
+def test_t_sf_is_exact_to_a_few_ulps_for_one_and_two_degrees_of_freedom(t: float) -> None:
+    """The continued fraction is run until it has converged, so t_sf agrees with the closed forms to a few ulps (not
+    only to scipy's 1e-9): df = 1 (Cauchy) P(T > t) = atan(1/t) / pi; df = 2 P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2
+    = 1 / ((t + sqrt(t^2 + 2)) * sqrt(t^2 + 2)) (written without the cancellation)."""
+    root = math.sqrt(t * t + 2.0)
+    assert stats.t_sf(t, 1) == pytest.approx(math.atan(1.0 / t) / math.pi, rel=4e-15, abs=0.0)
+    assert stats.t_sf(t, 2) == pytest.approx(1.0 / ((t + root) * root), rel=4e-15, abs=0.0)
+
+
+def test_t_sf_far_tail_is_a_probability_even_for_astronomical_df() -> None:
+    """t = 1e100 is beyond every quantile (df = 1e200 makes T standard normal): P(T > t) = 0, P(T > -t) = 1. Here
+    x = df / (df + t^2) = 1/2, the front factor underflows to 0 and the continued fraction's coefficients overflow to
+    inf / inf = NaN; the Lentz guard (|d|, |c| > tiny is false for NaN) keeps the fraction finite, so 0, not NaN."""
+    assert stats.t_sf(1e100, 1e200) == 0.0
+    assert stats.t_sf(-1e100, 1e200) == 1.0
+
+
+@pytest.mark.parametrize("name", ["t", "wilcoxon", "bootstrap"])
+def test_paired_tests_need_two_users(name: str) -> None:
+    """Each paired test (looked up by its name in TESTS) refuses one user with the exact message, accepts two, and
+    names itself in the result."""
+    test = stats.TESTS[name]
+    with pytest.raises(ValueError) as err:
+        test([0.5])
+    assert str(err.value) == "a paired test needs at least 2 users"
+    result = test([0.5, 0.25])
+    assert (result.test, result.n) == (name, 2)
+
+
+def test_paired_t_hand_value() -> None:
+    """d = 1, 2, 3: mean 2, sample variance 1, SE 1/sqrt(3) = 0.57735, t = 2 * sqrt(3) on 2 df, where
+    P(T > t) = (1 - t / sqrt(2 + t^2)) / 2 = (1 - sqrt(6/7)) / 2 = 0.0370899501..."""
+    result = stats.paired_t([1.0, 2.0, 3.0])
+    assert result.p_value == pytest.approx(0.03708995011372429, rel=1e-12)
+    assert (result.test, result.mean_diff, result.n) == ("t", 2.0, 3)
+    assert result.se == pytest.approx(0.5773502691896257, rel=1e-15)
+
+
+def test_paired_t_without_variance_the_sign_decides() -> None:
+    """All-equal differences have SE 0: p = 0 if they are positive, 1 if zero or negative, and the result still
+    carries the test's name, the mean difference, SE 0 and n."""
+    assert stats.paired_t([0.5, 0.5]) == stats.PairedTest("t", 0.0, 0.5, 0.0, 2)
+    assert stats.paired_t([0.0, 0.0, 0.0]) == stats.PairedTest("t", 1.0, 0.0, 0.0, 3)
+    assert stats.paired_t([-0.25, -0.25]) == stats.PairedTest("t", 1.0, -0.25, 0.0, 2)
+
+
+def test_wilcoxon_hand_value_with_a_tie_at_the_top() -> None:
+    """d = 1, -2, 2: |d| = 1, 2, 2, the two 2s (the largest) share rank 2.5, one tie group of 2. R+ = 1 + 2.5 = 3.5,
+    E = n(n+1)/4 = 3, Var = (3*4*7 - 0.5 * 2*(4-1)) / 24 = 81/24, z = 0.5 / sqrt(81/24) = sqrt(2/27) = 0.27217,
+    p = P(Z > z) = 0.392747...; mean difference 1/3, SE sqrt((4/9 + 49/9 + 25/9) / 2 / 3) = sqrt(13)/3."""
+    with _deadline(5):
+        result = stats.wilcoxon([1.0, -2.0, 2.0])
+    assert result.p_value == pytest.approx(0.3927473735591771, rel=1e-12)
+    assert (result.test, result.n) == ("wilcoxon", 3)
+    assert (result.mean_diff, result.se) == pytest.approx((1 / 3, math.sqrt(13) / 3), rel=1e-15)
+
+
+def test_wilcoxon_hand_value_with_a_zero_and_a_tie_in_the_middle() -> None:
+    """d = 0, 1, -1, 3: |d| = 0, 1, 1, 3 get ranks 1, 2.5, 2.5, 4; zsplit gives the zero's rank half to R+:
+    R+ = 2.5 + 4 + 0.5 = 7, E = 4*5/4 = 5, Var = (4*5*9 - 0.5 * 2*(4-1)) / 24 = 177/24, z = 2 / sqrt(7.375) = 0.73646,
+    p = 0.230725...; mean 0.75, SE sqrt(8.75/3 / 4) = 0.853913."""
+    with _deadline(5):
+        result = stats.wilcoxon([0.0, 1.0, -1.0, 3.0])
+    assert result.p_value == pytest.approx(0.2307254939166804, rel=1e-12)
+    assert (result.test, result.mean_diff, result.n) == ("wilcoxon", 0.75, 4)
+    assert result.se == pytest.approx(math.sqrt(8.75 / 12), rel=1e-15)
+
+
+def test_bootstrap_p_counts_resampled_sums_at_or_below_zero() -> None:
+    """p = (1 + #resamples with sum <= 0) / (1 + resamples), 2000 resamples by default: all-positive differences
+    never resample to <= 0 (p = 1/2001; 1/10 with 9 resamples), all-zero and all-negative ones always do (p = 1).
+    d = 0.25, 0.5: mean 0.375, SE sqrt((0.125^2 + 0.125^2) / 1 / 2) = 0.125."""
+    assert stats.paired_bootstrap([0.25, 0.5]) == stats.PairedTest("bootstrap", 1 / 2001, 0.375, 0.125, 2)
+    assert stats.paired_bootstrap([0.25, 0.5], resamples=9).p_value == 0.1
+    assert stats.paired_bootstrap([0.0, 0.0]).p_value == 1.0
+    assert stats.paired_bootstrap([-0.25, -0.5]).p_value == 1.0
+
+
+def test_bootstrap_seed_fixes_the_resampling() -> None:
+    """The seed makes the bootstrap deterministic: the same seed gives the same p (for a p near 1/2, where the count
+    varies most), the default seed is 0, and another seed resamples differently."""
+    d = [1.0, -1.0, 0.5, -0.25]
+    ps = [stats.paired_bootstrap(d, seed=s).p_value for s in range(3)]
+    assert ps == [stats.paired_bootstrap(d, seed=s).p_value for s in range(3)]
+    assert stats.paired_bootstrap(d).p_value == ps[0]
+    assert ps[0] != ps[1]
+
+
+def test_paired_se_needs_the_same_users_at_least_two() -> None:
+    """new - old = 2, 3, 4: SE = sqrt(1 / 3); different user counts, or a single user, are refused with the message."""
+    assert stats.paired_se([3.0, 5.0, 7.0], [1.0, 2.0, 3.0]) == pytest.approx(math.sqrt(1 / 3), rel=1e-15)
+    for new, old in (([1.0, 2.0, 3.0], [1.0, 2.0]), ([1.0], [0.5])):
+        with pytest.raises(ValueError) as err:
+            stats.paired_se(new, old)
+        assert str(err.value) == "paired scores need the same users, at least 2"
