@@ -129,9 +129,7 @@ def wilcoxon(diffs: Sequence[float]) -> PairedTest:
               + 0.5 * math.fsum(r for r, d in zip(ranks, diffs) if d == 0))
     mn = n * (n + 1) / 4.0
     var = (n * (n + 1) * (2 * n + 1) - 0.5 * sum(t * (t * t - 1) for t in ties)) / 24.0
-    mean, se = _mean_se(diffs)
-    if var <= 0:
-        return PairedTest("wilcoxon", 0.5, mean, se, n)
+    mean, se = _mean_se(diffs)  # var >= n (n + 1)^2 / 16 > 0, its least when all n are tied
     return PairedTest("wilcoxon", normal_sf((r_plus - mn) / math.sqrt(var)), mean, se, n)
 
 
