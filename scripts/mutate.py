@@ -4,7 +4,7 @@
     python scripts/mutate.py policy checkpoint    # some groups
     python scripts/mutate.py policy --only 'rec_es/policy/rules/*.py' --minutes 30
     python scripts/mutate.py per_user --survivors   # after adding tests: re-check what the last run left alive
-    python scripts/mutate.py per_user --rerun NAME [NAME ...]   # re-check named mutants
+    python scripts/mutate.py per_user --rerun NAME [NAME ...]   # re-check named mutants (or 'module.x_func*')
     python scripts/mutate.py --report             # the kill-rate table of docs/benchmarks.md, from the results
 
 ``make mutate`` runs the first form. It is not part of ``make test``: run it before closing an issue that touches
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from fnmatch import fnmatchcase
 import os
 import re
 import shutil
@@ -168,7 +169,7 @@ def run_group(name: str, *, only: list[str] | None, minutes: float | None, fresh
         if i > 0:  # the second pass: only what survived the first (of the named mutants, when it was given names)
             mutants = json.loads((RESULTS / f"{name}.json").read_text())["mutants"]
             rerun = [m for m, status in mutants.items() if status not in KILLED and status != NOT_RUN
-                     and (not named or m in named)]
+                     and (not named or any(fnmatchcase(m, n) for n in named))]
             if not rerun:
                 break
         if fresh and dest.exists():
@@ -185,18 +186,22 @@ def run_group(name: str, *, only: list[str] | None, minutes: float | None, fresh
         if left <= 0:
             break
         mutmut(dest, "run", "--max-children", "1", *rerun, timeout=left)
-        write_results(name, group, dest, time.monotonic() - start, keep=set(rerun) if rerun else None)
+        write_results(name, group, dest, time.monotonic() - start, keep=rerun or None)
 
 
-def write_results(name: str, group: Group, dest: Path, seconds: float, keep: set[str] | None = None) -> None:
-    """Merge ``dest``'s statuses into ``docs/results/mutation/NAME.json`` (``keep``: take only these mutants'); a
-    mutant not reached this time keeps the status an earlier run gave it."""
+def write_results(name: str, group: Group, dest: Path, seconds: float, keep: list[str] | None = None) -> None:
+    """Merge ``dest``'s statuses into ``docs/results/mutation/NAME.json`` (``keep``: take only the mutants these
+    names or ``fnmatch`` patterns match); a mutant not reached this time keeps the status an earlier run gave it. A
+    pattern (``rec_es.policy.stats.x_wilcoxon*``: a changed function, whose mutants mutmut renumbers) first drops
+    the recorded mutants it matches."""
     found = statuses(dest)
     if keep is not None:
-        found = {m: s for m, s in found.items() if m in keep}
+        found = {m: s for m, s in found.items() if any(fnmatchcase(m, k) for k in keep)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     mutants = json.loads(path.read_text())["mutants"] if path.exists() else {}
+    patterns = [k for k in keep or () if "*" in k]
+    mutants = {m: s for m, s in mutants.items() if not any(fnmatchcase(m, k) for k in patterns)}
     for mutant, status in found.items():
         if status != NOT_RUN or mutant not in mutants:
             mutants[mutant] = status
@@ -264,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", help="mutate only files matching this glob (repeatable)")
     ap.add_argument("--minutes", type=float, help="budget of each group in minutes (default: the group's own)")
     ap.add_argument("--fresh", action="store_true", help="discard the group's earlier mutmut state")
-    ap.add_argument("--rerun", nargs="+", default=[], metavar="MUTANT", help="re-check these mutants only")
+    ap.add_argument("--rerun", nargs="+", default=[], metavar="MUTANT",
+                    help="re-check these mutants only (names or fnmatch patterns: 'rec_es.policy.stats.x_wilcoxon*' "
+                         "re-checks a changed function, whose mutants are renumbered)")
     ap.add_argument("--survivors", action="store_true",
                     help="re-check the mutants the group's results record as not killed (after adding tests)")
     ap.add_argument("--report", action="store_true", help="print kill rates from docs/results/mutation")
