@@ -5,6 +5,7 @@
     python scripts/mutate.py policy --only 'rec_es/policy/rules/*.py' --minutes 30
     python scripts/mutate.py per_user --survivors   # after adding tests: re-check what the last run left alive
     python scripts/mutate.py per_user --rerun NAME [NAME ...]   # re-check named mutants (or 'module.x_func*')
+    python scripts/mutate.py policy --plant 'rec_es.policy.policy.x__hooked*'   # plant by hand, in a new process
     python scripts/mutate.py --report             # the kill-rate table of docs/benchmarks.md, from the results
 
 ``make mutate`` runs the first form. It is not part of ``make test``: run it before closing an issue that touches
@@ -214,6 +215,36 @@ def write_results(name: str, group: Group, dest: Path, seconds: float, keep: lis
     print(f"{name}: {counts} after {seconds / 60:.1f} min -> {path.relative_to(REPO)}", flush=True)
 
 
+def plant(name: str, patterns: list[str]) -> int:
+    """Plant each recorded mutant of group ``name`` matching ``patterns`` in the group's copy (``mutmut apply``), run
+    the group's fast tests on it in a new process (``-x``), put the file back; print killed or survived for each.
+
+    For what mutmut cannot see: code that runs when a module is imported (a class body, a validator built at import)
+    runs before mutmut switches a mutant on, so mutmut reports it survived or reached by no test. A new process
+    imports the planted code. A killed one gets a ``killed: ... (planted by hand)`` row in docs/mutation.md."""
+    group, dest = GROUPS[name], WORK / name
+    if not (dest / "mutants").is_dir():
+        raise SystemExit(f"{name}: no mutmut state in {dest}: run the group first")
+    mutants = sorted(m for m in statuses(dest) if any(fnmatchcase(m, p) for p in patterns))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1",
+                                                                       "PYTHONPATH": str(dest)}
+    survived = 0
+    for mutant in mutants:
+        source = module_of(mutant)
+        try:
+            subprocess.run([str(Path(sys.executable).with_name("mutmut")), "apply", mutant], cwd=dest, check=True,
+                           capture_output=True)
+            run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                  *(f"--deselect={d}" for d in group.slow), *group.tests],
+                                 cwd=dest, env=env, capture_output=True, text=True)
+        finally:
+            shutil.copy2(REPO / source, dest / source)
+        failed = next((line for line in run.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))), "")
+        survived += run.returncode == 0
+        print(f"{'survived' if run.returncode == 0 else 'killed'}: {mutant} {failed}", flush=True)
+    return 1 if survived else 0
+
+
 def equivalents() -> dict[str, str]:
     """Mutant name -> reason, from the rows of docs/mutation.md's tables (``| `name` | ...``); a reason that starts
     with ``killed`` names the test that kills a mutant mutmut's stale record did not run it against."""
@@ -274,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                          "re-checks a changed function, whose mutants are renumbered)")
     ap.add_argument("--survivors", action="store_true",
                     help="re-check the mutants the group's results record as not killed (after adding tests)")
+    ap.add_argument("--plant", nargs="+", default=[], metavar="MUTANT",
+                    help="plant these mutants (names or fnmatch patterns) one at a time and run the group's fast "
+                         "tests in a new process: for code mutmut cannot see, which runs at import")
     ap.add_argument("--report", action="store_true", help="print kill rates from docs/results/mutation")
     args = ap.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
@@ -281,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown group {', '.join(unknown)} (choose from {', '.join(GROUPS)})")
     if args.report:
         return report()
+    if args.plant:
+        return max([plant(name, args.plant) for name in args.groups or list(GROUPS)] or [0])
     for name in args.groups or list(GROUPS):
         rerun = list(args.rerun)
         if args.survivors:
