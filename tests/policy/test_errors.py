@@ -4,7 +4,14 @@ from __future__ import annotations
 import pytest
 
 from rec_es import ConfigError, build_policy
-from rec_es.policy.errors import MetricMissingError, RecEsError, StateError, brief, report
+from rec_es.policy.errors import (
+    MetricMissingError,
+    RecEsError,
+    StateError,
+    bounded,
+    brief,
+    report,
+)
 
 CASES = [
     ({"patiance": 5}, r"early_stopping\.patiance: unknown key — did you mean 'patience'\?; allowed: the keys enabled, preset, monitor.*\(got 'patiance'\)"),
@@ -105,3 +112,28 @@ def test_report_prints_the_command_and_the_error_and_exits_2_for_bad_input(capsy
 def test_brief_cuts_a_long_value_to_twelve_items() -> None:
     assert brief(list(range(20))) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, ...]"
     assert brief("short") == "'short'"
+
+
+def test_bounded_keeps_a_text_at_the_limit_and_cuts_one_beyond_it() -> None:
+    """A text of exactly ``limit`` characters is kept whole; a longer one keeps its first two thirds of the limit
+    and its last third, and says how many characters were left out between them."""
+    assert bounded("x" * 30, 30) == "x" * 30
+    text = "a" * 20 + "b" * 20 + "c" * 20  # 60 characters, limit 30: head 30*2//3 = 20, tail 30//3 = 10
+    assert bounded(text, 30) == "a" * 20 + " … (30 characters left out) … " + "c" * 10  # 60 - 20 - 10 = 30
+    # limit 31: head 62//3 = 20, tail 31//3 = 10, 61 - 30 = 31 left out
+    assert bounded(text + "d", 31) == "a" * 20 + " … (31 characters left out) … " + "c" * 9 + "d"
+
+
+def test_config_error_message_is_cut_beyond_2000_characters() -> None:
+    """A ConfigError keeps a 2000-character message whole; a 10,000-character one keeps 1,333 + 666 characters
+    and says, with a thousands separator, that 8,001 were left out; the source stays in front."""
+    assert ConfigError("m" * 2000).message == "m" * 2000
+    err = ConfigError("h" * 5000 + "t" * 5000, source="a.yaml")
+    assert err.message == "h" * 1333 + " … (8,001 characters left out) … " + "t" * 666
+    assert str(err) == "a.yaml: " + err.message
+
+
+def test_metric_missing_error_prints_its_sentence_unquoted() -> None:
+    """str() is the sentence itself (KeyError would quote it), and empty when raised without one."""
+    assert str(MetricMissingError("monitor needs ndcg@20")) == "monitor needs ndcg@20"
+    assert str(MetricMissingError()) == ""

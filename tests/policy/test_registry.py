@@ -1,14 +1,17 @@
 """The rule registry: what it assembles (keys, reasons, order, state) and that each rule stays in its module."""
 from __future__ import annotations
 
+import copy
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from rec_es import build_policy
 from rec_es.policy import StopReason, rules
-from rec_es.policy.base import Stage
+from rec_es.policy.base import Context, Rule, Stage
 from rec_es.policy.policy import _CORE_KEYS
 from rec_es.policy.schema import KEYS
 
@@ -85,8 +88,8 @@ def test_wait_is_described_by_the_first_plateau_rule_that_can() -> None:
                                 "early_stopping.patience 3 evaluations with eval_step 2 waits 6 epochs without improvement")
     assert wait(patience=None, prechelt=[{"criterion": "GL", "alpha": 1}, {"criterion": "UP", "s": 2}]) == (
         "early_stopping.prechelt", "the patience rule is off (patience: null); Prechelt GL, UP decide")
-    assert wait(patience=None) == ("early_stopping.patience", "the patience rule is off (patience: null): only "
-                                                               "thresholds and budgets can stop the run")
+    assert wait(patience=None) == ("early_stopping.patience", ("the patience rule is off (patience: null): only "
+                                                               "thresholds and budgets can stop the run"))
     # patience in epochs rounds up to whole evaluations: 5 epochs at eval_step 2 wait 3 evaluations, 6 epochs
     assert wait(patience=5, patience_unit="epochs") == (
         "early_stopping.patience",
@@ -108,3 +111,51 @@ def test_a_rule_is_named_only_in_its_module_and_the_registry(part: rules.Rule) -
                 and any(v is part for v in vars(m).values()))
     module = home.__name__.replace("rec_es.", "").replace(".", "/") + ".py"
     assert set(found) <= {module, "policy/rules/__init__.py"}, found
+
+
+class _Bare(Rule):
+    """A rule that overrides nothing: what a new rule inherits (docs/adding_a_rule.md)."""
+
+    name = "bare"
+    reasons: ClassVar[Mapping[str, str]] = {"BARE": "bare"}
+
+
+def test_a_rule_inherits_hooks_that_change_nothing() -> None:
+    """A rule that overrides no hook adds no plateau criterion, confirms and accepts every improvement and adds
+    nothing to the status line."""
+    settings = build_policy({"monitor": "ndcg@10"}).settings
+    ctx = Context(settings=settings, core=None, epoch=0, raw=0.5, smoothed=0.5, finite=True, improved=True,
+                  train_loss=None, elapsed_seconds=None, per_user=None, monitor="ndcg@10",
+                  improves=lambda a, b: True)
+    rule = _Bare()
+    assert rule.criteria(settings) == 0
+    assert rule.confirms_improvement(ctx, {}) is True
+    assert rule.accepts_improvement(ctx, {}) is True
+    assert rule.status(ctx, {}) == ""
+
+
+def test_a_rule_names_its_first_key_for_its_own_reasons_only() -> None:
+    """The default setting(): the rule's first key and its value for one of its reasons; None for another rule's
+    reason, and None for a rule without keys."""
+    settings = build_policy({"monitor": "ndcg@10", "patience": 7}).settings
+    assert rules.patience.RULE.setting("patience", settings) == ("early_stopping.patience", 7)
+    assert rules.patience.RULE.setting("time_budget", settings) is None
+    assert _Bare().setting("bare", settings) is None
+
+
+def test_loaded_states_are_copies() -> None:
+    """Two policies loaded from one saved state go on independently, and neither changes the saved mapping (the
+    still-learning rule appends to lists in its state at every evaluation)."""
+    mapping = {"monitor": "ndcg@10", "still_learning": "hold"}
+    first = build_policy(mapping)
+    for epoch, value in enumerate([0.1, 0.2, 0.3]):
+        first.update(epoch, {"ndcg@10": value}, train_loss=1.0)
+    saved = copy.deepcopy(first.state_dict())
+    kept = copy.deepcopy(saved)
+    a, b = build_policy(mapping), build_policy(mapping)
+    a.load_state_dict(saved)
+    b.load_state_dict(saved)
+    a.update(3, {"ndcg@10": 0.4}, train_loss=1.0)
+    assert saved == kept
+    assert b.state_dict() == kept
+    assert a.state_dict()["state"]["learning_epochs"] == [0, 1, 2, 3]
