@@ -8,6 +8,7 @@ the last improvement and the weights to restore; each rule keeps its own state (
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
@@ -167,12 +168,12 @@ class StoppingPolicy:
 
     def state_dict(self) -> dict[str, Any]:
         """Versioned, JSON-able state (no settings): ``{"format", "version", "monitor", "mode", "state"}``;
-        ``state`` is one flat mapping of the core's keys and every rule's."""
+        ``state`` is one flat mapping of the core's keys and every rule's, a copy that later updates leave alone."""
         flat = asdict(self._state)
         for state in self._rules.values():
             flat.update(state)
         return {"format": STATE_FORMAT, "version": STATE_VERSION, "monitor": self.monitor.name,
-                "mode": self.mode, "state": flat}
+                "mode": self.mode, "state": copy.deepcopy(flat)}  # a snapshot: later updates do not change it
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state from ``state_dict()``; refuse other formats, versions, monitors or missing keys.

@@ -2,6 +2,8 @@
 carries, the status line's warmup and disabled notes, and load_state_dict's refusals word for word."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rec_es import build_policy
@@ -154,3 +156,15 @@ def test_a_stop_is_not_a_new_best() -> None:
     """The stopping decision's new_best is False (the stop itself keeps no new weights)."""
     decisions = _run({"monitor": "ndcg@10", "patience": 1}, [0.30, 0.20])
     assert decisions[1].stop and decisions[1].new_best is False
+
+
+def test_a_state_is_a_snapshot_that_later_updates_leave_alone() -> None:
+    """A state kept in memory (a search's checkpoint) must not grow with the policy: the still-learning history
+    lists and the smoother's state are copies."""
+    policy = build_policy({"monitor": "ndcg@10", "patience": 10, "still_learning": "hold"})
+    policy.update(0, {"ndcg@10": 0.30}, train_loss=1.0)
+    kept = policy.state_dict()
+    before = json.dumps(kept, sort_keys=True)
+    for e in range(1, 4):
+        policy.update(e, {"ndcg@10": 0.30 + 0.01 * e}, train_loss=1.0 - 0.1 * e)
+    assert json.dumps(kept, sort_keys=True) == before
