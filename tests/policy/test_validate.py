@@ -26,6 +26,7 @@ from rec_es.policy.validate import (
     optional,
     parse_keys,
     table,
+    within,
 )
 
 
@@ -40,6 +41,11 @@ from rec_es.policy.validate import (
     (lambda: number(0, 1, low_open=True), "a number in (0, 1]", "float in (0, 1]", [0.5, 1], [0, 1.01]),
     (lambda: number(0, 1, low_open=True, high_open=True), "a number in (0, 1)", "float in (0, 1)", [0.5], [0, 1]),
     (number, "a finite number", "float", [-3, 2.5], [math.nan, None]),
+    # closed at both ends: both ends pass, just outside them does not
+    (lambda: number(0, 1), "a number in [0, 1]", "float in [0, 1]", [0, 0.5, 1], [-0.01, 1.01]),
+    # an upper bound alone: closed (<=) or open (<), the bound itself passes only when closed
+    (lambda: number(high=1), "a number <= 1", "float <= 1", [1, 0.99, -5], [1.01, math.inf]),
+    (lambda: number(high=1, high_open=True), "a number < 1", "float < 1", [0.99, -5], [1, 1.01]),
     (lambda: one_of("abs", "rel"), "abs | rel", "abs | rel", ["abs", "REL"], ["percent", 1, None]),
     (lambda: one_of("none", "step", ignore_case=False), "none | step", "none | step", ["step"], ["Step"]),
     (lambda: optional(integer(1)), "an integer >= 1 or null", "int >= 1 | null", [None, 3], [0, True]),
@@ -213,3 +219,24 @@ def test_table_writes_defaults_as_yaml_and_keeps_a_given_type() -> None:
                     "| `window` | int >= 1 | `3` | epochs |"]
     assert KeySpec("window", integer(1), 3, "epochs").type == "int >= 1"
     assert KeySpec("preset", optional(one_of("recbole")), None, "", type="str | null").type == "str | null"
+
+
+def test_within_names_the_nested_key_and_keeps_the_problem() -> None:
+    """within() re-raises under the nested key it is given (unless the error names one itself) and keeps what
+    was allowed, what was given and the inner problem, so the ConfigError says what is wrong."""
+    with pytest.raises(Invalid) as raised:
+        within("dynamic_patience.factor", number(0, low_open=True), 0)
+    assert (raised.value.allowed, raised.value.given, raised.value.problem, raised.value.key) == (
+        "a number > 0", 0, "", "dynamic_patience.factor")
+
+    def factor(value: object) -> object:
+        raise Invalid("a number > 0", value, "too small", key="mapping.factor")
+
+    with pytest.raises(Invalid) as raised:
+        within("dynamic_patience.factor", Validator("a number > 0", "float > 0", factor), 0)
+    assert (raised.value.allowed, raised.value.given, raised.value.problem, raised.value.key) == (
+        "a number > 0", 0, "too small", "mapping.factor")
+    with pytest.raises(ConfigError) as info:
+        Scope("p.yaml", "early_stopping.").check(
+            "x", lambda v: within("x.factor", Validator("a number > 0", "float > 0", factor), v), 0)
+    assert str(info.value) == "p.yaml: early_stopping.mapping.factor: too small; allowed: a number > 0 (got 0)"
