@@ -3,12 +3,26 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 
-from rec_es.policy.learning import (DISCREPANCY, HORIZON_CAP, LEARNING, STOPPED, UNKNOWN, _discrepancy,
-                                    estimate_learning)
+from rec_es.policy.learning import (
+    DISCREPANCY,
+    FAMILIES,
+    HORIZON_CAP,
+    LEARNING,
+    STOPPED,
+    UNKNOWN,
+    _discrepancy,
+    _families,
+    _Fit,
+    _fit,
+    _lag1,
+    estimate_learning,
+)
 from rec_es.policy.stats import normal_quantile
 from rec_es.rundir.trace import read_trace
 
@@ -156,3 +170,154 @@ def test_recorded_runs_end_level_is_covered_near_nominal() -> None:
     below, inside, above = _end_level_coverage(DISCREPANCY)
     assert 0.70 <= inside <= 0.95 and below <= 0.20 and above <= 0.20, (below, inside, above)
     assert _end_level_coverage((0.0, 0.0))[1] < 0.5
+
+
+# ---- the estimate's fields, argument checks and defaults ----
+
+
+def test_a_short_history_reports_what_it_was_given() -> None:
+    """Too short a history (7 evaluations < 8) still reports the last epoch, the budget, the level, the given noise
+    (which is then the margin), where the noise came from ("given" by default), a coin-flip confidence and no
+    method; with no finite value at all there is no last epoch; evaluations that all share one epoch are unknown
+    with the curve's own noise (differences of 0: noise 0)."""
+    est = estimate_learning(list(range(7)), [0.1] * 7, "max", 50, noise=0.001)
+    assert (est.state, est.confidence, est.gain, est.gain_lo, est.gain_hi) == (UNKNOWN, 0.5, None, None, None)
+    assert (est.margin, est.noise, est.noise_source) == (0.001, 0.001, "given")
+    assert (est.method, est.epoch, est.budget, est.level, est.continuation) == ("none", 6, 50, 0.9, ())
+    assert estimate_learning(list(range(7)), [0.1] * 7, "max", 50, noise=0.001, level=0.8).level == 0.8
+    empty = estimate_learning([0, 1, 2], [math.nan] * 3, "max", 50)
+    assert empty.epoch is None and empty.facts == ("0 finite evaluations: a learning curve needs at least 8",)
+    shared = estimate_learning([5] * 10, [0.1 * i for i in range(10)], "max", 50)
+    assert shared.facts == ("the evaluations share one epoch",) and shared.epoch == 5
+    assert (shared.margin, shared.noise, shared.method, shared.confidence) == (0.0, 0.0, "none", 0.5)
+    assert shared.noise_source.startswith("curve: 1.4826")
+
+
+def test_level_must_be_strictly_between_a_half_and_one() -> None:
+    """level is a one-sided confidence in (0.5, 1): 0.5 and 1 are refused, 0.51 and 0.99 are not; the length check
+    says exactly what is wrong."""
+    for level in (0.5, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"^level must be in \(0\.5, 1\)"):
+            estimate_learning([0], [0.1], "max", 10, level=level)
+    for level in (0.51, 0.99):
+        assert estimate_learning([0], [0.1], "max", 10, level=level).level == level
+    with pytest.raises(ValueError, match=r"^epochs, values and train_losses must have one entry per evaluation$"):
+        estimate_learning([0, 1], [0.1, 0.2], "max", 10, train_losses=[1.0])
+
+
+def test_defaults_name_the_monitor_and_take_p5_of_the_loss() -> None:
+    """Without ``name`` the facts say "the monitor"; the training-loss progress is Prechelt's P_5 over the last 5
+    losses: [1.1, 1, 1, 1, 1] -> 1000 * (5.1 / (5 * 1.0) - 1) = 20 per mille (P_6, with the 2.0 before them, would
+    be 1000 * (7.1 / 6 - 1) = 183.3); the estimate's epoch is the last evaluation's."""
+    losses = [2.0] * 34 + [2.0, 1.1, 1.0, 1.0, 1.0, 1.0]
+    est = estimate_learning(list(range(40)), _exp_curve(40), "max", 200, train_losses=losses, noise=0.0005)
+    assert est.loss_progress == pytest.approx(20.0)
+    assert est.facts[2].endswith("; training loss P_5 = 20‰")
+    assert " the monitor expected by epoch 199, " in est.facts[0]
+    assert est.epoch == 39 and est.budget == 200
+
+
+def test_confidence_is_the_normal_probability_of_the_side_the_estimate_is_on() -> None:
+    """confidence = Phi((gain - margin) / ((gain - gain_lo) / z)) when the gain is above the margin, else
+    Phi((margin - gain) / ((gain_hi - gain) / z)) (Phi the standard normal CDF, z its 0.9 quantile 1.2816): an
+    exponential with tau 35 (learning) and a power law with exponent 0.56 (gain 0.0038 under a margin of 0.005),
+    both noise-free with a given noise of 0.001."""
+    phi, z = NormalDist().cdf, NormalDist().inv_cdf(0.9)
+    t = list(range(40))
+    rising = estimate_learning(t, [0.1 - 0.05 * math.exp(-x / 35) for x in t], "max", 200, noise=0.001)
+    assert rising.gain > rising.margin
+    assert rising.confidence == pytest.approx(phi((rising.gain - rising.margin) / ((rising.gain - rising.gain_lo) / z)))
+    assert 0.6 < rising.confidence < 0.99
+    slow = estimate_learning(t, [0.1 - 0.05 * (x + 1) ** -0.56 for x in t], "max", 200, noise=0.001, margin=0.005)
+    assert slow.gain < slow.margin == 0.005
+    assert slow.confidence == pytest.approx(phi((slow.margin - slow.gain) / ((slow.gain_hi - slow.gain) / z)))
+    assert 0.55 < slow.confidence < 0.99
+
+
+# ---- the curve fit: families, shape grids and their refinement ----
+
+
+@pytest.mark.parametrize("family,curve,shape,budget", [
+    # truth: gain = b (g(199) - g(39)) with the curve's own b and shape
+    ("exponential", lambda x: 0.1 - 0.05 * math.exp(-x / 35), "tau 35 epochs", 200),  # between grid taus 31.5 and 38
+    ("power law", lambda x: 0.1 - 0.05 * (x + 1) ** -0.56, "exponent 0.56", 200),  # between grid 0.503 and 0.634
+    ("power law", lambda x: 0.1 - 0.05 * (x + 1) ** -0.022, "exponent 0.022", 200),  # between grid 0.02 and 0.0252
+])
+def test_a_noise_free_curve_of_a_family_is_recovered(family: str, curve: Callable[[float], float], shape: str,
+                                                     budget: int) -> None:
+    """A noise-free curve of the family, seen at epochs 0-39: the refined shape is its own to 3 significant digits
+    (also between the grid's top two taus and between its bottom two exponents), and the expected gain to epoch 199
+    is the true one to 1e-4 relative: 0.05 (e^-39/35 - e^-199/35) = 0.0162378, 0.05 (40^-0.56 - 200^-0.56) =
+    0.0037633, 0.05 (40^-0.022 - 200^-0.022) = 0.0016038."""
+    t = list(range(40))
+    est = estimate_learning(t, [curve(x) for x in t], "max", budget, noise=0.001, families=(family,))
+    assert est.method.startswith(f"{family} ({shape}), ")
+    assert est.gain == pytest.approx(curve(budget - 1) - curve(39), rel=1e-4)
+
+
+def test_the_exponential_family_depends_on_epoch_differences_only() -> None:
+    """The same exponential (tau 20) seen at epochs 1000-1039 with budget 1200 gives the estimate it gives at epochs
+    0-39 with budget 200 (the basis is taken from the window's first epoch, so late epochs do not underflow it)."""
+    y = _exp_curve(40)
+    early = estimate_learning(list(range(40)), y, "max", 200, noise=0.0005, families=("exponential",))
+    late = estimate_learning(list(range(1000, 1040)), y, "max", 1200, noise=0.0005, families=("exponential",))
+    assert late.method == early.method == "exponential (tau 20 epochs), 4 plausible shapes"
+    assert (late.state, late.gain, late.gain_lo, late.gain_hi) == pytest.approx(
+        (early.state, early.gain, early.gain_lo, early.gain_hi))
+    assert early.gain == pytest.approx(0.05 * (math.exp(-39 / 20) - math.exp(-199 / 20)), rel=1e-4)
+
+
+def test_the_shape_grids_and_the_exponential_basis() -> None:
+    """Exponential taus from 0.5 to twice the window's span (a window of 1 epoch: 2.0; of 3 epochs: 6.0), the basis
+    1 at the window's first epoch and e^-1/tau one epoch on; power-law exponents from 0.02 to 4, 24 of each."""
+    (name, basis, taus), (pname, pbasis, exps) = _families([10.0, 11.0], FAMILIES)
+    assert (name, pname) == ("exponential", "power law") and len(taus) == len(exps) == 24
+    assert (taus[0], taus[-1]) == pytest.approx((0.5, 2.0))
+    assert basis(2.0, 10.0) == 1.0 and basis(2.0, 11.0) == pytest.approx(math.exp(-0.5))
+    assert (exps[0], exps[-1]) == pytest.approx((0.02, 4.0))
+    assert pbasis(0.5, 3.0) == pytest.approx(0.5)  # (3 + 1) ** -0.5
+    assert _families([10.0, 11.0, 13.0], ("exponential",))[0][2][-1] == pytest.approx(6.0)
+
+
+def test_a_flat_curve_is_estimated_without_error() -> None:
+    """Ten equal evaluations (0.25, exact in binary): every residual is 0 (autocorrelation 0, no division by
+    zero), the gain is 0, and as every shape fits equally the estimate keeps the first exponential grid shape
+    (tau 0.5), not a refined one."""
+    est = estimate_learning(list(range(10)), [0.25] * 10, "max", 50)
+    assert est.gain == 0.0 and est.noise == 0.0 and est.trend_slope == 0.0
+    assert est.method.startswith("exponential (tau 0.5 epochs), ")
+    assert est.continuation[-1].mean == 0.25
+
+
+def test_a_degenerate_shape_is_not_fitted() -> None:
+    """_fit refuses a shape whose centred basis has S_gg <= 1e-18 per point: g = -x, +x at two points has
+    S_gg = 2 x^2, exactly 2e-18 at x = 1e-9 (refused), 2.04e-18 at x = 1.01e-9 (fitted: b = 1 / (2x) = 4.95e8),
+    1.008e-18 at x = 7.1e-10 (refused, though above 1e-18 / n)."""
+    def basis(x: float) -> Callable[[float, float], float]:
+        return lambda shape, t: x if t else -x
+    assert _fit(basis(1e-9), 1.0, [0.0, 1.0], [0.0, 1.0]) is None
+    assert _fit(basis(7.1e-10), 1.0, [0.0, 1.0], [0.0, 1.0]) is None
+    fit = _fit(basis(1.01e-9), 1.0, [0.0, 1.0], [0.0, 1.0])
+    assert fit is not None and fit.b == pytest.approx(0.5 / 1.01e-9) and fit.a == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("residuals,rho", [
+    ([2.0, 2.0, -2.0, -2.0] * 2, 0.125),  # sum of neighbour products 4 / sum of squares 32
+    ([0.1] * 8, 0.8),  # 0.07 / 0.08 = 0.875, clamped to 0.8
+    ([0.1, -0.1] * 4, 0.0),  # -0.07 / 0.08, clamped to 0
+    ([0.0] * 8, 0.0),  # no residual: no correlation
+])
+def test_lag1_autocorrelation_of_the_residuals(residuals: list[float], rho: float) -> None:
+    """Lag-1 autocorrelation of the residuals, sum r_i r_i+1 / sum r_i^2, clamped to [0, 0.8] (a zero fit, so the
+    residuals are the values)."""
+    zero = _Fit(shape=1.0, a=0.0, b=0.0, sse=0.0, g_mean=0.0, sgg=1.0, n=8)
+    assert _lag1(lambda shape, t: 0.0, zero, [float(i) for i in range(8)], residuals) == pytest.approx(rho)
+
+
+def test_discrepancy_span_is_at_least_one_epoch() -> None:
+    """The horizon is counted in window spans of at least 1 epoch: a span of 1.5 is used as is (h = 1.5 is one span:
+    sigma * sqrt(2)), a span of 0.5 counts as 1 (h = 1: sqrt(2) as well)."""
+    down, _ = _discrepancy(0.002, 1.5, (1.0, 1.0))
+    assert down(1.5) == pytest.approx(0.002 * math.sqrt(2))
+    down, _ = _discrepancy(0.002, 0.5, (1.0, 1.0))
+    assert down(1.0) == pytest.approx(0.002 * math.sqrt(2))
