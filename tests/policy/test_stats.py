@@ -6,6 +6,7 @@ import random
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from types import FrameType
 
 import pytest
@@ -191,3 +192,121 @@ def test_paired_se_needs_the_same_users_at_least_two() -> None:
         with pytest.raises(ValueError) as err:
             stats.paired_se(new, old)
         assert str(err.value) == "paired scores need the same users, at least 2"
+
+
+def test_betainc_at_the_ends_of_the_unit_interval() -> None:
+    """I_0(a, b) = 0 and I_1(a, b) = 1 exactly, without evaluating log(0) in the front factor."""
+    assert stats.betainc(2.0, 3.0, 0.0) == 0.0
+    assert stats.betainc(2.0, 3.0, 1.0) == 1.0
+
+
+@pytest.mark.parametrize("a,b,x,exact", [
+    # at the switch point x = (a + 1) / (a + b + 2) = 2/16: I = 1 - (7/8)^13 = (8^13 - 7^13) / 8^13
+    (1.0, 13.0, 0.125, 452866803481 / 2**39),
+    # above the switch point 2/15 (the complement's fraction): I = 1 - (13/16)^12 = (16^12 - 13^12) / 16^12
+    (1.0, 12.0, 0.1875, 258176891588175 / 2**48),
+    # below the switch point 7/9 (the direct fraction): I = (47/64)^6 = 47^6 / 64^6
+    (6.0, 1.0, 47 / 64, 10779215329 / 2**36),
+    # far above the switch point 2/5, near 1: I = 1 - (1/64)^2 = 4095/4096
+    (1.0, 2.0, 63 / 64, 4095 / 4096),
+    # b = a + 2: I = 1 - (3/4)^3 = 37/64
+    (1.0, 3.0, 0.25, 37 / 64),
+])
+def test_betainc_is_exact_to_a_few_ulps_on_both_sides_of_the_switch(a: float, b: float, x: float,
+                                                                      exact: float) -> None:
+    """betainc evaluates the continued fraction of I_x(a, b) for x < (a + 1) / (a + b + 2) and of 1 - I_{1-x}(b, a)
+    from there on, where each converges fast and loses nothing to cancellation: against the closed forms
+    I_x(a, 1) = x^a and I_x(1, b) = 1 - (1 - x)^b at dyadic x (exact values, written as fractions) it is within
+    4 ulps, at the switch point, just on either side of it and near 1."""
+    assert abs(stats.betainc(a, b, x) - exact) <= 4 * math.ulp(exact)
+
+
+def test_t_sf_beyond_every_quantile() -> None:
+    """t = +-inf: P(T > t) is 0 and 1; t = +-1e200 (t^2 overflows, x = df / (df + t^2) = 0) gives the same."""
+    assert stats.t_sf(math.inf, 5) == 0.0
+    assert stats.t_sf(-math.inf, 5) == 1.0
+    assert stats.t_sf(1e200, 5) == 0.0
+    assert stats.t_sf(-1e200, 5) == 1.0
+
+
+def test_median_of_odd_and_even_counts() -> None:
+    """Odd count: the middle value of the sorted values; even count: the mean of the two middle ones; no values:
+    ValueError with the message."""
+    assert stats.median([5.0, 1.0, 4.0, 2.0, 3.0]) == 3.0
+    assert stats.median([1.0, 2.0, 4.0]) == 2.0
+    assert stats.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert stats.median([3.0, 1.0]) == 2.0
+    with pytest.raises(ValueError) as err:
+        stats.median([])
+    assert str(err.value) == "median of no values"
+
+
+def test_difference_noise_from_three_values() -> None:
+    """Three values are enough: 0, 1, 3 have differences 1, 2, median 1.5, absolute deviations 0.5, 0.5, MAD 0.5,
+    noise 1.482602218505602 * 0.5 / sqrt(2) = 0.52417904..."""
+    assert stats.difference_noise([0.0, 1.0, 3.0]) == pytest.approx(0.5241790412537652, rel=1e-15)
+
+
+def test_fit_line_through_two_points_and_its_refusals() -> None:
+    """Two points (two consecutive epochs): the line through them, Sxx = 0.5, residual SD 0 (no dof left), slope SE
+    sigma / sqrt(0.5); one point, or x and y of different lengths: ValueError with the message."""
+    line = stats.fit_line([0.0, 1.0], [1.0, 3.0])
+    assert line == stats.Line(1.0, 2.0, 0.5, 0.0, 2)
+    assert line.slope_se(1.0) == pytest.approx(math.sqrt(2.0), rel=1e-15)
+    for x, y in (([1.0], [2.0]), ([0.0, 1.0, 2.0], [1.0, 2.0])):
+        with pytest.raises(ValueError) as err:
+            stats.fit_line(x, y)
+        assert str(err.value) == "a line needs at least 2 points"
+
+
+def test_fit_line_residual_sd_has_n_minus_2_dof() -> None:
+    """x = 0, 1, 2, y = 0, 2, 1: slope 1/2, intercept 1/2, residuals -0.5, 1, -0.5, SSE 1.5, residual SD
+    sqrt(1.5 / 1); x = 0..3, y = 0, 2, 1, 3: Sxy = 4, Sxx = 5, slope 0.8, intercept 0.3, residuals -0.3, 0.9, -0.9,
+    0.3, SSE 1.8, residual SD sqrt(1.8 / 2); n is the number of points."""
+    three = stats.fit_line([0.0, 1.0, 2.0], [0.0, 2.0, 1.0])
+    assert (three.intercept, three.slope, three.sxx, three.n) == (0.5, 0.5, 2.0, 3)
+    assert three.resid_sd == pytest.approx(math.sqrt(1.5), rel=1e-15)
+    four = stats.fit_line([0.0, 1.0, 2.0, 3.0], [0.0, 2.0, 1.0, 3.0])
+    assert (four.intercept, four.slope, four.sxx) == pytest.approx((0.3, 0.8, 5.0), rel=1e-14)
+    assert four.n == 4
+    assert four.resid_sd == pytest.approx(math.sqrt(0.9), rel=1e-14)
+
+
+def test_fit_line_without_spread_in_x_is_flat() -> None:
+    """All x equal (learning_curve fits the window's trend before it notices that the evaluations share one epoch):
+    no ZeroDivisionError but a flat line through the mean y = 3, Sxx = 0, residual SD sqrt((4 + 1 + 9) / 1), and
+    an infinite slope SE."""
+    line = stats.fit_line([2.0, 2.0, 2.0], [1.0, 2.0, 6.0])
+    assert (line.intercept, line.slope, line.sxx, line.n) == (3.0, 0.0, 0.0, 3)
+    assert line.resid_sd == pytest.approx(math.sqrt(14.0), rel=1e-15)
+    assert line.slope_se(1.0) == math.inf
+
+
+def _exact_slope(x: list[float], y: list[float]) -> float:
+    """The least-squares slope of the float inputs in exact rational arithmetic (the reference)."""
+    fx, fy = [Fraction(v) for v in x], [Fraction(v) for v in y]
+    mx, my = sum(fx) / len(fx), sum(fy) / len(fy)
+    return float(sum((a - mx) * (b - my) for a, b in zip(fx, fy)) / sum((a - mx) ** 2 for a in fx))
+
+
+@pytest.mark.parametrize("x,y", [
+    # a plateau: level 0.3, steps of 1e-4 (products with the level would cost about 12 digits of the slope)
+    ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], [0.3012, 0.3015, 0.3013, 0.3016, 0.3014, 0.3017, 0.3015, 0.3018]),
+    # epochs numbered from 1000 (products with the epoch would cost about 12 digits of the slope)
+    ([1000.0, 1001.0, 1002.0, 1003.0, 1004.0, 1005.0, 1006.0, 1007.0],
+     [0.0512, 0.0587, 0.0611, 0.0634, 0.0641, 0.0650, 0.0652, 0.0655]),
+])
+def test_fit_line_centres_x_and_y_before_multiplying(x: list[float], y: list[float]) -> None:
+    """The slope is sum((x - mean x) (y - mean y)) / Sxx with both centred first, so neither a high level of the
+    curve nor large epoch numbers cost precision: it matches the exact slope of the inputs to 1e-15."""
+    assert stats.fit_line(x, y).slope == pytest.approx(_exact_slope(x, y), rel=1e-15, abs=0.0)
+
+
+def test_training_progress_per_mille_and_at_a_zero_or_negative_minimum() -> None:
+    """P = 1000 (sum / (k min) - 1): losses 2, 4 give 1000 (6 / 4 - 1) = 500. With a minimum <= 0 the ratio is
+    undefined: infinite progress if the losses differ (0, 1 and -1, 0), none if they are all equal (0, 0 and -1, -1)."""
+    assert stats.training_progress([2.0, 4.0]) == 500.0
+    assert stats.training_progress([0.0, 1.0]) == math.inf
+    assert stats.training_progress([-1.0, 0.0]) == math.inf
+    assert stats.training_progress([0.0, 0.0]) == 0.0
+    assert stats.training_progress([-1.0, -1.0]) == 0.0
