@@ -40,7 +40,7 @@ WORK = REPO / ".mutate"
 RESULTS = REPO / "docs" / "results" / "mutation"
 TRIAGE = REPO / "docs" / "mutation.md"
 #: what the tests read besides rec_es/ and tests/ (the tiny dataset, recorded results, scripts they import)
-ALSO_COPY = ["docs", "datasets", "scripts", "properties"]
+ALSO_COPY = ["docs", "datasets", "scripts", "properties", "README.md"]
 
 
 @dataclass(frozen=True)
