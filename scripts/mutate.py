@@ -36,7 +36,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = REPO / ".mutate"
+#: mutmut's copies (``REC_ES_MUTATE_WORK``: another directory, to run two passes of one group side by side)
+WORK = Path(os.environ.get("REC_ES_MUTATE_WORK", REPO / ".mutate"))
 RESULTS = REPO / "docs" / "results" / "mutation"
 TRIAGE = REPO / "docs" / "mutation.md"
 #: what the tests read besides rec_es/ and tests/ (the tiny dataset, recorded results, scripts they import)
