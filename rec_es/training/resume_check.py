@@ -18,7 +18,6 @@ Every refusal is a ``ConfigError`` (exit status 2) naming the file. The writes c
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,12 +211,9 @@ def _edited(what: str) -> str:
 
 
 def _same_metrics(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """The same metrics, keys compared case-folded, values as the trace writes them (NaN and inf as None)."""
     def norm(m: Mapping[str, Any]) -> dict[str, Any]:
-        out = {}
-        for k, v in m.items():
-            v = jsonable(v)
-            out[str(k).lower()] = None if isinstance(v, float) and not math.isfinite(v) else v
-        return out
+        return {str(k).lower(): jsonable(v) for k, v in m.items()}
     return norm(a) == norm(b)
 
 
