@@ -436,3 +436,14 @@ def test_at_or_past_the_budget_there_is_no_gain_left(budget: int) -> None:
     assert (est.gain, est.gain_lo, est.gain_hi) == (0.0, 0.0, 0.0)
     assert math.copysign(1.0, est.gain) == 1.0
     assert ": +0.0000 [+0.0000, +0.0000] the monitor expected by epoch " in est.facts[0]
+
+
+def test_window_is_a_fraction_of_the_history() -> None:
+    """window is the fraction of the history fitted, in (0, 1]: 1.3 used to give a negative start index and a fit to
+    the last 3 of 10 evaluations (fewer than the 8 a curve needs); it is refused, as are 0 and -0.5, and 1.0 fits
+    the whole history (epochs 0-9)."""
+    t, y = list(range(10)), [0.1, 0.2, 0.25, 0.3, 0.32, 0.33, 0.34, 0.345, 0.35, 0.352]
+    for window in (1.3, 0.0, -0.5):
+        with pytest.raises(ValueError, match=r"^window must be in \(0, 1\]"):
+            estimate_learning(t, y, "max", 50, window=window)
+    assert estimate_learning(t, y, "max", 50, window=1.0).trend_window == (0, 9)
