@@ -261,6 +261,8 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
         raise ValueError(f"mode must be 'max' or 'min' (got {mode!r})")
     if not 0.5 < level < 1:
         raise ValueError(f"level must be in (0.5, 1) (got {level!r})")
+    if not 0 < window <= 1:
+        raise ValueError(f"window must be in (0, 1] (got {window!r})")
     if len(discrepancy) != 2 or min(discrepancy) < 0:
         raise ValueError(f"discrepancy must be two non-negative factors, (below, above) (got {discrepancy!r})")
     if len(epochs) != len(values) or (train_losses is not None and len(train_losses) != len(values)):

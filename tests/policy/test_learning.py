@@ -321,3 +321,129 @@ def test_discrepancy_span_is_at_least_one_epoch() -> None:
     assert down(1.5) == pytest.approx(0.002 * math.sqrt(2))
     down, _ = _discrepancy(0.002, 0.5, (1.0, 1.0))
     assert down(1.0) == pytest.approx(0.002 * math.sqrt(2))
+
+
+# ---- boundaries of estimate_learning: history length, families, sigma, the budget's end, the trend ----
+
+
+def test_eight_evaluations_are_enough_and_p5_needs_exactly_five_losses() -> None:
+    """MIN_POINTS is inclusive: 8 finite evaluations get a fitted curve (a method, not "none"); Prechelt's P_5 is
+    taken once 5 losses are known: [1.1, 1, 1, 1, 1] after three missing ones -> 1000 * (5.1 / 5 - 1) = 20 per mille."""
+    est = estimate_learning(list(range(8)), [0.1, 0.2, 0.25, 0.3, 0.32, 0.33, 0.34, 0.345], "max", 50,
+                            train_losses=[None, None, None, 1.1, 1.0, 1.0, 1.0, 1.0])
+    assert est.method != "none" and est.gain is not None and est.continuation
+    assert est.loss_progress == pytest.approx(20.0)
+
+
+def test_a_short_history_without_noise_reports_the_curve_noise() -> None:
+    """Too short a history with no given noise reports the curve's own: the differences of 0, 0.1, 0, ... are +-0.1
+    around a median of 0, so MAD = 0.1 and the noise is 1.4826022 * 0.1 / sqrt(2) = 0.1048358."""
+    est = estimate_learning(list(range(7)), [0.0, 0.1, 0.0, 0.1, 0.0, 0.1, 0.0], "max", 50)
+    assert est.state == UNKNOWN and est.noise == pytest.approx(0.1048358, rel=1e-6)
+    assert est.noise_source.startswith("curve: 1.4826")
+
+
+def test_families_must_be_a_non_empty_subset_with_a_message() -> None:
+    """An empty family list and an unknown family are both refused, and the message names the known families."""
+    t, y = list(range(10)), [0.1 * i for i in range(10)]
+    for families in ((), ("linear",), ("exponential", "linear")):
+        with pytest.raises(ValueError, match=r"^families must be among \('exponential', 'power law'\) \(got "):
+            estimate_learning(t, y, "max", 50, families=families)
+
+
+def test_a_degenerate_family_does_not_hide_the_next_one() -> None:
+    """At epochs 1e9 + 2 .. 1e9 + 9 every power-law shape is degenerate ((t + 1)^-c varies by under 1e-10 across
+    the window: S_gg < 1e-18 n), so it is skipped and the exponential family listed after it is still fitted."""
+    t = [10**9 + i for i in range(10)]
+    est = estimate_learning(t, [0.1 * i for i in range(10)], "max", 10**9 + 50, families=("power law", "exponential"))
+    assert est.method.startswith("exponential (") and est.gain is not None
+
+
+def test_evaluations_sharing_one_epoch_report_the_budget_and_level() -> None:
+    """The 'share one epoch' estimate, like the short-history one, still reports the budget and the level."""
+    est = estimate_learning([5] * 10, [0.1 * i for i in range(10)], "max", 50, level=0.8)
+    assert est.facts == ("the evaluations share one epoch",)
+    assert (est.budget, est.level) == (50, 0.8)
+
+
+def test_sigma_has_a_floor_of_1e12_only_when_it_is_zero() -> None:
+    """A flat curve with no given noise has sigma 0, floored to 1e-12 (the margin); a given noise of exactly 1.0 is
+    kept as the margin (the floor replaces 0 only)."""
+    flat = [0.25] * 10
+    assert estimate_learning(list(range(10)), flat, "max", 50).margin == 1e-12
+    assert estimate_learning(list(range(10)), flat, "max", 50, noise=1.0).margin == 1.0
+
+
+def test_a_vanishing_given_noise_is_estimated_without_error() -> None:
+    """A flat curve with the smallest positive noise, 5e-324: sigma^2 underflows to 0, yet the best fit (SSE 0) stays
+    plausible, the slope's SE (5e-324 / sqrt(sum (t - tm)^2)) underflows to 0 and the trend's z is then 0, not a
+    division by zero."""
+    est = estimate_learning(list(range(10)), [0.25] * 10, "max", 50, noise=5e-324)
+    assert est.trend_z == 0.0 and est.trend_slope == 0.0
+    assert est.gain == 0.0 and est.gain_lo <= 0.0 <= est.gain_hi
+    assert est.state == UNKNOWN
+
+
+def test_autocorrelated_residuals_inflate_sigma_threefold() -> None:
+    """A half-period trough, 0.1 + 0.001 sin(2 pi t / 80) over the window 40-79, which no monotone curve follows: the
+    residuals' lag-1 autocorrelation is clamped to 0.8, so sigma (here the given noise 0.01) is multiplied by
+    sqrt((1 + 0.8) / (1 - 0.8)) = 3, and the default margin is 0.03."""
+    t = list(range(80))
+    est = estimate_learning(t, [0.1 + 0.001 * math.sin(2 * math.pi * x / 80) for x in t], "max", 200, noise=0.01)
+    assert est.margin == pytest.approx(0.03, rel=1e-12)
+
+
+def test_trend_z_is_the_window_slope_over_its_standard_error() -> None:
+    """A straight line rising 0.001 per epoch: over the window 20-39 the slope is 0.001 and sum (t - 29.5)^2 = 665, so
+    z = 0.001 / (sigma / sqrt(665)) with sigma the estimate's margin (the inflated noise); here about 0.97."""
+    t = list(range(40))
+    est = estimate_learning(t, [0.2 + 0.001 * x for x in t], "max", 200, noise=0.01)
+    assert est.trend_slope == pytest.approx(0.001)
+    assert est.trend_z == pytest.approx(0.001 * math.sqrt(665) / est.margin, rel=1e-9)
+    assert 0.9 < est.trend_z < 1.1
+
+
+def test_discrepancy_bounds_on_a_flat_curve() -> None:
+    """A flat curve (every shape fits with b = 0, so every plausible gain is 0) seen at epochs 0-39, window 20-39 (span
+    19), budget 60 (h = 20 epochs left), noise 0.002, discrepancy (1e4, 2e4), so large that the fit's SE (under
+    0.002) is lost in it: the bounds are -+ z k sigma sqrt(1 + 20 / 19) with z = 1.2815516, i.e.
+    -1.2815516 * 20 * 1.4327 = -36.72 and +73.44."""
+    t = list(range(40))
+    est = estimate_learning(t, [0.25] * 40, "max", 60, noise=0.002, discrepancy=(1e4, 2e4))
+    assert est.gain == 0.0
+    assert est.gain_lo == pytest.approx(-1.2815516 * 1e4 * 0.002 * math.sqrt(39 / 19), rel=1e-6)
+    assert est.gain_hi == pytest.approx(1.2815516 * 2e4 * 0.002 * math.sqrt(39 / 19), rel=1e-6)
+
+
+def test_without_discrepancy_the_bounds_are_the_fits_own_se() -> None:
+    """The same flat curve, exponential family only, discrepancy (0, 0): the bounds are -+ z sigma |dg| / sqrt(S_gg)
+    of the widest plausible shape, the slowest (tau = 2 * 19 = 38, g = exp(-(t - 20) / 38)): dg = g(59) - g(39) =
+    e^-39/38 - e^-19/38 = -0.248206, S_gg over epochs 20-39 = 0.284484, so 1.2815516 * 0.002 * 0.248206 / 0.533370
+    = 0.00119275."""
+    t = list(range(40))
+    est = estimate_learning(t, [0.25] * 40, "max", 60, noise=0.002, discrepancy=(0.0, 0.0), families=("exponential",))
+    assert est.gain_lo == pytest.approx(-0.00119275, rel=1e-5)
+    assert est.gain_hi == pytest.approx(0.00119275, rel=1e-5)
+
+
+@pytest.mark.parametrize("budget", [40, 30])
+def test_at_or_past_the_budget_there_is_no_gain_left(budget: int) -> None:
+    """A rising exponential seen to epoch 39 with the budget's last epoch 39 (budget 40) or already passed (budget
+    30): the gain and both bounds are exactly +0 (not the fitted curve's change back to an earlier epoch, not -0),
+    and the facts say +0.0000 [+0.0000, +0.0000]."""
+    t = list(range(40))
+    est = estimate_learning(t, [0.1 - 0.05 * math.exp(-x / 20) for x in t], "max", budget, noise=0.001)
+    assert (est.gain, est.gain_lo, est.gain_hi) == (0.0, 0.0, 0.0)
+    assert math.copysign(1.0, est.gain) == 1.0
+    assert ": +0.0000 [+0.0000, +0.0000] the monitor expected by epoch " in est.facts[0]
+
+
+def test_window_is_a_fraction_of_the_history() -> None:
+    """window is the fraction of the history fitted, in (0, 1]: 1.3 used to give a negative start index and a fit to
+    the last 3 of 10 evaluations (fewer than the 8 a curve needs); it is refused, as are 0 and -0.5, and 1.0 fits
+    the whole history (epochs 0-9)."""
+    t, y = list(range(10)), [0.1, 0.2, 0.25, 0.3, 0.32, 0.33, 0.34, 0.345, 0.35, 0.352]
+    for window in (1.3, 0.0, -0.5):
+        with pytest.raises(ValueError, match=r"^window must be in \(0, 1\]"):
+            estimate_learning(t, y, "max", 50, window=window)
+    assert estimate_learning(t, y, "max", 50, window=1.0).trend_window == (0, 9)
