@@ -130,6 +130,85 @@ def test_read_checkpoint_returns_a_well_formed_payload(tmp_path: Path) -> None:
     assert read_checkpoint(tmp_path) == payload()
 
 
+def refused_checkpoint(run: Path, **changes: Any) -> tuple[str, str | None]:
+    """(message, source) of read_checkpoint's refusal of payload(**changes) saved as RUN/last.pth."""
+    torch.save(payload(**changes), run / "last.pth")
+    with pytest.raises(ConfigError) as excinfo:
+        read_checkpoint(run)
+    return refusal(excinfo)
+
+
+@pytest.mark.parametrize(("epoch", "trace_lines"), [(0, 1), (0, 3), (5, 1)])
+def test_read_checkpoint_accepts_epoch_0_and_one_trace_line(tmp_path: Path, epoch: int, trace_lines: int) -> None:
+    """The smallest counts a resume can continue from are accepted: epoch 0 (the first epoch, 0-based) and
+    trace_lines 1 (the header only)."""
+    torch.save(payload(epoch=epoch, trace_lines=trace_lines), tmp_path / "last.pth")
+    assert read_checkpoint(tmp_path) == payload(epoch=epoch, trace_lines=trace_lines)
+
+
+@pytest.mark.parametrize(("epoch", "trace_lines"), [(-1, 3), (1, 0)])
+def test_read_checkpoint_refuses_counts_out_of_range(tmp_path: Path, epoch: int, trace_lines: int) -> None:
+    """An epoch below 0 or trace_lines below 1 is refused, naming both and last.pth."""
+    assert refused_checkpoint(tmp_path, epoch=epoch, trace_lines=trace_lines) == (
+        f"cannot resume: epoch {epoch} / trace_lines {trace_lines} are out of range" + NOTHING_CHANGED,
+        str(tmp_path / "last.pth"))
+
+
+def test_read_checkpoint_refuses_an_rng_state_without_torch(tmp_path: Path) -> None:
+    """The RNG state must hold python, numpy and torch: one without torch is refused naming last.pth."""
+    assert refused_checkpoint(tmp_path, rng={"python": 0, "numpy": 0}) == (
+        "cannot resume: its RNG state lacks python, numpy or torch" + NOTHING_CHANGED, str(tmp_path / "last.pth"))
+
+
+@pytest.mark.parametrize("best", [{"epoch": 1}, {"state_dict": {}}, {"epoch": "1", "state_dict": {}}])
+def test_read_checkpoint_refuses_a_best_snapshot_without_epoch_or_state_dict(tmp_path: Path,
+                                                                              best: dict[str, Any]) -> None:
+    """A best snapshot needs both an int epoch and a state_dict dict; lacking either one is refused."""
+    assert refused_checkpoint(tmp_path, best=best) == (
+        "cannot resume: its best snapshot lacks an epoch or state_dict" + NOTHING_CHANGED, str(tmp_path / "last.pth"))
+
+
+def test_read_checkpoint_accepts_a_best_snapshot(tmp_path: Path) -> None:
+    """A best snapshot with an int epoch and a state_dict loads as saved."""
+    best = {"epoch": 0, "state_dict": {}}
+    torch.save(payload(best=best), tmp_path / "last.pth")
+    assert read_checkpoint(tmp_path)["best"] == best
+
+
+RNG = {"python": 0, "numpy": 0, "torch": 0}
+
+
+def test_read_checkpoint_accepts_one_rng_state_per_rank(tmp_path: Path) -> None:
+    """A two-process checkpoint (world_size 2) with two rank states, each with exactly python, numpy and torch
+    random states, loads as saved."""
+    states = [{"rng": dict(RNG)}, {"rng": dict(RNG)}]
+    torch.save(payload(world_size=2, rank_states=states), tmp_path / "last.pth")
+    assert read_checkpoint(tmp_path) == payload(world_size=2, rank_states=states)
+
+
+@pytest.mark.parametrize(("world_size", "states", "shown"), [
+    (3, [{"rng": RNG}, {"rng": RNG}], "3"),  # two states for three processes
+    (1, [{"rng": RNG}], "1"),  # a single process keeps no rank_states
+    (None, [{"rng": RNG}, {"rng": RNG}], "None"),  # no world_size
+    (2, ({"rng": RNG}, {"rng": RNG}), "2"),  # not a list
+])
+def test_read_checkpoint_refuses_rank_states_that_do_not_match_the_world_size(
+        tmp_path: Path, world_size: int | None, states: Any, shown: str) -> None:
+    """rank_states must be a list of one state per process, of at least two processes: otherwise refused naming
+    the recorded world_size."""
+    assert refused_checkpoint(tmp_path, world_size=world_size, rank_states=states) == (
+        f"cannot resume: its rank_states (one per process) do not match its world_size {shown}: the checkpoint is "
+        "damaged" + NOTHING_CHANGED, str(tmp_path / "last.pth"))
+
+
+@pytest.mark.parametrize("second", [5, {"rng": 5}, {"seed": RNG}, {"rng": {"python": 0, "numpy": 0}}])
+def test_read_checkpoint_refuses_a_rank_without_its_random_state(tmp_path: Path, second: Any) -> None:
+    """Rank 1's state is not a dict, its rng not a dict, missing, or without torch: refused naming rank 1."""
+    assert refused_checkpoint(tmp_path, world_size=2, rank_states=[{"rng": RNG}, second]) == (
+        "cannot resume: the random state of rank 1 lacks python, numpy or torch" + NOTHING_CHANGED,
+        str(tmp_path / "last.pth"))
+
+
 # ----- read_kept_trace ------------------------------------------------------------------------------------------
 def test_read_kept_trace_keeps_the_counted_lines_and_sees_the_footer(tmp_path: Path) -> None:
     """The first trace_lines lines come back as a Trace of this file; ``complete`` says the whole file has a footer,
