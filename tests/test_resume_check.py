@@ -26,6 +26,8 @@ from rec_es.training.resume_check import (
     _check_states,
     _same_metrics,
     check_config,
+    check_resume,
+    check_run_dir,
     check_sidecars,
     check_trace_matches,
     check_world_size,
@@ -128,6 +130,85 @@ def test_read_checkpoint_returns_a_well_formed_payload(tmp_path: Path) -> None:
     """A well-formed last.pth loads as it was saved."""
     torch.save(payload(), tmp_path / "last.pth")
     assert read_checkpoint(tmp_path) == payload()
+
+
+def refused_checkpoint(run: Path, **changes: Any) -> tuple[str, str | None]:
+    """(message, source) of read_checkpoint's refusal of payload(**changes) saved as RUN/last.pth."""
+    torch.save(payload(**changes), run / "last.pth")
+    with pytest.raises(ConfigError) as excinfo:
+        read_checkpoint(run)
+    return refusal(excinfo)
+
+
+@pytest.mark.parametrize(("epoch", "trace_lines"), [(0, 1), (0, 3), (5, 1)])
+def test_read_checkpoint_accepts_epoch_0_and_one_trace_line(tmp_path: Path, epoch: int, trace_lines: int) -> None:
+    """The smallest counts a resume can continue from are accepted: epoch 0 (the first epoch, 0-based) and
+    trace_lines 1 (the header only)."""
+    torch.save(payload(epoch=epoch, trace_lines=trace_lines), tmp_path / "last.pth")
+    assert read_checkpoint(tmp_path) == payload(epoch=epoch, trace_lines=trace_lines)
+
+
+@pytest.mark.parametrize(("epoch", "trace_lines"), [(-1, 3), (1, 0)])
+def test_read_checkpoint_refuses_counts_out_of_range(tmp_path: Path, epoch: int, trace_lines: int) -> None:
+    """An epoch below 0 or trace_lines below 1 is refused, naming both and last.pth."""
+    assert refused_checkpoint(tmp_path, epoch=epoch, trace_lines=trace_lines) == (
+        f"cannot resume: epoch {epoch} / trace_lines {trace_lines} are out of range" + NOTHING_CHANGED,
+        str(tmp_path / "last.pth"))
+
+
+def test_read_checkpoint_refuses_an_rng_state_without_torch(tmp_path: Path) -> None:
+    """The RNG state must hold python, numpy and torch: one without torch is refused naming last.pth."""
+    assert refused_checkpoint(tmp_path, rng={"python": 0, "numpy": 0}) == (
+        "cannot resume: its RNG state lacks python, numpy or torch" + NOTHING_CHANGED, str(tmp_path / "last.pth"))
+
+
+@pytest.mark.parametrize("best", [{"epoch": 1}, {"state_dict": {}}, {"epoch": "1", "state_dict": {}}])
+def test_read_checkpoint_refuses_a_best_snapshot_without_epoch_or_state_dict(tmp_path: Path,
+                                                                              best: dict[str, Any]) -> None:
+    """A best snapshot needs both an int epoch and a state_dict dict; lacking either one is refused."""
+    assert refused_checkpoint(tmp_path, best=best) == (
+        "cannot resume: its best snapshot lacks an epoch or state_dict" + NOTHING_CHANGED, str(tmp_path / "last.pth"))
+
+
+def test_read_checkpoint_accepts_a_best_snapshot(tmp_path: Path) -> None:
+    """A best snapshot with an int epoch and a state_dict loads as saved."""
+    best = {"epoch": 0, "state_dict": {}}
+    torch.save(payload(best=best), tmp_path / "last.pth")
+    assert read_checkpoint(tmp_path)["best"] == best
+
+
+RNG = {"python": 0, "numpy": 0, "torch": 0}
+
+
+def test_read_checkpoint_accepts_one_rng_state_per_rank(tmp_path: Path) -> None:
+    """A two-process checkpoint (world_size 2) with two rank states, each with exactly python, numpy and torch
+    random states, loads as saved."""
+    states = [{"rng": dict(RNG)}, {"rng": dict(RNG)}]
+    torch.save(payload(world_size=2, rank_states=states), tmp_path / "last.pth")
+    assert read_checkpoint(tmp_path) == payload(world_size=2, rank_states=states)
+
+
+@pytest.mark.parametrize(("world_size", "states", "shown"), [
+    (3, [{"rng": RNG}, {"rng": RNG}], "3"),  # two states for three processes
+    (1, [{"rng": RNG}], "1"),  # a single process keeps no rank_states
+    (None, [{"rng": RNG}, {"rng": RNG}], "None"),  # no world_size
+    (2, ({"rng": RNG}, {"rng": RNG}), "2"),  # not a list
+])
+def test_read_checkpoint_refuses_rank_states_that_do_not_match_the_world_size(
+        tmp_path: Path, world_size: int | None, states: Any, shown: str) -> None:
+    """rank_states must be a list of one state per process, of at least two processes: otherwise refused naming
+    the recorded world_size."""
+    assert refused_checkpoint(tmp_path, world_size=world_size, rank_states=states) == (
+        f"cannot resume: its rank_states (one per process) do not match its world_size {shown}: the checkpoint is "
+        "damaged" + NOTHING_CHANGED, str(tmp_path / "last.pth"))
+
+
+@pytest.mark.parametrize("second", [5, {"rng": 5}, {"seed": RNG}, {"rng": {"python": 0, "numpy": 0}}])
+def test_read_checkpoint_refuses_a_rank_without_its_random_state(tmp_path: Path, second: Any) -> None:
+    """Rank 1's state is not a dict, its rng not a dict, missing, or without torch: refused naming rank 1."""
+    assert refused_checkpoint(tmp_path, world_size=2, rank_states=[{"rng": RNG}, second]) == (
+        "cannot resume: the random state of rank 1 lacks python, numpy or torch" + NOTHING_CHANGED,
+        str(tmp_path / "last.pth"))
 
 
 # ----- read_kept_trace ------------------------------------------------------------------------------------------
@@ -595,3 +676,100 @@ def test_per_user_target_ce_needs_full_ranking(tmp_path: Path) -> None:
         check_sidecars(sidecar_plan(tmp_path), sampled)
     assert excinfo.value.message.startswith("cannot resume: the run records per-user target_ce, which the config no "
                                             "longer computes")
+
+
+# ----- check_run_dir, check_resume ----------------------------------------------------------------------------
+ACCEPTS = " (--resume takes a run directory written by rec-es run)"
+HOLDS = " is missing (a run directory written by rec-es run with saving on holds config.yaml, last.pth and trace.jsonl)"
+
+
+def run_dir(run: Path, **changes: Any) -> Path:
+    """A complete resumable run directory: config.yaml, last.pth after epoch 1 (payload(**changes)) and a trace of
+    three lines (header, epochs 0 and 1)."""
+    write_trace(run, [header(), record(0, 0.3), record(1, 0.31)])
+    (run / "config.yaml").write_text("model: BPR\ndataset: ml-100k\n")
+    torch.save(payload(**changes), run / "last.pth")
+    return run
+
+
+def read_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.access answers as for a directory that can be read and entered but not written (tests run as root, for
+    whom every directory is writable)."""
+    monkeypatch.setattr(os, "access", lambda path, mode: not mode & os.W_OK)
+
+
+def refused_run_dir(run: Path, *args: Any) -> tuple[str, str | None]:
+    """(message, source) of check_run_dir's refusal."""
+    with pytest.raises(ConfigError) as excinfo:
+        check_run_dir(run, *args)
+    return refusal(excinfo)
+
+
+def test_a_missing_run_directory_is_refused_naming_the_option(tmp_path: Path) -> None:
+    """--resume naming nothing: 'does not exist', the option (--resume) as the source."""
+    assert refused_run_dir(tmp_path / "gone") == (f"cannot resume: {tmp_path / 'gone'} does not exist" + ACCEPTS,
+                                                  "--resume")
+
+
+def test_a_file_given_as_run_directory_is_refused(tmp_path: Path) -> None:
+    """--resume naming a file: 'is not a directory', the option as the source."""
+    (tmp_path / "f").write_text("x")
+    assert refused_run_dir(tmp_path / "f") == (f"cannot resume: {tmp_path / 'f'} is not a directory" + ACCEPTS,
+                                               "--resume")
+
+
+def test_a_run_killed_before_its_first_epoch_is_refused_saying_what_to_delete(tmp_path: Path) -> None:
+    """config.yaml and trace.jsonl but no last.pth: the run ended before its first save; the refusal says so and
+    how to start again (not the generic 'missing file' sentence)."""
+    run = run_dir(tmp_path / "run")
+    (run / "last.pth").unlink()
+    says = (f"cannot resume: {run / 'last.pth'} is missing: the run in {run} ended before its first epoch was "
+            f"saved, so nothing in it can be continued; delete it (rm -r {run}) and start the run again")
+    assert refused_run_dir(run) == (says, "--resume")
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "trace.jsonl"])
+def test_a_run_directory_missing_a_file_is_refused_naming_it(tmp_path: Path, name: str) -> None:
+    """last.pth present but config.yaml or trace.jsonl missing: the generic refusal naming the missing file."""
+    run = run_dir(tmp_path / "run")
+    (run / name).unlink()
+    assert refused_run_dir(run) == (f"cannot resume: {run / name}" + HOLDS, "--resume")
+
+
+def test_a_read_only_run_directory_is_refused_unless_only_read(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory that cannot be written is refused by default (a resume writes into it), naming the directory;
+    writable=False (a probe reads it only) accepts it."""
+    run = run_dir(tmp_path / "run")
+    read_only(monkeypatch)
+    assert refused_run_dir(run) == (
+        "cannot resume: the directory is not writable, and a resume writes trace.jsonl, last.pth, best.pth and "
+        "summary.json into it" + NOTHING_CHANGED, str(run))
+    check_run_dir(run, False)
+
+
+def test_check_resume_refuses_a_read_only_run_unless_only_read(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_resume checks writability by default and not with writable=False, where it returns the plan: the
+    checkpoint, the two kept records, not finished, and no test metrics (the header has no record_test)."""
+    run = run_dir(tmp_path / "run")
+    read_only(monkeypatch)
+    with pytest.raises(ConfigError) as excinfo:
+        check_resume(run)
+    assert refusal(excinfo)[1] == str(run)
+    got = check_resume(run, writable=False)
+    assert (got.checkpoint, [r["epoch"] for r in got.trace.records], got.finished, got.record_test) == (
+        payload(), [0, 1], False, False)
+
+
+def test_check_resume_checks_sidecars_against_the_new_config(tmp_path: Path) -> None:
+    """check_resume passes the new config on to the sidecar check: a sidecar of ndcg@10 under a config computing
+    MRR@10 only is refused; the same run without a config is accepted."""
+    run = run_dir(tmp_path / "run")
+    sidecar(run, "valid", [0, 1], ("ndcg@10",))
+    check_resume(run)
+    with pytest.raises(ConfigError) as excinfo:
+        check_resume(run, config(tmp_path, metrics=["MRR"], topk=[10]))
+    assert refusal(excinfo) == ("cannot resume: the run records per-user ndcg@10, which the config no longer "
+                                "computes (metrics ['MRR'], topk [10]); add them back to resume" + NOTHING_CHANGED,
+                                str(run / "per_user"))
