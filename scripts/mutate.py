@@ -227,6 +227,8 @@ def plant(name: str, patterns: list[str]) -> int:
     group, dest = GROUPS[name], WORK / name
     if not (dest / "mutants").is_dir():
         raise SystemExit(f"{name}: no mutmut state in {dest}: run the group first")
+    copy_tree(dest)  # today's tests and sources (the copy may predate them)
+    (dest / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text() + mutmut_section(group, None))
     mutants = sorted(m for m in statuses(dest) if any(fnmatchcase(m, p) for p in patterns))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1",
                                                                        "PYTHONPATH": str(dest)}

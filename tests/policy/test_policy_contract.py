@@ -168,3 +168,10 @@ def test_a_state_is_a_snapshot_that_later_updates_leave_alone() -> None:
     for e in range(1, 4):
         policy.update(e, {"ndcg@10": 0.30 + 0.01 * e}, train_loss=1.0 - 0.1 * e)
     assert json.dumps(kept, sort_keys=True) == before
+
+
+def test_scores_print_with_six_significant_digits_and_a_missing_one_as_none() -> None:
+    """base.fmt is how every message prints a score."""
+    from rec_es.policy.base import fmt
+
+    assert (fmt(None), fmt(0.123456789), fmt(1234567.0), fmt(0.3)) == ("none", "0.123457", "1.23457e+06", "0.3")

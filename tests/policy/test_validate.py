@@ -240,3 +240,11 @@ def test_within_names_the_nested_key_and_keeps_the_problem() -> None:
         Scope("p.yaml", "early_stopping.").check(
             "x", lambda v: within("x.factor", Validator("a number > 0", "float > 0", factor), v), 0)
     assert str(info.value) == "p.yaml: early_stopping.mapping.factor: too small; allowed: a number > 0 (got 0)"
+
+
+def test_fallback_is_the_validated_default_none_for_a_required_key_or_the_value_given() -> None:
+    """Where a key does not apply it holds its default as the validator returns it (``"STEP"`` -> ``"step"``),
+    None when it has no default (a required key), or the ``inapplicable`` value its spec names."""
+    assert KeySpec("decay", one_of("none", "step"), "STEP", "decay").fallback() == "step"
+    assert KeySpec("gamma", number(0, 1), MISSING, "factor").fallback() is None
+    assert KeySpec("floor", number(0), 0.0, "lowest", inapplicable="n/a").fallback() == "n/a"
