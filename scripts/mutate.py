@@ -84,7 +84,7 @@ GROUPS = {
     "replay": Group(("rec_es/replay.py",), ("tests/test_replay.py", "tests/test_hostile_traces.py"), 20),
     "verdict": Group(("rec_es/explain/verdict.py",), ("tests/test_explain_verdict.py",), 30),
     "resume": Group(("rec_es/training/resume.py", "rec_es/training/resume_check.py"),
-                    ("tests/test_resume_check.py", "tests/security/test_refused_resume.py",
+                    ("tests/test_resume_check.py", "tests/test_resume_apply.py", "tests/security/test_refused_resume.py",
                      "tests/integration/test_resume_repeats.py",
                      "tests/security/test_planted_links.py", "tests/security/test_planted_pickles.py",
                      "tests/integration/test_run.py::test_resume_finished_run_under_another_policy",
