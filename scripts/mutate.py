@@ -129,7 +129,7 @@ def mutmut(dest: Path, *args: str, timeout: float | None = None) -> int:
     """Run mutmut in ``dest`` with one worker, niced, one thread per library; output to ``dest/mutmut.log``.
     Past ``timeout`` seconds its whole process group (the forked mutants too) is stopped; its results so far stay.
     ``REC_ES_TEST_RUN_CACHE`` (``dest/test-cache``, emptied first) lets a test module that trains a run to take
-    apart train it once per mutmut run instead of once per forked mutant (tests/security/test_refused_resume.py)."""
+    apart train it once per mutmut run instead of once per forked mutant (tests/conftest.py: ``trained_once``)."""
     cache = dest / "test-cache"
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -82,6 +83,22 @@ def one_thread_in(directory: Path) -> Iterator[pytest.MonkeyPatch]:
             yield mp
         finally:
             torch.set_num_threads(threads)
+
+
+def trained_once(name: str, root: Path, train: Callable[[], None]) -> None:
+    """Fill ``root`` with ``train()`` (run inside ``root``, one thread), or copy what it made from
+    ``$REC_ES_TEST_RUN_CACHE/name`` when that exists. scripts/mutate.py sets the variable, so a module fixture that
+    trains runs to take apart or resume trains them once per mutation run instead of once per forked mutant (what
+    is mutated is how a run resumes, not how it is first trained)."""
+    cache = os.environ.get("REC_ES_TEST_RUN_CACHE")
+    cached = Path(cache) / name if cache else None
+    if cached is not None and cached.is_dir():
+        shutil.copytree(cached, root, symlinks=True, dirs_exist_ok=True)
+        return
+    with one_thread_in(root):
+        train()
+    if cached is not None:
+        shutil.copytree(root, cached, symlinks=True)
 
 
 @pytest.fixture

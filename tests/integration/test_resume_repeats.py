@@ -1,18 +1,17 @@
 """A resumed run continues exactly where its checkpoint left it: in one process, a finished 3-epoch run resumed
-with ``--set epochs=6`` repeats a 6-epoch run trained without a break (both stop at epoch 4, after the resume point) (trace, per-user sidecars, summary, best.pth),
-under a policy with state in every part a resume restores (EMA smoothing, patience, an LR schedule with warmup and
+with ``--set epochs=6`` repeats a 6-epoch run trained without a break (both stop at epoch 4, after the resume
+point): trace, per-user sidecars, summary, best.pth, under a policy with state in every part a resume restores (EMA smoothing, patience, an LR schedule with warmup and
 reduce-on-plateau, a noise margin from per-user scores) and ``--record-test``.
 
-Both runs are trained once per module, or copied from ``REC_ES_TEST_RUN_CACHE`` (set by scripts/mutate.py, so a
+Both runs are trained once per module, or copied from a mutation run's cache (``conftest.trained_once``: a
 mutant of the resume code pays one resume, not three trainings); the tests read one resumed copy.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from rec_es import read_per_user
 from rec_es.cli.run import main
 from rec_es.rundir.trace import read_trace
 
-from conftest import one_thread_in, tiny_recbole_config
+from conftest import one_thread_in, tiny_recbole_config, trained_once
 
 QUIET = ["--no-progress", "--quiet"]
 TIMING = ("elapsed_seconds", "train_seconds", "eval_seconds", "test_seconds")
@@ -32,7 +31,6 @@ POLICY = {
                        "min_delta": "auto"},
     "lr_schedule": {"warmup_epochs": 2, "reduce_on_plateau": {"factor": 0.5, "patience": 1, "max_reductions": 2}},
 }
-RUN_CACHE = os.environ.get("REC_ES_TEST_RUN_CACHE")
 
 
 def _train(root: Path, name: str, epochs: int) -> None:
@@ -42,20 +40,16 @@ def _train(root: Path, name: str, epochs: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``short`` (3 epochs, finished) and ``full`` (6 epochs, the same seed) under one root."""
     root = tmp_path_factory.mktemp("repeats")
-    cached = Path(RUN_CACHE) / "resume_repeats" if RUN_CACHE else None
-    if cached is not None and cached.is_dir():
-        shutil.copytree(cached, root, symlinks=True, dirs_exist_ok=True)
-        yield root
-        return
-    with one_thread_in(root):
+
+    def train() -> None:
         _train(root, "short", 3)
         _train(root, "full", 6)
-    if cached is not None:
-        shutil.copytree(root, cached, symlinks=True)
-    yield root
+
+    trained_once("resume_repeats", root, train)
+    return root
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -21,7 +21,7 @@ import yaml
 from rec_es.cli.run import main
 from rec_es.rundir.trace import read_trace
 
-from conftest import one_thread_in, tiny_recbole_config
+from conftest import tiny_recbole_config, trained_once
 
 QUIET = ["--no-progress", "--quiet"]
 
@@ -40,27 +40,17 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
-#: set by scripts/mutate.py: the finished run is trained once per mutation run and copied from here in every
-#: forked mutant (what is mutated is how a run resumes, not how it is first trained)
-RUN_CACHE = os.environ.get("REC_ES_TEST_RUN_CACHE")
-
-
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A finished 3-epoch run directory (trained once for the module, or copied from ``REC_ES_TEST_RUN_CACHE``;
-    tests copy it)."""
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 3-epoch run directory (trained once for the module, ``conftest.trained_once``; tests copy it)."""
     root = tmp_path_factory.mktemp("finished")
-    cached = Path(RUN_CACHE) / "finished_run" if RUN_CACHE else None
-    if cached is not None and cached.is_dir():
-        shutil.copytree(cached, root / "run", symlinks=True)
-        yield root / "run"
-        return
-    with one_thread_in(root):
+
+    def train() -> None:
         (root / "tiny.yaml").write_text(yaml.safe_dump(tiny_recbole_config(epochs=3)))
         assert main(["--config", "tiny.yaml", "--output-dir", "run", *QUIET]) == 0
-        if cached is not None:
-            shutil.copytree(root / "run", cached, symlinks=True)
-        yield root / "run"
+
+    trained_once("finished_run", root, train)
+    return root / "run"
 
 
 @pytest.fixture
