@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from fnmatch import fnmatchcase
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from importlib.metadata import version
 from pathlib import Path
 
@@ -42,6 +42,7 @@ RESULTS = REPO / "docs" / "results" / "mutation"
 TRIAGE = REPO / "docs" / "mutation.md"
 #: what the tests read besides rec_es/ and tests/ (the tiny dataset, recorded results, scripts they import)
 ALSO_COPY = ["docs", "datasets", "scripts", "properties", "README.md"]
+MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,19 @@ def copy_tree(dest: Path) -> None:
         shutil.copy2(REPO / rel, target)
 
 
+def prepare(dest: Path, group: Group, only: list[str] | None = None, deselect: tuple[str, ...] = ()) -> None:
+    """Copy today's tree into ``dest`` (``copy_tree``) and give it the group's ``[tool.mutmut]`` section."""
+    copy_tree(dest)
+    (dest / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text() + mutmut_section(group, only, deselect))
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """This process's environment for a test run: one thread per library, no inherited PYTHONPATH (mutmut puts
+    mutants/ first on sys.path itself, and an inherited one could shadow it), plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
+
+
 def mutmut_section(group: Group, only: list[str] | None, deselect: tuple[str, ...] = ()) -> str:
     """The ``[tool.mutmut]`` section of the group's copy (``deselect``: node ids pytest leaves out)."""
     def toml_list(items: list[str] | tuple[str, ...]) -> str:
@@ -133,10 +147,8 @@ def mutmut(dest: Path, *args: str, timeout: float | None = None) -> int:
     cache = dest / "test-cache"
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir()
-    # no PYTHONPATH: mutmut puts mutants/ first on sys.path itself, and an inherited one could shadow it
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "REC_ES_TEST_RUN_CACHE": str(cache)}
-    command = ["nice", "-n", "10", str(Path(sys.executable).with_name("mutmut")), *args]
+    env = environment(REC_ES_TEST_RUN_CACHE=str(cache))
+    command = ["nice", "-n", "10", MUTMUT, *args]
     with open(dest / "mutmut.log", "a") as log:
         proc = subprocess.Popen(command, cwd=dest, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -155,7 +167,7 @@ def mutmut(dest: Path, *args: str, timeout: float | None = None) -> int:
 
 def statuses(dest: Path) -> dict[str, str]:
     """mutant name -> status, from ``mutmut results --all true``."""
-    out = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "results", "--all", "true"], cwd=dest,
+    out = subprocess.run([MUTMUT, "results", "--all", "true"], cwd=dest,
                          capture_output=True, text=True, check=True).stdout
     found = (re.match(r"\s+(\S+): (.+)$", line) for line in out.splitlines())
     return {m.group(1): m.group(2).strip() for m in found if m}
@@ -178,9 +190,7 @@ def run_group(name: str, *, only: list[str] | None, minutes: float | None, fresh
         if fresh and dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True, exist_ok=True)
-        copy_tree(dest)
-        (dest / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text()
-                                             + mutmut_section(group, only, deselect))
+        prepare(dest, group, only, deselect)
         left = budget - (time.monotonic() - start)
         what = f"{len(rerun)} mutants" if rerun else ", ".join(only or group.mutate)
         print(f"{name}: mutating {what} against {' '.join(group.tests)}"
@@ -227,16 +237,14 @@ def plant(name: str, patterns: list[str]) -> int:
     group, dest = GROUPS[name], WORK / name
     if not (dest / "mutants").is_dir():
         raise SystemExit(f"{name}: no mutmut state in {dest}: run the group first")
-    copy_tree(dest)  # today's tests and sources (the copy may predate them)
-    (dest / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text() + mutmut_section(group, None))
+    prepare(dest, group)  # today's tests and sources (the copy may predate them)
     mutants = sorted(m for m in statuses(dest) if any(fnmatchcase(m, p) for p in patterns))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1",
-                                                                       "PYTHONPATH": str(dest)}
+    env = environment(PYTHONPATH=str(dest))
     survived = 0
     for mutant in mutants:
         source = module_of(mutant)
         try:
-            subprocess.run([str(Path(sys.executable).with_name("mutmut")), "apply", mutant], cwd=dest, check=True,
+            subprocess.run([MUTMUT, "apply", mutant], cwd=dest, check=True,
                            capture_output=True)
             run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                   *(f"--deselect={d}" for d in group.slow), *group.tests],
