@@ -169,11 +169,11 @@ class StoppingPolicy:
     def state_dict(self) -> dict[str, Any]:
         """Versioned, JSON-able state (no settings): ``{"format", "version", "monitor", "mode", "state"}``;
         ``state`` is one flat mapping of the core's keys and every rule's, a copy that later updates leave alone."""
-        flat = asdict(self._state)
+        flat = asdict(self._state)  # asdict copies the core's lists and dicts; the rules' states are copied here
         for state in self._rules.values():
-            flat.update(state)
+            flat.update(copy.deepcopy(state))
         return {"format": STATE_FORMAT, "version": STATE_VERSION, "monitor": self.monitor.name,
-                "mode": self.mode, "state": copy.deepcopy(flat)}  # a snapshot: later updates do not change it
+                "mode": self.mode, "state": flat}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state from ``state_dict()``; refuse other formats, versions, monitors or missing keys.
