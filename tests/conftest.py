@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -38,6 +39,20 @@ def load_script(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def trace_header(**fields: Any) -> dict[str, Any]:
+    """A hand-built trace header line: the keys ``parse_trace`` requires (BPR on ml-100k), then ``fields``."""
+    return {"type": "header", "format": "rec_es.trace", "version": 1, "config": {}, "policy": {}, "versions": {},
+            "model": "BPR", "dataset": "ml-100k", **fields}
+
+
+def write_trace_lines(run: Path, lines: list[dict[str, Any]], tail: str = "") -> Path:
+    """RUN/trace.jsonl holding ``lines`` as compact JSON lines, then ``tail`` (a torn line, say)."""
+    run.mkdir(exist_ok=True)
+    path = run / "trace.jsonl"
+    path.write_text("".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines) + tail)
+    return path
 
 
 def small_trace(path: Path, scores: tuple[float, ...] = (0.2, 0.1, 0.05), patience: int = 1) -> Path:

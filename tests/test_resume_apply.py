@@ -8,7 +8,6 @@ read: policy, schedule, run_config, epochs, run_dir, logger, model, averager and
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +26,8 @@ from rec_es.rundir.per_user import PerUserWriter
 from rec_es.rundir.trace import jsonable, read_trace
 from rec_es.training.averaging import WeightAverager, for_trainer
 from rec_es.training.resume import _check_averaging, apply_resume, begin_resumed
+
+from conftest import trace_header, write_trace_lines
 
 NOTHING_CHANGED = "; nothing in the run directory was changed"
 
@@ -101,12 +102,10 @@ def fed_state(policy_settings: dict[str, Any], values: list[float]) -> dict[str,
 
 def write_run(run: Path, values: list[float], **head: Any) -> Any:
     """RUN/trace.jsonl: a header (``head``) and one mrr@10 record per value; returns it as read_trace reads it."""
-    header = {"type": "header", "format": "rec_es.trace", "version": 1, "config": RUN_CONFIG, "policy": {},
-              "versions": {}, "model": "BPR", "dataset": "ml-100k", "lr_schedule": None, "epochs": 10, **head}
+    header = trace_header(**{"config": RUN_CONFIG, "lr_schedule": None, "epochs": 10, **head})
     lines = [header] + [{"type": "eval", "epoch": e, "valid": {"mrr@10": v}, "decision": {}}
                         for e, v in enumerate(values)]
-    (run / "trace.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return read_trace(run / "trace.jsonl")
+    return read_trace(write_trace_lines(run, lines))
 
 
 def last(values: list[float], policy_settings: dict[str, Any], **changes: Any) -> dict[str, Any]:

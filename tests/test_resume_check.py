@@ -39,6 +39,8 @@ from rec_es.training.resume_check import (
     saved_schedule_settings,
 )
 
+from conftest import trace_header, write_trace_lines
+
 NOTHING_CHANGED = "; nothing in the run directory was changed"
 #: _edited's explanation, after "<what> " (the whole sentence a user reads for an edited trace)
 EDITED = ("is not what last.pth was saved with: the trace was edited or replaced after the checkpoint. A resume "
@@ -48,23 +50,9 @@ EDITED = ("is not what last.pth was saved with: the trace was edited or replaced
 
 
 # ----- building blocks ------------------------------------------------------------------------------------------
-def header(**fields: Any) -> dict[str, Any]:
-    """A trace header line (the keys parse_trace requires, plus ``fields``)."""
-    return {"type": "header", "format": "rec_es.trace", "version": 1, "config": {}, "policy": {}, "versions": {},
-            "model": "BPR", "dataset": "ml-100k", **fields}
-
-
 def record(epoch: int, mrr: float, **fields: Any) -> dict[str, Any]:
     """An evaluation record of mrr@10."""
     return {"type": "eval", "epoch": epoch, "valid": {"mrr@10": mrr}, "decision": {}, **fields}
-
-
-def write_trace(run: Path, lines: list[dict[str, Any]], tail: str = "") -> Path:
-    """RUN/trace.jsonl holding ``lines`` as compact JSON lines, then ``tail``."""
-    run.mkdir(exist_ok=True)
-    path = run / "trace.jsonl"
-    path.write_text("".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines) + tail)
-    return path
 
 
 def digests(run: Path) -> list[str]:
@@ -75,7 +63,7 @@ def digests(run: Path) -> list[str]:
 def plan(run: Path, checkpoint: dict[str, Any], trace: Trace | None = None, finished: bool = False,
          record_test: bool = False) -> ResumePlan:
     return ResumePlan(run_dir=run, checkpoint=checkpoint, trace=trace or Trace(path=run / "trace.jsonl",
-                                                                                     header=header()),
+                                                                                     header=trace_header()),
                       finished=finished, record_test=record_test)
 
 
@@ -215,13 +203,13 @@ def test_read_checkpoint_refuses_a_rank_without_its_random_state(tmp_path: Path,
 def test_read_kept_trace_keeps_the_counted_lines_and_sees_the_footer(tmp_path: Path) -> None:
     """The first trace_lines lines come back as a Trace of this file; ``complete`` says the whole file has a footer,
     and a line cut off by a kill at the end is dropped."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3), record(1, 0.31),
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3), record(1, 0.31),
                                   {"type": "footer", "stop_epoch": 1, "stop_reason": "max_epochs", "message": None,
                                    "best_epoch": 1}])
     kept, complete = read_kept_trace(tmp_path, 2)
     assert kept.path == path and [r["epoch"] for r in kept.records] == [0] and kept.footer is None
     assert complete is True
-    write_trace(tmp_path, [header(), record(0, 0.3)], tail='{"type":"ev')
+    write_trace_lines(tmp_path, [trace_header(), record(0, 0.3)], tail='{"type":"ev')
     kept, complete = read_kept_trace(tmp_path, 2)
     assert [r["epoch"] for r in kept.records] == [0] and complete is False
 
@@ -237,7 +225,7 @@ def test_read_kept_trace_refuses_a_trace_it_cannot_read(tmp_path: Path) -> None:
 
 def test_read_kept_trace_says_what_a_trace_holds_for_bytes_that_are_not_utf8(tmp_path: Path) -> None:
     """A 0xff byte: the error names line and column and says the file should be a UTF-8 JSON-lines trace."""
-    (tmp_path / "trace.jsonl").write_bytes(json.dumps(header()).encode() + b"\n\xff\n")
+    (tmp_path / "trace.jsonl").write_bytes(json.dumps(trace_header()).encode() + b"\n\xff\n")
     with pytest.raises(ConfigError) as excinfo:
         read_kept_trace(tmp_path, 2)
     assert excinfo.value.message == ("line 2, column 1: byte 0xff is not UTF-8 text; expected a rec_es trace: JSON "
@@ -246,7 +234,7 @@ def test_read_kept_trace_says_what_a_trace_holds_for_bytes_that_are_not_utf8(tmp
 
 def test_read_kept_trace_refuses_a_bad_line_naming_the_trace(tmp_path: Path) -> None:
     """A line that is not JSON anywhere in the file: refused with its line number, naming the trace."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3)], tail="{not json\n")
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3)], tail="{not json\n")
     with pytest.raises(ConfigError) as excinfo:
         read_kept_trace(tmp_path, 2)
     message, source = refusal(excinfo)
@@ -255,7 +243,7 @@ def test_read_kept_trace_refuses_a_bad_line_naming_the_trace(tmp_path: Path) -> 
 
 def test_read_kept_trace_refuses_lines_removed_after_the_checkpoint(tmp_path: Path) -> None:
     """Fewer complete lines than last.pth counted: refused with both counts."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3)])
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3)])
     with pytest.raises(ConfigError) as excinfo:
         read_kept_trace(tmp_path, 3)
     assert refusal(excinfo) == ("cannot resume: it has 2 complete lines, but last.pth counted 3: lines were removed "
@@ -264,7 +252,7 @@ def test_read_kept_trace_refuses_lines_removed_after_the_checkpoint(tmp_path: Pa
 
 def test_read_kept_trace_refuses_an_empty_line_among_the_counted(tmp_path: Path) -> None:
     """An empty line within the counted lines (a line replaced by nothing) is refused naming its number."""
-    path = write_trace(tmp_path, [header()], tail="\n" + json.dumps(record(0, 0.3)) + "\n")
+    path = write_trace_lines(tmp_path, [trace_header()], tail="\n" + json.dumps(record(0, 0.3)) + "\n")
     with pytest.raises(ConfigError) as excinfo:
         read_kept_trace(tmp_path, 3)
     assert refusal(excinfo) == ("cannot resume: line 2 is empty, within the 3 lines last.pth counted"
@@ -273,7 +261,7 @@ def test_read_kept_trace_refuses_an_empty_line_among_the_counted(tmp_path: Path)
 
 def test_read_kept_trace_refuses_a_footer_among_the_counted(tmp_path: Path) -> None:
     """A footer within the counted lines (last.pth is written before the footer) is refused."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3),
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3),
                                   {"type": "footer", "stop_epoch": 0, "stop_reason": "max_epochs", "message": None,
                                    "best_epoch": 0}])
     with pytest.raises(ConfigError) as excinfo:
@@ -286,7 +274,7 @@ def test_read_kept_trace_refuses_a_footer_among_the_counted(tmp_path: Path) -> N
 def test_a_record_after_the_checkpoint_epoch_is_refused(tmp_path: Path) -> None:
     """Counted lines ending with a record of an epoch after last.pth's (0, 1, 2 counted; saved after epoch 1):
     refused naming the last record's epoch."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3), record(1, 0.31), record(2, 0.32)])
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3), record(1, 0.31), record(2, 0.32)])
     with pytest.raises(ConfigError) as excinfo:
         check_trace_matches(payload(epoch=1, trace_lines=4), read_trace(path), tmp_path)
     assert refusal(excinfo) == ("cannot resume: its record of epoch 2 lies within the lines last.pth counted, but "
@@ -296,9 +284,9 @@ def test_a_record_after_the_checkpoint_epoch_is_refused(tmp_path: Path) -> None:
 def test_an_edited_record_is_refused_by_its_digest(tmp_path: Path) -> None:
     """A record whose bytes differ from the digest last.pth kept: refused naming its line and epoch, and saying
     what to do."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3), record(1, 0.31)])
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3), record(1, 0.31)])
     kept = digests(tmp_path)
-    path = write_trace(tmp_path, [header(), record(0, 0.3), record(1, 0.99)])
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3), record(1, 0.99)])
     with pytest.raises(ConfigError) as excinfo:
         check_trace_matches(payload(trace_digests=kept), read_trace(path), tmp_path)
     assert refusal(excinfo) == ("cannot resume: line 3 (the record of epoch 1) " + EDITED + NOTHING_CHANGED,
@@ -307,7 +295,7 @@ def test_an_edited_record_is_refused_by_its_digest(tmp_path: Path) -> None:
 
 def test_more_records_than_digests_are_refused(tmp_path: Path) -> None:
     """Three counted records where last.pth kept two digests (which match): refused with both counts."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3), record(1, 0.31), record(2, 0.32)])
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3), record(1, 0.31), record(2, 0.32)])
     kept = digests(tmp_path)[:2]
     with pytest.raises(ConfigError) as excinfo:
         check_trace_matches(payload(epoch=2, trace_lines=4, trace_digests=kept), read_trace(path), tmp_path)
@@ -317,21 +305,21 @@ def test_more_records_than_digests_are_refused(tmp_path: Path) -> None:
 
 def test_matching_digests_pass(tmp_path: Path) -> None:
     """The records last.pth was saved with pass."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3), record(1, 0.31)])
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3), record(1, 0.31)])
     check_trace_matches(payload(trace_digests=digests(tmp_path)), read_trace(path), tmp_path)
 
 
 def test_without_digests_the_best_record_is_compared_case_insensitively(tmp_path: Path) -> None:
     """An older last.pth (no digests): the best epoch's record must hold the snapshot's valid metrics; metric names
     compare in any case, and the other epochs' records are not compared."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3), {**record(1, 0.0), "valid": {"MRR@10": 0.31}}])
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3), {**record(1, 0.0), "valid": {"MRR@10": 0.31}}])
     best = {"epoch": 1, "state_dict": {}, "valid_result": {"mrr@10": 0.31}}
     check_trace_matches(payload(best=best), read_trace(path), tmp_path)
 
 
 def test_without_digests_a_best_epoch_without_record_is_refused(tmp_path: Path) -> None:
     """The snapshot's best epoch has no record among the counted ones: refused, saying so."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3), record(1, 0.31)])
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3), record(1, 0.31)])
     best = {"epoch": 5, "state_dict": {}, "valid_result": {"mrr@10": 0.4}}
     with pytest.raises(ConfigError) as excinfo:
         check_trace_matches(payload(epoch=5, best=best), read_trace(path), tmp_path)
@@ -341,7 +329,7 @@ def test_without_digests_a_best_epoch_without_record_is_refused(tmp_path: Path) 
 
 def test_without_digests_an_edited_best_record_is_refused_with_both_values(tmp_path: Path) -> None:
     """The best epoch's record disagrees with the snapshot: refused showing the snapshot's and the record's."""
-    path = write_trace(tmp_path, [header(), record(0, 0.3), record(1, 0.99)])
+    path = write_trace_lines(tmp_path, [trace_header(), record(0, 0.3), record(1, 0.99)])
     best = {"epoch": 1, "state_dict": {}, "valid_result": {"mrr@10": 0.31}}
     with pytest.raises(ConfigError) as excinfo:
         check_trace_matches(payload(best=best), read_trace(path), tmp_path)
@@ -357,7 +345,7 @@ def test_same_metrics_folds_case_but_keeps_distinct_names_apart() -> None:
 
 
 # ----- recorded_world_size / check_world_size -------------------------------------------------------------------
-@pytest.mark.parametrize(("checkpoint", "trace_header", "world"), [
+@pytest.mark.parametrize(("checkpoint", "head", "world"), [
     ({"world_size": 2}, {"world_size": 3}, 2),   # last.pth's wins
     ({}, {"world_size": 3}, 3),                  # else the trace header's
     ({}, {}, 1),                                 # else 1
@@ -366,10 +354,10 @@ def test_same_metrics_folds_case_but_keeps_distinct_names_apart() -> None:
     ({"world_size": 1.5}, {}, 1),
     ({"world_size": "2"}, {}, 1),
 ])
-def test_recorded_world_size(tmp_path: Path, checkpoint: dict[str, Any], trace_header: dict[str, Any],
+def test_recorded_world_size(tmp_path: Path, checkpoint: dict[str, Any], head: dict[str, Any],
                              world: int) -> None:
     """The world size comes from last.pth, else the trace header, else 1; a value that is not an int >= 1 is 1."""
-    got = recorded_world_size(plan(tmp_path, checkpoint, Trace(path=tmp_path, header=header(**trace_header))))
+    got = recorded_world_size(plan(tmp_path, checkpoint, Trace(path=tmp_path, header=trace_header(**head))))
     assert repr(got) == repr(world)
 
 
@@ -446,7 +434,7 @@ def states_plan(run: Path, cfg: RunConfig, **changes: Any) -> ResumePlan:
     ckpt.update(changes)
     for key in [k for k, v in changes.items() if v is ...]:
         del ckpt[key]
-    trace = Trace(path=run / "trace.jsonl", header=header(policy=settings, lr_schedule=cfg.lr_schedule),
+    trace = Trace(path=run / "trace.jsonl", header=trace_header(policy=settings, lr_schedule=cfg.lr_schedule),
                   records=[record(0, 0.30), record(1, 0.31)])
     return plan(run, ckpt, trace)
 
@@ -541,7 +529,7 @@ def config_plan(run: Path, cfg: RunConfig, finished: bool = True, epoch: int = 2
     fields = {"policy": settings, "lr_schedule": cfg.lr_schedule, "config": json.loads(json.dumps(cfg.to_dict())),
               "epochs": cfg.get("epochs"), **head}
     ckpt = payload(epoch=epoch, policy=policy.state_dict(), policy_settings=settings)
-    return plan(run, ckpt, Trace(path=run / "trace.jsonl", header=header(**fields)), finished=finished)
+    return plan(run, ckpt, Trace(path=run / "trace.jsonl", header=trace_header(**fields)), finished=finished)
 
 
 def test_another_dataset_is_refused_naming_where_it_came_from(tmp_path: Path) -> None:
@@ -595,7 +583,7 @@ def sidecar(run: Path, split: str, epochs: list[int], metrics: tuple[str, ...] =
 
 def sidecar_plan(run: Path, record_test: bool = False) -> ResumePlan:
     """A plan keeping evaluations of epochs 0 and 1."""
-    trace = Trace(path=run / "trace.jsonl", header=header(), records=[record(0, 0.3), record(1, 0.31)])
+    trace = Trace(path=run / "trace.jsonl", header=trace_header(), records=[record(0, 0.3), record(1, 0.31)])
     return plan(run, payload(), trace, record_test=record_test)
 
 
@@ -686,7 +674,7 @@ HOLDS = " is missing (a run directory written by rec-es run with saving on holds
 def run_dir(run: Path, **changes: Any) -> Path:
     """A complete resumable run directory: config.yaml, last.pth after epoch 1 (payload(**changes)) and a trace of
     three lines (header, epochs 0 and 1)."""
-    write_trace(run, [header(), record(0, 0.3), record(1, 0.31)])
+    write_trace_lines(run, [trace_header(), record(0, 0.3), record(1, 0.31)])
     (run / "config.yaml").write_text("model: BPR\ndataset: ml-100k\n")
     torch.save(payload(**changes), run / "last.pth")
     return run
