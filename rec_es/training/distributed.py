@@ -326,11 +326,17 @@ def rank_keys(spec: LaunchSpec, local_rank: int) -> dict[str, Any]:
 
 def launch(spec: LaunchSpec, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """Spawn ``spec.nproc`` processes running ``target(local_rank, spec, *args)``; a rank that fails or dies ends
-    them all, and ``RecEsError`` names its global rank (a ``RecEsError`` of its own is passed on with the rank)."""
+    them all, and ``RecEsError`` names its global rank (a ``RecEsError`` of its own is passed on with the rank).
+
+    Every rank waits at a last barrier after its ``target`` returns, so that no rank tears its process group down
+    while another still works (rank 0 writes the run's last files after the others are done). A rank that dies
+    after all of them passed that barrier (gloo can abort while a process group is torn down) has lost nothing:
+    it is logged as a warning and ``launch`` returns."""
     import torch.multiprocessing as mp
 
+    finished = mp.get_context("spawn").Array("b", spec.nproc, lock=False)  # 1 once a rank passed the last barrier
     try:
-        mp.spawn(_entry, args=(spec, target, args), nprocs=spec.nproc, join=True)
+        mp.spawn(_entry, args=(spec, target, args, finished), nprocs=spec.nproc, join=True)
     except mp.ProcessRaisedException as exc:
         rank = exc.error_index + spec.group_offset
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "error"
@@ -338,15 +344,23 @@ def launch(spec: LaunchSpec, target: Callable[..., Any], args: tuple[Any, ...]) 
     except mp.ProcessExitedException as exc:
         rank = exc.error_index + spec.group_offset
         how = (f"was killed by signal {exc.signal_name}" if exc.signal_name else f"exited with status {exc.exit_code}")
+        if all(finished):
+            getLogger().warning(f"rank {rank} {how} while its process group was torn down, after every rank had "
+                                "finished its work; nothing was lost")
+            return
         raise RecEsError(f"rank {rank} {how}; the other ranks were stopped") from None
 
 
-def _entry(local_rank: int, spec: LaunchSpec, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _entry(local_rank: int, spec: LaunchSpec, target: Callable[..., Any], args: tuple[Any, ...],
+           finished: Any) -> None:
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads and threads.isdigit():
         torch.set_num_threads(int(threads))
     try:
         target(local_rank, spec, *args)
+        if dist.is_initialized():
+            dist.barrier()
+        finished[local_rank] = 1
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -2,9 +2,11 @@
 spawned rank imports torch and rec_es.training.distributed only, not the test module)."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import torch
@@ -39,3 +41,14 @@ def primitives_then_die(local_rank: int, spec: LaunchSpec, out: str) -> None:
     if local_rank == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     dist.barrier()
+
+
+def done_then_abort_at_exit(local_rank: int, spec: LaunchSpec, out: str) -> None:
+    """Rank 1 is done at once and aborts (SIGABRT) as its process exits, as gloo can while a process group is torn
+    down; rank 0 works two seconds longer, then writes ``out``/rank0.done."""
+    dist.init_process_group("gloo", rank=local_rank, world_size=2, init_method=f"tcp://127.0.0.1:{spec.port}")
+    if local_rank == 1:
+        atexit.register(os.abort)
+        return
+    time.sleep(2)
+    Path(out, "rank0.done").write_text("done")

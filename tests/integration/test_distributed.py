@@ -77,6 +77,19 @@ def test_collectives_agree_on_rank_0_and_a_dying_rank_is_named(tmp_path: Path, m
     assert seen[0]["lr"] == 0.1
 
 
+def test_a_rank_dying_at_teardown_after_all_finished_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Rank 1 finishes first and aborts as it exits: rank 0 still finishes its work (the last barrier held rank 1
+    until then), and the launch returns with a warning naming rank 1 instead of failing."""
+    from ddp_targets import done_then_abort_at_exit
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    spec = LaunchSpec(nproc=2, ip="127.0.0.1", port=free_port())
+    distributed.launch(spec, done_then_abort_at_exit, (str(tmp_path),))
+    assert (tmp_path / "rank0.done").read_text() == "done"
+    assert "rank 1 was killed by signal SIGABRT while its process group was torn down" in caplog.text
+
+
 # --- a: the shim leaves RecBole's GPU path alone ----------------------------------------------------------------
 def test_gpu_asked_keeps_recboles_own_init_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """With CUDA available, use_gpu and a gpu_id, RecBole's own NCCL/CUDA code runs; without, gloo on the CPU."""
