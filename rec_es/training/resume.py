@@ -9,7 +9,8 @@ best snapshot, RNG and data order as they were after the saved epoch (under seve
 ``begin_resumed``). The policy state is loaded when the
 policy is the one the checkpoint was saved with (``policy_settings`` in ``last.pth``); other settings are
 replayed over the recorded evaluations, and the trace header names both (``resumed_with_changes``).
-The ``last.pth`` payload itself is built by ``rec_es.rundir.checkpoint.last_payload``.
+``save_last`` writes ``last.pth`` after each saved epoch (its payload built by
+``rec_es.rundir.checkpoint.last_payload``).
 """
 from __future__ import annotations
 
@@ -29,6 +30,31 @@ from rec_es.rundir.trace import TraceWriter, jsonable, read_trace, rewrite_heade
 
 if TYPE_CHECKING:
     from rec_es.training.trainer import EarlyStoppingTrainer
+
+
+def save_last(trainer: EarlyStoppingTrainer, epoch: int, elapsed_seconds: float, saved: bool) -> None:
+    """Write ``RUN/last.pth`` after ``epoch`` (``saved``: the trainer saves, ``elapsed_seconds``: the run's wall time
+    so far): model, optimizer, policy, schedule and averaging states, the data order's random state, the best
+    snapshot, the trace lines and digests, and the settings ``check_resume`` compares; what ``read_resume`` and
+    ``begin_resumed`` read back. Under several processes every rank takes part (the ranks' random states are
+    gathered) and rank 0 alone writes."""
+    rank_states = None
+    if saved and trainer.ranks_ is not None:  # collective: every rank's random state, for rank 0's last.pth
+        rank_states = trainer.ranks_.gather_states(checkpoint.rank_state(trainer.train_data_))
+    if not saved or trainer.run_dir is None or trainer.trace_ is None:
+        return
+    best = trainer.best_.to_payload() if trainer.best_ is not None else None
+    gen = getattr(trainer.train_data_, "generator", None)
+    schedule, averager = trainer.schedule, trainer.averager
+    payload = checkpoint.last_payload(
+        trainer.model, trainer.optimizer, epoch, policy_state=trainer.policy.state_dict(),
+        schedule_state=schedule.state_dict() if schedule is not None else None,
+        train_data_rng=gen.get_state() if gen is not None else None, trace_lines=trainer.trace_.lines,
+        elapsed_seconds=elapsed_seconds, best=best, trace_digests=trainer.trace_.digests,
+        policy_settings=jsonable(trainer.policy.settings_mapping()),
+        schedule_settings=schedule.settings if schedule is not None else None, rank_states=rank_states,
+        averaging=averager.state_dict() if averager is not None else None)
+    checkpoint.atomic_save(payload, trainer.run_dir / "last.pth")
 
 
 def read_resume(trainer: EarlyStoppingTrainer, run_dir: str | os.PathLike[str],

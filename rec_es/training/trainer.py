@@ -33,7 +33,7 @@ from rec_es.training.distributed import RanksHooks
 from rec_es.training.loss import NonFiniteLossError, loss_value
 from rec_es.policy.policy import StoppingPolicy
 from rec_es.policy.types import Policy
-from rec_es.training.resume import begin_resumed, read_resume
+from rec_es.training.resume import begin_resumed, read_resume, save_last
 from rec_es.policy.schedule import LRSchedule, PlateauAction
 from rec_es.rundir.trace import TraceWriter, jsonable, read_trace
 
@@ -121,7 +121,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
         self.wall_seconds_ = 0.0
         self.last_epoch_seconds_ = 0.0
         self.trace_: TraceWriter | None = None
-        self._train_data_ref: Any = None
+        self.train_data_: Any = None
         self._bad_loss: float | None = None  # several processes: a rank's non-finite loss, decided after the epoch
 
     # RecBole's names for the best evaluation, read from the snapshot (None: no best yet)
@@ -203,7 +203,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
                     break
                 self.epochs_trained_ = epoch + 1
                 if not self._is_eval_epoch(epoch, valid_data):
-                    self._save_last(epoch, start, saved)
+                    save_last(self, epoch, self.elapsed_offset_ + time.time() - start, saved)
                     continue
                 stop = self._evaluation_step(epoch, lr, loss, train_s, start, valid_data, test_data,
                                              verbose, show_progress, saved, callback_fn)
@@ -218,7 +218,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
     def _begin(self, train_data: Any, saved: bool) -> None:
         resume = self._resume
         self._clear_run_state()
-        self._train_data_ref = train_data
+        self.train_data_ = train_data
         self.eval_collector.data_collect(train_data)
         if self.config["train_neg_sample_args"].get("dynamic", False):
             train_data.get_model(self.model)
@@ -320,7 +320,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
         self._report(epoch, eval_s, valid, decision, action, verbose)
         if stop:
             self.stop_ = StopInfo(epoch, str(decision.reason.value), decision.message)
-        self._save_last(epoch, start, saved)
+        save_last(self, epoch, self.elapsed_offset_ + time.time() - start, saved)
         if callback_fn is not None:
             callback_fn(epoch, decision.value)
         return stop
@@ -352,25 +352,6 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
                 action: PlateauAction | None, verbose: bool) -> None:
         evaluation_log.report(self.logger if verbose else None, self.tensorboard, self.policy.monitor_name, epoch,
                               eval_s, valid, decision, action, float(self.optimizer.param_groups[0]["lr"]))
-
-    def _save_last(self, epoch: int, start: float, saved: bool) -> None:
-        rank_states = None
-        if saved and self.ranks_ is not None:  # collective: every rank's random state, for rank 0's last.pth
-            rank_states = self.ranks_.gather_states(checkpoint.rank_state(self._train_data_ref))
-        if not saved or self.run_dir is None or self.trace_ is None:
-            return
-        best = self.best_.to_payload() if self.best_ is not None else None
-        gen = getattr(self._train_data_ref, "generator", None)
-        payload = checkpoint.last_payload(
-            self.model, self.optimizer, epoch, policy_state=self.policy.state_dict(),
-            schedule_state=self.schedule.state_dict() if self.schedule is not None else None,
-            train_data_rng=gen.get_state() if gen is not None else None, trace_lines=self.trace_.lines,
-            elapsed_seconds=self.elapsed_offset_ + time.time() - start, best=best,
-            trace_digests=self.trace_.digests, policy_settings=jsonable(self.policy.settings_mapping()),
-            schedule_settings=self.schedule.settings if self.schedule is not None else None,
-            rank_states=rank_states,
-            averaging=self.averager.state_dict() if self.averager is not None else None)
-        checkpoint.atomic_save(payload, self.run_dir / "last.pth")
 
     def _end(self, verbose: bool, valid_data: Any = None) -> None:
         if self.stop_ is None:
