@@ -89,6 +89,10 @@ def test_yaml_off_read_as_false_is_the_choice_off(tmp_path) -> None:
     assert raw["still_learning"] is False
     assert build_policy(raw).settings.still_learning == "off"
     assert one_of("on", "off")(True) == "on"
+    assert one_of("on", "off")(False) == "off"
+    assert one_of("off", "hold", "stop")(False) == "off"
+    with pytest.raises(Invalid):
+        one_of("on", "stop")(False)  # False is "off", which is not a choice here
     for value in (True, False):
         with pytest.raises(Invalid):
             one_of("abs", "rel")(value)
@@ -171,8 +175,26 @@ def test_unknown_keys_and_mapping_messages() -> None:
     with pytest.raises(ConfigError, match=r"^s\.yaml: lr_schedule\.gama: unknown key — did you mean 'gamma'\?; "
                                           r"allowed: the keys gamma, decay \(got 'gama'\)$"):
         scope.unknown_keys({"gama": 1}, ["gamma", "decay"])
-    with pytest.raises(ConfigError, match=r"^s\.yaml: lr_schedule: must be a mapping of gamma \(got 3\)$"):
+    with pytest.raises(ConfigError, match=r"^s\.yaml: lr_schedule: must be a mapping of gamma \(got 3\)$") as err:
         scope.mapping(3, "gamma")
+    assert err.value.key == "lr_schedule"
+    with pytest.raises(ConfigError) as err:  # only the one trailing dot goes, not letters before it
+        Scope("s.yaml", "QUEUE_MAX.").mapping([], "sizes")
+    assert (err.value.message, err.value.key) == ("QUEUE_MAX: must be a mapping of sizes (got [])", "QUEUE_MAX")
+
+
+def test_unknown_keys_suggest_from_and_offer_their_own_lists() -> None:
+    """``suggest_from`` is where the nearest key is looked for and ``listed`` what the message offers; each
+    replaces ``known`` for its own part only."""
+    scope = Scope("s.yaml", "restore.")
+    with pytest.raises(ConfigError) as err:
+        scope.unknown_keys({"averag": 1}, ["average", "k", "window"], listed=["average", "k"],
+                           suggest_from=["k"])
+    assert err.value.message == ("restore.averag: unknown key; allowed: the keys average, k (got 'averag')")
+    with pytest.raises(ConfigError) as err:
+        scope.unknown_keys({"windo": 1}, ["average", "k"], suggest_from=["window"])
+    assert err.value.message == ("restore.windo: unknown key — did you mean 'window'?; allowed: the keys average, k "
+                                 "(got 'windo')")
 
 
 def specs() -> tuple[KeySpec, ...]:
@@ -193,6 +215,13 @@ def test_parse_keys_defaults_required_and_only_with() -> None:
     with pytest.raises(ConfigError, match=r"^f\.yaml: s\.gamma: required by decay: step; allowed: a number in \(0, 1\] "
                                           r"\(got nothing\)$"):
         parse_keys(scope, {"decay": "step"}, specs())
+
+
+def test_a_key_required_everywhere_says_required() -> None:
+    """A MISSING default without ``only_with``: the problem is "required", naming no other key."""
+    with pytest.raises(ConfigError) as err:
+        parse_keys(Scope("f.yaml", "s."), {}, (KeySpec("monitor", one_of("ndcg", "mrr"), MISSING, "monitor"),))
+    assert err.value.message == "s.monitor: required; allowed: ndcg | mrr (got nothing)"
 
 
 def test_table_rows_come_from_the_specs() -> None:
