@@ -145,9 +145,10 @@ def test_reduce_on_plateau_true_is_the_defaults_and_false_is_off() -> None:
         0, improved=False, stop_reason="patience") is None
 
 
-@pytest.mark.parametrize("base_lr, given", [(0, "0"), (0.0, "0.0"), (-0.5, "-0.5")])
+@pytest.mark.parametrize("base_lr, given", [(0, "0"), (0.0, "0.0"), (-0.5, "-0.5"), (True, "True"),
+                                             (float("inf"), "inf"), (float("nan"), "nan"), ("0.01", "'0.01'")])
 def test_learning_rate_must_be_positive(base_lr: float, given: str) -> None:
-    """A learning rate <= 0 is refused naming the file, the key `learning_rate`, what is allowed and what was given."""
+    """A learning rate <= 0, a boolean (YAML `learning_rate: yes`), a non-finite number or a string is refused naming the file, the key `learning_rate`, what is allowed and what was given."""
     with pytest.raises(ConfigError) as info:
         LRSchedule({}, base_lr=base_lr, source="props/my.yaml")
     assert str(info.value) == f"props/my.yaml: learning_rate: allowed: a number > 0 (got {given})"

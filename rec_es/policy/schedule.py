@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 from rec_es.policy.errors import StateError
 from rec_es.policy.rules import deferrable
-from rec_es.policy.validate import (MISSING, KeySpec, Scope, Validator, custom, integer, number, one_of, optional,
+from rec_es.policy.validate import (MISSING, KeySpec, Scope, Validator, integer, number, one_of, optional,
                              parse_keys)
 
 DECAYS = ("none", "step", "exponential", "cosine")
@@ -114,8 +114,7 @@ class LRSchedule:
     def __init__(self, mapping: Mapping[str, Any], base_lr: float, source: str | None = None) -> None:
         settings = validate_lr_schedule(mapping, source)
         assert settings is not None
-        Scope(source, "").check("learning_rate", custom("a number > 0", "float > 0",
-                                                        lambda v: isinstance(v, (int, float)) and v > 0), base_lr)
+        Scope(source, "").check("learning_rate", number(0, low_open=True), base_lr)
         if settings["decay"] == "cosine" and settings["eta_min"] > base_lr:
             raise Scope(source, "lr_schedule.").error("eta_min", f"a number <= learning_rate {base_lr}",
                                                       settings["eta_min"])
