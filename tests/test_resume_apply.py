@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import trace_header, write_trace_lines
 
 from rec_es import build_policy
 from rec_es.policy.errors import ConfigError, StateError
@@ -26,8 +27,6 @@ from rec_es.rundir.per_user import PerUserWriter
 from rec_es.rundir.trace import jsonable, read_trace
 from rec_es.training.averaging import WeightAverager, for_trainer
 from rec_es.training.resume import _check_averaging, apply_resume, begin_resumed
-
-from conftest import trace_header, write_trace_lines
 
 NOTHING_CHANGED = "; nothing in the run directory was changed"
 
@@ -100,10 +99,12 @@ def fed_state(policy_settings: dict[str, Any], values: list[float]) -> dict[str,
     return policy.state_dict()
 
 
-def write_run(run: Path, values: list[float], **head: Any) -> Any:
-    """RUN/trace.jsonl: a header (``head``) and one mrr@10 record per value; returns it as read_trace reads it."""
+def write_run(run: Path, values: list[float], test: list[float] | None = None, **head: Any) -> Any:
+    """RUN/trace.jsonl: a header (``head``) and one mrr@10 record per value (with the test split's mrr@10 from
+    ``test`` when given); returns it as read_trace reads it."""
     header = trace_header(**{"config": RUN_CONFIG, "lr_schedule": None, "epochs": 10, **head})
-    lines = [header] + [{"type": "eval", "epoch": e, "valid": {"mrr@10": v}, "decision": {}}
+    lines = [header] + [{"type": "eval", "epoch": e, "valid": {"mrr@10": v}, "decision": {},
+                         **({"test": {"mrr@10": test[e]}} if test is not None else {})}
                         for e, v in enumerate(values)]
     return read_trace(write_trace_lines(run, lines))
 
@@ -123,6 +124,17 @@ def stand_in(run: Path | None, policy_settings: dict[str, Any], schedule: LRSche
     return SimpleNamespace(policy=build_policy(policy_settings), schedule=schedule, run_config=run_config, epochs=10,
                            run_dir=run, logger=logging.getLogger("test_resume_apply"), model=torch.nn.Linear(2, 1),
                            averager=None, **more)
+
+
+class Recommender(torch.nn.Linear):
+    """A model with RecBole's ``other_parameter`` (extra state such as LightGCN's cached embeddings)."""
+
+    def __init__(self) -> None:
+        super().__init__(2, 1)
+        self.cache = {"items": torch.tensor([1.0, 2.0])}
+
+    def other_parameter(self) -> dict[str, torch.Tensor]:
+        return self.cache
 
 
 def best_payload(epoch: int, score: float) -> dict[str, Any]:
@@ -169,20 +181,30 @@ def test_without_a_run_config_the_headers_config_is_kept(tmp_path: Path) -> None
     assert (tmp_path / "trace.jsonl").read_bytes() == before
 
 
-def test_a_changed_run_config_is_recorded_in_the_header(tmp_path: Path) -> None:
-    """The trainer's run config differs from the header's: the header takes the new one and names the old."""
+def logged(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    """The messages the stand-in trainer's logger logged at ``level``."""
+    return [r.getMessage() for r in caplog.records if r.name == "test_resume_apply" and r.levelno == level]
+
+
+def test_a_changed_run_config_is_recorded_in_the_header(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The trainer's run config differs from the header's: the header takes the new one and names the old; policy
+    and schedule are the saved ones, so nothing says they changed (nothing is logged)."""
     trace = write_run(tmp_path, MRR, policy=settings_of(BASE))
     new_config = {**RUN_CONFIG, "learning_rate": 0.01}
-    apply_resume(stand_in(tmp_path, BASE, run_config=new_config), last(MRR, BASE), None, trace)
+    with caplog.at_level(logging.INFO, logger="test_resume_apply"):
+        apply_resume(stand_in(tmp_path, BASE, run_config=new_config), last(MRR, BASE), None, trace)
+    assert logged(caplog, logging.INFO) == []
     header = read_trace(tmp_path / "trace.jsonl").header
     assert header["config"] == new_config
     assert [c["previous_config"] for c in header["resumed_with_changes"]] == [RUN_CONFIG]
 
 
-def test_a_changed_policy_is_replayed_and_the_header_names_every_change(tmp_path: Path) -> None:
+def test_a_changed_policy_is_replayed_and_the_header_names_every_change(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
     """Resumed under patience 5 (saved under 2), 12 epochs (was 10) and a schedule: the new policy is replayed over
-    the three records (best epoch 1, wait 1), the schedule starts fresh, and the header appends to the changes an
-    earlier resume recorded one entry naming what was there before."""
+    the three records (best epoch 1, wait 1), the schedule starts fresh, the header appends to the changes an
+    earlier resume recorded one entry naming what was there before, and the log says how many records were
+    replayed."""
     old, new = settings_of(BASE), {**BASE, "patience": 5}
     earlier = {"from_epoch": 1, "previous_policy": None}
     trace = write_run(tmp_path, MRR, policy=old, resumed_with_changes=[earlier])
@@ -190,7 +212,10 @@ def test_a_changed_policy_is_replayed_and_the_header_names_every_change(tmp_path
     schedule.scale_ = 0.25  # whatever the schedule held is forgotten: it was not the one saved
     trainer = stand_in(tmp_path, new, schedule=schedule, run_config=dict(RUN_CONFIG))
     trainer.epochs = 12
-    best = apply_resume(trainer, last(MRR, BASE, best=best_payload(1, 0.35)), None, trace)
+    with caplog.at_level(logging.INFO, logger="test_resume_apply"):
+        best = apply_resume(trainer, last(MRR, BASE, best=best_payload(1, 0.35)), None, trace)
+    assert logged(caplog, logging.INFO) == [
+        "resumed under a changed policy/schedule: replayed 3 recorded evaluations through the new policy"]
     assert trainer.policy.state_dict() == fed_state(new, MRR)
     assert schedule.state_dict() == plateau_schedule().state_dict()
     assert best is not None and best.epoch == 1
@@ -202,17 +227,72 @@ def test_a_changed_policy_is_replayed_and_the_header_names_every_change(tmp_path
         settings_of(new), jsonable(schedule.settings), 12)
 
 
-def test_a_replayed_best_without_weights_restores_the_kept_snapshot(tmp_path: Path) -> None:
+def test_a_replayed_best_without_weights_restores_the_kept_snapshot(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     """Under min_delta 0.1 the replayed best is epoch 0 (0.35 - 0.3 = 0.05 is no improvement), whose weights the run
-    never kept (it kept epoch 1): epoch 1 is restored instead and the header says so."""
+    never kept (it kept epoch 1): epoch 1 is restored instead, a warning says so and the header records it."""
     new = {**BASE, "min_delta": 0.1}
     trace = write_run(tmp_path, MRR, policy=settings_of(BASE))
     trainer = stand_in(tmp_path, new)
-    best = apply_resume(trainer, last(MRR, BASE, best=best_payload(1, 0.35)), None, trace)
+    with caplog.at_level(logging.WARNING, logger="test_resume_apply"):
+        best = apply_resume(trainer, last(MRR, BASE, best=best_payload(1, 0.35)), None, trace)
+    assert logged(caplog, logging.WARNING) == [
+        ("resumed under another policy: it would restore epoch 0, whose weights this run never kept (it snapshotted "
+         "epoch 1); epoch 1 is restored instead unless a later epoch beats it")]
     assert trainer.policy.best_epoch == 1
     assert best is not None and best.epoch == 1
     change = read_trace(tmp_path / "trace.jsonl").header["resumed_with_changes"][-1]
     assert change["best_without_weights"] == {"wanted": 0, "restored": 1}
+
+
+def test_a_replayed_best_at_the_last_epoch_is_snapshotted_from_the_model(tmp_path: Path) -> None:
+    """Saved under min_delta 0.02 (best epoch 1: 0.35 - 0.3 = 0.05 improves, 0.36 - 0.35 = 0.01 does not), resumed
+    under min_delta 0: the replayed best is epoch 2 (0.36 > 0.35), the last saved epoch, whose weights the model
+    holds now. It is snapshotted from the model (weights and other_parameter) with the last record's valid and test results and score 0.36; the
+    kept epoch 1 is not substituted for it (no best_without_weights in the header)."""
+    old = {**BASE, "min_delta": 0.02}
+    trace = write_run(tmp_path, [0.3, 0.35, 0.36], test=[0.2, 0.25, 0.26], policy=settings_of(old),
+                      record_test=True)
+    trainer = stand_in(tmp_path, BASE)
+    trainer.model = Recommender()
+    best = apply_resume(trainer, last([0.3, 0.35, 0.36], old, best=best_payload(1, 0.35)), None, trace)
+    assert trainer.policy.best_epoch == 2
+    assert best is not None
+    assert (best.epoch, best.valid_result, best.score, best.test_result) == (2, {"mrr@10": 0.36}, 0.36,
+                                                                             {"mrr@10": 0.26})
+    assert best.state_dict.keys() == {"weight", "bias"}
+    assert all(torch.equal(best.state_dict[k], v) for k, v in trainer.model.state_dict().items())
+    assert best.other_parameter["items"].tolist() == [1.0, 2.0]
+    [change] = read_trace(tmp_path / "trace.jsonl").header["resumed_with_changes"]
+    assert change["previous_policy"] == settings_of(old) and "best_without_weights" not in change
+
+
+def test_a_saved_best_at_the_last_epoch_is_restored_as_saved(tmp_path: Path) -> None:
+    """Unchanged policy whose best is the last saved epoch (0.35 at epoch 1 of 0.3, 0.35): the saved snapshot is
+    the one the run continues from, exactly as last.pth holds it (its weights, not a new copy of the model's)."""
+    trace = write_run(tmp_path, [0.3, 0.35], policy=settings_of(BASE))
+    trainer = stand_in(tmp_path, BASE)
+    best = apply_resume(trainer, last([0.3, 0.35], BASE, best=best_payload(1, 0.35)), None, trace)
+    assert trainer.policy.best_epoch == 1
+    assert best is not None and best.to_payload() == best_payload(1, 0.35)
+
+
+def test_an_averaging_restore_continues_from_the_weights_it_kept(tmp_path: Path) -> None:
+    """With restore: best_k 2, the averager takes last.pth's history of the three evaluations and the weights it
+    kept for the two best (epoch 1: 0.35, epoch 2: 0.32), so the average at the end can use them."""
+    settings = {**BASE, "restore": {"average": "best_k", "k": 2}}
+    policy, model = build_policy(settings), torch.nn.Linear(2, 1)
+    before = for_trainer(policy, model, "Linear", epochs=10, eval_step=1)
+    assert before is not None
+    for epoch, v in enumerate(MRR):
+        before.observe(policy.update(epoch, {"mrr@10": v}), model)
+    trace = write_run(tmp_path, MRR, policy=settings_of(settings))
+    trainer = stand_in(tmp_path, settings)
+    trainer.averager = for_trainer(trainer.policy, trainer.model, "Linear", epochs=10, eval_step=1)
+    apply_resume(trainer, last(MRR, settings, averaging=before.state_dict()), None, trace)
+    assert trainer.averager.history == [(0, 0.3, 0.3), (1, 0.35, 0.35), (2, 0.32, 0.32)]
+    assert sorted(trainer.averager.kept) == [1, 2]
+    assert all(torch.equal(trainer.averager.kept[1][k], v) for k, v in model.state_dict().items())
 
 
 def test_a_replay_without_per_user_scores_says_what_it_used_instead(tmp_path: Path,
@@ -324,3 +404,34 @@ def test_another_rank_takes_rank_0s_states_and_its_own_random_state() -> None:
     assert state.best is not None and (state.best.epoch, state.best.score) == (1, 0.35)
     assert torch.equal(generator.get_state(), other.get_state())
     assert (state.trace, state.start_epoch, state.elapsed_seconds) == (None, 3, 1.5)
+
+
+def test_another_rank_keeps_what_rank_0_does_not_share() -> None:
+    """Rank 0 shares no schedule state (it runs without a schedule) and no best snapshot (none yet), and last.pth is
+    older, without elapsed_seconds: rank 1 leaves its own schedule as it is (scale 0.25), has no best snapshot and
+    counts from 0.0 seconds."""
+    rank_states = [{"rng": capture_rng_state(), "train_data_rng": None, "sampler": None} for _ in range(2)]
+    data = last(MRR, BASE, rank_states=rank_states)
+    del data["elapsed_seconds"]
+    schedule = plateau_schedule()
+    schedule.scale_ = 0.25
+    shared = {"policy": fed_state(BASE, MRR), "schedule": None, "best": None}
+    trainer = stand_in(None, BASE, schedule=schedule, ranks_=Ranks(1, from_rank_0=shared))
+    state = begin_resumed(trainer, data, None)
+    assert trainer.policy.state_dict() == fed_state(BASE, MRR)
+    assert schedule.scale_ == 0.25
+    assert (state.best, state.start_epoch, state.elapsed_seconds) == (None, 3, 0.0)
+
+
+def test_apply_resume_restores_the_calling_ranks_own_data_order(tmp_path: Path) -> None:
+    """apply_resume called for a trainer of rank 1 restores rank_states[1] (its train-loader generator), not rank
+    0's."""
+    write_run(tmp_path, MRR, policy=settings_of(BASE))
+    generator = torch.Generator().manual_seed(7)
+    own = torch.Generator().manual_seed(11)
+    rank_states = [{"rng": capture_rng_state(), "train_data_rng": generator.get_state(), "sampler": None},
+                   {"rng": capture_rng_state(), "train_data_rng": own.get_state(), "sampler": None}]
+    trainer = stand_in(tmp_path, BASE, ranks_=Ranks(1))
+    trace = read_trace(tmp_path / "trace.jsonl")
+    apply_resume(trainer, last(MRR, BASE, rank_states=rank_states), SimpleNamespace(generator=generator), trace)
+    assert torch.equal(generator.get_state(), own.get_state())
