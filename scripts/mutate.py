@@ -183,10 +183,11 @@ def run_group(name: str, *, only: list[str] | None, minutes: float | None, fresh
     passes = [(WORK / name, group.slow), (WORK / f"{name}.all", ())] if group.slow else [(WORK / name, ())]
     named = set(rerun)
     for i, (dest, deselect) in enumerate(passes):
-        if i > 0:  # the second pass: only what survived the first (of the named mutants, when it was given names)
+        if i > 0:  # the second pass: what survived the first, of the named mutants or the files mutated
             mutants = json.loads((RESULTS / f"{name}.json").read_text())["mutants"]
             rerun = [m for m, status in mutants.items() if status not in KILLED and status != NOT_RUN
-                     and (not named or any(fnmatchcase(m, n) for n in named))]
+                     and (not named or any(fnmatchcase(m, n) for n in named))
+                     and any(fnmatchcase(module_of(m), glob) for glob in only or group.mutate)]
             if not rerun:
                 break
         if fresh and dest.exists():
