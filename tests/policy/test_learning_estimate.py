@@ -1,0 +1,110 @@
+"""estimate_learning's verdict and facts at their edges: the training loss's relative change over the window, the
+state at a margin exactly equal to a bound, a trend z exactly at the quantile, and the noise and trend sentences."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rec_es.policy.learning import LEARNING, STOPPED, UNKNOWN, estimate_learning
+
+T = list(range(40))  # evaluations at epochs 0-39: the fitted window (default 0.5) is epochs 20-39
+LINE = [0.2 + 0.001 * x for x in T]  # a straight rise of 0.001 per epoch: +0.1000 per 100 epochs
+EXP = [0.1 - 0.05 * math.exp(-x / 20) for x in T]  # still rising exponential (learning with noise 0.0005)
+
+
+def _change(losses: list[float | None]) -> float | None:
+    return estimate_learning(T, LINE, "max", 200, train_losses=losses, noise=0.02).loss_change
+
+
+# ---- loss_change: the relative fall of the training loss over the fitted window ----
+
+
+def test_loss_change_is_the_relative_fall_over_the_window() -> None:
+    """loss_change = (first - last) / |first| of the losses known in the window (epochs 20-39), not of the whole
+    history (5.0 before it) nor of the neighbours of either end: 2.0 at epoch 20 (1.5 at 21), 1.2 at 38, 1.0 at 39,
+    one missing loss at 30 skipped -> (2.0 - 1.0) / 2.0 = 0.5 exactly."""
+    losses: list[float | None] = [5.0] * 20 + [2.0, 1.5] + [1.3] * 16 + [1.2, 1.0]
+    losses[30] = None
+    assert _change(losses) == 0.5
+
+
+def test_loss_change_needs_two_window_losses_and_a_nonzero_first_one() -> None:
+    """Two losses in the window are enough: 1.0 at epoch 20 and 0.75 at 39 -> (1.0 - 0.75) / 1.0 = 0.25 (a loss at
+    epoch 10, before the window, is not one of them); with only the one at 39 there is no change (None, not 0); a
+    window starting at a loss of exactly 0 has no relative change either (None, not a division by zero)."""
+    two: list[float | None] = [None] * 40
+    two[10], two[20], two[39] = 3.0, 1.0, 0.75
+    assert _change(two) == 0.25
+    one = list(two)
+    one[20] = None
+    assert _change(one) is None
+    zero_first: list[float | None] = [1.0] * 40
+    zero_first[20] = 0.0
+    assert _change(zero_first) is None
+
+
+# ---- the state at a margin exactly equal to a bound ----
+
+
+def test_learning_needs_the_lower_bound_strictly_above_the_margin() -> None:
+    """The rising exponential (noise 0.0005, lower bound about 0.0045): with the margin one float below the lower
+    bound it is learning, with the margin equal to it, not (unknown: the upper bound is far above). With a stalled
+    training loss (all 1.0: P_5 = 0) a lower bound at most the margin means stopped, so a margin equal to it stops,
+    while one float below it leaves the state unknown (stalled, so not learning; lower bound above the margin)."""
+    lo = estimate_learning(T, EXP, "max", 200, noise=0.0005).gain_lo
+    assert 0.004 < lo < 0.005
+    below = math.nextafter(lo, 0.0)
+    assert estimate_learning(T, EXP, "max", 200, noise=0.0005, margin=below).state == LEARNING
+    assert estimate_learning(T, EXP, "max", 200, noise=0.0005, margin=lo).state == UNKNOWN
+    stalled = [1.0] * 40
+    assert estimate_learning(T, EXP, "max", 200, stalled, noise=0.0005, margin=lo).state == STOPPED
+    assert estimate_learning(T, EXP, "max", 200, stalled, noise=0.0005, margin=below).state == UNKNOWN
+
+
+def test_stopped_allows_the_upper_bound_at_the_margin_unless_the_trend_rises() -> None:
+    """The straight rise with noise 0.02 (trend z 0.5 < 1.28: not confidently rising) is stopped with the margin
+    equal to its upper bound and unknown one float below it. With noise 0.0001 (z 23.1) the same margin-equal-to-
+    the-upper-bound leaves it unknown, and the third fact says why, with the window's first epoch and the slope
+    per 100 epochs; one float below, the third fact is the plain trend sentence."""
+    hi = estimate_learning(T, LINE, "max", 200, noise=0.02).gain_hi
+    assert estimate_learning(T, LINE, "max", 200, noise=0.02, margin=hi).state == STOPPED
+    assert estimate_learning(T, LINE, "max", 200, noise=0.02, margin=math.nextafter(hi, 0.0)).state == UNKNOWN
+    hi = estimate_learning(T, LINE, "max", 200, noise=0.0001).gain_hi
+    at = estimate_learning(T, LINE, "max", 200, noise=0.0001, margin=hi)
+    assert at.state == UNKNOWN
+    assert at.facts[2] == ("but the trend over epochs 20-39 still rises, +0.1000 per 100 epochs (z = 23.1 > 1.28), "
+                           "so saturation is not taken for granted")
+    under = estimate_learning(T, LINE, "max", 200, noise=0.0001, margin=math.nextafter(hi, 0.0))
+    assert under.state == UNKNOWN
+    assert under.facts[2] == "trend over epochs 20-39: +0.1000 per 100 epochs (z = 23.1)"
+
+
+def test_a_trend_z_equal_to_the_quantile_is_not_rising() -> None:
+    """"Confidently rising" is trend z strictly above z_0.9 = 1.2815515655446008: the straight rise with the noise
+    0.007594233461140417 (found by a search over neighbouring floats) has trend z exactly that, so with a margin of
+    1.0 (the upper bound, about 0.097, is below it) it is stopped and the third fact is the plain trend sentence."""
+    est = estimate_learning(T, LINE, "max", 200, noise=0.007594233461140417, margin=1.0)
+    assert est.trend_z == 1.2815515655446008  # precondition: exactly the 0.9 quantile
+    assert est.gain_hi < 1.0
+    assert est.state == STOPPED
+    assert est.facts[2] == "trend over epochs 20-39: +0.1000 per 100 epochs (z = 1.3)"
+
+
+# ---- the noise sentence ----
+
+
+@pytest.mark.parametrize("values,noise,fact", [
+    # flat: noise (the curve's own) 0 and fit residual 0, which is not above it
+    ([0.25] * 40, None, "noise 0.0000 per evaluation (curve: 1.4826·MAD(first differences)/√2)"),
+    # an exponential with a +0.003/-0.0015/-0.0015 wiggle: residual SD 0.0023, above a given noise of 0 ...
+    ([v + (0.003 if x % 3 == 0 else -0.0015) for x, v in zip(T, EXP)], 0.0,
+     "noise 0.0000 per evaluation (given); fit residual SD 0.0023"),
+    # ... and not above a given noise of 0.01
+    ([v + (0.003 if x % 3 == 0 else -0.0015) for x, v in zip(T, EXP)], 0.01, "noise 0.0100 per evaluation (given)"),
+])
+def test_the_noise_fact_names_the_residual_sd_only_when_it_is_larger(values: list[float], noise: float | None,
+                                                                     fact: str) -> None:
+    """The second fact gives the noise used (0 when it is 0) and where it came from, and adds the fit's residual SD
+    only when that is strictly larger than the noise (then the residual is what sigma is)."""
+    assert estimate_learning(T, values, "max", 200, noise=noise).facts[1] == fact
