@@ -108,3 +108,52 @@ def test_the_noise_fact_names_the_residual_sd_only_when_it_is_larger(values: lis
     """The second fact gives the noise used (0 when it is 0) and where it came from, and adds the fit's residual SD
     only when that is strictly larger than the noise (then the residual is what sigma is)."""
     assert estimate_learning(T, values, "max", 200, noise=noise).facts[1] == fact
+
+
+# ---- the continuation: the fitted curve from the next epoch to the budget's last, and its band ----
+
+
+def test_the_continuation_runs_from_the_next_epoch_to_the_last_in_at_most_60_steps() -> None:
+    """Seen to epoch 39: with budget 60 (20 epochs left) one point per epoch, 40-59; with budget 200 (160 left) 60
+    steps of 160 / 60 = 8/3 epochs rounded, i.e. 3, 5 and 8 epochs past each multiple of 8 after 39, ending at 199;
+    with the budget's last epoch already reached (budget 40) or passed (budget 30) no continuation at all."""
+    def epochs(budget: int) -> list[int]:
+        return [p.epoch for p in estimate_learning(T, EXP, "max", budget, noise=0.0005).continuation]
+    assert epochs(60) == list(range(40, 60))
+    assert epochs(200) == [39 + 8 * j + d for j in range(20) for d in (3, 5, 8)]
+    assert epochs(40) == [] and epochs(30) == []
+
+
+def test_the_continuation_follows_the_fitted_curve_inside_its_band() -> None:
+    """On the noise-free exponential 0.1 - 0.05 e^(-t/20) the continuation's mean is the curve itself (to 1e-7) at
+    its first point, epoch 42 (0.0938772), and its last, 199 (0.0999976), and every point's band contains it."""
+    est = estimate_learning(T, EXP, "max", 200, noise=0.0005)
+    first, last = est.continuation[0], est.continuation[-1]
+    assert (first.epoch, last.epoch) == (42, 199)
+    assert first.mean == pytest.approx(0.1 - 0.05 * math.exp(-42 / 20), abs=1e-7)
+    assert last.mean == pytest.approx(0.1 - 0.05 * math.exp(-199 / 20), abs=1e-7)
+    assert all(p.lo < p.mean < p.hi for p in est.continuation)
+
+
+def test_the_continuation_band_is_the_fits_se_and_the_discrepancy() -> None:
+    """A flat 0.25 seen at epochs 0-39 (window 20-39, span 19), noise 0.002, budget 41: one point, epoch 40 (h = 1),
+    mean 0.25. Without discrepancy, exponential family only, the band is +- z sigma sqrt(1/n + (g(40) - g_mean)^2 /
+    S_gg) of the widest shape, tau 38: g = e^(-(t - 20)/38) has mean 0.787798 and S_gg 0.284484 over 20-39, g(40) =
+    e^(-20/38) = 0.590778, so the leverage is 0.136448 and the half-width 1.2815516 * 0.002 * sqrt(0.05 +
+    0.136448) = 0.00110674. With the discrepancy (1e4, 2e4) that swamps the SE, the band is -z 1e4 sigma
+    sqrt(1 + 1/19) = -26.29688 and +z 2e4 sigma sqrt(1 + 1/19) = +52.59377 around 0.25."""
+    flat = [0.25] * 40
+    (p,) = estimate_learning(T, flat, "max", 41, noise=0.002, discrepancy=(0.0, 0.0), families=("exponential",)
+                             ).continuation
+    assert (p.epoch, p.mean) == (40, 0.25)
+    assert p.lo == pytest.approx(0.25 - 0.00110674, abs=1e-8)
+    assert p.hi == pytest.approx(0.25 + 0.00110674, abs=1e-8)
+    (p,) = estimate_learning(T, flat, "max", 41, noise=0.002, discrepancy=(1e4, 2e4)).continuation
+    assert p.lo == pytest.approx(0.25 - 26.29688, abs=1e-4)
+    assert p.hi == pytest.approx(0.25 + 52.59377, abs=1e-4)
+
+
+def test_a_fitted_estimate_reports_the_level_it_was_given() -> None:
+    """The level (0.8 here) is reported on a fitted estimate too, not only on a too-short history."""
+    est = estimate_learning(T, EXP, "max", 200, noise=0.0005, level=0.8)
+    assert est.method != "none" and est.level == 0.8
