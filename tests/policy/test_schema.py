@@ -9,9 +9,56 @@ import pytest
 
 from rec_es import build_policy
 from rec_es.policy.presets import recbole_legacy
-from rec_es.policy.schema import legacy_settings, main, reference_table, with_table
+from rec_es.policy.errors import ConfigError
+from rec_es.policy.schema import legacy_settings, main, parse_settings, reference_table, with_table
 
 START, END = "<!-- keys-table:start -->", "<!-- keys-table:end -->"
+
+
+# --- parse_settings: what it refuses, and how -------------------------------------------------------------------
+KEYS_LISTED = ("enabled, preset, monitor, mode, min_delta, improvement, alpha, min_delta_mode, ties_improve, patience, "
+               "patience_unit, dynamic_patience, warmup, start_from_epoch, smoothing, ema_alpha, window, best_by, "
+               "restore, stopping_threshold, divergence_threshold, baseline, check_finite, max_epochs, max_minutes, "
+               "prechelt, error_offset, still_learning, learning_confidence, combine")
+
+
+def refusal(mapping: dict) -> ConfigError:
+    with pytest.raises(ConfigError) as err:
+        parse_settings(mapping, source="p.yaml")
+    return err.value
+
+
+def test_no_mapping_is_the_defaults() -> None:
+    """``early_stopping:`` left empty (None) is the empty mapping: every default."""
+    assert parse_settings(None) == parse_settings({})
+
+
+def test_the_legacy_preset_refuses_any_other_key_naming_the_ones_it_takes() -> None:
+    """recbole_legacy reproduces RecBole, so a key it does not take is refused: the key, why, what it takes, what
+    was given."""
+    err = refusal({"preset": "recbole_legacy", "monitor": "ndcg@10", "patience": 3})
+    assert err.message == ("early_stopping.patience: recbole_legacy reproduces RecBole exactly, so it takes no other "
+                           "setting; drop the key or the preset; allowed: enabled, mode, monitor, preset, "
+                           "stopping_step (got 3)")
+    assert (err.source, err.key) == ("p.yaml", "early_stopping.patience")
+
+
+def test_unknown_keys_offer_the_documented_keys_and_suggest_from_all() -> None:
+    """An unknown key offers the documented keys (never stopping_step, which only the legacy preset takes), with
+    or without a preset; the suggestion is looked for among every key, stopping_step included."""
+    with_preset = refusal({"preset": "recbole_legacy", "patienc": 3})
+    assert with_preset.message == (f"early_stopping.patienc: unknown key — did you mean 'patience'?; allowed: the "
+                                   f"keys {KEYS_LISTED} (got 'patienc')")
+    misspelt = refusal({"stoping_step": 3})
+    assert misspelt.message == (f"early_stopping.stoping_step: unknown key — did you mean 'stopping_step'?; "
+                                f"allowed: the keys {KEYS_LISTED} (got 'stoping_step')")
+
+
+def test_the_preset_is_checked_before_any_other_key() -> None:
+    """A wrong preset is named first, even when a key before it in the table is wrong too."""
+    err = refusal({"enabled": "maybe", "preset": "fast"})
+    assert err.key == "early_stopping.preset"
+    assert err.message == "early_stopping.preset: allowed: recbole_legacy or null (got 'fast')"
 
 
 # --- the legacy preset and the settings ----------------------------------------------------------------------
