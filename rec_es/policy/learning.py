@@ -191,13 +191,10 @@ def _refine(basis: Basis, shapes: list[float], top: _Fit, t: Sequence[float],
     return best
 
 
-#: inflate the SEs for residuals correlated from one evaluation to the next (AR(1): sqrt((1 + rho) / (1 - rho)))
-AUTOCORRELATION = True
-
-
 def _lag1(basis: Basis, f: _Fit, t: Sequence[float], y: Sequence[float]) -> float:
     """Lag-1 autocorrelation of the best fit's residuals, clamped to [0, 0.8] (plateaus and bumps that the
-    curve does not follow make neighbouring residuals alike, so the n residuals hold fewer independent ones)."""
+    curve does not follow make neighbouring residuals alike, so the n residuals hold fewer independent ones). The
+    estimate's SEs are inflated by the AR(1) factor sqrt((1 + rho) / (1 - rho))."""
     r = [w - f.a - f.b * basis(f.shape, x) for x, w in zip(t, y)]
     den = math.fsum(v * v for v in r)
     if den <= 0:
@@ -302,7 +299,7 @@ def estimate_learning(epochs: Sequence[int], values: Sequence[float], mode: str,
     if sigma == 0.0:
         sigma = 1e-12
     plausible = [(fam, bas, f) for fam, bas, f in fits if f.sse <= best[2].sse + z * z * sigma * sigma]
-    rho = _lag1(best[1], best[2], tw, yw) if AUTOCORRELATION else 0.0
+    rho = _lag1(best[1], best[2], tw, yw)
     down, up = _discrepancy(sigma, tw[-1] - tw[0], discrepancy)
     sigma *= math.sqrt((1.0 + rho) / (1.0 - rho))
     now = tw[-1]
