@@ -175,6 +175,16 @@ def statuses(dest: Path) -> dict[str, str]:
     return {m.group(1): m.group(2).strip() for m in found if m}
 
 
+def mutated_lines(dest: Path, names: list[str]) -> dict[str, str]:
+    """mutant name -> the line(s) it puts in place (the ``+`` lines of ``mutmut show``), one line."""
+    lines = {}
+    for name in names:
+        out = subprocess.run([MUTMUT, "show", name], cwd=dest, capture_output=True, text=True, check=True).stdout
+        plus = [line[1:].strip() for line in out.splitlines() if line.startswith("+") and not line.startswith("+++")]
+        lines[name] = " / ".join(plus)
+    return lines
+
+
 def run_group(name: str, *, only: list[str] | None, minutes: float | None, fresh: bool, rerun: list[str]) -> None:
     """Run one group: a first pass without its slow tests (if it has any), then its survivors with every test."""
     group = GROUPS[name]
@@ -215,15 +225,25 @@ def write_results(name: str, group: Group, dest: Path, seconds: float, keep: lis
         found = {m: s for m, s in found.items() if any(fnmatchcase(m, k) for k in keep)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    mutants = json.loads(path.read_text())["mutants"] if path.exists() else {}
+    before = json.loads(path.read_text()) if path.exists() else {}
+    mutants, lines = before.get("mutants", {}), before.get("survivor_lines", {})
     patterns = [k for k in keep or () if "*" in k]
     mutants = {m: s for m, s in mutants.items() if not any(fnmatchcase(m, k) for k in patterns)}
     for mutant, status in found.items():
         if status != NOT_RUN or mutant not in mutants:
             mutants[mutant] = status
+    # a changed function renumbers its mutants: a survivor whose mutation is not the one recorded under its name
+    # has a triage row (docs/mutation.md) written for another mutant
+    now = mutated_lines(dest, [m for m, s in found.items() if s not in KILLED and s != NOT_RUN])
+    for mutant, line in now.items():
+        if lines.get(mutant, line) != line:
+            print(f"  {mutant} is now `{line}`, recorded as `{lines[mutant]}`: its row in docs/mutation.md (if "
+                  "any) was written for another mutant", flush=True)
+    lines = {m: l for m, l in {**lines, **now}.items() if mutants.get(m) not in KILLED | {None}}
     path.write_text(json.dumps({"tool": f"mutmut {version('mutmut')}", "mutate": list(group.mutate),
                                 "tests": list(group.tests), "slow_in_second_pass": list(group.slow),
-                                "mutants": dict(sorted(mutants.items()))}, indent=1) + "\n")
+                                "mutants": dict(sorted(mutants.items())),
+                                "survivor_lines": dict(sorted(lines.items()))}, indent=1) + "\n")
     counts: dict[str, int] = {}
     for status in found.values():
         counts[status] = counts.get(status, 0) + 1
