@@ -1,8 +1,9 @@
 """scripts/mutate.py's record of a run: ``write_results`` merges one run's statuses into the group's results,
 names a survivor whose mutation changed under its name, and drops the mutants a ``--rerun`` pattern matches.
 
-mutmut's two read-outs (``statuses``: ``mutmut results``; ``mutated_lines``: ``mutmut show``) are replaced by what a
-run would print, so that the merging and the warnings are checked without a mutmut run (which takes minutes).
+mutmut's two read-outs (``statuses``: ``mutmut results``; ``mutated_lines``: ``mutmut show``) and its version
+(mutmut is not installed for ``make test``) are replaced by what a run would print, so that the merging and the
+warnings are checked without a mutmut run (which takes minutes).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def one_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, found: dict[str, st
     """Record a run that found ``found`` (mutmut's statuses) with survivors putting ``lines`` in place."""
     monkeypatch.setattr(mutate, "REPO", tmp_path)
     monkeypatch.setattr(mutate, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(mutate, "version", lambda package: "3.8.1")  # make test runs without the mutate extra
     monkeypatch.setattr(mutate, "statuses", lambda dest: dict(found))
     monkeypatch.setattr(mutate, "mutated_lines", lambda dest, names: {n: lines[n] for n in names})
     mutate.write_results("g", GROUP, tmp_path, 0.0, keep=keep)
