@@ -232,13 +232,15 @@ def write_results(name: str, group: Group, dest: Path, seconds: float, keep: lis
     for mutant, status in found.items():
         if status != NOT_RUN or mutant not in mutants:
             mutants[mutant] = status
-    # a changed function renumbers its mutants: a survivor whose mutation is not the one recorded under its name
-    # has a triage row (docs/mutation.md) written for another mutant
-    now = mutated_lines(dest, [m for m, s in found.items() if s not in KILLED and s != NOT_RUN])
+    # a changed function renumbers its mutants: a listed survivor whose mutation is not the one recorded under its
+    # name has a triage row (docs/mutation.md) written for another mutant. Only listed ones are shown (a second
+    # each): a first pass leaves hundreds of survivors no row describes yet
+    listed = equivalents()
+    now = mutated_lines(dest, [m for m, s in found.items() if s not in KILLED and s != NOT_RUN and m in listed])
     for mutant, line in now.items():
         if lines.get(mutant, line) != line:
-            print(f"  {mutant} is now `{line}`, recorded as `{lines[mutant]}`: its row in docs/mutation.md (if "
-                  "any) was written for another mutant", flush=True)
+            print(f"  {mutant} is now `{line}`, recorded as `{lines[mutant]}`: its row in docs/mutation.md was "
+                  "written for another mutant", flush=True)
     lines = {m: l for m, l in {**lines, **now}.items() if mutants.get(m) not in KILLED | {None}}
     path.write_text(json.dumps({"tool": f"mutmut {version('mutmut')}", "mutate": list(group.mutate),
                                 "tests": list(group.tests), "slow_in_second_pass": list(group.slow),

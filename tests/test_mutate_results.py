@@ -16,15 +16,17 @@ from conftest import load_script
 
 mutate = load_script("mutate")
 GROUP = mutate.Group(("rec_es/x.py",), ("tests/test_x.py",), 1)
-A, B, C = (f"rec_es.x.x_f__mutmut_{n}" for n in (1, 2, 3))
+A, B, C, D = (f"rec_es.x.x_f__mutmut_{n}" for n in (1, 2, 3, 4))  # D survives with no row in docs/mutation.md
 
 
 def one_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, found: dict[str, str], lines: dict[str, str],
             keep: list[str] | None = None) -> dict[str, Any]:
-    """Record a run that found ``found`` (mutmut's statuses) with survivors putting ``lines`` in place."""
+    """Record a run that found ``found`` (mutmut's statuses) with survivors putting ``lines`` in place (a survivor
+    without a line makes the stand-in for ``mutmut show`` fail: only listed survivors may be shown)."""
     monkeypatch.setattr(mutate, "REPO", tmp_path)
     monkeypatch.setattr(mutate, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(mutate, "version", lambda package: "3.8.1")  # make test runs without the mutate extra
+    monkeypatch.setattr(mutate, "equivalents", lambda: {A: "equivalent", B: "killed: test_x", C: "equivalent"})
     monkeypatch.setattr(mutate, "statuses", lambda dest: dict(found))
     monkeypatch.setattr(mutate, "mutated_lines", lambda dest, names: {n: lines[n] for n in names})
     mutate.write_results("g", GROUP, tmp_path, 0.0, keep=keep)
@@ -33,11 +35,12 @@ def one_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, found: dict[str, st
 
 def test_a_run_keeps_what_it_did_not_reach_and_records_what_survivors_put_in_place(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A mutant the second run did not reach keeps the first run's status; a survivor's line is recorded and
-    dropped once it is killed."""
-    one_run(monkeypatch, tmp_path, {A: "survived", B: "killed", C: "survived"}, {A: "x >= 1", C: "y = None"})
+    """A mutant the second run did not reach keeps the first run's status; a listed survivor's line is recorded and
+    dropped once it is killed; a survivor no row lists is not shown."""
+    one_run(monkeypatch, tmp_path, {A: "survived", B: "killed", C: "survived", D: "survived"},
+            {A: "x >= 1", C: "y = None"})
     data = one_run(monkeypatch, tmp_path, {A: "not checked", B: "killed", C: "killed"}, {})
-    assert data["mutants"] == {A: "survived", B: "killed", C: "killed"}
+    assert data["mutants"] == {A: "survived", B: "killed", C: "killed", D: "survived"}
     assert data["survivor_lines"] == {A: "x >= 1"}
 
 
