@@ -203,7 +203,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
                     break
                 self.epochs_trained_ = epoch + 1
                 if not self._is_eval_epoch(epoch, valid_data):
-                    save_last(self, epoch, self.elapsed_offset_ + time.time() - start, saved)
+                    save_last(self, epoch, self._elapsed(start), saved)
                     continue
                 stop = self._evaluation_step(epoch, lr, loss, train_s, start, valid_data, test_data,
                                              verbose, show_progress, saved, callback_fn)
@@ -211,9 +211,13 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
                     bar.set_postfix_str(f"best epoch {self.best_epoch_}: {self.best_valid_score:.4f}")
                 if stop:
                     break
-        self.wall_seconds_ = self.elapsed_offset_ + time.time() - start
+        self.wall_seconds_ = self._elapsed(start)
         self._end(verbose, valid_data)
         return self.best_valid_score, self.best_valid_result
+
+    def _elapsed(self, start: float) -> float:
+        """The run's wall seconds so far: those before a resume, then this fit's since ``start``."""
+        return self.elapsed_offset_ + time.time() - start
 
     def _begin(self, train_data: Any, saved: bool) -> None:
         resume = self._resume
@@ -305,7 +309,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
             test = dict(self.evaluate(test_data, load_best_model=False, show_progress=show_progress))
             self.per_user_recorder.record("test", epoch)
             test_s = time.time() - t1
-        elapsed = self.elapsed_offset_ + time.time() - start
+        elapsed = self._elapsed(start)
         step = self.controller.update(epoch, valid, train_loss=loss_value(loss), elapsed_seconds=elapsed,
                                       per_user=self.per_user_recorder.policy_values(per_user))
         decision, action, stop = step.decision, step.action, step.stop
@@ -320,7 +324,7 @@ class EarlyStoppingTrainer(RanksHooks, Trainer):
         self._report(epoch, eval_s, valid, decision, action, verbose)
         if stop:
             self.stop_ = StopInfo(epoch, str(decision.reason.value), decision.message)
-        save_last(self, epoch, self.elapsed_offset_ + time.time() - start, saved)
+        save_last(self, epoch, self._elapsed(start), saved)
         if callback_fn is not None:
             callback_fn(epoch, decision.value)
         return stop
