@@ -91,12 +91,13 @@ def noise_at_quantile(low: float = 0.005, high: float = 0.01) -> float | None:
         return estimate_learning(T, LINE, "max", 200, noise=noise, margin=1.0).trend_z
 
     assert trend_z(low) > z > trend_z(high)
-    while math.nextafter(low, high) < high:
+    while math.nextafter(low, high) < high:  # low and high are never z itself: the loop ends on adjacent floats
         middle = (low + high) / 2
-        if trend_z(middle) == z:
+        found = trend_z(middle)
+        if found == z:
             return middle
-        low, high = (middle, high) if trend_z(middle) > z else (low, middle)
-    return next((n for n in (low, high) if trend_z(n) == z), None)
+        low, high = (middle, high) if found > z else (low, middle)
+    return None
 
 
 def test_a_trend_z_equal_to_the_quantile_is_not_rising() -> None:
