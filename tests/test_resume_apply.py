@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from conftest import trace_header, write_trace_lines
+from tiny_model import TinyRecommender
 
 from rec_es import build_policy
 from rec_es.policy.errors import ConfigError, StateError
@@ -124,17 +125,6 @@ def stand_in(run: Path | None, policy_settings: dict[str, Any], schedule: LRSche
     return SimpleNamespace(policy=build_policy(policy_settings), schedule=schedule, run_config=run_config, epochs=10,
                            run_dir=run, logger=logging.getLogger("test_resume_apply"), model=torch.nn.Linear(2, 1),
                            averager=None, **more)
-
-
-class Recommender(torch.nn.Linear):
-    """A model with RecBole's ``other_parameter`` (extra state such as LightGCN's cached embeddings)."""
-
-    def __init__(self) -> None:
-        super().__init__(2, 1)
-        self.cache = {"items": torch.tensor([1.0, 2.0])}
-
-    def other_parameter(self) -> dict[str, torch.Tensor]:
-        return self.cache
 
 
 def best_payload(epoch: int, score: float) -> dict[str, Any]:
@@ -254,7 +244,7 @@ def test_a_replayed_best_at_the_last_epoch_is_snapshotted_from_the_model(tmp_pat
     trace = write_run(tmp_path, [0.3, 0.35, 0.36], test=[0.2, 0.25, 0.26], policy=settings_of(old),
                       record_test=True)
     trainer = stand_in(tmp_path, BASE)
-    trainer.model = Recommender()
+    trainer.model = TinyRecommender(cache={"items": torch.tensor([1.0, 2.0])})
     best = apply_resume(trainer, last([0.3, 0.35, 0.36], old, best=best_payload(1, 0.35)), None, trace)
     assert trainer.policy.best_epoch == 2
     assert best is not None

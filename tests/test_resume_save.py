@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from tiny_model import TinyRecommender
 
 from rec_es import build_policy
 from rec_es.policy.schedule import LRSchedule
@@ -19,16 +20,6 @@ from rec_es.rundir import checkpoint
 from rec_es.rundir.trace import TraceWriter, jsonable
 from rec_es.training.averaging import for_trainer
 from rec_es.training.resume import save_last
-
-
-class Model(torch.nn.Linear):
-    """The two methods of a RecBole model ``last.pth`` reads besides the weights."""
-
-    def __init__(self) -> None:
-        super().__init__(2, 1)
-
-    def other_parameter(self) -> None:
-        return None
 
 
 class Ranks:
@@ -51,7 +42,7 @@ def stand_in(tmp_path: Path, *, ranks: Ranks | None = None, run_dir: bool = True
     """A trainer after epoch 1 of a run: two evaluations (mrr@10 0.3, 0.35), one optimizer step, a cosine LR
     schedule, a best snapshot of epoch 1 and a two-line trace."""
     torch.manual_seed(0)
-    model = Model()
+    model = TinyRecommender()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     model(torch.ones(1, 2)).sum().backward()
     optimizer.step()
